@@ -1,0 +1,307 @@
+"""The routing config (api-v1 §6): schema, loading and validation.
+
+``load_routing`` reads YAML (or takes an already-parsed mapping), validates the structure with
+pydantic, compiles every CEL expression, checks cross references, and either returns a
+``RoutingConfig`` or raises ``ConfigInvalid`` listing every problem as file:line: path: message.
+Nothing is applied from an invalid config.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from config.cel import CelError, compile_expr
+
+Channel = Literal["voice", "chat", "email", "sms", "callback"]
+CapacityChannel = Literal["voice", "chat", "email", "sms"]
+Strategy = Literal["longest_idle", "most_skilled", "least_busy"]
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+DEFAULT_OFFER_TIMEOUT_SECONDS = 15.0
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _cel(where: str) -> Any:
+    def check(value: str) -> str:
+        try:
+            compile_expr(value, where)
+        except CelError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    return check
+
+
+SegmentExpr = Annotated[str, Field(min_length=1)]
+
+
+class ServiceLevel(_Model):
+    threshold_seconds: float = Field(gt=0)
+    target: float = Field(gt=0, le=1)
+
+
+DEFAULT_SERVICE_LEVELS: dict[str, ServiceLevel] = {
+    "voice": ServiceLevel(threshold_seconds=20, target=0.8),
+    "callback": ServiceLevel(threshold_seconds=20, target=0.8),
+    "chat": ServiceLevel(threshold_seconds=60, target=0.8),
+    "sms": ServiceLevel(threshold_seconds=3600, target=0.8),
+    "email": ServiceLevel(threshold_seconds=14400, target=0.9),
+}
+
+
+class Segment(_Model):
+    name: Name
+    when: str
+    priority: float = 0.0
+    service_level: ServiceLevel | None = None
+
+    _check_when = field_validator("when")(_cel("segment"))
+
+
+class Queue(_Model):
+    name: Name
+    agents: str
+    strategy: Strategy = "longest_idle"
+    skill: str | None = None
+    offer_timeout_seconds: float = Field(default=DEFAULT_OFFER_TIMEOUT_SECONDS, gt=0)
+    wrap_up_seconds: float = Field(default=0.0, ge=0)
+    service_level: ServiceLevel | None = None
+
+    _check_agents = field_validator("agents")(_cel("queue"))
+
+    @model_validator(mode="after")
+    def _skill_for_most_skilled(self) -> Queue:
+        if self.strategy == "most_skilled" and not self.skill:
+            raise ValueError("strategy most_skilled needs `skill`: the skill agents are ranked by")
+        return self
+
+
+class Step(_Model):
+    queue: Name | None = None
+    queues: list[Name] | None = Field(default=None, min_length=1)
+    target: Literal["last_agent", "preferred_agents"] | None = None
+    agents: str | None = None
+    timeout_seconds: float | None = Field(default=None, gt=0)
+
+    _check_agents = field_validator("agents")(lambda v: v if v is None else _cel("rule")(v))
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Step:
+        if self.queue is not None and self.queues is not None:
+            raise ValueError("give either `queue` or `queues`, not both")
+        if self.queue is None and self.queues is None and self.target is None:
+            raise ValueError("a step needs `queue`, `queues` or `target`")
+        if self.target == "preferred_agents" and not self.agents:
+            raise ValueError("target preferred_agents needs `agents`: a CEL list of agent ids")
+        if self.agents and self.target != "preferred_agents":
+            raise ValueError("`agents` only goes with target: preferred_agents")
+        return self
+
+    @property
+    def queue_names(self) -> list[str]:
+        if self.queue is not None:
+            return [self.queue]
+        return list(self.queues or [])
+
+
+class Rule(_Model):
+    name: Name
+    when: str = "true"
+    priority: float | str = 0.0
+    steps: list[Step] = Field(min_length=1)
+
+    _check_when = field_validator("when")(_cel("rule"))
+
+    @field_validator("priority")
+    @classmethod
+    def _check_priority(cls, value: float | str) -> float | str:
+        if isinstance(value, str):
+            _cel("rule")(value)
+        return value
+
+
+class Suggestion(_Model):
+    name: str | None = None
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    when: str
+    text: str = Field(min_length=1, max_length=500)
+
+    _check_when = field_validator("when")(_cel("suggestion"))
+
+
+class RoutingConfig(_Model):
+    service_levels: dict[Channel, ServiceLevel] = Field(default_factory=dict)
+    segments: list[Segment] = Field(default_factory=lambda: [Segment(name="standard", when="true")])
+    queues: list[Queue] = Field(min_length=1)
+    rules: list[Rule] = Field(min_length=1)
+    suggestions: list[Suggestion] = Field(default_factory=list)
+    #: a contact on one of these channels blocks other offers to its agent
+    exclusive_channels: list[CapacityChannel] = Field(default_factory=lambda: ["voice"])  # type: ignore[arg-type]
+    history_length: int = Field(default=20, ge=1, le=200)
+
+    def queue(self, name: str) -> Queue:
+        return next(q for q in self.queues if q.name == name)
+
+    def service_level(self, channel: str) -> ServiceLevel:
+        for name, level in self.service_levels.items():
+            if name == channel:
+                return level
+        return DEFAULT_SERVICE_LEVELS[channel]
+
+
+# --------------------------------------------------------------------------------- errors
+
+
+class ConfigProblem(BaseModel):
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '(top)'}: {self.message}"
+
+
+class ConfigInvalid(ValueError):
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("invalid routing config:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _lines(text: str) -> dict[tuple[int | str, ...], int]:
+    """YAML path -> 1-based line, from the composed node tree."""
+    out: dict[tuple[int | str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[int | str, ...]) -> None:
+        out[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                walk(value, child)
+                out[child] = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, i))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return out
+    if root is not None:
+        walk(root, ())
+    return out
+
+
+def _line_for(lines: dict[tuple[int | str, ...], int], loc: tuple[int | str, ...]) -> int | None:
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return lines.get(())
+
+
+_UNION_TAG = re.compile(r"^(function-after|function-wrap|function-before)\[.*\]$")
+
+
+def _cross_checks(cfg: RoutingConfig) -> list[tuple[tuple[int | str, ...], str]]:
+    problems: list[tuple[tuple[int | str, ...], str]] = []
+    for field in ("segments", "queues", "rules"):
+        seen: set[str] = set()
+        for i, item in enumerate(getattr(cfg, field)):
+            if item.name in seen:
+                problems.append(((field, i, "name"), f"duplicate name {item.name!r}"))
+            seen.add(item.name)
+    known = {q.name for q in cfg.queues}
+    for r, rule in enumerate(cfg.rules):
+        last = len(rule.steps) - 1
+        for s, step in enumerate(rule.steps):
+            for name in step.queue_names:
+                if name not in known:
+                    where = "queue" if step.queue else "queues"
+                    problems.append((("rules", r, "steps", s, where), f"unknown queue {name!r}"))
+            if s < last and step.timeout_seconds is None:
+                problems.append(
+                    (("rules", r, "steps", s), "only the last step may omit timeout_seconds")
+                )
+            if s == last and step.timeout_seconds is not None:
+                problems.append(
+                    (("rules", r, "steps", s, "timeout_seconds"), "the last step cannot time out")
+                )
+            if s == last and not step.queue_names:
+                problems.append(
+                    (("rules", r, "steps", s), "the last step must name a queue (a fallback)")
+                )
+    return problems
+
+
+def load_routing(source: Path | str | Mapping[str, Any], name: str | None = None) -> RoutingConfig:
+    """Load and validate a routing config from a file path or a parsed mapping."""
+    lines: dict[tuple[int | str, ...], int] = {}
+    if isinstance(source, Mapping):
+        data: Any = dict(source)
+        file = name or "<inline>"
+    else:
+        path = Path(source)
+        file = name or str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigInvalid(
+                [ConfigProblem(file=file, line=None, path="", message=str(exc))]
+            ) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark else None
+            problem = ConfigProblem(file=file, line=line, path="", message=f"not valid YAML: {exc}")
+            raise ConfigInvalid([problem]) from None
+        lines = _lines(text)
+    if not isinstance(data, dict):
+        problem = ConfigProblem(file=file, line=1, path="", message="expected a mapping at the top")
+        raise ConfigInvalid([problem])
+    try:
+        cfg = RoutingConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _UNION_TAG.match(p)))
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(
+                ConfigProblem(
+                    file=file, line=_line_for(lines, loc), path=_path(loc), message=message
+                )
+            )
+        raise ConfigInvalid(problems) from None
+    cross = _cross_checks(cfg)
+    if cross:
+        raise ConfigInvalid(
+            [
+                ConfigProblem(file=file, line=_line_for(lines, loc), path=_path(loc), message=m)
+                for loc, m in cross
+            ]
+        )
+    return cfg
+
+
+def demo_config_path() -> Path:
+    """The shipped demo config (the default of ``serve --config``)."""
+    return Path(__file__).with_name("demo.yaml")

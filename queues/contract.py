@@ -1,0 +1,368 @@
+"""The store contract: every atomic state transition of contacts, agents and reservations.
+
+``Store`` is the spec. ``RedisStore`` runs each method as one Lua script (``queues/lua``);
+``MemoryStore`` mirrors the scripts branch for branch in Python. Both return the same raw
+reply, ``[code, payload, events]``, which the decoders here turn into typed results, so one
+contract test suite and one differential property test hold them to identical behaviour.
+
+All times are integer milliseconds passed in by the caller; the stores never read a clock.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from queues.errors import raise_for
+
+T = TypeVar("T")
+
+AgentStateName = Literal["available", "away", "offline"]
+AGENT_STATES: tuple[AgentStateName, ...] = ("available", "away", "offline")
+CAPACITY_CHANNELS = ("voice", "chat", "email", "sms")
+CONTACT_STATUSES = ("queued", "offered", "assigned", "wrapping", "completed", "abandoned")
+
+#: One event: {"t": kind, ...}. Kinds: offer {a, r, c, x, q}, rescind {a, r, c, why},
+#: assigned {a, r, c}, state {a, s, l}, contact {c, s}.
+Event = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One workflow step: who may take the contact, and for how long before the next step."""
+
+    queues: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()
+    timeout_ms: int = 0  # 0: no escalation (the last step)
+
+    def wire(self) -> dict[str, Any]:
+        return {"q": list(self.queues), "a": list(self.agents), "t": self.timeout_ms}
+
+
+@dataclass(slots=True)
+class NewContact:
+    """Everything the engine decided about a new contact, ready for one atomic enqueue."""
+
+    id: str
+    channel: str
+    capacity_channel: str
+    sort_key_ms: int
+    steps: list[Step]
+    offer_timeouts_ms: dict[str, int]
+    sl_threshold_ms: int
+    home_queue: str
+    doc: str
+    view: str = "{}"
+    customer_id: str = ""
+    idempotency_key: str = ""
+    idempotency_hash: str = ""
+    idempotency_ttl_s: int = 86400
+    history_length: int = 20
+
+    def steps_json(self) -> str:
+        return json.dumps([s.wire() for s in self.steps], separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class AgentSpec:
+    """An agent's profile as the store keeps it: membership is already computed."""
+
+    id: str
+    doc: str
+    capacity: dict[str, int]
+    memberships: list[tuple[str, str, float]]  # (queue, strategy, skill level)
+    exclusive: list[str] = field(default_factory=lambda: ["voice"])
+
+
+@dataclass(slots=True)
+class ContactState:
+    id: str
+    doc: dict[str, Any]
+    status: str
+    channel: str
+    queue: str
+    agent_id: str | None
+    reservation_id: str | None
+    position: int | None
+    staffed: int
+    disposition: str | None
+
+
+@dataclass(slots=True)
+class AgentState:
+    id: str
+    doc: dict[str, Any]
+    state: str
+    capacity: dict[str, int]
+    load: dict[str, int]
+    queues: list[str]
+    reservations: list[str]
+
+
+@dataclass(slots=True)
+class QueueSnapshot:
+    name: str
+    waiting: int
+    oldest_enqueued_ms: int | None
+    staffed: int
+    available: int
+    stats: dict[str, int]
+
+
+@dataclass(slots=True)
+class Outcome(Generic[T]):
+    """A transition's result and the events it produced (already published by Redis)."""
+
+    value: T
+    events: list[Event]
+
+
+@dataclass(slots=True)
+class Enqueued:
+    contact: ContactState
+    replay: bool
+
+
+@dataclass(slots=True)
+class Accepted:
+    contact: ContactState
+    wait_ms: int
+    within_threshold: bool
+
+
+@dataclass(slots=True)
+class Abandoned:
+    contact: ContactState
+    changed: bool
+    wait_ms: int
+    short: bool  # left before the service-level threshold
+
+
+@dataclass(slots=True)
+class Completed:
+    contact: ContactState
+    handle_ms: int
+
+
+@dataclass(slots=True)
+class TimerClaim:
+    timers: list[str]
+    next_due_ms: int | None
+
+
+# ------------------------------------------------------------------------------ decoding
+
+
+def _list(value: Any) -> list[Any]:
+    # cjson encodes an empty Lua table as {}: an empty list reads back as a dict.
+    return list(value) if value else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return dict(value) if value else {}
+
+
+def unpack(reply: list[Any], **ids: str) -> tuple[Any, list[Event]]:
+    """Raise for an error code, else return (payload, events)."""
+    code, payload, events = reply
+    raise_for(code, **ids)
+    return payload, _list(events)
+
+
+def contact_state(raw: dict[str, Any]) -> ContactState:
+    doc = raw["doc"]
+    parsed: dict[str, Any] = json.loads(doc) if isinstance(doc, str) else doc
+    queued = raw["st"] == "queued"
+    return ContactState(
+        id=parsed["id"],
+        doc=parsed,
+        status=raw["st"],
+        channel=raw["ch"],
+        queue=raw["queue"],
+        agent_id=raw["agent"] or None,
+        reservation_id=raw["res"] or None,
+        position=raw["pos"] if queued else None,
+        staffed=raw["staffed"],
+        disposition=raw["disp"] or None,
+    )
+
+
+def agent_state(agent_id: str, raw: dict[str, Any]) -> AgentState:
+    return AgentState(
+        id=agent_id,
+        doc=json.loads(raw["doc"]),
+        state=raw["st"],
+        capacity=_dict(raw["cap"]),
+        load=_dict(raw["load"]),
+        queues=_list(raw["queues"]),
+        reservations=sorted(_list(raw["offers"]), key=_rid_order),
+    )
+
+
+def _rid_order(rid: str) -> tuple[int, str]:
+    return (len(rid), rid)
+
+
+def queue_snapshot(raw: dict[str, Any]) -> QueueSnapshot:
+    oldest = raw["oldest"]
+    return QueueSnapshot(
+        name=raw["name"],
+        waiting=raw["waiting"],
+        oldest_enqueued_ms=None if oldest < 0 else int(oldest),
+        staffed=raw["staffed"],
+        available=raw["available"],
+        stats={k: int(v) for k, v in _dict(raw["stats"]).items()},
+    )
+
+
+def accepted(reply: list[Any], reservation_id: str) -> Outcome[Accepted]:
+    payload, ev = unpack(reply, reservation=reservation_id)
+    value = Accepted(contact_state(payload["contact"]), payload["wait"], payload["within"])
+    return Outcome(value, ev)
+
+
+def rejected(reply: list[Any], reservation_id: str) -> Outcome[str]:
+    payload, ev = unpack(reply, reservation=reservation_id)
+    return Outcome(payload["contact_id"], ev)
+
+
+def abandoned(reply: list[Any], contact_id: str) -> Outcome[Abandoned]:
+    payload, ev = unpack(reply, contact=contact_id)
+    value = Abandoned(
+        contact_state(payload["contact"]), payload["changed"], payload["wait"], payload["short"]
+    )
+    return Outcome(value, ev)
+
+
+def completed(reply: list[Any], contact_id: str) -> Outcome[Completed]:
+    payload, ev = unpack(reply, contact=contact_id)
+    return Outcome(Completed(contact_state(payload["contact"]), payload["handle"]), ev)
+
+
+def contact_outcome(reply: list[Any], contact_id: str) -> Outcome[ContactState]:
+    payload, ev = unpack(reply, contact=contact_id)
+    return Outcome(contact_state(payload["contact"]), ev)
+
+
+def agent_outcome(reply: list[Any], agent_id: str, flag: str) -> Outcome[tuple[AgentState, bool]]:
+    payload, ev = unpack(reply, agent=agent_id)
+    return Outcome((agent_state(agent_id, payload["agent"]), bool(payload[flag])), ev)
+
+
+def timer_claim(reply: list[Any]) -> TimerClaim:
+    payload, _ = unpack(reply)
+    next_due = payload["next"]
+    return TimerClaim(_list(payload["timers"]), None if next_due < 0 else int(next_due))
+
+
+def fired(reply: list[Any]) -> Outcome[bool]:
+    payload, ev = unpack(reply)
+    return Outcome(bool(payload["fired"]), ev)
+
+
+def snapshots(reply: list[Any]) -> list[QueueSnapshot]:
+    payload, _ = unpack(reply)
+    return [queue_snapshot(q) for q in _list(payload["queues"])]
+
+
+def agent_list(reply: list[Any]) -> list[tuple[str, dict[str, Any], dict[str, int]]]:
+    payload, _ = unpack(reply)
+    return [(aid, json.loads(doc), json.loads(cap)) for aid, doc, cap in _list(payload["agents"])]
+
+
+# ------------------------------------------------------------------------------ contract
+
+
+class Store(ABC):
+    """The atomic transitions. Each call is one script in Redis: all or nothing."""
+
+    @abstractmethod
+    async def enqueue(self, tenant: str, contact: NewContact, now: int) -> Outcome[Enqueued]:
+        """Record a new contact; reserve the best free agent of its first step at once.
+
+        A replayed idempotency key with the same body hash returns the stored contact
+        (``replay``); with another hash it raises ``IdempotencyConflict``.
+        """
+
+    @abstractmethod
+    async def accept(
+        self, tenant: str, reservation_id: str, agent_id: str | None, now: int
+    ) -> Outcome[Accepted]:
+        """The reserved agent takes the contact (``agent_id`` None: an admin acting)."""
+
+    @abstractmethod
+    async def reject(
+        self, tenant: str, reservation_id: str, agent_id: str | None, now: int
+    ) -> Outcome[str]:
+        """The agent declines; the contact keeps its place and is never re-offered to it."""
+
+    @abstractmethod
+    async def abandon(self, tenant: str, contact_id: str, now: int) -> Outcome[Abandoned]:
+        """The customer left while queued or offered (an offer is rescinded)."""
+
+    @abstractmethod
+    async def complete(
+        self,
+        tenant: str,
+        contact_id: str,
+        agent_id: str | None,
+        wrap_up_ms: int,
+        disposition: str,
+        now: int,
+    ) -> Outcome[Completed]:
+        """The conversation ended: wrapping for ``wrap_up_ms``, then completed."""
+
+    @abstractmethod
+    async def request_callback(
+        self, tenant: str, contact_id: str, number: str, not_before: int, now: int
+    ) -> Outcome[ContactState]:
+        """Virtual hold: the waiting contact becomes a callback that keeps its place."""
+
+    @abstractmethod
+    async def upsert_agent(
+        self, tenant: str, spec: AgentSpec, now: int
+    ) -> Outcome[tuple[AgentState, bool]]:
+        """Create or update an agent (new agents are offline); returns (agent, created)."""
+
+    @abstractmethod
+    async def set_agent_state(
+        self, tenant: str, agent_id: str, state: AgentStateName, now: int
+    ) -> Outcome[tuple[AgentState, bool]]:
+        """Change an agent's state; returns (agent, changed)."""
+
+    @abstractmethod
+    async def claim_timers(self, tenant: str, now: int, limit: int, lease_ms: int) -> TimerClaim:
+        """Lease up to ``limit`` due timers to the caller."""
+
+    @abstractmethod
+    async def fire_timer(self, tenant: str, timer: str, now: int) -> Outcome[bool]:
+        """Run the transition a claimed timer stands for; False if it no longer applies."""
+
+    @abstractmethod
+    async def contact_status(self, tenant: str, contact_id: str) -> ContactState:
+        """A contact's live state and position."""
+
+    @abstractmethod
+    async def agent_status(self, tenant: str, agent_id: str) -> AgentState:
+        """An agent's state, load, queues and pending reservations."""
+
+    @abstractmethod
+    async def queue_snapshot(self, tenant: str, queues: list[str], now: int) -> list[QueueSnapshot]:
+        """Depth, oldest wait, staffing and today's counters for each queue."""
+
+    @abstractmethod
+    async def list_agents(self, tenant: str) -> list[tuple[str, dict[str, Any], dict[str, int]]]:
+        """Every agent as (id, document, capacity), ordered by id."""
+
+
+TimerKind = Literal["o", "s", "w", "b"]
+
+
+def parse_timer(member: str) -> tuple[TimerKind, list[str]]:
+    """Split a timer member ``kind|id[|n]`` into its kind and arguments."""
+    kind, *args = member.split("|")
+    if kind not in ("o", "s", "w", "b"):
+        raise ValueError(f"unknown timer {member!r}")
+    return kind, args  # type: ignore[return-value]

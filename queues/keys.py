@@ -1,0 +1,126 @@
+"""Every Redis key Switchboard uses, defined once for Python and for the Lua scripts.
+
+Keys are ``sb:{tenant}:<suffix>``. The hash tag ``{tenant}`` puts every key of a tenant in one
+Redis Cluster slot, so each script touches a single slot. Scripts receive the tenant prefix as
+``KEYS[1]`` and build the other keys with the Lua functions rendered from ``TEMPLATES`` below
+(``lua_prelude``), so the two languages cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+ROOT: Final = "sb"
+
+#: name -> suffix template; ``<part>`` placeholders are filled with ids.
+TEMPLATES: Final[dict[str, str]] = {
+    "seq": "seq",
+    "events": "ev",
+    "timers": "timers",
+    "agents": "agents",
+    "identities": "ids",
+    "signing_key": "signing-key",
+    "contact": "c:<contact>",
+    "idempotency": "idem:<key>",
+    "reservation": "r:<reservation>",
+    "agent": "a:<agent>",
+    "agent_offers": "a:<agent>:offers",
+    "agent_declined": "a:<agent>:declined",
+    "agent_waiting": "a:<agent>:w:<channel>",
+    "queue_waiting": "q:<queue>:w:<channel>",
+    "queue_free": "q:<queue>:f:<channel>",
+    "queue_age": "q:<queue>:age",
+    "queue_members": "q:<queue>:members",
+    "queue_staffed": "q:<queue>:staffed",
+    "queue_available": "q:<queue>:avail",
+    "queue_stats": "q:<queue>:stats",
+    "customer": "cu:<customer>",
+    "customer_history": "cu:<customer>:h",
+}
+
+# Ids become parts of keys and of timer members ("kind|id|n"), so they may not contain the
+# separators ':' '|' nor the hash-tag braces.
+ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,127}$"
+TENANT_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+_ID = re.compile(ID_PATTERN)
+_TENANT = re.compile(TENANT_PATTERN)
+_PART = re.compile(r"<(\w+)>")
+
+
+def valid_id(value: str) -> bool:
+    """True when ``value`` may be used as a contact, agent, queue or customer id."""
+    return _ID.match(value) is not None
+
+
+def tenant_prefix(tenant: str) -> str:
+    """The key prefix of a tenant; also what scripts receive as ``KEYS[1]``."""
+    if not _TENANT.match(tenant):
+        raise ValueError(f"invalid tenant name {tenant!r}")
+    return f"{ROOT}:{{{tenant}}}:"
+
+
+class Keys:
+    """Builds the keys of one tenant."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, tenant: str) -> None:
+        self.prefix = tenant_prefix(tenant)
+
+    def _key(self, name: str, **parts: str) -> str:
+        return self.prefix + _PART.sub(lambda m: parts[m.group(1)], TEMPLATES[name])
+
+    def seq(self) -> str:
+        return self._key("seq")
+
+    def events(self) -> str:
+        return self._key("events")
+
+    def timers(self) -> str:
+        return self._key("timers")
+
+    def agents(self) -> str:
+        return self._key("agents")
+
+    def identities(self) -> str:
+        return self._key("identities")
+
+    def signing_key(self) -> str:
+        return self._key("signing_key")
+
+    def contact(self, contact: str) -> str:
+        return self._key("contact", contact=contact)
+
+    def agent(self, agent: str) -> str:
+        return self._key("agent", agent=agent)
+
+    def queue_waiting(self, queue: str, channel: str) -> str:
+        return self._key("queue_waiting", queue=queue, channel=channel)
+
+    def customer(self, customer: str) -> str:
+        return self._key("customer", customer=customer)
+
+
+def events_pattern() -> str:
+    """The pub/sub pattern matching every tenant's event channel."""
+    return f"{ROOT}:*:{TEMPLATES['events']}"
+
+
+def tenant_of_channel(channel: str) -> str:
+    """The tenant named by an event channel ``sb:{tenant}:ev``."""
+    start = channel.index("{") + 1
+    return channel[start : channel.index("}", start)]
+
+
+def lua_prelude() -> str:
+    """Lua functions ``K.<name>(parts...)`` building the same keys from ``P = KEYS[1]``."""
+    lines = ["local P = KEYS[1]", "local K = {}"]
+    for name, template in TEMPLATES.items():
+        params = _PART.findall(template)
+        pieces = [
+            f"'{piece}'" if i % 2 == 0 else piece for i, piece in enumerate(_PART.split(template))
+        ]
+        body = " .. ".join(["P", *[p for p in pieces if p != "''"]])
+        lines.append(f"K.{name} = function({', '.join(params)}) return {body} end")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,29 @@
+-- accept_reservation: the agent takes the offered contact; it becomes assigned.
+-- KEYS[1]  tenant key prefix "sb:{tenant}:"
+-- ARGV[1]  now (ms)
+-- ARGV[2]  reservation id
+-- ARGV[3]  acting agent id ('' when an admin acts for the reserved agent)
+-- Returns [code, payload, events]:
+--   OK                       {contact = contact_out, wait = ms waited, within = bool}
+--   RESERVATION_NOT_FOUND | NOT_YOUR_RESERVATION | RESERVATION_NOT_PENDING
+--   RESERVATION_EXPIRED      the lease ran out; its timeout is about to put the contact back
+local now, rid, aid = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local r = redis.call('HMGET', K.reservation(rid), 'c', 'a', 'st', 'x')
+if not r[1] then return finish(E.RESERVATION_NOT_FOUND) end
+if aid ~= '' and r[2] ~= aid then return finish(E.NOT_YOUR_RESERVATION) end
+if r[3] ~= 'pending' then return finish(E.RESERVATION_NOT_PENDING) end
+if now >= tonumber(r[4]) then return finish(E.RESERVATION_EXPIRED) end
+
+local c = load_contact(r[1])
+redis.call('HSET', K.reservation(rid), 'st', 'accepted')
+redis.call('SREM', K.agent_offers(r[2]), rid)
+redis.call('ZREM', K.timers(), 'o|' .. rid, step_timer(c))
+forget_declines(c)
+redis.call('HSET', K.contact(c.id), 'st', 'assigned', 'ans', now, 'decl', '[]')
+local wait = now - c.enq
+local within = wait <= c.slt
+count(c.queue, now, 'answered')
+count(c.queue, now, 'wait_ms', wait)
+if within then count(c.queue, now, 'answered_sl') end
+emit({t = 'assigned', a = r[2], r = rid, c = c.id})
+return finish(E.OK, {contact = contact_out(c.id), wait = wait, within = within})

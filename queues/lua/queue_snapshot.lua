@@ -1,0 +1,25 @@
+-- queue_snapshot (read only): depth, oldest wait, staffing and today's counters per queue.
+-- KEYS[1]  tenant key prefix "sb:{tenant}:"
+-- ARGV[1]  now (ms)
+-- ARGV[2]  queue names (JSON list)
+-- ARGV[3]  channels (JSON list of capacity channels)
+-- Returns [code, payload, events]:
+--   OK  {queues = [{name, waiting, oldest (enqueued ms, -1 if empty), staffed, available,
+--                   stats = {counter: n}}]}
+local now = tonumber(ARGV[1])
+local channels = cjson.decode(ARGV[3])
+local out = {}
+for _, q in ipairs(cjson.decode(ARGV[2])) do
+  local waiting = 0
+  for _, ch in ipairs(channels) do
+    waiting = waiting + redis.call('ZCARD', K.queue_waiting(q, ch))
+  end
+  local first = redis.call('ZRANGE', K.queue_age(q), 0, 0, 'WITHSCORES')
+  local stats = {}
+  local flat = redis.call('HGETALL', stats_key(q, now))
+  for i = 1, #flat, 2 do stats[flat[i]] = tonumber(flat[i + 1]) end
+  out[#out + 1] = {name = q, waiting = waiting, oldest = tonumber(first[2] or -1),
+                   staffed = redis.call('SCARD', K.queue_staffed(q)),
+                   available = redis.call('SCARD', K.queue_available(q)), stats = stats}
+end
+return finish(E.OK, {queues = out})

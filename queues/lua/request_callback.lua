@@ -1,0 +1,31 @@
+-- request_callback: virtual hold. The waiting contact becomes a callback (a voice contact for
+-- the agent) that keeps its place in line; with not_before in the future it leaves the line
+-- until timer "b|<contact>" puts it back with its original sort key.
+-- KEYS[1]  tenant key prefix "sb:{tenant}:"
+-- ARGV[1]  now (ms)
+-- ARGV[2]  contact id
+-- ARGV[3]  number to call back ('' to use the contact's own)
+-- ARGV[4]  not before (ms; <= now for as soon as possible)
+-- Returns [code, payload, events]:
+--   OK  {contact = contact_out}
+--   CONTACT_NOT_FOUND | CONTACT_NOT_WAITING
+local now, cid, not_before = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[4])
+local c = load_contact(cid)
+if not c then return finish(E.CONTACT_NOT_FOUND) end
+if c.st ~= 'queued' then return finish(E.CONTACT_NOT_WAITING) end
+
+remove_waiting(c)
+c.cc = 'voice'
+redis.call('HSET', K.contact(cid), 'ch', 'callback', 'cc', 'voice', 'cb', ARGV[3])
+if not_before > now then
+  c.hold = not_before
+  redis.call('HSET', K.contact(cid), 'hold', not_before)
+  set_timer(not_before, 'b|' .. cid)
+else
+  c.hold = 0
+  redis.call('HSET', K.contact(cid), 'hold', 0)
+  redis.call('ZREM', K.timers(), 'b|' .. cid)
+  add_waiting(c)
+  match_contact(c, now)
+end
+return finish(E.OK, {contact = contact_out(cid)})

@@ -1,0 +1,33 @@
+-- set_agent_state: available | away | offline. Available takes the best waiting contacts at
+-- once; offline rescinds pending offers (their contacts go back in line and look for others).
+-- KEYS[1]  tenant key prefix "sb:{tenant}:"
+-- ARGV[1]  now (ms)
+-- ARGV[2]  agent id
+-- ARGV[3]  new state
+-- Returns [code, payload, events]:
+--   OK  {agent = agent_out, changed = bool}
+--   AGENT_NOT_FOUND
+local now, aid, state = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local ag = load_agent(aid)
+if not ag then return finish(E.AGENT_NOT_FOUND) end
+if ag.st == state then return finish(E.OK, {agent = agent_out(aid), changed = false}) end
+
+local requeued = {}
+if state == 'offline' then
+  local offers = redis.call('SMEMBERS', K.agent_offers(aid))
+  table.sort(offers, str_lt)
+  for _, rid in ipairs(offers) do
+    local c = end_offer(rid, 'rescinded', now, ag)
+    emit({t = 'rescind', a = aid, r = rid, c = c.id, why = 'agent_offline'})
+    requeue(c)
+    requeued[#requeued + 1] = c
+  end
+end
+set_agent_state(ag, state)
+if state == 'available' then ag.idle = now end
+save_agent_load(ag)
+refresh_free(ag)
+emit_state(ag)
+for _, c in ipairs(requeued) do match_contact(c, now) end
+if state == 'available' then match_agent(ag, now) end
+return finish(E.OK, {agent = agent_out(aid), changed = true})

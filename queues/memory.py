@@ -1,0 +1,770 @@
+"""MemoryStore: the Lua scripts of ``queues/lua`` mirrored in Python, branch for branch.
+
+``TenantCore`` holds one tenant's state and has one method per helper of ``lib.lua`` and one
+per script, in the same order and with the same names, so the two can be read side by side.
+Each script method returns the raw reply ``[code, payload, events]`` the Lua script returns
+(after JSON decoding), so both stores share the decoders of ``queues.contract``.
+
+The simulator drives ``TenantCore`` directly (synchronously, in virtual time); ``MemoryStore``
+wraps it in the async ``Store`` contract.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from queues import contract as c_
+from queues.contract import (
+    Abandoned,
+    Accepted,
+    AgentSpec,
+    AgentState,
+    AgentStateName,
+    Completed,
+    ContactState,
+    Enqueued,
+    NewContact,
+    Outcome,
+    QueueSnapshot,
+    Store,
+    TimerClaim,
+)
+from queues.errors import Code
+from queues.zset import ZSet
+
+Reply = list[Any]
+
+
+class _Agent:
+    __slots__ = ("cap", "declined", "doc", "excl", "id", "idle", "load", "offers", "qs", "st")
+
+    def __init__(self, aid: str, now: int) -> None:
+        self.id = aid
+        self.st = "offline"
+        self.cap: dict[str, int] = {}
+        self.load: dict[str, int] = {}
+        self.qs: list[tuple[str, str, float]] = []
+        self.excl: list[str] = []
+        self.idle = now
+        self.doc = "{}"
+        self.offers: set[str] = set()
+        self.declined: set[str] = set()
+
+
+class _Contact:
+    __slots__ = (
+        "agent", "ans", "cb", "cc", "ch", "cust", "decl", "disp", "doc", "ended", "enq", "hold",
+        "id", "key", "ot", "queue", "res", "slt", "st", "step", "steps", "view",
+    )  # fmt: skip
+
+    def __init__(self, new: NewContact, now: int) -> None:
+        self.id = new.id
+        self.doc = new.doc
+        self.st = "queued"
+        self.ch = new.channel
+        self.cc = new.capacity_channel
+        self.key = new.sort_key_ms
+        self.enq = now
+        self.step = 0
+        self.steps = [s.wire() for s in new.steps]
+        self.ot = new.offer_timeouts_ms
+        self.slt = new.sl_threshold_ms
+        self.cust = new.customer_id
+        self.view: str | None = new.view
+        self.queue = new.home_queue
+        self.agent = ""
+        self.res = ""
+        self.decl: list[str] = []
+        self.hold = 0
+        self.disp = ""
+        self.ans = 0
+        self.ended = 0
+        self.cb = ""
+
+
+class _Reservation:
+    __slots__ = ("a", "c", "q", "st", "x")
+
+    def __init__(self, c: str, a: str, x: int, q: str) -> None:
+        self.c, self.a, self.st, self.x, self.q = c, a, "pending", x, q
+
+
+def _zset(table: dict[Any, ZSet], key: Any) -> ZSet:
+    z = table.get(key)
+    if z is None:
+        z = table[key] = ZSet()
+    return z
+
+
+class TenantCore:
+    """One tenant's contacts, agents, queues and timers, with the scripts as methods."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.contacts: dict[str, _Contact] = {}
+        self.agents: dict[str, _Agent] = {}
+        self.reservations: dict[str, _Reservation] = {}
+        self.idempotency: dict[str, tuple[str, str, int]] = {}
+        self.queue_waiting: dict[tuple[str, str], ZSet] = {}
+        self.agent_waiting: dict[tuple[str, str], ZSet] = {}
+        self.queue_free: dict[tuple[str, str], ZSet] = {}
+        self.queue_age: dict[str, ZSet] = {}
+        self.queue_members: dict[str, set[str]] = {}
+        self.queue_staffed: dict[str, set[str]] = {}
+        self.queue_available: dict[str, set[str]] = {}
+        self.stats: dict[tuple[str, int], dict[str, int]] = {}
+        self.history: dict[str, list[str]] = {}
+        self.timers = ZSet()
+        self.ev: list[c_.Event] = []
+
+    # -------------------------------------------------------------------------- lib.lua
+
+    def emit(self, ev: c_.Event) -> None:
+        self.ev.append(ev)
+
+    def finish(self, code: Code, payload: Any = None) -> Reply:
+        ev, self.ev = self.ev, []
+        return [int(code), payload if payload is not None else False, ev]
+
+    def save_agent_load(self, ag: _Agent) -> None:
+        pass  # the agent object is the stored state
+
+    def can_take(self, ag: _Agent, ch: str) -> bool:
+        if ag.st != "available":
+            return False
+        if ag.load.get(ch, 0) >= ag.cap.get(ch, 0):
+            return False
+        return all(ag.load.get(x, 0) <= 0 for x in ag.excl)
+
+    def agent_score(self, ag: _Agent, strategy: str, level: float) -> float:
+        if strategy == "most_skilled":
+            return ag.idle - level * 1e13
+        if strategy == "least_busy":
+            used, total = 0, 0
+            for ch, n in ag.cap.items():
+                total += n
+                used += ag.load.get(ch, 0)
+            pct = 0
+            if total > 0:
+                pct = math.floor(used * 100 / total)
+            return ag.idle + pct * 1e13
+        return ag.idle
+
+    def refresh_free(self, ag: _Agent) -> None:
+        for q, strategy, level in ag.qs:
+            for ch in ag.cap:
+                if self.can_take(ag, ch):
+                    _zset(self.queue_free, (q, ch)).add(
+                        ag.id, self.agent_score(ag, strategy, level)
+                    )
+                else:
+                    z = self.queue_free.get((q, ch))
+                    if z is not None:
+                        z.remove(ag.id)
+
+    def agent_out(self, aid: str) -> dict[str, Any] | None:
+        ag = self.agents.get(aid)
+        if ag is None:
+            return None
+        return {
+            "doc": ag.doc,
+            "st": ag.st,
+            "cap": dict(ag.cap),
+            "load": dict(ag.load),
+            "queues": [m[0] for m in ag.qs],
+            "offers": list(ag.offers),
+        }
+
+    def emit_state(self, ag: _Agent) -> None:
+        self.emit({"t": "state", "a": ag.id, "s": ag.st, "l": dict(ag.load)})
+
+    def current_step(self, c: _Contact) -> dict[str, Any]:
+        return c.steps[c.step]
+
+    def add_waiting(self, c: _Contact) -> None:
+        s = self.current_step(c)
+        for aid in s["a"]:
+            _zset(self.agent_waiting, (aid, c.cc)).add(c.id, c.key)
+        for q in s["q"]:
+            _zset(self.queue_waiting, (q, c.cc)).add(c.id, c.key)
+            _zset(self.queue_age, q).add(c.id, c.enq)
+
+    def remove_waiting(self, c: _Contact) -> None:
+        s = self.current_step(c)
+        for aid in s["a"]:
+            z = self.agent_waiting.get((aid, c.cc))
+            if z is not None:
+                z.remove(c.id)
+        for q in s["q"]:
+            z = self.queue_waiting.get((q, c.cc))
+            if z is not None:
+                z.remove(c.id)
+            z = self.queue_age.get(q)
+            if z is not None:
+                z.remove(c.id)
+
+    def position(self, c: _Contact) -> int:
+        s = self.current_step(c)
+        if s["q"]:
+            z = _zset(self.queue_waiting, (s["q"][0], c.cc))
+        elif s["a"]:
+            z = _zset(self.agent_waiting, (s["a"][0], c.cc))
+        else:
+            return 1
+        rank = z.rank(c.id)
+        if rank is not None:
+            return rank + 1
+        return z.count_upto(c.key) + 1
+
+    def count(self, queue: str, now: int, field: str, by: int = 1) -> None:
+        if queue != "":
+            stats = self.stats.setdefault((queue, now // 86400000), {})
+            stats[field] = stats.get(field, 0) + by
+
+    def contact_out(self, cid: str) -> dict[str, Any] | None:
+        c = self.contacts.get(cid)
+        if c is None:
+            return None
+        out = {
+            "doc": c.doc,
+            "st": c.st,
+            "ch": c.ch,
+            "queue": c.queue,
+            "agent": c.agent,
+            "res": c.res,
+            "disp": c.disp,
+            "pos": 0,
+            "staffed": 0,
+        }
+        if c.st == "queued":
+            out["pos"] = self.position(c)
+            s = self.current_step(c)
+            staffed = 0
+            for q in s["q"]:
+                staffed = max(staffed, len(self.queue_staffed.get(q, ())))
+            for aid in s["a"]:
+                ag = self.agents.get(aid)
+                if ag is not None and ag.st != "offline":
+                    staffed += 1
+            out["staffed"] = staffed
+        return out
+
+    def reserve(self, c: _Contact, ag: _Agent, queue: str, now: int) -> None:
+        self.seq += 1
+        rid = f"r{self.seq}"
+        self.remove_waiting(c)
+        exp = now + c.ot.get(queue, c.ot[""])
+        if queue != "":
+            c.queue = queue
+        c.st, c.agent, c.res = "offered", ag.id, rid
+        self.reservations[rid] = _Reservation(c.id, ag.id, exp, queue)
+        ag.offers.add(rid)
+        ag.load[c.cc] = ag.load.get(c.cc, 0) + 1
+        self.save_agent_load(ag)
+        self.refresh_free(ag)
+        self.timers.add("o|" + rid, exp)
+        self.emit({"t": "offer", "a": ag.id, "r": rid, "c": c.id, "x": exp, "q": queue})
+
+    def match_contact(self, c: _Contact, now: int) -> bool:
+        s = self.current_step(c)
+        declined = set(c.decl)
+        for aid in s["a"]:
+            if aid not in declined:
+                ag = self.agents.get(aid)
+                if ag is not None and self.can_take(ag, c.cc):
+                    self.reserve(c, ag, "", now)
+                    return True
+        for q in s["q"]:
+            z = self.queue_free.get((q, c.cc))
+            if z is None:
+                continue
+            for _, aid in z.head(len(c.decl) + 1):
+                if aid not in declined:
+                    self.reserve(c, self.agents[aid], q, now)
+                    return True
+        return False
+
+    def match_agent(self, ag: _Agent, now: int) -> None:
+        ndecl = len(ag.declined)
+        while True:
+            best: str | None = None
+            best_key = 0.0
+            best_queue = ""
+
+            def consider(z: ZSet | None, queue: str) -> None:
+                nonlocal best, best_key, best_queue
+                if z is None:
+                    return
+                for score, cid in z.head(ndecl + 1):
+                    if ndecl == 0 or cid not in ag.declined:
+                        if best is None or score < best_key or (score == best_key and cid < best):
+                            best, best_key, best_queue = cid, score, queue
+                        return
+
+            for ch in ag.cap:
+                if self.can_take(ag, ch):
+                    consider(self.agent_waiting.get((ag.id, ch)), "")
+                    for q, _, _ in ag.qs:
+                        consider(self.queue_waiting.get((q, ch)), q)
+            if best is None:
+                return
+            self.reserve(self.contacts[best], ag, best_queue, now)
+
+    def requeue(self, c: _Contact) -> None:
+        c.st, c.agent, c.res = "queued", "", ""
+        if c.hold == 0:
+            self.add_waiting(c)
+
+    def release_capacity(self, ag: _Agent, ch: str, now: int) -> None:
+        n = ag.load.get(ch, 0) - 1
+        if n <= 0:
+            ag.load.pop(ch, None)
+        else:
+            ag.load[ch] = n
+        ag.idle = now
+
+    def end_offer(
+        self, rid: str, status: str, now: int, ag: _Agent | None = None
+    ) -> tuple[_Contact, _Agent]:
+        r = self.reservations[rid]
+        r.st = status
+        self.timers.remove("o|" + rid)
+        self.agents[r.a].offers.discard(rid)
+        c = self.contacts[r.c]
+        ag = ag or self.agents[r.a]
+        self.release_capacity(ag, c.cc, now)
+        return c, ag
+
+    def forget_declines(self, c: _Contact) -> None:
+        for aid in c.decl:
+            self.agents[aid].declined.discard(c.id)
+
+    def set_timer(self, due: int, member: str) -> None:
+        self.timers.add(member, due)
+
+    def step_timer(self, c: _Contact) -> str:
+        return f"s|{c.id}|{c.step}"
+
+    def set_agent_state_sets(self, ag: _Agent, state: str) -> None:
+        ag.st = state
+        for q, _, _ in ag.qs:
+            if state == "offline":
+                self.queue_staffed.setdefault(q, set()).discard(ag.id)
+            else:
+                self.queue_staffed.setdefault(q, set()).add(ag.id)
+            if state == "available":
+                self.queue_available.setdefault(q, set()).add(ag.id)
+            else:
+                self.queue_available.setdefault(q, set()).discard(ag.id)
+
+    def close_contact(self, c: _Contact, now: int) -> None:
+        c.st, c.ended = "completed", now
+        c.view = None
+        self.forget_declines(c)
+        ag = self.agents[c.agent]
+        self.release_capacity(ag, c.cc, now)
+        self.save_agent_load(ag)
+        self.refresh_free(ag)
+        self.emit_state(ag)
+        self.match_agent(ag, now)
+
+    # -------------------------------------------------------------------------- scripts
+
+    def enqueue_contact(self, new: NewContact, now: int) -> Reply:
+        idem = new.idempotency_key
+        if idem != "":
+            prev = self.idempotency.get(idem)
+            if prev is not None and prev[2] > now:
+                if prev[0] != new.idempotency_hash:
+                    return self.finish(Code.IDEMPOTENCY_CONFLICT, {"c": prev[1]})
+                return self.finish(Code.OK, {"replay": True, "contact": self.contact_out(prev[1])})
+            self.idempotency[idem] = (
+                new.idempotency_hash,
+                new.id,
+                now + new.idempotency_ttl_s * 1000,
+            )
+        c = _Contact(new, now)
+        self.contacts[c.id] = c
+        if c.cust != "":
+            hist = self.history.setdefault(c.cust, [])
+            hist.insert(0, c.id)
+            del hist[new.history_length :]
+        self.count(c.queue, now, "offered")
+        first_step = self.current_step(c)
+        if first_step["t"] > 0:
+            self.set_timer(now + first_step["t"], self.step_timer(c))
+        self.add_waiting(c)
+        self.match_contact(c, now)
+        return self.finish(Code.OK, {"replay": False, "contact": self.contact_out(c.id)})
+
+    def _check_reservation(self, rid: str, aid: str, now: int) -> Code:
+        r = self.reservations.get(rid)
+        if r is None:
+            return Code.RESERVATION_NOT_FOUND
+        if aid != "" and r.a != aid:
+            return Code.NOT_YOUR_RESERVATION
+        if r.st != "pending":
+            return Code.RESERVATION_NOT_PENDING
+        if now >= r.x:
+            return Code.RESERVATION_EXPIRED
+        return Code.OK
+
+    def accept_reservation(self, rid: str, aid: str, now: int) -> Reply:
+        code = self._check_reservation(rid, aid, now)
+        if code != Code.OK:
+            return self.finish(code)
+        r = self.reservations[rid]
+        c = self.contacts[r.c]
+        r.st = "accepted"
+        self.agents[r.a].offers.discard(rid)
+        self.timers.remove("o|" + rid)
+        self.timers.remove(self.step_timer(c))
+        self.forget_declines(c)
+        c.st, c.ans, c.decl = "assigned", now, []
+        wait = now - c.enq
+        within = wait <= c.slt
+        self.count(c.queue, now, "answered")
+        self.count(c.queue, now, "wait_ms", wait)
+        if within:
+            self.count(c.queue, now, "answered_sl")
+        self.emit({"t": "assigned", "a": r.a, "r": rid, "c": c.id})
+        return self.finish(
+            Code.OK, {"contact": self.contact_out(c.id), "wait": wait, "within": within}
+        )
+
+    def reject_reservation(self, rid: str, aid: str, now: int) -> Reply:
+        code = self._check_reservation(rid, aid, now)
+        if code != Code.OK:
+            return self.finish(code)
+        c, ag = self.end_offer(rid, "rejected", now)
+        c.decl.append(ag.id)
+        ag.declined.add(c.id)
+        self.requeue(c)
+        self.save_agent_load(ag)
+        self.refresh_free(ag)
+        self.match_contact(c, now)
+        self.match_agent(ag, now)
+        return self.finish(Code.OK, {"contact_id": c.id})
+
+    def timeout_offer(self, rid: str, now: int) -> Reply:
+        r = self.reservations.get(rid)
+        if r is None or r.st != "pending":
+            self.timers.remove("o|" + rid)
+            return self.finish(Code.OK, {"fired": False})
+        if now < r.x:
+            return self.finish(Code.OK, {"fired": False})
+        c, ag = self.end_offer(rid, "timeout", now)
+        self.set_agent_state_sets(ag, "away")
+        self.save_agent_load(ag)
+        self.refresh_free(ag)
+        self.emit({"t": "rescind", "a": ag.id, "r": rid, "c": c.id, "why": "timeout"})
+        self.emit_state(ag)
+        self.requeue(c)
+        self.match_contact(c, now)
+        return self.finish(Code.OK, {"fired": True, "contact_id": c.id, "agent_id": ag.id})
+
+    def abandon_contact(self, cid: str, now: int) -> Reply:
+        c = self.contacts.get(cid)
+        if c is None:
+            return self.finish(Code.CONTACT_NOT_FOUND)
+        if c.st == "abandoned":
+            out = {"contact": self.contact_out(cid), "changed": False, "wait": 0, "short": False}
+            return self.finish(Code.OK, out)
+        ag = None
+        if c.st == "offered":
+            rid = c.res
+            c, ag = self.end_offer(rid, "rescinded", now)
+            self.save_agent_load(ag)
+            self.refresh_free(ag)
+            self.emit({"t": "rescind", "a": ag.id, "r": rid, "c": cid, "why": "abandoned"})
+        elif c.st == "queued":
+            self.remove_waiting(c)
+        else:
+            return self.finish(Code.CONTACT_NOT_WAITING)
+        c.st, c.ended, c.agent, c.res = "abandoned", now, "", ""
+        c.view = None
+        self.timers.remove(self.step_timer(c))
+        self.timers.remove("b|" + cid)
+        self.forget_declines(c)
+        wait = now - c.enq
+        short = wait < c.slt
+        self.count(c.queue, now, "abandoned")
+        if short:
+            self.count(c.queue, now, "abandoned_short")
+        self.emit({"t": "contact", "c": cid, "s": "abandoned"})
+        if ag is not None:
+            self.match_agent(ag, now)
+        out = {"contact": self.contact_out(cid), "changed": True, "wait": wait, "short": short}
+        return self.finish(Code.OK, out)
+
+    def complete_contact(self, cid: str, aid: str, wrap: int, disp: str, now: int) -> Reply:
+        c = self.contacts.get(cid)
+        if c is None:
+            return self.finish(Code.CONTACT_NOT_FOUND)
+        if c.st != "assigned":
+            return self.finish(Code.CONTACT_NOT_ASSIGNED)
+        if aid != "" and c.agent != aid:
+            return self.finish(Code.NOT_YOUR_CONTACT)
+        handle = now - c.ans
+        self.count(c.queue, now, "handled")
+        self.count(c.queue, now, "handle_ms", handle)
+        c.disp = disp
+        if wrap > 0:
+            c.st = "wrapping"
+            self.set_timer(now + wrap, "w|" + cid)
+            self.emit({"t": "contact", "c": cid, "s": "wrapping"})
+        else:
+            self.close_contact(c, now)
+            self.emit({"t": "contact", "c": cid, "s": "completed"})
+        return self.finish(Code.OK, {"contact": self.contact_out(cid), "handle": handle})
+
+    def end_wrapup(self, cid: str, now: int) -> Reply:
+        self.timers.remove("w|" + cid)
+        c = self.contacts.get(cid)
+        if c is None or c.st != "wrapping":
+            return self.finish(Code.OK, {"fired": False})
+        self.close_contact(c, now)
+        self.emit({"t": "contact", "c": cid, "s": "completed"})
+        return self.finish(Code.OK, {"fired": True})
+
+    def advance_step(self, cid: str, idx: int, now: int) -> Reply:
+        self.timers.remove(f"s|{cid}|{idx}")
+        c = self.contacts.get(cid)
+        if (
+            c is None
+            or c.step != idx
+            or (c.st != "queued" and c.st != "offered")
+            or c.step + 1 >= len(c.steps)
+        ):
+            return self.finish(Code.OK, {"fired": False, "step": -1})
+        waiting = c.st == "queued" and c.hold == 0
+        if waiting:
+            self.remove_waiting(c)
+        c.step += 1
+        s = self.current_step(c)
+        if s["q"]:
+            c.queue = s["q"][0]
+        if s["t"] > 0:
+            self.set_timer(now + s["t"], self.step_timer(c))
+        if waiting:
+            self.add_waiting(c)
+            self.match_contact(c, now)
+        return self.finish(Code.OK, {"fired": True, "step": c.step})
+
+    def request_callback(self, cid: str, number: str, not_before: int, now: int) -> Reply:
+        c = self.contacts.get(cid)
+        if c is None:
+            return self.finish(Code.CONTACT_NOT_FOUND)
+        if c.st != "queued":
+            return self.finish(Code.CONTACT_NOT_WAITING)
+        self.remove_waiting(c)
+        c.cc = "voice"
+        c.ch, c.cb = "callback", number
+        if not_before > now:
+            c.hold = not_before
+            self.set_timer(not_before, "b|" + cid)
+        else:
+            c.hold = 0
+            self.timers.remove("b|" + cid)
+            self.add_waiting(c)
+            self.match_contact(c, now)
+        return self.finish(Code.OK, {"contact": self.contact_out(cid)})
+
+    def release_callback(self, cid: str, now: int) -> Reply:
+        self.timers.remove("b|" + cid)
+        c = self.contacts.get(cid)
+        if c is None or c.st != "queued" or c.hold == 0:
+            return self.finish(Code.OK, {"fired": False})
+        c.hold = 0
+        self.add_waiting(c)
+        self.match_contact(c, now)
+        return self.finish(Code.OK, {"fired": True})
+
+    def set_agent_state(self, aid: str, state: str, now: int) -> Reply:
+        ag = self.agents.get(aid)
+        if ag is None:
+            return self.finish(Code.AGENT_NOT_FOUND)
+        if ag.st == state:
+            return self.finish(Code.OK, {"agent": self.agent_out(aid), "changed": False})
+        requeued = []
+        if state == "offline":
+            for rid in sorted(ag.offers):
+                c, _ = self.end_offer(rid, "rescinded", now, ag)
+                self.emit({"t": "rescind", "a": aid, "r": rid, "c": c.id, "why": "agent_offline"})
+                self.requeue(c)
+                requeued.append(c)
+        self.set_agent_state_sets(ag, state)
+        if state == "available":
+            ag.idle = now
+        self.save_agent_load(ag)
+        self.refresh_free(ag)
+        self.emit_state(ag)
+        for c in requeued:
+            self.match_contact(c, now)
+        if state == "available":
+            self.match_agent(ag, now)
+        return self.finish(Code.OK, {"agent": self.agent_out(aid), "changed": True})
+
+    def upsert_agent(self, spec: AgentSpec, now: int) -> Reply:
+        ag = self.agents.get(spec.id)
+        created = ag is None
+        if ag is None:
+            ag = self.agents[spec.id] = _Agent(spec.id, now)
+        keep = {m[0] for m in spec.memberships}
+        for q, _, _ in ag.qs:
+            for ch in ag.cap:
+                z = self.queue_free.get((q, ch))
+                if z is not None:
+                    z.remove(ag.id)
+            if q not in keep:
+                for table in (self.queue_members, self.queue_staffed, self.queue_available):
+                    table.setdefault(q, set()).discard(ag.id)
+        ag.cap = dict(spec.capacity)
+        ag.qs = [(q, s, float(level)) for q, s, level in spec.memberships]
+        ag.excl = list(spec.exclusive)
+        ag.doc = spec.doc
+        for q, _, _ in ag.qs:
+            self.queue_members.setdefault(q, set()).add(ag.id)
+        self.set_agent_state_sets(ag, ag.st)
+        self.refresh_free(ag)
+        if ag.st == "available":
+            self.match_agent(ag, now)
+        return self.finish(Code.OK, {"agent": self.agent_out(ag.id), "created": created})
+
+    def claim_timers(self, now: int, limit: int, lease: int) -> Reply:
+        due = self.timers.range_by_score(now, limit)
+        for member in due:
+            self.timers.update_existing(member, now + lease)
+        first = self.timers.first()
+        next_due = -1 if first is None else first[0]
+        return self.finish(Code.OK, {"timers": due, "next": next_due})
+
+    def contact_status(self, cid: str) -> Reply:
+        out = self.contact_out(cid)
+        if out is None:
+            return self.finish(Code.CONTACT_NOT_FOUND)
+        return self.finish(Code.OK, {"contact": out})
+
+    def agent_status(self, aid: str) -> Reply:
+        out = self.agent_out(aid)
+        if out is None:
+            return self.finish(Code.AGENT_NOT_FOUND)
+        return self.finish(Code.OK, {"agent": out})
+
+    def queue_snapshot(self, queues: list[str], channels: list[str], now: int) -> Reply:
+        out = []
+        for q in queues:
+            waiting = 0
+            for ch in channels:
+                waiting += len(self.queue_waiting.get((q, ch), ()))
+            first = _zset(self.queue_age, q).first()
+            out.append(
+                {
+                    "name": q,
+                    "waiting": waiting,
+                    "oldest": -1 if first is None else first[0],
+                    "staffed": len(self.queue_staffed.get(q, ())),
+                    "available": len(self.queue_available.get(q, ())),
+                    "stats": dict(self.stats.get((q, now // 86400000), {})),
+                }
+            )
+        return self.finish(Code.OK, {"queues": out})
+
+    def list_agents(self) -> Reply:
+        out = [[aid, ag.doc, json.dumps(ag.cap)] for aid, ag in sorted(self.agents.items())]
+        return self.finish(Code.OK, {"agents": out})
+
+    def fire_timer(self, member: str, now: int) -> Reply:
+        kind, args = c_.parse_timer(member)
+        if kind == "o":
+            return self.timeout_offer(args[0], now)
+        if kind == "s":
+            return self.advance_step(args[0], int(args[1]), now)
+        if kind == "w":
+            return self.end_wrapup(args[0], now)
+        return self.release_callback(args[0], now)
+
+
+class MemoryStore(Store):
+    """The store contract over ``TenantCore`` objects, one per tenant."""
+
+    def __init__(self) -> None:
+        self.tenants: dict[str, TenantCore] = {}
+
+    def core(self, tenant: str) -> TenantCore:
+        core = self.tenants.get(tenant)
+        if core is None:
+            core = self.tenants[tenant] = TenantCore()
+        return core
+
+    async def enqueue(self, tenant: str, contact: NewContact, now: int) -> Outcome[Enqueued]:
+        payload, ev = c_.unpack(self.core(tenant).enqueue_contact(contact, now), contact=contact.id)
+        return Outcome(Enqueued(c_.contact_state(payload["contact"]), payload["replay"]), ev)
+
+    async def accept(
+        self, tenant: str, reservation_id: str, agent_id: str | None, now: int
+    ) -> Outcome[Accepted]:
+        reply = self.core(tenant).accept_reservation(reservation_id, agent_id or "", now)
+        return c_.accepted(reply, reservation_id)
+
+    async def reject(
+        self, tenant: str, reservation_id: str, agent_id: str | None, now: int
+    ) -> Outcome[str]:
+        reply = self.core(tenant).reject_reservation(reservation_id, agent_id or "", now)
+        return c_.rejected(reply, reservation_id)
+
+    async def abandon(self, tenant: str, contact_id: str, now: int) -> Outcome[Abandoned]:
+        return c_.abandoned(self.core(tenant).abandon_contact(contact_id, now), contact_id)
+
+    async def complete(
+        self,
+        tenant: str,
+        contact_id: str,
+        agent_id: str | None,
+        wrap_up_ms: int,
+        disposition: str,
+        now: int,
+    ) -> Outcome[Completed]:
+        reply = self.core(tenant).complete_contact(
+            contact_id, agent_id or "", wrap_up_ms, disposition, now
+        )
+        return c_.completed(reply, contact_id)
+
+    async def request_callback(
+        self, tenant: str, contact_id: str, number: str, not_before: int, now: int
+    ) -> Outcome[ContactState]:
+        reply = self.core(tenant).request_callback(contact_id, number, not_before, now)
+        return c_.contact_outcome(reply, contact_id)
+
+    async def upsert_agent(
+        self, tenant: str, spec: AgentSpec, now: int
+    ) -> Outcome[tuple[AgentState, bool]]:
+        return c_.agent_outcome(self.core(tenant).upsert_agent(spec, now), spec.id, "created")
+
+    async def set_agent_state(
+        self, tenant: str, agent_id: str, state: AgentStateName, now: int
+    ) -> Outcome[tuple[AgentState, bool]]:
+        reply = self.core(tenant).set_agent_state(agent_id, state, now)
+        return c_.agent_outcome(reply, agent_id, "changed")
+
+    async def claim_timers(self, tenant: str, now: int, limit: int, lease_ms: int) -> TimerClaim:
+        return c_.timer_claim(self.core(tenant).claim_timers(now, limit, lease_ms))
+
+    async def fire_timer(self, tenant: str, timer: str, now: int) -> Outcome[bool]:
+        return c_.fired(self.core(tenant).fire_timer(timer, now))
+
+    async def contact_status(self, tenant: str, contact_id: str) -> ContactState:
+        return c_.contact_outcome(self.core(tenant).contact_status(contact_id), contact_id).value
+
+    async def agent_status(self, tenant: str, agent_id: str) -> AgentState:
+        payload, _ = c_.unpack(self.core(tenant).agent_status(agent_id), agent=agent_id)
+        return c_.agent_state(agent_id, payload["agent"])
+
+    async def queue_snapshot(self, tenant: str, queues: list[str], now: int) -> list[QueueSnapshot]:
+        reply = self.core(tenant).queue_snapshot(queues, list(c_.CAPACITY_CHANNELS), now)
+        return c_.snapshots(reply)
+
+    async def list_agents(self, tenant: str) -> list[tuple[str, dict[str, Any], dict[str, int]]]:
+        return c_.agent_list(self.core(tenant).list_agents())

@@ -1,0 +1,173 @@
+"""RedisStore: the store contract, one Lua script (one round trip, atomic) per transition."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import BusyLoadingError, ReadOnlyError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from queues import contract as c_
+from queues.contract import (
+    Abandoned,
+    Accepted,
+    AgentSpec,
+    AgentState,
+    AgentStateName,
+    Completed,
+    ContactState,
+    Enqueued,
+    NewContact,
+    Outcome,
+    QueueSnapshot,
+    Store,
+    TimerClaim,
+)
+from queues.errors import StoreUnavailable
+from queues.keys import tenant_prefix
+from queues.scripts import sources
+
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError, OSError)
+_TIMER_SCRIPTS = {
+    "o": "timeout_offer",
+    "s": "advance_step",
+    "w": "end_wrapup",
+    "b": "release_callback",
+}
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class RedisStore(Store):
+    """Runs the scripts on one Redis client (a plain client or a cluster client)."""
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+        self._scripts = {name: client.register_script(src) for name, src in sources().items()}
+        self._prefixes: dict[str, str] = {}
+
+    def _prefix(self, tenant: str) -> str:
+        prefix = self._prefixes.get(tenant)
+        if prefix is None:
+            prefix = self._prefixes[tenant] = tenant_prefix(tenant)
+        return prefix
+
+    async def run(self, name: str, tenant: str, *args: str | int | float) -> list[Any]:
+        """Run script ``name`` for a tenant and decode its ``[code, payload, events]`` reply."""
+        try:
+            raw = await self._scripts[name](keys=[self._prefix(tenant)], args=args)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+        reply: list[Any] = orjson.loads(raw)
+        return reply
+
+    async def enqueue(self, tenant: str, contact: NewContact, now: int) -> Outcome[Enqueued]:
+        reply = await self.run(
+            "enqueue_contact",
+            tenant,
+            now,
+            contact.id,
+            contact.idempotency_key,
+            contact.idempotency_hash,
+            contact.idempotency_ttl_s,
+            contact.doc,
+            contact.channel,
+            contact.capacity_channel,
+            contact.sort_key_ms,
+            contact.steps_json(),
+            _compact(contact.offer_timeouts_ms),
+            contact.sl_threshold_ms,
+            contact.customer_id,
+            contact.view,
+            contact.history_length,
+            contact.home_queue,
+        )
+        payload, ev = c_.unpack(reply, contact=contact.id)
+        return Outcome(Enqueued(c_.contact_state(payload["contact"]), payload["replay"]), ev)
+
+    async def accept(
+        self, tenant: str, reservation_id: str, agent_id: str | None, now: int
+    ) -> Outcome[Accepted]:
+        reply = await self.run("accept_reservation", tenant, now, reservation_id, agent_id or "")
+        return c_.accepted(reply, reservation_id)
+
+    async def reject(
+        self, tenant: str, reservation_id: str, agent_id: str | None, now: int
+    ) -> Outcome[str]:
+        reply = await self.run("reject_reservation", tenant, now, reservation_id, agent_id or "")
+        return c_.rejected(reply, reservation_id)
+
+    async def abandon(self, tenant: str, contact_id: str, now: int) -> Outcome[Abandoned]:
+        reply = await self.run("abandon_contact", tenant, now, contact_id)
+        return c_.abandoned(reply, contact_id)
+
+    async def complete(
+        self,
+        tenant: str,
+        contact_id: str,
+        agent_id: str | None,
+        wrap_up_ms: int,
+        disposition: str,
+        now: int,
+    ) -> Outcome[Completed]:
+        reply = await self.run(
+            "complete_contact", tenant, now, contact_id, agent_id or "", wrap_up_ms, disposition
+        )
+        return c_.completed(reply, contact_id)
+
+    async def request_callback(
+        self, tenant: str, contact_id: str, number: str, not_before: int, now: int
+    ) -> Outcome[ContactState]:
+        reply = await self.run("request_callback", tenant, now, contact_id, number, not_before)
+        return c_.contact_outcome(reply, contact_id)
+
+    async def upsert_agent(
+        self, tenant: str, spec: AgentSpec, now: int
+    ) -> Outcome[tuple[AgentState, bool]]:
+        reply = await self.run(
+            "upsert_agent",
+            tenant,
+            now,
+            spec.id,
+            spec.doc,
+            _compact(spec.capacity),
+            _compact([list(m) for m in spec.memberships]),
+            _compact(spec.exclusive),
+        )
+        return c_.agent_outcome(reply, spec.id, "created")
+
+    async def set_agent_state(
+        self, tenant: str, agent_id: str, state: AgentStateName, now: int
+    ) -> Outcome[tuple[AgentState, bool]]:
+        reply = await self.run("set_agent_state", tenant, now, agent_id, state)
+        return c_.agent_outcome(reply, agent_id, "changed")
+
+    async def claim_timers(self, tenant: str, now: int, limit: int, lease_ms: int) -> TimerClaim:
+        return c_.timer_claim(await self.run("claim_timers", tenant, now, limit, lease_ms))
+
+    async def fire_timer(self, tenant: str, timer: str, now: int) -> Outcome[bool]:
+        kind, args = c_.parse_timer(timer)
+        return c_.fired(await self.run(_TIMER_SCRIPTS[kind], tenant, now, *args))
+
+    async def contact_status(self, tenant: str, contact_id: str) -> ContactState:
+        reply = await self.run("contact_status", tenant, contact_id)
+        return c_.contact_outcome(reply, contact_id).value
+
+    async def agent_status(self, tenant: str, agent_id: str) -> AgentState:
+        payload, _ = c_.unpack(await self.run("agent_status", tenant, agent_id), agent=agent_id)
+        return c_.agent_state(agent_id, payload["agent"])
+
+    async def queue_snapshot(self, tenant: str, queues: list[str], now: int) -> list[QueueSnapshot]:
+        reply = await self.run(
+            "queue_snapshot", tenant, now, _compact(queues), _compact(c_.CAPACITY_CHANNELS)
+        )
+        return c_.snapshots(reply)
+
+    async def list_agents(self, tenant: str) -> list[tuple[str, dict[str, Any], dict[str, int]]]:
+        return c_.agent_list(await self.run("list_agents", tenant))

@@ -1,0 +1,1 @@
+"""Planning tools: analytic staffing and virtual-time simulation of the routing engine."""
