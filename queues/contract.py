@@ -147,6 +147,15 @@ class Completed:
 
 
 @dataclass(slots=True)
+class PendingOffer:
+    reservation_id: str
+    contact_id: str
+    expires_ms: int
+    queue: str
+    view: dict[str, Any]
+
+
+@dataclass(slots=True)
 class TimerClaim:
     timers: list[str]
     next_due_ms: int | None
@@ -267,6 +276,15 @@ def snapshots(reply: list[Any]) -> list[QueueSnapshot]:
     return [queue_snapshot(q) for q in _list(payload["queues"])]
 
 
+def pending_offers(reply: list[Any], agent_id: str) -> list[PendingOffer]:
+    payload, _ = unpack(reply, agent=agent_id)
+    offers = [
+        PendingOffer(o["r"], o["c"], int(o["x"]), o["q"], json.loads(o["view"] or "{}"))
+        for o in _list(payload["offers"])
+    ]
+    return sorted(offers, key=lambda o: _rid_order(o.reservation_id))
+
+
 def agent_list(reply: list[Any]) -> list[tuple[str, dict[str, Any], dict[str, int]]]:
     payload, _ = unpack(reply)
     return [(aid, json.loads(doc), json.loads(cap)) for aid, doc, cap in _list(payload["agents"])]
@@ -351,6 +369,10 @@ class Store(ABC):
     @abstractmethod
     async def queue_snapshot(self, tenant: str, queues: list[str], now: int) -> list[QueueSnapshot]:
         """Depth, oldest wait, staffing and today's counters for each queue."""
+
+    @abstractmethod
+    async def pending_offers(self, tenant: str, agent_id: str) -> list[PendingOffer]:
+        """An agent's pending offers with each contact's view (for a reconnecting socket)."""
 
     @abstractmethod
     async def list_agents(self, tenant: str) -> list[tuple[str, dict[str, Any], dict[str, int]]]:

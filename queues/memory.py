@@ -27,6 +27,7 @@ from queues.contract import (
     Enqueued,
     NewContact,
     Outcome,
+    PendingOffer,
     QueueSnapshot,
     Store,
     TimerClaim,
@@ -676,6 +677,17 @@ class TenantCore:
         out = [[aid, ag.doc, json.dumps(ag.cap)] for aid, ag in sorted(self.agents.items())]
         return self.finish(Code.OK, {"agents": out})
 
+    def agent_offers(self, aid: str) -> Reply:
+        if aid not in self.agents:
+            return self.finish(Code.AGENT_NOT_FOUND)
+        out = []
+        for rid in self.agents[aid].offers:
+            r = self.reservations.get(rid)
+            if r is not None and r.st == "pending":
+                view = self.contacts[r.c].view or "{}"
+                out.append({"r": rid, "c": r.c, "x": r.x, "q": r.q, "view": view})
+        return self.finish(Code.OK, {"offers": out})
+
     def fire_timer(self, member: str, now: int) -> Reply:
         kind, args = c_.parse_timer(member)
         if kind == "o":
@@ -768,3 +780,6 @@ class MemoryStore(Store):
 
     async def list_agents(self, tenant: str) -> list[tuple[str, dict[str, Any], dict[str, int]]]:
         return c_.agent_list(self.core(tenant).list_agents())
+
+    async def pending_offers(self, tenant: str, agent_id: str) -> list[PendingOffer]:
+        return c_.pending_offers(self.core(tenant).agent_offers(agent_id), agent_id)

@@ -23,6 +23,7 @@ from queues.contract import (
     Enqueued,
     NewContact,
     Outcome,
+    PendingOffer,
     QueueSnapshot,
     Store,
     TimerClaim,
@@ -171,3 +172,6 @@ class RedisStore(Store):
 
     async def list_agents(self, tenant: str) -> list[tuple[str, dict[str, Any], dict[str, int]]]:
         return c_.agent_list(await self.run("list_agents", tenant))
+
+    async def pending_offers(self, tenant: str, agent_id: str) -> list[PendingOffer]:
+        return c_.pending_offers(await self.run("agent_offers", tenant, agent_id), agent_id)

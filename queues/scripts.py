@@ -26,6 +26,7 @@ SCRIPT_NAMES = (
     "agent_status",
     "queue_snapshot",
     "list_agents",
+    "agent_offers",
 )
 
 

@@ -306,13 +306,15 @@ class Engine:
 
     # ---------------------------------------------------------------------------- agents
 
-    def memberships(self, skills: Mapping[str, float], attributes: Mapping[str, Any]) -> list[
-        tuple[str, str, float]
-    ]:
+    def memberships(
+        self, skills: Mapping[str, float], attributes: Mapping[str, Any]
+    ) -> list[tuple[str, str, float]]:
         """(queue, strategy, skill level) for every queue whose expression admits the agent."""
         filled = {name: 0 for name in self.referenced_skills}
         filled.update(skills)
-        agent = self._agent_projection.project("agent", {"skills": filled, "attributes": attributes})
+        agent = self._agent_projection.project(
+            "agent", {"skills": filled, "attributes": attributes}
+        )
         ctx = cel.Context()
         ctx.add_variable("agent", agent)
         out: list[tuple[str, str, float]] = []

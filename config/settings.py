@@ -1,0 +1,71 @@
+"""Process settings: one pydantic-settings object, read from ``SWITCHBOARD_*`` env vars.
+
+Built once (``Settings()``) and passed down; tests construct it directly with keyword
+arguments instead of patching the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Role = Literal["admin", "gateway"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: routing config YAML; empty means the shipped demo config
+    config: str = ""
+    #: a shared Redis (redis://, rediss://, unix://); empty starts an embedded redis-server
+    redis_url: str = ""
+    data_dir: Path = Path("var")
+    #: appendfsync of the embedded Redis: always (a 2xx is on disk) or everysec
+    redis_fsync: Literal["always", "everysec"] = "always"
+    #: bootstrap admin token for the default tenant
+    admin_token: SecretStr | None = None
+    #: further static tokens: token -> "role:tenant", e.g. {"gw-1": "gateway:default"}
+    tokens: dict[str, str] = Field(default_factory=dict)
+    default_tenant: str = "default"
+    #: HMAC key for agent tokens; empty: a random key kept in Redis, shared by all instances
+    secret_key: SecretStr | None = None
+    agent_token_ttl_seconds: int = Field(default=12 * 3600, gt=0)
+    max_body_bytes: int = Field(default=65536, gt=0)
+    max_email_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_attributes_bytes: int = Field(default=4096, gt=0)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+    default_region: str = "US"
+    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+    heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: how long an unreachable Redis is reported in Retry-After
+    retry_after_seconds: int = 1
+    timer_batch: int = Field(default=200, gt=0)
+    timer_lease_ms: int = Field(default=5000, gt=0)
+    timer_max_sleep_ms: int = Field(default=100, gt=0)
+    #: refresh period of the per-queue statistics used for estimated waits and gauges
+    stats_refresh_seconds: float = Field(default=2.0, gt=0)
+    #: keyed hash for phone numbers and emails in logs; empty: derived from the secret key
+    log_hash_key: SecretStr | None = None
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "info"
+
+    def static_tokens(self) -> dict[str, tuple[Role, str]]:
+        """token -> (role, tenant), including the bootstrap admin token."""
+        out: dict[str, tuple[Role, str]] = {}
+        for token, spec in self.tokens.items():
+            role, _, tenant = spec.partition(":")
+            if role not in ("admin", "gateway"):
+                raise ValueError(f"token role must be admin or gateway, not {role!r}")
+            out[token] = (role, tenant or self.default_tenant)  # type: ignore[assignment]
+        if self.admin_token is not None and self.admin_token.get_secret_value():
+            out[self.admin_token.get_secret_value()] = ("admin", self.default_tenant)
+        return out
+
+    def tenants(self) -> list[str]:
+        """Every tenant some token can act for: the timer loop serves these."""
+        return sorted({self.default_tenant, *(t for _, t in self.static_tokens().values())})

@@ -1,0 +1,140 @@
+"""RFC 9457 problem details: the one shape of every error the API returns.
+
+Handlers raise ``Problem`` (or let a store error propagate); ``problem_middleware`` renders
+both, and aiohttp's own HTTP errors (404 route, 405, 413 body too large), as
+``application/problem+json``. Nothing else ever reaches the client: no stack trace, no HTML.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from queues import errors
+
+CONTENT_TYPE = "application/problem+json"
+_log = structlog.get_logger("switchboard.http")
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class Problem(Exception):
+    """An error response: status, a short title, a human detail and optional field errors."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        kind: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title or _TITLES.get(status, "Error")
+        self.detail = detail
+        self.kind = kind or self.title.lower().replace(" ", "-")
+        self.errors = errors
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": f"https://switchboard.dev/problems/{self.kind}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors is not None:
+            out["errors"] = self.errors
+        return out
+
+    def response(self) -> web.Response:
+        return web.Response(
+            status=self.status,
+            text=json.dumps(self.body()),
+            content_type=CONTENT_TYPE,
+            headers=self.headers,
+        )
+
+
+def from_validation(exc: ValidationError, prefix: tuple[str, ...] = ("body",)) -> Problem:
+    """422 listing each field problem as {loc, msg}."""
+    problems = [
+        {"loc": [*prefix, *(str(p) for p in err["loc"])], "msg": err["msg"]} for err in exc.errors()
+    ]
+    return Problem(422, "the request failed validation", kind="validation", errors=problems)
+
+
+def from_store(exc: errors.SwitchboardError, retry_after: int = 1) -> Problem:
+    """Map the store's exception hierarchy onto HTTP statuses."""
+    if isinstance(exc, errors.StoreUnavailable):
+        return Problem(
+            503,
+            "the store is unreachable; nothing was recorded, retry later",
+            kind="store-unavailable",
+            headers={"Retry-After": str(retry_after)},
+        )
+    kind = re.sub(r"(?<!^)(?=[A-Z])", "-", type(exc).__name__).lower()
+    detail = str(exc)
+    if isinstance(exc, errors.NotFound):
+        return Problem(404, detail, kind=kind)
+    if isinstance(exc, errors.Forbidden):
+        return Problem(403, detail, kind=kind)
+    if isinstance(exc, errors.Conflict):
+        return Problem(409, detail, kind=kind)
+    return Problem(500, "internal error", kind="internal")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def problem_middleware(retry_after: int) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Problem as exc:
+            return exc.response()
+        except errors.SwitchboardError as exc:
+            return from_store(exc, retry_after).response()
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            status = 413 if isinstance(exc, web.HTTPRequestEntityTooLarge) else exc.status
+            detail = exc.text or exc.reason
+            if status == 413:
+                detail = "the request body is larger than this endpoint accepts"
+            if status == 404:
+                detail = f"no such resource: {request.path}"
+            return Problem(status, detail or exc.reason, headers=_allow(exc)).response()
+        except Exception:
+            _log.exception("http.unhandled", path=request.path, method=request.method)
+            return Problem(500, "internal error", kind="internal").response()
+
+    return middleware
+
+
+def _allow(exc: web.HTTPException) -> dict[str, str]:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}
