@@ -55,18 +55,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from router.serve import serve
 
-        return serve(args)
+        return int(serve(args))
     if args.command == "simulate":
         from simulations.commands import simulate
 
-        return simulate(args)
+        return int(simulate(args))
     if args.command == "staff":
         from simulations.commands import staff
 
-        return staff(args)
+        return int(staff(args))
     from simulations.loadtest import loadtest
 
-    return loadtest(args)
+    return int(loadtest(args))
 
 
 if __name__ == "__main__":

@@ -25,4 +25,4 @@ class ManualClock:
         return self.ms
 
     def advance(self, seconds: float) -> None:
-        self.ms += int(round(seconds * 1000))
+        self.ms += round(seconds * 1000)

@@ -24,9 +24,16 @@ import cel
 
 from config.cel import ROOTS, Expr, Projection, compile_expr
 from config.routing import RoutingConfig, ServiceLevel
-from queues.contract import AgentSpec, AgentState, AgentStateName, Enqueued, NewContact, Outcome
+from queues.contract import (
+    AgentSpec,
+    AgentState,
+    AgentStateName,
+    Enqueued,
+    NewContact,
+    Outcome,
+    Store,
+)
 from queues.contract import Step as StoreStep
-from queues.contract import Store
 
 CONTACT_FIELDS = ("channel", "language", "intent", "subject", "body")
 _DECISION_CACHE = 8192
@@ -34,7 +41,7 @@ _SKILL_REF = re.compile(r"\bagent\s*\.\s*skills\s*\.\s*([A-Za-z_]\w*)")
 
 
 def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
+    return round(seconds * 1000)
 
 
 def _compact(value: Any) -> str:
@@ -129,7 +136,7 @@ class Engine:
         #: skills some queue expression reads; agents lacking one get level 0 for it
         self.referenced_skills = sorted(set(_SKILL_REF.findall("\n".join(queue_sources))))
         self._default_timeout_ms = _ms(15.0)
-        self._exclusive = list(config.exclusive_channels)
+        self._exclusive: list[str] = [str(c) for c in config.exclusive_channels]
         self._decisions: dict[str, Decision] = {}
 
     def _rule(self, rule: Any) -> _Rule:
@@ -310,7 +317,7 @@ class Engine:
         self, skills: Mapping[str, float], attributes: Mapping[str, Any]
     ) -> list[tuple[str, str, float]]:
         """(queue, strategy, skill level) for every queue whose expression admits the agent."""
-        filled = {name: 0 for name in self.referenced_skills}
+        filled: dict[str, Any] = dict.fromkeys(self.referenced_skills, 0)
         filled.update(skills)
         agent = self._agent_projection.project(
             "agent", {"skills": filled, "attributes": attributes}

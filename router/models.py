@@ -1,4 +1,4 @@
-"""The API's request and response bodies (api-v1 §2–§5), also the source of /openapi.json."""
+"""The API's request and response bodies (api-v1 §2-§5), also the source of /openapi.json."""
 
 from __future__ import annotations
 
@@ -84,8 +84,16 @@ class CompleteIn(_In):
     wrap_up_seconds: float | None = Field(default=None, ge=0, le=3600)
 
 
+class AcceptIn(_In):
+    """Accept takes no fields; an empty object or no body."""
+
+
 class RejectIn(_In):
     reason: str | None = Field(default=None, max_length=200)
+
+
+def _one_voice() -> dict[CapacityName, int]:
+    return {"voice": 1}
 
 
 class AgentIn(_In):
@@ -94,7 +102,7 @@ class AgentIn(_In):
         default_factory=dict
     )
     capacity: dict[CapacityName, Annotated[int, Field(ge=0, le=100)]] = Field(
-        default_factory=lambda: {"voice": 1}
+        default_factory=_one_voice
     )
     attributes: dict[str, Any] | None = None
 

@@ -1,0 +1,302 @@
+"""HTTP handlers of api-v1: parse a pydantic model, call the service, render the result.
+
+``ROUTES`` is the single table the app registers and ``/openapi.json`` is generated from, so the
+document cannot drift from what the handlers do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from config.routing import ConfigInvalid, load_routing
+from queues.keys import valid_id
+from router import appkeys as k
+from router import models as m
+from router.auth import AuthError, Principal, RoleName
+from router.problems import Problem, from_validation
+from router.ws import agent_socket
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    roles: tuple[RoleName, ...]
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    idempotent_header: bool = False
+    tags: tuple[str, ...] = field(default=())
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        body=model.__pydantic_serializer__.to_json(model),
+        status=status,
+        content_type="application/json",
+    )
+
+
+async def principal(request: web.Request, roles: tuple[RoleName, ...]) -> Principal:
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else None
+    if token is None and request.path.endswith("/ws"):
+        token = request.query.get("access_token")
+    try:
+        who = await request.app[k.AUTH].principal(token)
+    except AuthError as exc:
+        raise Problem(
+            401, str(exc), kind="unauthorized", headers={"WWW-Authenticate": "Bearer"}
+        ) from None
+    if who.role not in roles:
+        raise Problem(403, f"a {who.role} token cannot do this", kind="forbidden")
+    return who
+
+
+async def read_body(request: web.Request, model: type[M], required: bool = True) -> M:
+    if not request.body_exists:
+        if required:
+            raise Problem(400, "this request needs a JSON body")
+        return model()
+    ctype = request.content_type
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise Problem(415, f"expected application/json, got {ctype or 'nothing'}")
+    raw = await read_limited(request, request.app[k.SETTINGS].max_body_bytes)
+    if not raw.strip() and not required:
+        return model()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"malformed JSON: {exc}", kind="malformed-json") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The body, or 413 as soon as it is known to exceed ``limit`` bytes."""
+    too_large = Problem(413, f"the body exceeds this endpoint's limit of {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(65536):
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def path_id(request: web.Request, name: str = "id") -> str:
+    value = request.match_info[name]
+    if not valid_id(value):
+        raise Problem(404, f"no such {name.removesuffix('_id') if name != 'id' else 'resource'}")
+    return value
+
+
+def _agent_scope(who: Principal, agent_id: str) -> None:
+    if not who.may_act_as_agent(agent_id):
+        raise Problem(403, "an agent token may only act for its own agent", kind="forbidden")
+
+
+# ----------------------------------------------------------------------------- contacts
+
+GATEWAY: tuple[RoleName, ...] = ("gateway", "admin")
+ADMIN: tuple[RoleName, ...] = ("admin",)
+ANY: tuple[RoleName, ...] = ("gateway", "admin", "agent")
+AGENT: tuple[RoleName, ...] = ("agent", "admin")
+
+
+async def create_contact(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, GATEWAY)
+    key = request.headers.get("Idempotency-Key", "")
+    if not key:
+        raise Problem(400, "the Idempotency-Key header is required", kind="missing-idempotency-key")
+    if len(key) > 128:
+        raise Problem(400, "Idempotency-Key is longer than 128 characters")
+    body = await read_body(request, m.ContactIn)
+    created = await request.app[k.SERVICE].create_contact(who.tenant, body, "api", key)
+    return _json(created.contact, 201 if created.created else 200)
+
+
+async def get_contact(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, ANY)
+    return _json(await request.app[k.SERVICE].get_contact(who.tenant, path_id(request)))
+
+
+async def abandon_contact(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, GATEWAY)
+    return _json(await request.app[k.SERVICE].abandon(who.tenant, path_id(request)))
+
+
+async def callback_contact(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, GATEWAY)
+    body = await read_body(request, m.CallbackIn, required=False)
+    return _json(await request.app[k.SERVICE].callback(who.tenant, path_id(request), body))
+
+
+async def complete_contact(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, AGENT)
+    body = await read_body(request, m.CompleteIn, required=False)
+    service = request.app[k.SERVICE]
+    return _json(await service.complete(who.tenant, path_id(request), who.agent_id, body))
+
+
+# ------------------------------------------------------------------------ reservations
+
+
+async def accept(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, AGENT)
+    await read_body(request, m.AcceptIn, required=False)
+    service = request.app[k.SERVICE]
+    return _json(await service.accept(who.tenant, path_id(request), who.agent_id))
+
+
+async def reject(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, AGENT)
+    await read_body(request, m.RejectIn, required=False)
+    service = request.app[k.SERVICE]
+    return _json(await service.reject(who.tenant, path_id(request), who.agent_id))
+
+
+# ------------------------------------------------------------------------------ agents
+
+
+async def put_agent(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, ADMIN)
+    body = await read_body(request, m.AgentIn)
+    agent, created = await request.app[k.SERVICE].upsert_agent(who.tenant, path_id(request), body)
+    return _json(agent, 201 if created else 200)
+
+
+async def get_agent(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, AGENT)
+    agent_id = path_id(request)
+    _agent_scope(who, agent_id)
+    return _json(await request.app[k.SERVICE].get_agent(who.tenant, agent_id))
+
+
+async def set_agent_state(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, AGENT)
+    agent_id = path_id(request)
+    _agent_scope(who, agent_id)
+    body = await read_body(request, m.AgentStateIn)
+    return _json(await request.app[k.SERVICE].set_state(who.tenant, agent_id, body.state))
+
+
+async def mint_token(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, ADMIN)
+    agent_id = path_id(request)
+    service = request.app[k.SERVICE]
+    await service.get_agent(who.tenant, agent_id)  # 404 for an unknown agent
+    settings = request.app[k.SETTINGS]
+    token, expires = await request.app[k.AUTH].issuer.mint(
+        who.tenant, agent_id, settings.agent_token_ttl_seconds, service.clock.now_ms() / 1000
+    )
+    return _json(m.Token(token=token, expires_at=expires), 201)  # type: ignore[arg-type]
+
+
+async def agent_ws(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, AGENT)
+    agent_id = path_id(request)
+    _agent_scope(who, agent_id)
+    return await agent_socket(request, who, agent_id)
+
+
+# ------------------------------------------------------------------------ queues & ops
+
+
+async def list_queues(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, ANY)
+    return _json(m.QueueList(queues=await request.app[k.SERVICE].queues(who.tenant)))
+
+
+async def get_queue(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, ANY)
+    service = request.app[k.SERVICE]
+    name = request.match_info["name"]
+    if name not in service.engine.queue_config:
+        raise Problem(404, f"no queue named {name!r}")
+    return _json((await service.queues(who.tenant, [name]))[0])
+
+
+async def reload_config(request: web.Request) -> web.StreamResponse:
+    await principal(request, ADMIN)
+    path = request.app[k.CONFIG_PATH]
+    try:
+        config = load_routing(path)
+    except ConfigInvalid as exc:
+        errors: list[dict[str, Any]] = [
+            {"loc": [p.file, str(p.line or ""), p.path], "msg": p.message} for p in exc.problems
+        ]
+        raise Problem(
+            422, "the routing config is invalid; nothing was applied", kind="config", errors=errors
+        ) from None
+    tenants = request.app[k.SETTINGS].tenants()
+    return _json(await request.app[k.SERVICE].reload(tenants, config))
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    try:
+        await request.app[k.REDIS].ping()
+    except Exception:
+        raise Problem(503, "redis is unreachable", headers={"Retry-After": "1"}) from None
+    if not request.app[k.HUB].ready.is_set():
+        raise Problem(503, "event subscription not ready", headers={"Retry-After": "1"})
+    return web.json_response({"status": "ready"})
+
+
+ROUTES: list[Route] = [
+    Route("POST", "/v1/contacts", create_contact, "Create a contact", GATEWAY, m.ContactIn,
+          m.Contact, 201, (400, 409, 413, 415, 422, 503), True, ("contacts",)),
+    Route("GET", "/v1/contacts/{id}", get_contact, "A contact with live position and wait", ANY,
+          None, m.Contact, 200, (404,), tags=("contacts",)),
+    Route("POST", "/v1/contacts/{id}/abandon", abandon_contact, "The customer left", GATEWAY,
+          None, m.Contact, 200, (404, 409), tags=("contacts",)),
+    Route("POST", "/v1/contacts/{id}/callback", callback_contact,
+          "Virtual hold: call back, keeping the place in line", GATEWAY, m.CallbackIn, m.Contact,
+          200, (404, 409, 422), tags=("contacts",)),
+    Route("POST", "/v1/contacts/{id}/complete", complete_contact, "End the conversation", AGENT,
+          m.CompleteIn, m.Contact, 200, (403, 404, 409, 422), tags=("contacts",)),
+    Route("POST", "/v1/reservations/{id}/accept", accept, "Accept an offer", AGENT, None,
+          m.AcceptedOut, 200, (403, 404, 409), tags=("reservations",)),
+    Route("POST", "/v1/reservations/{id}/reject", reject, "Decline an offer", AGENT, m.RejectIn,
+          m.RejectedOut, 200, (403, 404, 409), tags=("reservations",)),
+    Route("PUT", "/v1/agents/{id}", put_agent, "Create or update an agent", ADMIN, m.AgentIn,
+          m.Agent, 200, (422,), tags=("agents",)),
+    Route("GET", "/v1/agents/{id}", get_agent, "An agent's state, load and queues", AGENT, None,
+          m.Agent, 200, (403, 404), tags=("agents",)),
+    Route("POST", "/v1/agents/{id}/state", set_agent_state, "Set available, away or offline",
+          AGENT, m.AgentStateIn, m.Agent, 200, (403, 404, 422), tags=("agents",)),
+    Route("POST", "/v1/agents/{id}/tokens", mint_token, "Mint a token for the agent", ADMIN,
+          None, m.Token, 201, (404,), tags=("agents",)),
+    Route("GET", "/v1/agents/{id}/ws", agent_ws, "The agent's websocket (offers, actions)", AGENT,
+          None, None, 101, (401, 403, 404), tags=("agents",)),
+    Route("GET", "/v1/queues", list_queues, "Every queue's depth, staffing and service level",
+          ANY, None, m.QueueList, 200, tags=("queues",)),
+    Route("GET", "/v1/queues/{name}", get_queue, "One queue", ANY, None, m.QueueOut, 200, (404,),
+          tags=("queues",)),
+    Route("POST", "/v1/config/reload", reload_config, "Validate and apply the routing config",
+          ADMIN, None, m.ReloadOut, 200, (422,), tags=("operations",)),
+    Route("GET", "/healthz", healthz, "Liveness", (), tags=("operations",)),
+    Route("GET", "/readyz", readyz, "Readiness: Redis and the event subscription", (), None, None,
+          200, (503,), tags=("operations",)),
+]  # fmt: skip

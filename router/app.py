@@ -1,0 +1,209 @@
+"""The app factory: ``create_app(settings, registry=...)`` builds the whole server.
+
+Resources are paired startup/cleanup contexts: Redis (a shared URL, or an embedded
+redis-server this process supervises), then the service with its background tasks (event
+subscription, timer loop, queue statistics). Websockets are tracked and closed with GOING_AWAY
+on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import structlog
+from aiohttp import WSCloseCode, web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from redis.asyncio import Redis
+
+from config.routing import RoutingConfig, demo_config_path, load_routing
+from config.settings import Settings
+from queues.embedded import EmbeddedRedis
+from queues.errors import SwitchboardError
+from queues.redis_store import RedisStore
+from router import appkeys as k
+from router.api import ROUTES
+from router.auth import Authenticator, TokenIssuer
+from router.clock import WallClock
+from router.customers import Customers
+from router.engine import Engine
+from router.hub import Hub
+from router.metrics import Metrics, QueueCollector
+from router.openapi import build as build_openapi
+from router.problems import problem_middleware
+from router.service import Service
+from router.stats import QueueStats
+from router.timers import TimerLoop
+
+log = structlog.get_logger("switchboard.app")
+VERSION = "0.1.0"
+
+
+def config_path(settings: Settings) -> str:
+    return settings.config or str(demo_config_path())
+
+
+@web.middleware
+async def request_context(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-Id") or secrets.token_hex(8)
+    structlog.contextvars.bind_contextvars(request_id=request_id[:64])
+    try:
+        response = await handler(request)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id[:64]
+    return response
+
+
+def _redis_client(url: str) -> Redis:
+    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[k.SETTINGS]
+    embedded: EmbeddedRedis | None = None
+    if settings.redis_url:
+        client = _redis_client(settings.redis_url)
+    else:
+        embedded = EmbeddedRedis(
+            Path(settings.data_dir), persistent=True, fsync=settings.redis_fsync
+        )
+        await asyncio.get_running_loop().run_in_executor(None, embedded.start)
+        log.info("redis.embedded_started", dir=str(settings.data_dir))
+        client = Redis(unix_socket_path=str(embedded.socket_path), socket_timeout=10)
+    app[k.REDIS] = client
+    supervisor = asyncio.create_task(_supervise(embedded)) if embedded else None
+    yield
+    if supervisor is not None:
+        supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await supervisor
+    await client.aclose()
+    if embedded is not None:
+        await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
+        log.info("redis.embedded_stopped")
+
+
+async def _supervise(embedded: EmbeddedRedis) -> None:
+    """Restart the embedded redis-server if it dies; its append-only file keeps the data."""
+    while True:
+        await asyncio.sleep(1.0)
+        if not embedded.alive():
+            log.error("redis.embedded_died_restarting")
+            with contextlib.suppress(Exception):
+                await asyncio.get_running_loop().run_in_executor(None, embedded.start)
+
+
+async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[k.SETTINGS]
+    client = app[k.REDIS]
+    store = RedisStore(client)
+    service = app[k.SERVICE] = Service(
+        Engine(app[_CONFIG], store),
+        store,
+        WallClock(),
+        Customers(),
+        QueueStats(app[_CONFIG]),
+        app[_METRICS],
+        idempotency_ttl_s=settings.idempotency_ttl_seconds,
+    )
+    secret = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
+    app[k.AUTH] = Authenticator(settings.static_tokens(), TokenIssuer(client, secret))
+    hub = app[k.HUB]
+    timers = app[k.TIMERS] = TimerLoop(
+        store,
+        service.clock,
+        settings.tenants,
+        service.metrics.events,
+        batch=settings.timer_batch,
+        lease_ms=settings.timer_lease_ms,
+        max_sleep_ms=settings.timer_max_sleep_ms,
+    )
+    tasks = [
+        asyncio.create_task(hub.listen(client), name="hub"),
+        asyncio.create_task(timers.run(), name="timers"),
+        asyncio.create_task(_refresh_stats(app), name="stats"),
+    ]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(hub.ready.wait(), 5.0)
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _refresh_stats(app: web.Application) -> None:
+    settings = app[k.SETTINGS]
+    while True:
+        for tenant in settings.tenants():
+            with contextlib.suppress(SwitchboardError):
+                await app[k.SERVICE].queues(tenant)
+        await asyncio.sleep(settings.stats_refresh_seconds)
+
+
+async def _close_sockets(app: web.Application) -> None:
+    app[k.CLOSING].set()
+    sockets: set[web.WebSocketResponse] = app[k.SOCKETS]
+    for ws in list(sockets):
+        with contextlib.suppress(Exception):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+async def metrics_handler(request: web.Request) -> web.StreamResponse:
+    """Prometheus text; queue gauges are read from Redis now, so every instance agrees."""
+    app = request.app
+    for tenant in app[k.SETTINGS].tenants():
+        with contextlib.suppress(SwitchboardError):
+            await app[k.SERVICE].queues(tenant)
+    body = generate_latest(app[k.REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi_handler(request: web.Request) -> web.StreamResponse:
+    return web.json_response(request.app[_OPENAPI])
+
+
+_CONFIG = web.AppKey("routing_config", RoutingConfig)
+_METRICS = web.AppKey("metrics", Metrics)
+_OPENAPI = web.AppKey("openapi", dict)
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> web.Application:
+    """Build the server. Raises ``ConfigInvalid`` for a bad routing config (nothing starts)."""
+    settings.static_tokens()  # fail fast on malformed token settings
+    path = config_path(settings)
+    config = load_routing(path)
+    registry = registry or CollectorRegistry()
+    app = web.Application(
+        client_max_size=max(settings.max_body_bytes, settings.max_email_bytes),
+        middlewares=[request_context, problem_middleware(settings.retry_after_seconds)],
+    )
+    app[k.SETTINGS] = settings
+    app[k.REGISTRY] = registry
+    app[k.CONFIG_PATH] = path
+    app[k.HUB] = Hub()
+    app[k.SOCKETS] = set()
+    app[k.CLOSING] = asyncio.Event()
+    app[_CONFIG] = config
+    thresholds = {level.threshold_seconds for level in config.service_levels.values()}
+    thresholds |= {s.service_level.threshold_seconds for s in config.segments if s.service_level}
+    app[_METRICS] = Metrics(registry, thresholds)
+    registry.register(QueueCollector(lambda: app[k.SERVICE]))
+    app[_OPENAPI] = build_openapi(VERSION)
+    app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_service_ctx)
+    app.on_shutdown.append(_close_sockets)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/openapi.json", openapi_handler)
+    return app

@@ -1,0 +1,105 @@
+"""/openapi.json: an OpenAPI 3.1 document generated from ``api.ROUTES`` and the models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from router import models as m
+from router.api import ROUTES
+
+_DESCRIPTIONS = {
+    400: "Malformed JSON, a missing body or a missing Idempotency-Key",
+    401: "No token, or a token that does not verify",
+    403: "The token lacks the right",
+    404: "Unknown id",
+    409: "State conflict (taken or expired reservation, reused Idempotency-Key)",
+    413: "Body too large",
+    415: "Wrong content type",
+    422: "Validation failure; `errors` lists each field",
+    503: "The store is unreachable; nothing was recorded (see Retry-After)",
+}
+
+
+def build(version: str) -> dict[str, Any]:
+    models: set[type[BaseModel]] = {m.ProblemOut}
+    for route in ROUTES:
+        models.update(x for x in (route.body, route.response) if x is not None)
+    keyed: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (model, "validation" if model in _bodies() else "serialization") for model in models
+    ]
+    refs, schema = models_json_schema(
+        sorted(keyed, key=lambda pair: pair[0].__name__),
+        ref_template="#/components/schemas/{model}",
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        op: dict[str, Any] = {
+            "summary": route.summary,
+            "operationId": route.handler.__name__,
+            "tags": list(route.tags),
+            "responses": {},
+        }
+        params: list[dict[str, Any]] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in ("id", "name")
+            if "{" + name + "}" in route.path
+        ]
+        if route.idempotent_header:
+            params.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string", "maxLength": 128},
+                }
+            )
+        if params:
+            op["parameters"] = params
+        if route.roles:
+            op["security"] = [{"bearer": []}]
+            op["description"] = "Roles: " + ", ".join(route.roles)
+        if route.body is not None:
+            op["requestBody"] = {
+                "required": route.body is m.ContactIn
+                or route.body is m.AgentIn
+                or route.body is m.AgentStateIn,
+                "content": {"application/json": {"schema": refs[(route.body, "validation")]}},
+            }
+        ok: dict[str, Any] = {"description": "Success"}
+        if route.response is not None:
+            ok["content"] = {
+                "application/json": {"schema": refs[(route.response, "serialization")]}
+            }
+        op["responses"][str(route.status)] = ok
+        if route.status == 201:
+            op["responses"]["200"] = {**ok, "description": "Replay or update of the same resource"}
+        problem = {"application/problem+json": {"schema": refs[(m.ProblemOut, "serialization")]}}
+        errors = set(route.errors)
+        if route.roles:
+            errors |= {401, 403}
+        for status in sorted(errors):
+            op["responses"][str(status)] = {
+                "description": _DESCRIPTIONS[status],
+                "content": problem,
+            }
+        paths.setdefault(route.path, {})[route.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Switchboard API",
+            "version": version,
+            "description": "Omnichannel contact routing (api-v1).",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schema.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _bodies() -> set[type[BaseModel]]:
+    return {r.body for r in ROUTES if r.body is not None}

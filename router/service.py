@@ -1,0 +1,274 @@
+"""The application core behind every interface: HTTP handlers, websockets and channel adapters.
+
+Each method does the routing work for one API call (resolve the customer, decide with the
+engine, make ONE atomic store call) and returns API models. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+
+from config.routing import RoutingConfig
+from queues.contract import AgentState, AgentStateName, ContactState, PendingOffer, Store
+from router import models as m
+from router.clock import Clock
+from router.customers import Customers
+from router.engine import Decision, Engine, cel_views
+from router.metrics import Metrics
+from router.stats import QueueStats
+
+log = structlog.get_logger("switchboard.routing")
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def body_hash(payload: Any) -> str:
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+def idempotency_slot(scope: str, key: str) -> str:
+    """Keys are client text: hash them into a fixed-size, separator-free Redis key part."""
+    return hashlib.sha256(f"{scope}\x00{key}".encode()).hexdigest()[:40]
+
+
+@dataclass(slots=True)
+class Created:
+    contact: m.Contact
+    created: bool  # False: an idempotent replay
+
+
+class Service:
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        clock: Clock,
+        customers: Customers,
+        stats: QueueStats,
+        metrics: Metrics,
+        idempotency_ttl_s: int = 86400,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.clock = clock
+        self.customers = customers
+        self.stats = stats
+        self.metrics = metrics
+        self.idempotency_ttl_s = idempotency_ttl_s
+
+    @property
+    def config(self) -> RoutingConfig:
+        return self.engine.config
+
+    # ---------------------------------------------------------------------------- contacts
+
+    async def create_contact(
+        self, tenant: str, new: m.ContactIn, idem_scope: str, idem_key: str, extra: Any = None
+    ) -> Created:
+        """Resolve, decide, then one atomic enqueue (which may reserve an agent at once)."""
+        t0 = time.perf_counter()
+        started = self.clock.now_ms()
+        request = new.model_dump(by_alias=True, exclude_none=True)
+        customer = await self.customers.resolve(tenant, new)
+        engine = self.engine
+        cview, uview = cel_views(request, customer.profile)
+        decision = engine.decide(cview, uview, started, customer.last_agent)
+        contact_id = "c" + secrets.token_hex(8)
+        doc = {
+            "id": contact_id,
+            "channel": new.channel,
+            "created_at": iso(started),
+            "customer": {"id": customer.id, "segment": decision.segment, "value": uview["value"]},
+            "priority": decision.priority,
+            "rule": decision.rule,
+            "language": new.language,
+            "intent": new.intent,
+        }
+        view: dict[str, Any] = {
+            "contact": {**doc, "subject": new.subject, "body": new.body, "from": new.from_},
+            "customer": customer.single_view(decision.segment),
+            "suggestions": [s.wire() for s in decision.suggestions],
+        }
+        if new.attributes:
+            view["contact"]["attributes"] = new.attributes
+        record = engine.new_contact(
+            contact_id,
+            decision,
+            new.channel,
+            doc,
+            view,
+            started,
+            customer_id=customer.id or "",
+            idempotency_key=idempotency_slot(idem_scope, idem_key),
+            idempotency_hash=body_hash([request, extra]),
+        )
+        record.idempotency_ttl_s = self.idempotency_ttl_s
+        outcome = await engine.route(tenant, record, started)
+        state = outcome.value.contact
+        if not outcome.value.replay:
+            self.metrics.routed(decision, new.channel, outcome.events, time.perf_counter() - t0)
+            self._log_decision(contact_id, new.channel, decision, state)
+        return Created(self.render(state, tenant), not outcome.value.replay)
+
+    def _log_decision(self, cid: str, channel: str, d: Decision, state: ContactState) -> None:
+        log.info(
+            "routing.decision",
+            contact_id=cid,
+            channel=channel,
+            segment=d.segment,
+            rule=d.rule,
+            priority=d.priority,
+            steps=[{"queues": list(s.queues), "agents": list(s.agents)} for s in d.steps],
+            skipped_steps=d.skipped_steps,
+            status=state.status,
+            queue=state.queue,
+            agent_id=state.agent_id,
+            why=(
+                f"agent {state.agent_id} was the best free agent of {state.queue}"
+                if state.agent_id
+                else "no eligible agent free: queued in line by wait + priority"
+            ),
+        )
+
+    def render(self, state: ContactState, tenant: str) -> m.Contact:
+        doc = state.doc
+        position = state.position if state.status == "queued" else None
+        wait = None
+        if position is not None and state.staffed > 0:
+            wait = self.stats.estimated_wait(state.queue, position, state.staffed, tenant)
+        return m.Contact(
+            id=state.id,
+            channel=doc["channel"],
+            status=state.status,  # type: ignore[arg-type]
+            queue=state.queue,
+            priority=doc["priority"],
+            position=position,
+            estimated_wait_seconds=wait,
+            created_at=doc["created_at"],
+            customer=m.CustomerBrief(**doc["customer"]),
+            agent_id=state.agent_id,
+            reservation_id=state.reservation_id,
+            rule=doc["rule"],
+            language=doc.get("language"),
+            intent=doc.get("intent"),
+            disposition=state.disposition,
+        )
+
+    async def get_contact(self, tenant: str, contact_id: str) -> m.Contact:
+        return self.render(await self.store.contact_status(tenant, contact_id), tenant)
+
+    async def abandon(self, tenant: str, contact_id: str) -> m.Contact:
+        now = self.clock.now_ms()
+        outcome = await self.store.abandon(tenant, contact_id, now)
+        if outcome.value.changed:
+            self.metrics.abandoned(outcome.value, outcome.events)
+            await self.customers.record(tenant, outcome.value.contact)
+        return self.render(outcome.value.contact, tenant)
+
+    async def callback(self, tenant: str, contact_id: str, body: m.CallbackIn) -> m.Contact:
+        now = self.clock.now_ms()
+        not_before = int(body.not_before.timestamp() * 1000) if body.not_before else 0
+        outcome = await self.store.request_callback(
+            tenant, contact_id, body.number or "", not_before, now
+        )
+        self.metrics.events(outcome.events)
+        return self.render(outcome.value, tenant)
+
+    async def complete(
+        self, tenant: str, contact_id: str, agent_id: str | None, body: m.CompleteIn
+    ) -> m.Contact:
+        now = self.clock.now_ms()
+        if body.wrap_up_seconds is not None:
+            wrap = body.wrap_up_seconds
+        else:
+            state = await self.store.contact_status(tenant, contact_id)
+            queue = self.engine.queue_config.get(state.queue)
+            wrap = queue.wrap_up_seconds if queue else 0.0
+        outcome = await self.store.complete(
+            tenant, contact_id, agent_id, int(wrap * 1000), body.disposition or "", now
+        )
+        self.metrics.completed(outcome.value, outcome.events)
+        await self.customers.record(tenant, outcome.value.contact)
+        return self.render(outcome.value.contact, tenant)
+
+    # -------------------------------------------------------------------------- reservations
+
+    async def accept(self, tenant: str, reservation_id: str, agent_id: str | None) -> m.AcceptedOut:
+        outcome = await self.store.accept(tenant, reservation_id, agent_id, self.clock.now_ms())
+        self.metrics.accepted(outcome.value, outcome.events)
+        await self.customers.record(tenant, outcome.value.contact)
+        return m.AcceptedOut(
+            reservation_id=reservation_id, contact=self.render(outcome.value.contact, tenant)
+        )
+
+    async def reject(self, tenant: str, reservation_id: str, agent_id: str | None) -> m.RejectedOut:
+        outcome = await self.store.reject(tenant, reservation_id, agent_id, self.clock.now_ms())
+        self.metrics.events(outcome.events, rejected=1)
+        return m.RejectedOut(reservation_id=reservation_id)
+
+    # -------------------------------------------------------------------------------- agents
+
+    @staticmethod
+    def render_agent(state: AgentState) -> m.Agent:
+        doc = state.doc
+        return m.Agent(
+            id=state.id,
+            name=doc.get("name", state.id),
+            skills=doc.get("skills", {}),
+            capacity=state.capacity,
+            state=state.state,  # type: ignore[arg-type]
+            load={ch: n for ch, n in state.load.items() if n},
+            queues=state.queues,
+            reservations=state.reservations,
+            attributes=doc.get("attributes"),
+        )
+
+    async def upsert_agent(
+        self, tenant: str, agent_id: str, body: m.AgentIn
+    ) -> tuple[m.Agent, bool]:
+        doc = body.model_dump(exclude_none=True)
+        outcome = await self.engine.upsert_agent(tenant, agent_id, doc, self.clock.now_ms())
+        self.metrics.events(outcome.events)
+        state, created = outcome.value
+        return self.render_agent(state), created
+
+    async def get_agent(self, tenant: str, agent_id: str) -> m.Agent:
+        return self.render_agent(await self.store.agent_status(tenant, agent_id))
+
+    async def set_state(self, tenant: str, agent_id: str, state: AgentStateName) -> m.Agent:
+        outcome = await self.engine.set_agent_state(tenant, agent_id, state, self.clock.now_ms())
+        self.metrics.events(outcome.events)
+        return self.render_agent(outcome.value[0])
+
+    async def pending_offers(self, tenant: str, agent_id: str) -> list[PendingOffer]:
+        return await self.store.pending_offers(tenant, agent_id)
+
+    # -------------------------------------------------------------------------------- queues
+
+    async def queues(self, tenant: str, names: list[str] | None = None) -> list[m.QueueOut]:
+        names = names or [q.name for q in self.config.queues]
+        now = self.clock.now_ms()
+        snaps = await self.store.queue_snapshot(tenant, names, now)
+        self.stats.update(tenant, snaps, now)
+        return [self.stats.render(tenant, s, now) for s in snaps]
+
+    async def reload(self, tenants: list[str], config: RoutingConfig) -> m.ReloadOut:
+        """Swap in a validated config, then recompute every agent's queue membership."""
+        self.engine = Engine(config, self.store)
+        self.stats.configure(config)
+        count = 0
+        for tenant in tenants:
+            count += await self.engine.reapply(tenant, self.clock.now_ms())
+        return m.ReloadOut(
+            queues=len(config.queues), rules=len(config.rules), agents_recomputed=count
+        )

@@ -1,0 +1,147 @@
+"""The agent websocket (api-v1 §3): offers and state pushed, agent actions received.
+
+The handshake is authorised like any request (the agent itself or an admin of its tenant;
+browsers may pass ``?access_token=``). On connect the agent gets its state and every pending
+offer again, so a reconnect loses nothing. The server pings every heartbeat interval; a socket
+silent past the heartbeat timeout is closed, and when an agent's last socket here closes the
+agent goes offline, which rescinds its pending offers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import WSMsgType, web
+from pydantic import ValidationError
+
+from queues.errors import SwitchboardError
+from router import appkeys as k
+from router import models as m
+from router.auth import Principal
+from router.hub import offer_message
+from router.problems import Problem, from_store, from_validation
+
+log = structlog.get_logger("switchboard.ws")
+
+
+async def _send(ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await ws.send_str(orjson.dumps(message).decode())
+
+
+def _error(problem: Problem, ref: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "error", "title": problem.title, "detail": problem.detail}
+    out["status"] = problem.status
+    if problem.errors:
+        out["errors"] = problem.errors
+    if ref is not None:
+        out["ref"] = ref
+    return out
+
+
+async def _handle(
+    request: web.Request, principal: Principal, agent_id: str, data: dict[str, Any]
+) -> dict[str, Any] | None:
+    service = request.app[k.SERVICE]
+    tenant = principal.tenant
+    kind = data.get("type")
+    acting = None if principal.role == "admin" else agent_id
+    if kind == "state":
+        body = m.AgentStateIn.model_validate({"state": data.get("state")})
+        agent = await service.set_state(tenant, agent_id, body.state)
+        return {"type": "state", "state": agent.state, "load": agent.load}
+    if kind == "accept":
+        rid = str(data.get("reservation_id", ""))
+        accepted = await service.accept(tenant, rid, acting or agent_id)
+        return {"type": "accepted", **accepted.model_dump(mode="json")}
+    if kind == "reject":
+        rid = str(data.get("reservation_id", ""))
+        rejected = await service.reject(tenant, rid, acting or agent_id)
+        return {"type": "rejected", **rejected.model_dump(mode="json")}
+    if kind == "complete":
+        body_c = m.CompleteIn.model_validate(
+            {key: data[key] for key in ("disposition", "notes", "wrap_up_seconds") if key in data}
+        )
+        contact = await service.complete(
+            tenant, str(data.get("contact_id", "")), acting or agent_id, body_c
+        )
+        return {"type": "completed", "contact": contact.model_dump(mode="json")}
+    if kind == "ping":
+        return {"type": "pong"}
+    raise Problem(422, f"unknown message type {kind!r}", kind="validation")
+
+
+async def agent_socket(
+    request: web.Request, principal: Principal, agent_id: str
+) -> web.StreamResponse:
+    app = request.app
+    settings = app[k.SETTINGS]
+    service = app[k.SERVICE]
+    hub = app[k.HUB]
+    tenant = principal.tenant
+    agent = await service.get_agent(tenant, agent_id)  # 404 before the upgrade
+
+    ws = web.WebSocketResponse(autoping=False, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    app[k.SOCKETS].add(ws)
+    hub.add_agent(tenant, agent_id, ws)
+    structlog.contextvars.bind_contextvars(agent_id=agent_id)
+    last_seen = time.monotonic()
+
+    async def heartbeat() -> None:
+        while not ws.closed:
+            await asyncio.sleep(settings.heartbeat_interval_seconds)
+            if time.monotonic() - last_seen > settings.heartbeat_timeout_seconds:
+                log.info("ws.heartbeat_timeout")
+                await ws.close(code=4000, message=b"heartbeat timeout")
+                return
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.ping()
+
+    beat = asyncio.create_task(heartbeat())
+    try:
+        await _send(ws, {"type": "state", "state": agent.state, "load": agent.load})
+        for offer in await service.pending_offers(tenant, agent_id):
+            await _send(
+                ws, offer_message(offer.reservation_id, offer.expires_ms, offer.queue, offer.view)
+            )
+        async for msg in ws:
+            last_seen = time.monotonic()
+            if msg.type == WSMsgType.PING:
+                await ws.pong(msg.data)
+                continue
+            if msg.type != WSMsgType.TEXT:
+                continue
+            ref = None
+            try:
+                data = orjson.loads(msg.data)
+                if not isinstance(data, dict):
+                    raise Problem(400, "a message is a JSON object with a `type`")
+                ref = data.get("ref")
+                reply = await _handle(request, principal, agent_id, data)
+            except orjson.JSONDecodeError:
+                reply = _error(Problem(400, "malformed JSON"), None)
+            except Problem as exc:
+                reply = _error(exc, ref)
+            except ValidationError as exc:
+                reply = _error(from_validation(exc, ()), ref)
+            except SwitchboardError as exc:
+                reply = _error(from_store(exc), ref)
+            if reply is not None:
+                if ref is not None:
+                    reply.setdefault("ref", ref)
+                await _send(ws, reply)
+    finally:
+        beat.cancel()
+        app[k.SOCKETS].discard(ws)
+        remaining = hub.remove_agent(tenant, agent_id, ws)
+        if remaining == 0 and not app[k.CLOSING].is_set():
+            with contextlib.suppress(SwitchboardError):
+                await service.set_state(tenant, agent_id, "offline")
+        structlog.contextvars.unbind_contextvars("agent_id")
+    return ws
