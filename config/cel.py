@@ -23,6 +23,7 @@ ROOTS: dict[str, frozenset[str]] = {
     "suggestion": frozenset({"contact", "customer", "now"}),
 }
 
+_PARSE_ERROR = re.compile(r"<input>:(\d+):(\d+): (?:Syntax error: )?([^\n]*)")
 _BINDERS = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 
 
@@ -58,9 +59,14 @@ def compile_expr(source: str, where: str) -> Expr:
     try:
         program = _compile(source)
     except ValueError as exc:
-        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-        detail = lines[1].strip() if len(lines) > 1 else lines[0]
-        raise CelError(f"CEL syntax error: {detail}") from None
+        # The parser reports "... ERROR: <input>:LINE:COL: Syntax error: WHAT" and then echoes
+        # the source with a caret; keep only the first WHAT and where it is.
+        found = _PARSE_ERROR.search(str(exc))
+        if found is None:
+            raise CelError(f"CEL syntax error: {str(exc).splitlines()[0]}") from None
+        line, col, what = found.groups()
+        where_in = f"column {col}" if line == "1" else f"line {line}, column {col}"
+        raise CelError(f"CEL syntax error at {where_in}: {what.strip()}") from None
     bound = set(_BINDERS.findall(source))
     allowed = ROOTS[where]
     unknown = sorted(set(program.variables()) - allowed - bound)

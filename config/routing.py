@@ -219,33 +219,76 @@ def _line_for(lines: dict[tuple[int | str, ...], int], loc: tuple[int | str, ...
 
 
 _UNION_TAG = re.compile(r"^(function-after|function-wrap|function-before)\[.*\]$")
+_ABSENT = object()
 
 
-def _cross_checks(cfg: RoutingConfig) -> list[tuple[tuple[int | str, ...], str]]:
+def _yaml_loc(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
+    """A pydantic error location as a YAML path: drop the parts that are pydantic's own.
+
+    A field name always indexes a mapping in the data; a string part met on a scalar or a list is
+    a union member tag (``float``, ``str``), and ``[key]`` marks a bad mapping key.
+    """
+    out: list[int | str] = []
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            out.append(part)
+            ok = isinstance(node, list) and 0 <= part < len(node)
+            node = node[part] if ok else _ABSENT
+        elif part == "[key]" or _UNION_TAG.match(part):
+            continue
+        elif isinstance(node, dict):
+            out.append(part)
+            node = node.get(part, _ABSENT)
+        elif node is _ABSENT:
+            out.append(part)
+    return tuple(out)
+
+
+def _items(data: Mapping[str, Any], field: str) -> list[tuple[int, dict[str, Any]]]:
+    value = data.get(field)
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
+
+
+def _cross_checks(data: Mapping[str, Any]) -> list[tuple[tuple[int | str, ...], str]]:
+    """Checks across items, on the raw data so they run even when the schema check fails."""
     problems: list[tuple[tuple[int | str, ...], str]] = []
     for field in ("segments", "queues", "rules"):
         seen: set[str] = set()
-        for i, item in enumerate(getattr(cfg, field)):
-            if item.name in seen:
-                problems.append(((field, i, "name"), f"duplicate name {item.name!r}"))
-            seen.add(item.name)
-    known = {q.name for q in cfg.queues}
-    for r, rule in enumerate(cfg.rules):
-        last = len(rule.steps) - 1
-        for s, step in enumerate(rule.steps):
-            for name in step.queue_names:
-                if name not in known:
-                    where = "queue" if step.queue else "queues"
+        for i, item in _items(data, field):
+            name = item.get("name")
+            if not isinstance(name, str):
+                continue
+            if name in seen:
+                problems.append(((field, i, "name"), f"duplicate name {name!r}"))
+            seen.add(name)
+    known = {q.get("name") for _, q in _items(data, "queues")}
+    for r, rule in _items(data, "rules"):
+        steps = rule.get("steps")
+        if not isinstance(steps, list):
+            continue
+        last = len(steps) - 1
+        for s, step in enumerate(steps):
+            if not isinstance(step, dict):
+                continue
+            queue, queues = step.get("queue"), step.get("queues")
+            where = "queue" if queue is not None else "queues"
+            names = [queue] if queue is not None else queues if isinstance(queues, list) else []
+            for name in names:
+                if isinstance(name, str) and name not in known:
                     problems.append((("rules", r, "steps", s, where), f"unknown queue {name!r}"))
-            if s < last and step.timeout_seconds is None:
+            timeout = step.get("timeout_seconds")
+            if s < last and timeout is None:
                 problems.append(
                     (("rules", r, "steps", s), "only the last step may omit timeout_seconds")
                 )
-            if s == last and step.timeout_seconds is not None:
+            if s == last and timeout is not None:
                 problems.append(
                     (("rules", r, "steps", s, "timeout_seconds"), "the last step cannot time out")
                 )
-            if s == last and not step.queue_names:
+            if s == last and queue is None and queues is None:
                 problems.append(
                     (("rules", r, "steps", s), "the last step must name a queue (a fallback)")
                 )
@@ -278,25 +321,24 @@ def load_routing(source: Path | str | Mapping[str, Any], name: str | None = None
     if not isinstance(data, dict):
         problem = ConfigProblem(file=file, line=1, path="", message="expected a mapping at the top")
         raise ConfigInvalid([problem])
+    found: list[tuple[tuple[int | str, ...], str]] = []
+    cfg: RoutingConfig | None = None
     try:
         cfg = RoutingConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _UNION_TAG.match(p)))
+            loc = _yaml_loc(err["loc"], data)
             message = err["msg"].removeprefix("Value error, ")
-            problems.append(
-                ConfigProblem(
-                    file=file, line=_line_for(lines, loc), path=_path(loc), message=message
-                )
-            )
-        raise ConfigInvalid(problems) from None
-    cross = _cross_checks(cfg)
-    if cross:
+            # a union reports each member's complaint at the same place: say them together
+            if found and found[-1][0] == loc:
+                message = f"{found.pop()[1]}; {message}"
+            found.append((loc, message))
+    found += _cross_checks(data)
+    if found or cfg is None:
         raise ConfigInvalid(
             [
                 ConfigProblem(file=file, line=_line_for(lines, loc), path=_path(loc), message=m)
-                for loc, m in cross
+                for loc, m in found
             ]
         )
     return cfg

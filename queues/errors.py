@@ -18,7 +18,8 @@ Hierarchy::
         │   ├── ReservationExpired      past its lease, its timeout not yet processed
         │   ├── ContactNotWaiting       abandon / callback once offered or assigned
         │   ├── ContactNotAssigned      complete before accept, or twice
-        │   └── IdempotencyConflict     Idempotency-Key reused with another body
+        │   ├── IdempotencyConflict     Idempotency-Key reused with another body
+        │   └── CustomerIdentityTaken   an identity already belongs to another customer
         └── Forbidden               (403)
             ├── NotYourReservation
             └── NotYourContact
@@ -40,6 +41,7 @@ class Code(IntEnum):
     CONTACT_NOT_WAITING = 12
     CONTACT_NOT_ASSIGNED = 13
     IDEMPOTENCY_CONFLICT = 14
+    CUSTOMER_IDENTITY_TAKEN = 15
     NOT_YOUR_RESERVATION = 20
     NOT_YOUR_CONTACT = 21
 
@@ -106,6 +108,10 @@ class IdempotencyConflict(Conflict):
     code = Code.IDEMPOTENCY_CONFLICT
 
 
+class CustomerIdentityTaken(Conflict):
+    code = Code.CUSTOMER_IDENTITY_TAKEN
+
+
 class Forbidden(StoreError):
     pass
 
@@ -133,6 +139,10 @@ _MESSAGES: dict[Code, tuple[type[StoreError], str]] = {
     Code.IDEMPOTENCY_CONFLICT: (
         IdempotencyConflict,
         "this Idempotency-Key was already used with a different request body",
+    ),
+    Code.CUSTOMER_IDENTITY_TAKEN: (
+        CustomerIdentityTaken,
+        "a phone number, email or handle in the profile already belongs to another customer",
     ),
     Code.NOT_YOUR_RESERVATION: (NotYourReservation, "the reservation belongs to another agent"),
     Code.NOT_YOUR_CONTACT: (NotYourContact, "the contact is assigned to another agent"),

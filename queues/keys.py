@@ -37,6 +37,7 @@ TEMPLATES: Final[dict[str, str]] = {
     "queue_stats": "q:<queue>:stats",
     "customer": "cu:<customer>",
     "customer_history": "cu:<customer>:h",
+    "messages": "msg",
 }
 
 # Ids become parts of keys and of timer members ("kind|id|n"), so they may not contain the

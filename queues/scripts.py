@@ -27,6 +27,9 @@ SCRIPT_NAMES = (
     "queue_snapshot",
     "list_agents",
     "agent_offers",
+    "resolve_customer",
+    "upsert_customer",
+    "customer_history",
 )
 
 

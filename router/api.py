@@ -39,6 +39,7 @@ class Route:
     errors: tuple[int, ...] = ()
     idempotent_header: bool = False
     tags: tuple[str, ...] = field(default=())
+    raw: tuple[str, ...] = ()  # further request content types taken as raw bytes
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
@@ -281,7 +282,7 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/reservations/{id}/reject", reject, "Decline an offer", AGENT, m.RejectIn,
           m.RejectedOut, 200, (403, 404, 409), tags=("reservations",)),
     Route("PUT", "/v1/agents/{id}", put_agent, "Create or update an agent", ADMIN, m.AgentIn,
-          m.Agent, 200, (422,), tags=("agents",)),
+          m.Agent, 201, (422,), tags=("agents",)),
     Route("GET", "/v1/agents/{id}", get_agent, "An agent's state, load and queues", AGENT, None,
           m.Agent, 200, (403, 404), tags=("agents",)),
     Route("POST", "/v1/agents/{id}/state", set_agent_state, "Set available, away or offline",

@@ -22,11 +22,13 @@ from redis.asyncio import Redis
 
 from config.routing import RoutingConfig, demo_config_path, load_routing
 from config.settings import Settings
+from queues.customers import CustomerStore
 from queues.embedded import EmbeddedRedis
 from queues.errors import SwitchboardError
 from queues.redis_store import RedisStore
 from router import appkeys as k
 from router.api import ROUTES
+from router.api_channels import CHANNEL_ROUTES
 from router.auth import Authenticator, TokenIssuer
 from router.clock import WallClock
 from router.customers import Customers
@@ -109,7 +111,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         Engine(app[_CONFIG], store),
         store,
         WallClock(),
-        Customers(),
+        Customers(CustomerStore(store), settings.default_region, app[_CONFIG].history_length),
         QueueStats(app[_CONFIG]),
         app[_METRICS],
         idempotency_ttl_s=settings.idempotency_ttl_seconds,
@@ -202,7 +204,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_service_ctx)
     app.on_shutdown.append(_close_sockets)
-    for route in ROUTES:
+    for route in ROUTES + CHANNEL_ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_handler)

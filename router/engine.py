@@ -256,6 +256,15 @@ class Engine:
             segment.name, rule.name, priority, steps, home, level, timeouts, suggestions, skipped
         )
 
+    def segment_of(self, customer: Mapping[str, Any], now_ms: int) -> str:
+        """The segment of a customer outside any contact (contact fields empty)."""
+        contact, _ = cel_views({}, None)
+        ctx = self._context(contact, {**customer, "segment": ""}, now_ms)
+        for seg in self.segments:
+            if self._test(seg.when, ctx, f"segments.{seg.name}"):
+                return seg.name
+        return self.segments[-1].name
+
     def _priority(self, rule: _Rule, ctx: cel.Context) -> float:
         if isinstance(rule.priority, float):
             return rule.priority

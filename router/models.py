@@ -183,3 +183,74 @@ class ProblemOut(BaseModel):
     status: int
     detail: str
     errors: list[FieldError] | None = None
+
+
+class CustomerIn(_In):
+    name: str | None = Field(default=None, max_length=200)
+    phones: list[Annotated[str, Field(min_length=3, max_length=32)]] = Field(
+        default_factory=list, max_length=20
+    )
+    emails: list[Annotated[str, Field(min_length=3, max_length=320)]] = Field(
+        default_factory=list, max_length=20
+    )
+    chat_handles: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=20
+    )
+    value: float | None = Field(default=None, ge=0)
+    churn_risk: float | None = Field(default=None, ge=0, le=1)
+    products: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=100
+    )
+    attributes: dict[str, Any] | None = None
+
+    _attributes = field_validator("attributes")(_check_attributes)
+
+
+class HistoryItem(BaseModel):
+    contact_id: str
+    channel: str
+    created_at: datetime
+    queue: str
+    agent_id: str | None
+    status: str
+    disposition: str | None
+
+
+class Customer(BaseModel):
+    id: str
+    name: str | None = None
+    phones: list[str] = Field(default_factory=list)
+    emails: list[str] = Field(default_factory=list)
+    chat_handles: list[str] = Field(default_factory=list)
+    value: float = 0.0
+    churn_risk: float = 0.0
+    products: list[str] = Field(default_factory=list)
+    attributes: dict[str, Any] | None = None
+    segment: str = Field(description="derived by the routing config's segment rules")
+    history: list[HistoryItem] = Field(description="last contacts on every channel, newest first")
+
+
+class VoiceCall(BaseModel):
+    """Telephony webhook body (documented shape; the adapter reads it leniently)."""
+
+    call_id: str
+    from_: str = Field(alias="from")
+    to: str | None = None
+    ivr: dict[str, str] | None = None
+
+
+class SmsMessage(BaseModel):
+    message_id: str
+    from_: str = Field(alias="from")
+    to: str | None = None
+    text: str
+
+
+class EmailJson(BaseModel):
+    message_id: str
+    from_: str = Field(alias="from")
+    to: str | None = None
+    subject: str | None = None
+    body: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] | None = None

@@ -9,6 +9,9 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from router import models as m
 from router.api import ROUTES
+from router.api_channels import CHANNEL_ROUTES
+
+ALL_ROUTES = ROUTES + CHANNEL_ROUTES
 
 _DESCRIPTIONS = {
     400: "Malformed JSON, a missing body or a missing Idempotency-Key",
@@ -25,7 +28,7 @@ _DESCRIPTIONS = {
 
 def build(version: str) -> dict[str, Any]:
     models: set[type[BaseModel]] = {m.ProblemOut}
-    for route in ROUTES:
+    for route in ALL_ROUTES:
         models.update(x for x in (route.body, route.response) if x is not None)
     keyed: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (model, "validation" if model in _bodies() else "serialization") for model in models
@@ -35,7 +38,7 @@ def build(version: str) -> dict[str, Any]:
         ref_template="#/components/schemas/{model}",
     )
     paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
+    for route in ALL_ROUTES:
         op: dict[str, Any] = {
             "summary": route.summary,
             "operationId": route.handler.__name__,
@@ -102,4 +105,4 @@ def build(version: str) -> dict[str, Any]:
 
 
 def _bodies() -> set[type[BaseModel]]:
-    return {r.body for r in ROUTES if r.body is not None}
+    return {r.body for r in ALL_ROUTES if r.body is not None}

@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from channels.identity import IdentityError
 from queues import errors
 
 CONTENT_TYPE = "application/problem+json"
@@ -118,6 +119,10 @@ def problem_middleware(retry_after: int) -> Any:
             return exc.response()
         except errors.SwitchboardError as exc:
             return from_store(exc, retry_after).response()
+        except IdentityError as exc:
+            problem = Problem(422, f"the sender cannot be read: {exc}", kind="validation")
+            problem.errors = [{"loc": ["body", "from"], "msg": str(exc)}]
+            return problem.response()
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

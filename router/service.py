@@ -20,7 +20,7 @@ from config.routing import RoutingConfig
 from queues.contract import AgentState, AgentStateName, ContactState, PendingOffer, Store
 from router import models as m
 from router.clock import Clock
-from router.customers import Customers
+from router.customers import Customers, Thread
 from router.engine import Decision, Engine, cel_views
 from router.metrics import Metrics
 from router.stats import QueueStats
@@ -39,6 +39,19 @@ def body_hash(payload: Any) -> str:
 def idempotency_slot(scope: str, key: str) -> str:
     """Keys are client text: hash them into a fixed-size, separator-free Redis key part."""
     return hashlib.sha256(f"{scope}\x00{key}".encode()).hexdigest()[:40]
+
+
+def _current(doc: dict[str, Any], queue: str) -> dict[str, Any]:
+    """The contact being offered, as the first line of the customer's history."""
+    return {
+        "contact_id": doc["id"],
+        "channel": doc["channel"],
+        "created_at": doc["created_at"],
+        "queue": queue,
+        "agent_id": None,
+        "status": "queued",
+        "disposition": None,
+    }
 
 
 @dataclass(slots=True)
@@ -73,17 +86,27 @@ class Service:
     # ---------------------------------------------------------------------------- contacts
 
     async def create_contact(
-        self, tenant: str, new: m.ContactIn, idem_scope: str, idem_key: str, extra: Any = None
+        self,
+        tenant: str,
+        new: m.ContactIn,
+        idem_scope: str,
+        idem_key: str,
+        extra: Any = None,
+        thread: Thread | None = None,
+        gateway: str = "web",
     ) -> Created:
         """Resolve, decide, then one atomic enqueue (which may reserve an agent at once)."""
         t0 = time.perf_counter()
         started = self.clock.now_ms()
         request = new.model_dump(by_alias=True, exclude_none=True)
-        customer = await self.customers.resolve(tenant, new)
+        contact_id = "c" + secrets.token_hex(8)
+        customer = await self.customers.resolve(
+            tenant, new, contact_id, iso(started), thread, gateway
+        )
         engine = self.engine
         cview, uview = cel_views(request, customer.profile)
+        uview["contacts"] = len(customer.history)
         decision = engine.decide(cview, uview, started, customer.last_agent)
-        contact_id = "c" + secrets.token_hex(8)
         doc = {
             "id": contact_id,
             "channel": new.channel,
@@ -94,9 +117,11 @@ class Service:
             "language": new.language,
             "intent": new.intent,
         }
+        single = customer.single_view(decision.segment)
+        single["history"] = [_current(doc, decision.home_queue), *single["history"]]
         view: dict[str, Any] = {
             "contact": {**doc, "subject": new.subject, "body": new.body, "from": new.from_},
-            "customer": customer.single_view(decision.segment),
+            "customer": single,
             "suggestions": [s.wire() for s in decision.suggestions],
         }
         if new.attributes:
@@ -172,7 +197,6 @@ class Service:
         outcome = await self.store.abandon(tenant, contact_id, now)
         if outcome.value.changed:
             self.metrics.abandoned(outcome.value, outcome.events)
-            await self.customers.record(tenant, outcome.value.contact)
         return self.render(outcome.value.contact, tenant)
 
     async def callback(self, tenant: str, contact_id: str, body: m.CallbackIn) -> m.Contact:
@@ -198,7 +222,6 @@ class Service:
             tenant, contact_id, agent_id, int(wrap * 1000), body.disposition or "", now
         )
         self.metrics.completed(outcome.value, outcome.events)
-        await self.customers.record(tenant, outcome.value.contact)
         return self.render(outcome.value.contact, tenant)
 
     # -------------------------------------------------------------------------- reservations
@@ -206,7 +229,6 @@ class Service:
     async def accept(self, tenant: str, reservation_id: str, agent_id: str | None) -> m.AcceptedOut:
         outcome = await self.store.accept(tenant, reservation_id, agent_id, self.clock.now_ms())
         self.metrics.accepted(outcome.value, outcome.events)
-        await self.customers.record(tenant, outcome.value.contact)
         return m.AcceptedOut(
             reservation_id=reservation_id, contact=self.render(outcome.value.contact, tenant)
         )
@@ -252,6 +274,15 @@ class Service:
 
     async def pending_offers(self, tenant: str, agent_id: str) -> list[PendingOffer]:
         return await self.store.pending_offers(tenant, agent_id)
+
+    # ----------------------------------------------------------------------------- customers
+
+    def render_customer(self, profile: dict[str, Any], history: list[Any]) -> m.Customer:
+        """The profile plus the segment the config's segment rules give it today."""
+        _, uview = cel_views({}, profile)
+        segment = self.engine.segment_of(uview, self.clock.now_ms())
+        fields = {k: v for k, v in profile.items() if k in m.Customer.model_fields}
+        return m.Customer(**{**fields, "segment": segment, "history": history})
 
     # -------------------------------------------------------------------------------- queues
 

@@ -344,3 +344,18 @@ local function close_contact(c, now)
   emit_state(ag)
   match_agent(ag, now)
 end
+
+-- ---------------------------------------------------------------------------------- customers
+
+-- A customer's last n contacts, newest first, each as it stands now.
+local function history_out(cust, n)
+  local out = {}
+  for _, id in ipairs(redis.call('LRANGE', K.customer_history(cust), 0, n - 1)) do
+    local f = redis.call('HMGET', K.contact(id), 'doc', 'st', 'ch', 'queue', 'agent', 'disp')
+    if f[1] then
+      out[#out + 1] = {doc = f[1], st = f[2], ch = f[3], queue = f[4], agent = f[5],
+                       disp = f[6] or ''}
+    end
+  end
+  return out
+end

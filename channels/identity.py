@@ -1,0 +1,58 @@
+"""Identity normalisation: the same person writes the same key from any channel.
+
+Phones become E.164 (``phone:+14155550100``), read in a default region when they carry no
+country code; emails are validated and case-folded (``email:ann@example.com``); chat handles
+are scoped by gateway (``chat:<gateway>:<handle>``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+_EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]{1,64}@([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}$")
+_HANDLE = re.compile(r"^[\w.@+-]{1,128}$")
+
+
+class IdentityError(ValueError):
+    """A sender that cannot be read as a phone number, an email address or a handle."""
+
+
+def phone(text: str, region: str = "US") -> str:
+    """E.164 for a phone number in any common format (``00`` international prefix included)."""
+    raw = text.strip()
+    if raw.startswith("00"):
+        raw = "+" + raw[2:]
+    try:
+        number = phonenumbers.parse(raw, region.upper())
+    except phonenumbers.NumberParseException as exc:
+        raise IdentityError(f"not a phone number: {exc}") from None
+    if not phonenumbers.is_possible_number(number) or not phonenumbers.is_valid_number(number):
+        raise IdentityError("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def email(text: str) -> str:
+    value = text.strip().casefold()
+    if not _EMAIL.match(value):
+        raise IdentityError("not a valid email address")
+    return value
+
+
+def handle(gateway: str, text: str) -> str:
+    value = text.strip()
+    if not _HANDLE.match(value):
+        raise IdentityError("not a valid chat handle")
+    return f"chat:{gateway}:{value}"
+
+
+def of_sender(channel: str, sender: str, region: str = "US", gateway: str = "web") -> str:
+    """The identity key of a contact's ``from`` on its channel."""
+    if channel in ("voice", "sms", "callback"):
+        return "phone:" + phone(sender, region)
+    if channel == "email":
+        return "email:" + email(sender)
+    if "@" in sender and _EMAIL.match(sender.strip().casefold()):
+        return "email:" + email(sender)
+    return handle(gateway, sender)

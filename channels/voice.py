@@ -1,0 +1,38 @@
+"""Voice: a telephony webhook ``{call_id, from, to, ivr: {language?, intent?, digits?}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from channels.inbound import AdapterError, Inbound, digest, text_field
+
+
+def from_webhook(payload: Any) -> Inbound:
+    if not isinstance(payload, dict):
+        raise AdapterError("the webhook body must be a JSON object", ("body",))
+    call_id = text_field(payload, "call_id", True, 128)
+    sender = text_field(payload, "from", True, 64)
+    dialled = text_field(payload, "to", False, 64)
+    ivr = payload.get("ivr") or {}
+    if not isinstance(ivr, dict):
+        raise AdapterError("`ivr` must be an object", ("body", "ivr"))
+    unknown = set(payload) - {"call_id", "from", "to", "ivr"}
+    if unknown:
+        raise AdapterError(f"unknown fields: {', '.join(sorted(unknown))}", ("body",))
+    attributes: dict[str, Any] = {}
+    if dialled:
+        attributes["dnis"] = dialled
+    digits = text_field(ivr, "digits", False, 32)
+    if digits:
+        attributes["ivr_digits"] = digits
+    contact: dict[str, Any] = {"channel": "voice", "from": sender, "attributes": attributes}
+    for name in ("language", "intent"):
+        value = text_field(ivr, name, False, 64)
+        if value:
+            contact[name] = value
+    assert call_id is not None
+    return Inbound(
+        contact, "voice", call_id, digest(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))
+    )

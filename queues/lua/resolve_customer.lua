@@ -1,0 +1,44 @@
+-- resolve_customer: the customer an identity (normalised phone, email or chat handle) belongs
+-- to, creating a new customer for an unknown sender. Atomic, so two first contacts from the
+-- same new sender at once become one customer.
+-- KEYS[1]  tenant key prefix "sb:{tenant}:"
+-- ARGV[1]  identity ('' when the contact names only a customer id)
+-- ARGV[2]  customer id given by the gateway ('' for none)
+-- ARGV[3]  id for a new customer (used only if the identity is unknown)
+-- ARGV[4]  new customer's profile document (JSON)
+-- ARGV[5]  how many recent contacts to return
+-- ARGV[6]  message ids this message replies to, oldest first (JSON list of hashed ids): the
+--          newest one known names the thread's contact, whose customer and agent it joins
+-- ARGV[7]  this message's hashed id ('' for none), remembered for replies to it
+-- ARGV[8]  the contact id this message becomes
+-- Returns [code, payload, events]:
+--   OK  {id = customer id ('' for none), created = bool, doc = profile JSON or false,
+--        contacts = history_out(id, n), thread_agent = agent of the thread ('' if none)}
+local ident, given, fresh, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5])
+local thread_agent = ''
+local refs = cjson.decode(ARGV[6])
+for i = #refs, 1, -1 do
+  local cid = redis.call('HGET', K.messages(), refs[i])
+  local f = cid and redis.call('HMGET', K.contact(cid), 'cust', 'agent')
+  if f and f[1] then
+    if given == '' then given = f[1] end
+    thread_agent = f[2] or ''
+    break
+  end
+end
+if ARGV[7] ~= '' then redis.call('HSETNX', K.messages(), ARGV[7], ARGV[8]) end
+local function found(id, created, doc)
+  return finish(E.OK, {id = id, created = created, doc = doc or false,
+                       contacts = history_out(id, n), thread_agent = thread_agent})
+end
+if given ~= '' then
+  local doc = redis.call('HGET', K.customer(given), 'doc')
+  if ident ~= '' and doc then redis.call('HSETNX', K.identities(), ident, given) end
+  return found(given, false, doc)
+end
+if ident == '' then return found('', false, false) end
+local owner = redis.call('HGET', K.identities(), ident)
+if owner then return found(owner, false, redis.call('HGET', K.customer(owner), 'doc')) end
+redis.call('HSET', K.identities(), ident, fresh)
+redis.call('HSET', K.customer(fresh), 'doc', ARGV[4], 'ids', cjson.encode({ident}))
+return found(fresh, true, ARGV[4])

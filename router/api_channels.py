@@ -1,0 +1,303 @@
+"""Channel adapters and customer profiles over HTTP (api-v1 §2 adapters, §4 customers).
+
+Each adapter endpoint turns its native payload into a Contact with a pure function from
+``channels/`` and then takes exactly the path of ``POST /v1/contacts``, idempotent by the
+native id (call id, Message-ID, SMS id, chat session id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import WSMsgType, web
+from pydantic import ValidationError
+
+from channels import chat, email, sms, voice
+from channels.identity import IdentityError
+from channels.inbound import AdapterError, Inbound
+from queues.errors import SwitchboardError
+from router import appkeys as k
+from router import models as m
+from router.api import ADMIN, GATEWAY, Route, path_id, principal, read_body, read_limited
+from router.auth import Principal
+from router.customers import Thread
+from router.problems import Problem, from_store, from_validation
+
+log = structlog.get_logger("switchboard.channels")
+POSITION_PUSH_SECONDS = 2.0
+
+
+def _adapter_problem(exc: AdapterError) -> Problem:
+    return Problem(
+        exc.status,
+        str(exc),
+        kind="bad-payload",
+        errors=[{"loc": list(exc.loc), "msg": str(exc)}] if exc.loc else None,
+    )
+
+
+async def ingest(
+    request: web.Request, who: Principal, inbound: Inbound, gateway: str = "web"
+) -> m.Contact:
+    """Validate the adapter's contact and route it like ``POST /v1/contacts``; 201 or replay."""
+    try:
+        contact = m.ContactIn.model_validate(inbound.contact)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+    thread = Thread(inbound.references, inbound.message_id) if inbound.scope == "email" else None
+    created = await request.app[k.SERVICE].create_contact(
+        who.tenant,
+        contact,
+        inbound.scope,
+        inbound.native_id,
+        extra=inbound.payload_hash,
+        thread=thread,
+        gateway=gateway,
+    )
+    request["created"] = created.created
+    return created.contact
+
+
+def _reply(request: web.Request, contact: m.Contact) -> web.Response:
+    return web.Response(
+        body=contact.model_dump_json(),
+        status=201 if request.get("created") else 200,
+        content_type="application/json",
+    )
+
+
+async def _json_payload(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise Problem(415, f"expected application/json, got {request.content_type or 'nothing'}")
+    raw = await read_limited(request, request.app[k.SETTINGS].max_body_bytes)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"malformed JSON: {exc}", kind="malformed-json") from None
+
+
+async def voice_call(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, GATEWAY)
+    try:
+        inbound = voice.from_webhook(await _json_payload(request))
+    except AdapterError as exc:
+        raise _adapter_problem(exc) from None
+    return _reply(request, await ingest(request, who, inbound))
+
+
+async def sms_message(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, GATEWAY)
+    try:
+        inbound = sms.from_webhook(await _json_payload(request))
+    except AdapterError as exc:
+        raise _adapter_problem(exc) from None
+    return _reply(request, await ingest(request, who, inbound))
+
+
+async def email_message(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, GATEWAY)
+    settings = request.app[k.SETTINGS]
+    try:
+        if request.content_type == "message/rfc822":
+            inbound = email.from_raw(await read_limited(request, settings.max_email_bytes))
+        elif request.content_type == "application/json":
+            inbound = email.from_json(await _json_payload(request))
+        else:
+            raise Problem(415, "expected message/rfc822 or application/json")
+    except AdapterError as exc:
+        raise _adapter_problem(exc) from None
+    return _reply(request, await ingest(request, who, inbound))
+
+
+# ------------------------------------------------------------------------------ customers
+
+
+async def put_customer(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, GATEWAY)
+    customer_id = path_id(request)
+    body = await read_body(request, m.CustomerIn)
+    service = request.app[k.SERVICE]
+    try:
+        created = await service.customers.upsert(who.tenant, customer_id, body)
+    except IdentityError as exc:
+        raise Problem(422, str(exc), kind="validation") from None
+    customer = await _customer(request, who.tenant, customer_id)
+    return web.Response(
+        body=customer.model_dump_json(),
+        status=201 if created else 200,
+        content_type="application/json",
+    )
+
+
+async def get_customer(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, GATEWAY)
+    customer = await _customer(request, who.tenant, path_id(request))
+    return web.Response(body=customer.model_dump_json(), content_type="application/json")
+
+
+async def _customer(request: web.Request, tenant: str, customer_id: str) -> m.Customer:
+    service = request.app[k.SERVICE]
+    profile, history = await service.customers.get(tenant, customer_id)
+    if profile is None:
+        raise Problem(404, "no such customer")
+    return service.render_customer(profile, history)
+
+
+# ---------------------------------------------------------------------------- chat socket
+
+
+class ChatSocket:
+    """One gateway connection carrying any number of chat sessions."""
+
+    def __init__(self, request: web.Request, who: Principal, ws: web.WebSocketResponse) -> None:
+        self.request = request
+        self.who = who
+        self.ws = ws
+        self.sessions: dict[str, m.Contact] = {}  # session id -> contact as last pushed
+        self.watchers: dict[str, Any] = {}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.send_str(orjson.dumps(message).decode())
+
+    async def start(self, data: dict[str, Any]) -> dict[str, Any]:
+        inbound = chat.from_start(data)
+        session = inbound.native_id
+        contact = await ingest(self.request, self.who, inbound, gateway="chat")
+        self.sessions[session] = contact
+        if session not in self.watchers:
+
+            async def watcher(ev: dict[str, Any]) -> None:
+                if ev.get("t") == "assigned":
+                    await self.send(
+                        {"type": "assigned", "session_id": session, "agent_id": ev.get("a")}
+                    )
+
+            self.watchers[session] = watcher
+            self.request.app[k.HUB].watch(self.who.tenant, contact.id, watcher)
+        return {
+            "type": "queued",
+            "session_id": session,
+            "contact": contact.model_dump(mode="json"),
+        }
+
+    async def end(self, data: dict[str, Any]) -> dict[str, Any]:
+        session = str(data.get("session_id") or "")
+        if session not in self.sessions:
+            raise Problem(404, "no such chat session on this connection")
+        contact = self.sessions.pop(session)
+        service = self.request.app[k.SERVICE]
+        current = await service.get_contact(self.who.tenant, contact.id)
+        if current.status in ("queued", "offered"):
+            current = await service.abandon(self.who.tenant, contact.id)
+        self._unwatch(session, contact.id)
+        return {"type": "ended", "session_id": session, "contact": current.model_dump(mode="json")}
+
+    def _unwatch(self, session: str, contact_id: str) -> None:
+        watcher = self.watchers.pop(session, None)
+        if watcher is not None:
+            self.request.app[k.HUB].unwatch(self.who.tenant, contact_id, watcher)
+
+    async def push_positions(self) -> None:
+        """Tell each waiting customer where they stand when it changes."""
+        service = self.request.app[k.SERVICE]
+        while not self.ws.closed:
+            await asyncio.sleep(POSITION_PUSH_SECONDS)
+            for session, before in list(self.sessions.items()):
+                with contextlib.suppress(SwitchboardError):
+                    now = await service.get_contact(self.who.tenant, before.id)
+                    if now.status == "queued" and (
+                        now.position != before.position
+                        or now.estimated_wait_seconds != before.estimated_wait_seconds
+                    ):
+                        await self.send(
+                            {
+                                "type": "position",
+                                "session_id": session,
+                                "position": now.position,
+                                "estimated_wait_seconds": now.estimated_wait_seconds,
+                            }
+                        )
+                    self.sessions[session] = now
+
+    def close(self) -> None:
+        for session, contact in list(self.sessions.items()):
+            self._unwatch(session, contact.id)
+
+
+async def chat_socket(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, GATEWAY)
+    ws = web.WebSocketResponse(heartbeat=request.app[k.SETTINGS].heartbeat_interval_seconds)
+    await ws.prepare(request)
+    request.app[k.SOCKETS].add(ws)
+    sock = ChatSocket(request, who, ws)
+    pusher = asyncio.create_task(sock.push_positions())
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            ref = None
+            try:
+                data = orjson.loads(msg.data)
+                if not isinstance(data, dict):
+                    raise Problem(400, "a message is a JSON object with a `type`")
+                ref = data.get("ref")
+                kind = data.get("type")
+                if kind == "start":
+                    reply = await sock.start(data)
+                elif kind == "end":
+                    reply = await sock.end(data)
+                else:
+                    raise Problem(422, f"unknown message type {kind!r}")
+            except orjson.JSONDecodeError:
+                reply = _ws_error(Problem(400, "malformed JSON"))
+            except AdapterError as exc:
+                reply = _ws_error(_adapter_problem(exc))
+            except IdentityError as exc:
+                reply = _ws_error(Problem(422, str(exc)))
+            except Problem as exc:
+                reply = _ws_error(exc)
+            except SwitchboardError as exc:
+                reply = _ws_error(from_store(exc))
+            if ref is not None:
+                reply["ref"] = ref
+            await sock.send(reply)
+    finally:
+        pusher.cancel()
+        sock.close()
+        request.app[k.SOCKETS].discard(ws)
+    return ws
+
+
+def _ws_error(problem: Problem) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "error", "title": problem.title, "detail": problem.detail}
+    out["status"] = problem.status
+    if problem.errors:
+        out["errors"] = problem.errors
+    return out
+
+
+CHANNEL_ROUTES: list[Route] = [
+    Route("POST", "/v1/channels/voice", voice_call, "Telephony webhook: a call arrives",
+          GATEWAY, m.VoiceCall, m.Contact, 201, (400, 409, 413, 415, 422, 503),
+          tags=("channels",)),
+    Route("POST", "/v1/channels/email", email_message,
+          "An email (message/rfc822 or JSON); replies join their thread", GATEWAY, m.EmailJson,
+          m.Contact, 201, (400, 409, 413, 415, 422, 503), tags=("channels",),
+          raw=("message/rfc822",)),
+    Route("POST", "/v1/channels/sms", sms_message, "An SMS arrives", GATEWAY, m.SmsMessage,
+          m.Contact, 201, (400, 409, 413, 415, 422, 503), tags=("channels",)),
+    Route("GET", "/v1/channels/chat", chat_socket, "Chat gateway websocket", GATEWAY, None, None,
+          101, tags=("channels",)),
+    Route("PUT", "/v1/customers/{id}", put_customer, "Create or replace a customer profile",
+          GATEWAY, m.CustomerIn, m.Customer, 201, (409, 422), tags=("customers",)),
+    Route("GET", "/v1/customers/{id}", get_customer,
+          "A customer's profile, segment and last contacts", GATEWAY, None, m.Customer, 200,
+          (404,), tags=("customers",)),
+]  # fmt: skip
+
+__all__ = ["ADMIN", "CHANNEL_ROUTES"]
