@@ -189,6 +189,7 @@ class Engine:
             return self._decide(contact, customer, now_ms, last_agent)
         key = _compact(
             (
+                contact.get("channel"),  # the service level depends on it, read or not
                 self._projection.project("contact", dict(contact)),
                 self._projection.project("customer", dict(customer)),
                 last_agent,

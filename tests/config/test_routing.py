@@ -1,0 +1,289 @@
+"""Routing config loading: the demo loads, and every bad file is rejected with all its problems.
+
+Each file in ``tests/config/bad`` holds one family of mistakes (``many_problems.yaml`` mixes
+them); the table below pins every problem's line, YAML path and message.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from config.routing import (
+    DEFAULT_OFFER_TIMEOUT_SECONDS,
+    ConfigInvalid,
+    ConfigProblem,
+    RoutingConfig,
+    demo_config_path,
+    load_routing,
+)
+
+BAD = Path(__file__).with_name("bad")
+SYNTAX = "CEL syntax error at column"
+
+#: file -> every expected problem as (1-based line, YAML path, a fragment of the message)
+EXPECTED: dict[str, list[tuple[int, str, str]]] = {
+    "cel_syntax.yaml": [
+        (4, "queues[0].agents", f"{SYNTAX} 29: mismatched input '<EOF>'"),
+        (7, "rules[0].priority", f"{SYNTAX} 7: mismatched input '<EOF>'"),
+    ],
+    "cel_unknown_variable.yaml": [
+        (4, "queues[0].agents", "unknown variable contact (available here: agent)"),
+        (7, "rules[0].when", "unknown variable agent (available here: contact, customer, now)"),
+    ],
+    "unknown_queue.yaml": [
+        (7, "rules[0].steps[0].queue", "unknown queue 'biling'"),
+        (8, "rules[0].steps[1].queues", "unknown queue 'retention'"),
+    ],
+    "duplicate_names.yaml": [
+        (4, "segments[1].name", "duplicate name 'gold'"),
+        (7, "queues[1].name", "duplicate name 'billing'"),
+        (10, "rules[1].name", "duplicate name 'default'"),
+    ],
+    "missing_timeout.yaml": [
+        (8, "rules[0].steps[0]", "only the last step may omit timeout_seconds"),
+    ],
+    "last_step_timeout.yaml": [
+        (8, "rules[0].steps[0].timeout_seconds", "the last step cannot time out"),
+    ],
+    "last_step_no_queue.yaml": [
+        (8, "rules[0].steps[1]", "the last step must name a queue"),
+    ],
+    "most_skilled_no_skill.yaml": [
+        (3, "queues[0]", "strategy most_skilled needs `skill`"),
+    ],
+    "invalid_strategy.yaml": [
+        (5, "queues[0].strategy", "'longest_idle', 'most_skilled' or 'least_busy'"),
+    ],
+    "unknown_field.yaml": [
+        (5, "queues[0].offer_timeout", "Extra inputs are not permitted"),
+    ],
+    "not_yaml.yaml": [
+        (5, "", "not valid YAML: while parsing a flow sequence"),
+    ],
+    "top_level_list.yaml": [
+        (1, "", "expected a mapping at the top"),
+    ],
+    "empty.yaml": [
+        (1, "", "expected a mapping at the top"),
+    ],
+    "wrong_types.yaml": [
+        (3, "service_levels.voice.threshold_seconds", "Input should be a valid number"),
+        (4, "service_levels.fax", "Input should be 'voice', 'chat', 'email', 'sms' or 'callback'"),
+        (8, "queues[0].offer_timeout_seconds", "Input should be a valid number"),
+        (11, "rules[0].priority", "a valid number; Input should be a valid string"),
+        (12, "rules[0].steps", "Input should be a valid list"),
+        (13, "history_length", "Input should be a valid integer"),
+    ],
+    "many_problems.yaml": [
+        (4, "queues[0].agents", f"{SYNTAX} 24"),
+        (5, "queues[1]", "strategy most_skilled needs `skill`"),
+        (8, "queues[2].name", "duplicate name 'billing'"),
+        (10, "queues[2].colour", "Extra inputs are not permitted"),
+        (13, "rules[0].when", "unknown variable agent"),
+        (15, "rules[0].steps[0].queue", "unknown queue 'retention'"),
+        (15, "rules[0].steps[0]", "only the last step may omit timeout_seconds"),
+        (16, "rules[0].steps[1].timeout_seconds", "the last step cannot time out"),
+    ],
+}
+
+
+def problems_of(source: Path | dict[str, Any]) -> list[ConfigProblem]:
+    """The problems ``load_routing`` raises for ``source`` (failing if it loads)."""
+    with pytest.raises(ConfigInvalid) as caught:
+        load_routing(source)
+    return caught.value.problems
+
+
+def minimal(**changes: Any) -> dict[str, Any]:
+    """A valid one-queue, one-rule config as a mapping, with top-level keys replaced."""
+    data: dict[str, Any] = {
+        "queues": [{"name": "billing", "agents": "agent.skills.billing >= 1"}],
+        "rules": [{"name": "default", "steps": [{"queue": "billing"}]}],
+    }
+    data.update(changes)
+    return data
+
+
+def test_demo_config_loads() -> None:
+    """The shipped demo config is valid and holds the contact centre it describes."""
+    cfg = load_routing(demo_config_path())
+    assert [s.name for s in cfg.segments] == ["platinum", "gold", "standard"]
+    assert [q.name for q in cfg.queues] == [
+        "billing",
+        "billing-es",
+        "support",
+        "support-es",
+        "sales",
+        "retention",
+    ]
+    assert cfg.rules[0].name == "valuable-at-risk"
+    assert cfg.rules[0].priority == "60.0 + customer.value / 1000.0"
+    assert cfg.rules[-1].name == "default"
+    assert cfg.queue("retention").skill == "retention"
+    assert cfg.service_level("email").threshold_seconds == 14400
+    assert len(cfg.suggestions) == 4
+
+
+def test_every_bad_file_has_a_table_entry() -> None:
+    """Every file in tests/config/bad is checked by the table (none is silently skipped)."""
+    assert sorted(p.name for p in BAD.glob("*.yaml")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bad_file_lists_every_problem(name: str) -> None:
+    """A bad file is rejected listing exactly its problems, each with file, line, path, message."""
+    path = BAD / name
+    problems = problems_of(path)
+    got = sorted((p.line or 0, p.path) for p in problems)
+    assert got == sorted((line, where) for line, where, _ in EXPECTED[name])
+    by_place = {(p.line, p.path): p.message for p in problems}
+    for line, where, fragment in EXPECTED[name]:
+        assert fragment in by_place[(line, where)], (where, by_place[(line, where)])
+    assert {p.file for p in problems} == {str(path)}
+
+
+def test_error_text_names_file_line_and_path() -> None:
+    """The exception text has one `file:line: path: message` line per problem."""
+    path = BAD / "unknown_queue.yaml"
+    with pytest.raises(ConfigInvalid) as caught:
+        load_routing(path)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "invalid routing config:"
+    assert lines[1:] == [
+        f"  {path}:7: rules[0].steps[0].queue: unknown queue 'biling'",
+        f"  {path}:8: rules[0].steps[1].queues: unknown queue 'retention'",
+    ]
+
+
+def test_syntax_error_message_is_the_parser_message() -> None:
+    """A CEL syntax error says what the parser expected, not an echo of the source."""
+    (problem,) = problems_of(minimal(queues=[{"name": "billing", "agents": "a b"}]))
+    assert problem.path == "queues[0].agents"
+    assert problem.message == "CEL syntax error at column 3: extraneous input 'b' expecting <EOF>"
+
+
+def test_unknown_variable_in_suggestion_and_step_agents() -> None:
+    """`agent` is unknown in suggestions and preferred-agent lists; `now` is known in rules."""
+    data = minimal(
+        rules=[
+            {
+                "name": "morning",
+                "when": "now.getHours() < 12",
+                "steps": [
+                    {"target": "preferred_agents", "agents": "agent.id", "timeout_seconds": 5},
+                    {"queue": "billing"},
+                ],
+            }
+        ],
+        suggestions=[{"kind": "tip", "when": "agent.skills.x > 1", "text": "hi"}],
+    )
+    problems = problems_of(data)
+    assert [(p.path, p.message.split(" (")[0]) for p in problems] == [
+        ("rules[0].steps[0].agents", "unknown variable agent"),
+        ("suggestions[0].when", "unknown variable agent"),
+    ]
+
+
+def test_macro_variables_are_not_unknown() -> None:
+    """Variables bound by CEL macros (`exists(p, ...)`) are not reported as unknown."""
+    cfg = load_routing(
+        minimal(
+            rules=[
+                {
+                    "name": "default",
+                    "when": "customer.products.exists(p, p == 'savings')",
+                    "steps": [{"queue": "billing"}],
+                }
+            ]
+        )
+    )
+    assert cfg.rules[0].when == "customer.products.exists(p, p == 'savings')"
+
+
+def test_empty_expression_is_rejected() -> None:
+    """A blank CEL expression is an error, not a condition that is always false."""
+    (problem,) = problems_of(minimal(queues=[{"name": "billing", "agents": "  "}]))
+    assert (problem.path, problem.message) == ("queues[0].agents", "empty expression")
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ({"queue": "billing", "queues": ["billing"]}, "give either `queue` or `queues`, not both"),
+        ({}, "a step needs `queue`, `queues` or `target`"),
+        ({"target": "preferred_agents"}, "target preferred_agents needs `agents`"),
+        ({"queue": "billing", "agents": "['a1']"}, "`agents` only goes with target"),
+    ],
+)
+def test_step_shape_problems(step: dict[str, Any], message: str) -> None:
+    """A step's targets must make sense together; the problem points at the step."""
+    step = {**step, "timeout_seconds": 10}
+    data = minimal(rules=[{"name": "r", "steps": [step, {"queue": "billing"}]}])
+    problems = problems_of(data)
+    assert [p.path for p in problems] == ["rules[0].steps[0]"]
+    assert message in problems[0].message
+
+
+def test_mapping_source_loads_like_the_file() -> None:
+    """A parsed mapping loads to the same config as the file it came from."""
+    data = yaml.safe_load(demo_config_path().read_text(encoding="utf-8"))
+    assert load_routing(data) == load_routing(demo_config_path())
+
+
+def test_mapping_source_problems_have_no_line() -> None:
+    """Problems in a mapping are named by the given name and path, with no line number."""
+    data = minimal(queues=[{"name": "billing", "agents": "agent.skills.billing >= 1", "x": 1}])
+    with pytest.raises(ConfigInvalid) as caught:
+        load_routing(data, name="tenant acme")
+    assert caught.value.problems == [
+        ConfigProblem(
+            file="tenant acme",
+            line=None,
+            path="queues[0].x",
+            message="Extra inputs are not permitted",
+        )
+    ]
+    text = "tenant acme: queues[0].x: Extra inputs are not permitted"
+    assert str(caught.value.problems[0]) == text
+
+
+def test_missing_file_is_a_problem() -> None:
+    """A path that cannot be read is reported as a ConfigInvalid, not an OSError."""
+    missing = BAD / "does-not-exist.yaml"
+    (problem,) = problems_of(missing)
+    assert problem.file == str(missing)
+    assert problem.line is None
+    assert "No such file" in problem.message
+
+
+def test_defaults_of_a_minimal_config() -> None:
+    """Omitted fields take the documented defaults (15 s offers, longest idle, one segment)."""
+    cfg = load_routing(minimal())
+    queue = cfg.queue("billing")
+    assert queue.offer_timeout_seconds == DEFAULT_OFFER_TIMEOUT_SECONDS == 15.0
+    assert queue.strategy == "longest_idle"
+    assert [(s.name, s.when, s.priority) for s in cfg.segments] == [("standard", "true", 0.0)]
+    assert cfg.rules[0].when == "true"
+    assert cfg.exclusive_channels == ["voice"]
+    assert cfg.service_level("callback").threshold_seconds == 20
+    assert cfg.service_level("email").target == 0.9
+
+
+def test_invalid_config_is_never_partially_applied() -> None:
+    """One problem among valid parts raises; nothing is returned and the input is untouched."""
+    data = yaml.safe_load(demo_config_path().read_text(encoding="utf-8"))
+    data["rules"][1]["steps"][0]["queue"] = "billing-fr"
+    before = copy.deepcopy(data)
+    result: RoutingConfig | None = None
+    with pytest.raises(ConfigInvalid) as caught:
+        result = load_routing(data)
+    assert result is None
+    assert [(p.path, p.message) for p in caught.value.problems] == [
+        ("rules[1].steps[0].queue", "unknown queue 'billing-fr'")
+    ]
+    assert data == before
