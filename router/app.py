@@ -34,7 +34,7 @@ from router.clock import WallClock
 from router.customers import Customers
 from router.engine import Engine
 from router.hub import Hub
-from router.metrics import Metrics, QueueCollector
+from router.metrics import Metrics, QueueCollector, thresholds
 from router.openapi import build as build_openapi
 from router.problems import problem_middleware
 from router.service import Service
@@ -84,9 +84,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     supervisor = asyncio.create_task(_supervise(embedded)) if embedded else None
     yield
     if supervisor is not None:
-        supervisor.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await supervisor
+        await _stop([supervisor])
     await client.aclose()
     if embedded is not None:
         await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
@@ -136,11 +134,22 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(hub.ready.wait(), 5.0)
     yield
+    await _stop(tasks)
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the tasks and wait until each has really ended.
+
+    On Python 3.11 ``asyncio.wait_for`` (used by the timer loop and inside redis-py) swallows
+    a cancellation that arrives as its inner future completes; the loop then runs on and
+    shutdown would hang. So a task is cancelled again until it is done.
+    """
     for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("app.task_failed", task=task.get_name(), error=repr(task.exception()))
 
 
 async def _refresh_stats(app: web.Application) -> None:
@@ -161,11 +170,22 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 async def metrics_handler(request: web.Request) -> web.StreamResponse:
-    """Prometheus text; queue gauges are read from Redis now, so every instance agrees."""
+    """Prometheus text; queue gauges are read from Redis now, so every instance agrees.
+
+    The scrape succeeds even when Redis does not answer: ``switchboard_redis_up`` is then 0
+    and the Redis-derived gauges are left out. The read gets a few seconds at most, so a hung
+    Redis cannot push the scrape past Prometheus's own timeout.
+    """
     app = request.app
-    for tenant in app[k.SETTINGS].tenants():
-        with contextlib.suppress(SwitchboardError):
-            await app[k.SERVICE].queues(tenant)
+    ok = True
+    try:
+        async with asyncio.timeout(METRICS_READ_TIMEOUT_SECONDS):
+            for tenant in app[k.SETTINGS].tenants():
+                await app[k.SERVICE].queues(tenant)
+    except Exception as exc:  # any failure to read is "Redis down" for this scrape
+        ok = False
+        log.warning("metrics.redis_read_failed", error=str(exc) or type(exc).__name__)
+    app[_COLLECTOR].mark(ok)
     body = generate_latest(app[k.REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -176,6 +196,8 @@ async def openapi_handler(request: web.Request) -> web.StreamResponse:
 
 _CONFIG = web.AppKey("routing_config", RoutingConfig)
 _METRICS = web.AppKey("metrics", Metrics)
+_COLLECTOR = web.AppKey("queue_collector", QueueCollector)
+METRICS_READ_TIMEOUT_SECONDS = 3.0
 _OPENAPI = web.AppKey("openapi", dict)
 
 
@@ -196,10 +218,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app[k.SOCKETS] = set()
     app[k.CLOSING] = asyncio.Event()
     app[_CONFIG] = config
-    thresholds = {level.threshold_seconds for level in config.service_levels.values()}
-    thresholds |= {s.service_level.threshold_seconds for s in config.segments if s.service_level}
-    app[_METRICS] = Metrics(registry, thresholds)
-    registry.register(QueueCollector(lambda: app[k.SERVICE]))
+    app[_METRICS] = Metrics(registry, thresholds(config))
+    app[_METRICS].prepare(settings.tenants(), config)
+    app[_COLLECTOR] = QueueCollector(lambda: app[k.SERVICE])
+    registry.register(app[_COLLECTOR])
     app[_OPENAPI] = build_openapi(VERSION)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_service_ctx)

@@ -19,13 +19,36 @@ from typing import Any
 import structlog
 
 _SECRET_FIELDS = frozenset({"token", "access_token", "authorization", "password", "secret"})
+_SECRET_PARTS = ("token", "password", "secret", "authorization", "api_key", "cookie")
 _PERSONAL_FIELDS = frozenset({"from", "from_", "phone", "email", "number", "to", "address"})
+_PERSONAL_PARTS = ("phone", "email", "msisdn")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _PHONE = re.compile(r"(?<![\w.])\+?\d[\d ().-]{6,}\d")
+_PHONE_ONLY = re.compile(r"\+?[\d ().-]+")
+#: a bearer credential, or a token passed in a query string (``?access_token=...``)
+_CREDENTIAL = re.compile(
+    r"(?i)(\bbearer\s+|\b(?:access_token|token|api_key|password)=)[^\s&\"',;]+"
+)
+_MAX_DEPTH = 8
+
+
+def _is_secret(name: str) -> bool:
+    low = name.lower()
+    return low in _SECRET_FIELDS or any(part in low for part in _SECRET_PARTS)
+
+
+def _is_personal(name: str) -> bool:
+    low = name.lower()
+    return low in _PERSONAL_FIELDS or any(part in low for part in _PERSONAL_PARTS)
 
 
 class Redactor:
-    """A structlog processor replacing personal data by ``h:<keyed hash>``."""
+    """A structlog processor replacing personal data by ``h:<keyed hash>``.
+
+    Field names decide first (secrets become ``[redacted]``, personal fields a keyed hash of
+    each string they hold); every other string, at any depth of dicts and lists, is scrubbed
+    of bearer tokens, email addresses and phone numbers.
+    """
 
     def __init__(self, key: bytes) -> None:
         self.key = key
@@ -34,7 +57,16 @@ class Redactor:
         mac = hmac.new(self.key, value.strip().lower().encode(), hashlib.sha256)
         return "h:" + mac.hexdigest()[:16]
 
+    def personal(self, value: str) -> str:
+        """The hash of a personal field: a phone number by its digits, as in free text."""
+        if _PHONE_ONLY.fullmatch(value.strip()):
+            digits = re.sub(r"\D", "", value)
+            if len(digits) >= 9:
+                return self.digest(digits)
+        return self.digest(value)
+
     def scrub(self, text: str) -> str:
+        text = _CREDENTIAL.sub(lambda m: m.group(1) + "[redacted]", text)
         text = _EMAIL.sub(lambda m: self.digest(m.group(0)), text)
         return _PHONE.sub(self._phone, text)
 
@@ -43,16 +75,36 @@ class Redactor:
         # dates and times have at most 8 digits in a row of separators; numbers have more
         return self.digest(digits) if len(digits) >= 9 else match.group(0)
 
+    def _value(self, name: str, value: Any, depth: int) -> Any:
+        if _is_secret(name):
+            return "[redacted]" if value not in (None, "") else value
+        if _is_personal(name):
+            return self._hash_all(value, depth)
+        return self._clean(value, depth)
+
+    def _hash_all(self, value: Any, depth: int) -> Any:
+        if isinstance(value, str):
+            return self.personal(value)
+        if isinstance(value, list | tuple) and depth < _MAX_DEPTH:
+            return [self._hash_all(v, depth + 1) for v in value]
+        return self._clean(value, depth)
+
+    def _clean(self, value: Any, depth: int) -> Any:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if depth >= _MAX_DEPTH:
+            return value
+        if isinstance(value, dict):
+            return {k: self._value(str(k), v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean(v, depth + 1) for v in value]
+        return value
+
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         for name, value in list(event.items()):
-            if name in _SECRET_FIELDS:
-                event[name] = "[redacted]"
-            elif name in _PERSONAL_FIELDS and isinstance(value, str):
-                event[name] = self.digest(value)
-            elif isinstance(value, str):
-                event[name] = self.scrub(value)
+            event[name] = self._value(name, value, 0)
         return event
 
 

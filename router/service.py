@@ -17,7 +17,15 @@ import orjson
 import structlog
 
 from config.routing import RoutingConfig
-from queues.contract import AgentState, AgentStateName, ContactState, PendingOffer, Store
+from queues.contract import (
+    AgentState,
+    AgentStateName,
+    ContactState,
+    Event,
+    PendingOffer,
+    Store,
+)
+from queues.contract import Step as StoreStep
 from router import models as m
 from router.clock import Clock
 from router.customers import Customers, Thread
@@ -141,29 +149,79 @@ class Service:
         outcome = await engine.route(tenant, record, started)
         state = outcome.value.contact
         if not outcome.value.replay:
-            self.metrics.routed(decision, new.channel, outcome.events, time.perf_counter() - t0)
-            self._log_decision(contact_id, new.channel, decision, state)
+            self.metrics.routed(
+                tenant, decision, new.channel, outcome.events, time.perf_counter() - t0
+            )
+            self._log_decision(contact_id, new.channel, decision, state, outcome.events)
         return Created(self.render(state, tenant), not outcome.value.replay)
 
-    def _log_decision(self, cid: str, channel: str, d: Decision, state: ContactState) -> None:
+    def _log_decision(
+        self, cid: str, channel: str, d: Decision, state: ContactState, events: list[Event]
+    ) -> None:
+        """One ``routing.decision`` line: what the rules decided and why this agent (or none).
+
+        Everything comes from the decision and the enqueue reply: no extra Redis round trip.
+        """
+        segment_priority = next(
+            (s.priority for s in self.engine.segments if s.name == d.segment), 0.0
+        )
+        step = d.steps[0] if d.steps else None
+        offer = next((e for e in events if e.get("t") == "offer" and e.get("c") == cid), None)
+        via = str(offer.get("q", "")) if offer else ""
+        queues: dict[str, str] = {
+            q: self.engine.queue_config[q].strategy
+            for q in (step.queues if step else ())
+            if q in self.engine.queue_config
+        }
         log.info(
             "routing.decision",
             contact_id=cid,
             channel=channel,
             segment=d.segment,
             rule=d.rule,
-            priority=d.priority,
-            steps=[{"queues": list(s.queues), "agents": list(s.agents)} for s in d.steps],
+            step=1 + d.skipped_steps,
             skipped_steps=d.skipped_steps,
+            priority=d.priority,
+            priority_parts={"segment": segment_priority, "rule": d.priority - segment_priority},
+            service_level={
+                "threshold_seconds": d.service_level.threshold_seconds,
+                "target": d.service_level.target,
+            },
+            candidates={"agents": list(step.agents) if step else [], "queues": queues},
+            later_steps=[{"queues": list(s.queues), "agents": list(s.agents)} for s in d.steps[1:]],
             status=state.status,
             queue=state.queue,
             agent_id=state.agent_id,
-            why=(
-                f"agent {state.agent_id} was the best free agent of {state.queue}"
-                if state.agent_id
-                else "no eligible agent free: queued in line by wait + priority"
-            ),
+            offered_via=("agent target" if via == "" else via) if offer else None,
+            position=state.position,
+            why=self._why(channel, state, via if offer else None, queues, step),
         )
+
+    def _why(
+        self,
+        channel: str,
+        state: ContactState,
+        via: str | None,
+        queues: dict[str, str],
+        step: StoreStep | None,
+    ) -> str:
+        agent = state.agent_id
+        if via is None or agent is None:
+            where = ", ".join([*queues, *(step.agents if step else ())]) or "its targets"
+            return (
+                f"no candidate in {where} had free {channel} capacity: queued at position "
+                f"{state.position}, ordered by arrival time minus priority"
+            )
+        if via == "":
+            return f"{agent} is a target agent of this step and had free {channel} capacity"
+        strategy = queues.get(via, "longest_idle")
+        skill = self.engine.queue_config[via].skill if via in self.engine.queue_config else None
+        reason = {
+            "longest_idle": "had been idle longest",
+            "most_skilled": f"had the highest {skill} level (then longest idle)",
+            "least_busy": "had the smallest share of its capacity in use (then longest idle)",
+        }.get(strategy, "ranked first")
+        return f"{agent} {reason} among the free agents of {via} ({strategy})"
 
     def render(self, state: ContactState, tenant: str) -> m.Contact:
         doc = state.doc
@@ -196,7 +254,7 @@ class Service:
         now = self.clock.now_ms()
         outcome = await self.store.abandon(tenant, contact_id, now)
         if outcome.value.changed:
-            self.metrics.abandoned(outcome.value, outcome.events)
+            self.metrics.abandoned(tenant, outcome.value, outcome.events)
         return self.render(outcome.value.contact, tenant)
 
     async def callback(self, tenant: str, contact_id: str, body: m.CallbackIn) -> m.Contact:
@@ -221,14 +279,14 @@ class Service:
         outcome = await self.store.complete(
             tenant, contact_id, agent_id, int(wrap * 1000), body.disposition or "", now
         )
-        self.metrics.completed(outcome.value, outcome.events)
+        self.metrics.completed(tenant, outcome.value, outcome.events, wrap)
         return self.render(outcome.value.contact, tenant)
 
     # -------------------------------------------------------------------------- reservations
 
     async def accept(self, tenant: str, reservation_id: str, agent_id: str | None) -> m.AcceptedOut:
         outcome = await self.store.accept(tenant, reservation_id, agent_id, self.clock.now_ms())
-        self.metrics.accepted(outcome.value, outcome.events)
+        self.metrics.accepted(tenant, outcome.value, outcome.events)
         return m.AcceptedOut(
             reservation_id=reservation_id, contact=self.render(outcome.value.contact, tenant)
         )
@@ -297,6 +355,7 @@ class Service:
         """Swap in a validated config, then recompute every agent's queue membership."""
         self.engine = Engine(config, self.store)
         self.stats.configure(config)
+        self.metrics.prepare(tenants, config)
         count = 0
         for tenant in tenants:
             count += await self.engine.reapply(tenant, self.clock.now_ms())

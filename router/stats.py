@@ -4,11 +4,16 @@ Estimated wait for the contact at position k of a queue with n agents staffed is
 ``k * AHT / n``: while every agent is busy, agents free up at a combined rate of n / AHT, and the
 contact is served at the k-th departure. AHT is today's mean handle time of the queue (the
 store's ``handle_ms / handled`` counters), or ``DEFAULT_AHT_SECONDS`` before any contact has
-been handled. Snapshots are refreshed in the background every few seconds and on every
+been handled. For exponential handle times this is the mean of Gamma(k, n / AHT), the exact
+expected wait while all agents stay busy; ``tests/ops/ewt_eval.py`` measures it against actual
+waits through the real store (docs/operations.md has the figures, and the alternatives tried).
+Snapshots are refreshed in the background every few seconds and on every
 ``GET /v1/queues``, so creating a contact costs no extra Redis round trip.
 """
 
 from __future__ import annotations
+
+import math
 
 from config.routing import RoutingConfig
 from queues.contract import QueueSnapshot
@@ -24,6 +29,14 @@ def service_level(stats: dict[str, int]) -> float | None:
     if answered + abandoned == 0:
         return None
     return stats.get("answered_sl", 0) / (answered + abandoned)
+
+
+def gamma_median_factor(k: int) -> float:
+    """Median of Gamma(k, 1): the k-th of n busy agents' departures, in units of AHT / n.
+
+    ln 2 for k = 1 (exact); Choi's expansion k - 1/3 + 8/(405 k) beyond (error < 0.002).
+    """
+    return math.log(2) if k <= 1 else k - 1 / 3 + 8 / (405 * k)
 
 
 def mean_handle_seconds(stats: dict[str, int]) -> float | None:

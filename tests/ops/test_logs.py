@@ -1,0 +1,132 @@
+"""The routing.decision event explains each decision; the Redactor hides personal data.
+
+(The end-to-end scan of a whole server's logs for leaked numbers is tests/e2e/test_log_privacy.)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from router import logs
+from router.logs import Redactor
+from tests.ops.conftest import AppFactory
+
+KEY = b"ops-test-hash-key"
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """The server's structlog pipeline writing JSON lines into a buffer."""
+    stream = io.StringIO()
+    logs.configure(KEY, "json", "info", stream=stream)
+    yield stream
+    structlog.reset_defaults()
+
+
+def _events(stream: io.StringIO, name: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    return [line for line in lines if line.get("event") == name]
+
+
+def _redact(**event: Any) -> dict[str, Any]:
+    return dict(Redactor(KEY)(None, "info", dict(event)))
+
+
+def test_personal_fields_become_a_keyed_hash() -> None:
+    """Phone and email fields are replaced by h:<hmac>, equal for equal input, key-dependent."""
+    out = _redact(phone="+1 415 555 0100", email="Ana@Example.com", to="+442079460958")
+    again = _redact(email="ana@example.com ")
+    other = dict(Redactor(b"another key")(None, "info", {"email": "ana@example.com"}))
+    assert out["phone"].startswith("h:")
+    assert "555" not in out["phone"]
+    assert out["email"] == again["email"] != other["email"]
+    assert out["to"].startswith("h:")
+
+
+def test_secrets_are_dropped_by_name_at_any_depth() -> None:
+    """Tokens and authorization headers are [redacted], also inside nested dicts and lists."""
+    out = _redact(
+        token="abc123",
+        headers={"Authorization": "Bearer s3cr3t-value", "Accept": "*/*"},
+        agent_token="xyz",
+        items=[{"access_token": "tok-1"}, {"password": "hunter2"}],
+    )
+    text = json.dumps(out)
+    for secret in ("abc123", "s3cr3t-value", "xyz", "tok-1", "hunter2"):
+        assert secret not in text
+    assert out["headers"]["Accept"] == "*/*"
+
+
+def test_free_text_is_scrubbed_everywhere() -> None:
+    """Emails, phone numbers and bearer/query tokens inside any string are replaced."""
+    out = _redact(
+        event="call from +1 (415) 555-0100 about ana@example.com",
+        path="/v1/agents/a1/ws?access_token=eyJhbGciOi.secret&x=1",
+        detail=["retry with Bearer abc.def.ghi", {"note": "reach me at 020 7946 0958"}],
+    )
+    text = json.dumps(out)
+    for leak in ("555-0100", "ana@example.com", "eyJhbGciOi", "abc.def.ghi", "7946 0958"):
+        assert leak not in text, leak
+    assert "access_token=[redacted]&x=1" in out["path"]
+
+
+def test_ordinary_values_pass_untouched() -> None:
+    """Ids, timestamps, short numbers and non-string values are not mangled."""
+    event = {
+        "contact_id": "c1a0b14bf9610a67e",
+        "created_at": "2026-11-23T16:49:32.281000Z",
+        "position": 3,
+        "priority": 120.0,
+        "why": "queued at position 12 of billing",
+    }
+    assert _redact(**event) == event
+
+
+async def test_routing_decision_explains_the_match(
+    make_app: AppFactory, routing_file: Path, captured: io.StringIO
+) -> None:
+    """One routing.decision per new contact: rule, step, priority, candidates and why."""
+    ops = await make_app(config=str(routing_file))
+    await ops.agent("s1", sales=3)
+    await ops.agent("s2", sales=7)
+    await ops.call("PUT", "/v1/customers/vip", {"value": 25000.0, "phones": ["+14155550100"]})
+    first = await ops.contact(intent="sales", customer_id="vip")
+    await ops.contact(intent="sales")
+    third = await ops.contact(intent="sales")
+    decisions = _events(captured, "routing.decision")
+    assert len(decisions) == 3
+    won = decisions[0]
+    assert won["contact_id"] == first["id"]
+    assert won["agent_id"] == "s2"
+    assert won["rule"] == "sales"
+    assert won["step"] == 1
+    assert won["segment"] == "platinum"
+    assert won["priority"] == 120.0
+    assert won["priority_parts"] == {"segment": 120.0, "rule": 0.0}
+    assert won["service_level"] == {"threshold_seconds": 3.0, "target": 0.95}
+    assert won["candidates"] == {"agents": [], "queues": {"sales": "most_skilled"}}
+    assert won["offered_via"] == "sales"
+    assert "highest sales level" in won["why"]
+    assert won["why"].startswith("s2 ")
+    assert decisions[1]["agent_id"] == "s1"
+    queued = decisions[2]
+    assert queued["contact_id"] == third["id"]
+    assert queued["status"] == "queued"
+    assert queued["agent_id"] is None
+    assert queued["position"] == 1
+    assert "queued at position 1" in queued["why"]
+    assert all(d.get("request_id") for d in decisions)
+    assert "4155550100" not in captured.getvalue()
+
+
+def test_a_phone_hashes_alike_in_a_field_and_in_text() -> None:
+    """A phone field and the same number inside free text get the same hash."""
+    out = _redact(phone="+1 415-555-0100", detail="callback to +14155550100 please")
+    assert out["detail"] == f"callback to {out['phone']} please"

@@ -1,0 +1,255 @@
+"""/metrics through the real app on a real Redis: names, help, buckets, values, Redis down.
+
+Counters are checked against contacts this test drove itself; queue gauges against
+``GET /v1/queues`` (the same Redis read), and across two instances sharing one Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+from pytest_aiohttp import AiohttpClient
+
+from config.routing import demo_config_path, load_routing
+from config.settings import Settings
+from queues.embedded import EmbeddedRedis
+from router.app import create_app
+from router.metrics import Metrics, thresholds
+from tests.ops.conftest import (
+    ADMIN,
+    DASHBOARD,
+    PROMETHEUS_DIR,
+    AppFactory,
+    Ops,
+    promtool_check_metrics,
+    tool,
+    value,
+)
+
+_SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
+
+
+async def _until(check: Callable[[], Awaitable[bool]], limit: float = 5.0) -> None:
+    deadline = time.monotonic() + limit
+    while not await check():
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.05)
+
+
+async def _traffic(ops: Ops) -> dict[str, str]:
+    """Drive one of each outcome in billing; returns the contact ids by what happened."""
+    await ops.agent("a1", billing=5)
+    answered = await ops.contact()
+    assert answered["status"] == "offered"
+    await ops.call("POST", f"/v1/reservations/{answered['reservation_id']}/accept")
+    queued = await ops.contact()
+    assert queued["status"] == "queued"
+    await ops.call("POST", f"/v1/contacts/{queued['id']}/abandon")
+    await ops.call("POST", f"/v1/contacts/{answered['id']}/complete", {"wrap_up_seconds": 0.2})
+
+    async def free() -> bool:
+        return not (await ops.call("GET", "/v1/agents/a1"))["load"]
+
+    await _until(free)  # wrap-up ended
+    rejected = await ops.contact()
+    assert rejected["status"] == "offered"
+    await ops.call("POST", f"/v1/reservations/{rejected['reservation_id']}/reject")
+    timed_out = await ops.contact()
+    assert timed_out["agent_id"] == "a1"  # a1 declined `rejected`, so it takes this one
+
+    async def away() -> bool:
+        return bool((await ops.call("GET", "/v1/agents/a1"))["state"] == "away")
+
+    await _until(away)  # the 0.3 s offer timeout fired: a1 missed it and is set away
+    await ops.call("POST", f"/v1/contacts/{rejected['id']}/abandon")
+    await ops.call("POST", "/v1/agents/a1/state", {"state": "available"})
+    again = await ops.call("GET", f"/v1/contacts/{timed_out['id']}")
+    assert again["status"] == "offered"
+    await ops.call("POST", f"/v1/contacts/{timed_out['id']}/abandon")  # rescinds the offer
+    return {"answered": answered["id"], "rescinded": timed_out["id"]}
+
+
+async def test_counters_follow_the_contacts_driven(
+    make_app: AppFactory, routing_file: Path
+) -> None:
+    """Offered, answered, within threshold, abandoned and reservation outcomes count exactly."""
+    ops = await make_app(config=str(routing_file))
+    await _traffic(ops)
+    text = await ops.metrics()
+    lab = {"tenant": ops.tenant, "queue": "billing", "channel": "voice", "segment": "standard"}
+    assert value(text, "switchboard_contacts_offered_total", **lab) == 4
+    assert value(text, "switchboard_contacts_answered_total", **lab) == 1
+    assert value(text, "switchboard_contacts_answered_within_threshold_total", **lab) == 1
+    abandoned = "switchboard_contacts_abandoned_total"
+    assert value(text, abandoned, **lab, before_threshold="true") == 3
+    assert value(text, abandoned, **lab, before_threshold="false") == 0
+    assert value(text, "switchboard_queue_wait_seconds_count", **lab) == 1
+    assert value(text, "switchboard_queue_wait_seconds_bucket", **lab, le="7.5") == 1
+    assert value(text, "switchboard_handle_time_seconds_count", **lab) == 1
+    wrap = value(text, "switchboard_wrap_up_seconds_total", tenant=ops.tenant, queue="billing")
+    assert wrap == pytest.approx(0.2)
+    assert value(text, "switchboard_reservations_offered_total") == 4
+    for outcome in ("accepted", "rejected", "timed_out", "rescinded"):
+        assert value(text, "switchboard_reservations_total", outcome=outcome) == 1, outcome
+    assert value(text, "switchboard_routing_decision_seconds_count") == 4
+    # series for combinations not seen yet exist at 0, so `increase` sees their first contact
+    assert value(text, "switchboard_contacts_answered_total", **{**lab, "segment": "platinum"}) == 0
+
+
+async def test_queue_gauges_match_get_queues(make_app: AppFactory, routing_file: Path) -> None:
+    """Service level, waits and staffing on /metrics are the figures GET /v1/queues gives."""
+    ops = await make_app(config=str(routing_file))
+    await _traffic(ops)
+    await ops.agent("s1", state="away", sales=3)
+    await ops.contact(intent="sales")  # waits in sales: s1 is away
+    text = await ops.metrics()
+    queues = {q["name"]: q for q in (await ops.call("GET", "/v1/queues"))["queues"]}
+    billing, sales = queues["billing"], queues["sales"]
+    key = {"tenant": ops.tenant, "queue": "billing"}
+    assert billing["service_level"] == pytest.approx(0.25)  # 1 in time of 1 answered + 3 left
+    assert value(text, "switchboard_queue_service_level_ratio", **key) == billing["service_level"]
+    ewt = value(text, "switchboard_queue_estimated_wait_seconds", **key)
+    assert ewt == billing["estimated_wait_seconds"]
+    assert value(text, "switchboard_queue_today_contacts", **key, outcome="abandoned") == 3
+    assert value(text, "switchboard_queue_today_contacts", **key, outcome="offered") == 4
+    skey = {"tenant": ops.tenant, "queue": "sales"}
+    assert value(text, "switchboard_queue_waiting", **skey) == sales["waiting"] == 1
+    assert value(text, "switchboard_queue_agents_staffed", **skey) == sales["agents_staffed"] == 1
+    assert value(text, "switchboard_queue_agents", **skey, state="away") == 1
+    assert value(text, "switchboard_queue_agents", **skey, state="available") == 0
+    oldest = value(text, "switchboard_queue_oldest_wait_seconds", **skey)
+    assert oldest is not None
+    assert 0 <= oldest < 5
+    assert value(text, "switchboard_queue_service_level_ratio", **skey) is None  # no outcome yet
+    assert value(text, "switchboard_redis_up") == 1
+    target = "switchboard_service_level_target_ratio"
+    assert value(text, target, queue="billing", channel="voice") == 0.85  # the queue override
+    assert value(text, target, queue="sales", channel="voice") == 0.80  # the channel level
+
+
+async def test_gauges_agree_across_instances(make_app: AppFactory, routing_file: Path) -> None:
+    """Two instances on one Redis report the same queue gauges; counters stay per instance."""
+    one = await make_app(config=str(routing_file))
+    two = await make_app(config=str(routing_file))
+    await one.agent("s1", state="away", sales=3)
+    for _ in range(3):
+        await one.contact(intent="sales")
+    a, b = await one.metrics(), await two.metrics()
+    key = {"tenant": one.tenant, "queue": "sales"}
+    for name in ("switchboard_queue_waiting", "switchboard_queue_agents_staffed"):
+        assert value(a, name, **key) == value(b, name, **key) == (3 if "wait" in name else 1)
+    lab = {**key, "channel": "voice", "segment": "standard"}
+    assert value(a, "switchboard_contacts_offered_total", **lab) == 3
+    assert value(b, "switchboard_contacts_offered_total", **lab) == 0
+
+
+def test_wait_buckets_include_every_threshold() -> None:
+    """The wait histogram has a bucket at each channel, segment and queue threshold."""
+    config = load_routing(
+        {
+            "service_levels": {"chat": {"threshold_seconds": 42, "target": 0.8}},
+            "segments": [
+                {
+                    "name": "vip",
+                    "when": "true",
+                    "service_level": {"threshold_seconds": 3.5, "target": 0.9},
+                }
+            ],
+            "queues": [
+                {
+                    "name": "q",
+                    "agents": "true",
+                    "service_level": {"threshold_seconds": 13, "target": 0.9},
+                }
+            ],
+            "rules": [{"name": "d", "steps": [{"queue": "q"}]}],
+        }
+    )
+    found = thresholds(config)
+    assert {42, 3.5, 13, 20, 14400, 3600} <= found  # chat, segment, queue, voice/email/sms
+    metrics = Metrics(CollectorRegistry(), found)
+    assert found <= set(metrics.wait_buckets)
+    demo = load_routing(demo_config_path())
+    assert {10, 20, 60, 900, 14400} <= set(
+        Metrics(CollectorRegistry(), thresholds(demo)).wait_buckets
+    )
+
+
+async def test_every_family_has_help_and_type(make_app: AppFactory, routing_file: Path) -> None:
+    """Each switchboard_ sample belongs to a family with HELP and TYPE."""
+    ops = await make_app(config=str(routing_file))
+    await _traffic(ops)
+    text = await ops.metrics()
+    helped = set(re.findall(r"^# HELP (\S+) ", text, re.M))
+    typed = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    samples = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
+    ours = {s for s in samples if s.startswith("switchboard_")}
+    assert len(ours) > 20
+    for name in ours:
+        family = next((f for f in typed if name == f or name in {f + x for x in _SUFFIXES}), None)
+        assert family is not None, f"{name} has no TYPE"
+        assert family in helped, f"{family} has no HELP"
+
+
+async def test_promtool_check_metrics_passes(make_app: AppFactory, routing_file: Path) -> None:
+    """promtool check metrics accepts the app's /metrics after every kind of outcome."""
+    promtool = tool("promtool")
+    ops = await make_app(config=str(routing_file))
+    await _traffic(ops)
+    result = promtool_check_metrics(promtool, await ops.metrics())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not result.stdout.strip(), result.stdout
+
+
+@pytest.mark.redis
+async def test_scrape_succeeds_with_redis_down(
+    aiohttp_client: AiohttpClient, tmp_path: Path, routing_file: Path
+) -> None:
+    """With Redis gone, /metrics still answers 200 with switchboard_redis_up 0 and no gauges."""
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    (tmp_path / "redis").mkdir()
+    server.start()
+    try:
+        settings = Settings(
+            redis_url=server.url, admin_token=SecretStr(ADMIN), config=str(routing_file)
+        )
+        client = await aiohttp_client(create_app(settings))
+        ops = Ops(client, "default")
+        before = await ops.metrics()
+        assert value(before, "switchboard_redis_up") == 1
+        assert value(before, "switchboard_queue_waiting", queue="billing") == 0
+    finally:
+        server.stop()
+    after = await ops.metrics()
+    assert value(after, "switchboard_redis_up") == 0
+    assert value(after, "switchboard_queue_waiting", queue="billing") is None
+    assert value(after, "switchboard_service_level_target_ratio", queue="billing") == 0.85
+    assert value(after, "switchboard_contacts_offered_total", queue="billing") == 0
+
+
+async def test_dashboard_reads_only_series_that_exist(
+    make_app: AppFactory, routing_file: Path
+) -> None:
+    """Every series the Grafana dashboard queries is exported or recorded by the shipped rules."""
+    ops = await make_app(config=str(routing_file))
+    await _traffic(ops)
+    text = await ops.metrics()
+    exported = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
+    rules = yaml.safe_load((PROMETHEUS_DIR / "switchboard-rules.yml").read_text())
+    recorded = {r["record"] for g in rules["groups"] for r in g["rules"]}
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) > 20
+    used = {n for e in exprs for n in re.findall(r"\bswitchboard[_:][\w:]+", e)}
+    missing = {n for n in used if n not in exported and n not in recorded}
+    assert not missing, missing
+    assert "up" in " ".join(exprs)
