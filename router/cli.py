@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     staff.add_argument("--patience", type=float, default=None, help="mean patience (s): Erlang A")
     staff.add_argument("--scenario", default=None, help="search agent counts by simulation")
     staff.add_argument("--seed", type=int, default=1)
+    staff.add_argument("--replications", type=int, default=None, help="per candidate staffing")
+    staff.add_argument("--no-progress", action="store_true", help="no progress bar")
     staff.add_argument("--json", dest="json_out", default=None, help="write results JSON here")
 
     load = sub.add_parser("loadtest", help="drive a running server with Poisson arrivals")
@@ -47,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--agents", type=int, default=50)
     load.add_argument("--duration", type=float, default=30.0, help="seconds")
     load.add_argument("--json", dest="json_out", default=None)
+    load.add_argument("--ws-url", default=None, help="agents' sockets here (default: --url)")
+    load.add_argument("--seed", type=int, default=1)
+    load.add_argument("--mix", default=None, help='e.g. "channel:voice=0.6,chat=0.4;language:en=1"')
+    load.add_argument("--customers", type=int, default=1000, help="customer pool size")
+    load.add_argument("--accept-delay", default=None, help="LOW:HIGH seconds (default 0.01:0.05)")
+    load.add_argument("--handle-time", default=None, help="LOW:HIGH seconds (default 0.2:1.0)")
+    load.add_argument("--sockets", type=int, default=None, help="agents on sockets (default all)")
+    load.add_argument("--no-progress", action="store_true", help="no live progress line")
     return parser
 
 

@@ -12,7 +12,6 @@ and each error is counted in ``Engine.cel_errors`` by expression location.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import cel
+import orjson
 
 from config.cel import ROOTS, Expr, Projection, compile_expr
 from config.routing import RoutingConfig, ServiceLevel
@@ -45,7 +45,7 @@ def _ms(seconds: float) -> int:
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(value).decode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,251 @@
+"""``switchboard simulate`` and ``switchboard staff`` (api-v1 §7): argument handling and output.
+
+``router.cli`` parses the arguments and calls ``simulate(args)`` or ``staff(args)``, which
+return the process exit code: 0 done, 1 a staffing search found no answer, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+from config.routing import ConfigInvalid
+from simulations.erlang import format_table, staffing_table
+from simulations.model import Model
+from simulations.replications import simulate as run_scenario
+from simulations.scenario import LoadedScenario, ScenarioInvalid, load_scenario
+from simulations.search import Trial, search
+
+# The bar appears only once a run has lasted this long: short runs stay quiet.
+_PROGRESS_AFTER_SECONDS = 2.0
+_PROGRESS_WIDTH = 30
+# Below this many contacts in all replications, one process finishes before workers start.
+_PARALLEL_FROM_CONTACTS = 50_000
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, shown only on a terminal and after a few seconds."""
+
+    def __init__(self, label: str, enabled: bool, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = enabled and self.stream.isatty()
+        self.label = label
+        self.started = self.last = time.monotonic()
+        self.drawn = False
+
+    def __call__(self, fraction: float) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.started < _PROGRESS_AFTER_SECONDS or (now - self.last < 0.2 and fraction < 1):
+            return
+        self.last = now
+        filled = round(_PROGRESS_WIDTH * min(1.0, fraction))
+        bar = "#" * filled + "-" * (_PROGRESS_WIDTH - filled)
+        elapsed = now - self.started
+        self.stream.write(f"\r{self.label} [{bar}] {fraction:4.0%} {elapsed:6.1f} s")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _workers(model: Model, replications: int) -> int:
+    """Replications run in parallel on every core this process may use, when there is enough
+    work to repay starting the worker processes (about a second each)."""
+    if model.expected_contacts * replications < _PARALLEL_FROM_CONTACTS:
+        return 1
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _load(path: str) -> LoadedScenario | None:
+    try:
+        return load_scenario(path)
+    except (ScenarioInvalid, ConfigInvalid) as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return None
+
+
+def _write_json(path: str, data: Any) -> None:
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    if path == "-":
+        sys.stdout.write(text)
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text, encoding="utf-8")
+
+
+def _meta(loaded: LoadedScenario, seed: int, replications: int) -> dict[str, Any]:
+    spec = loaded.spec
+    return {
+        "name": loaded.name,
+        "file": loaded.source,
+        "routing": spec.routing if isinstance(spec.routing, str) else "inline",
+        "seed": seed,
+        "replications": replications,
+        "duration_hours": spec.duration_hours,
+        "warmup_hours": spec.warmup_hours,
+        "interval_minutes": spec.interval_minutes,
+    }
+
+
+def _cell(entry: dict[str, Any], key: str, fmt: str, scale: float = 1.0) -> str:
+    value = entry.get(key)
+    if value is None:
+        return "-"
+    text = format(value * scale, fmt)
+    width = (entry.get("half_widths") or {}).get(key)
+    return text if width is None else f"{text}±{format(width * scale, fmt)}"
+
+
+def render(result: dict[str, Any]) -> str:
+    """The overall and per queue/segment/channel figures as a plain-text table."""
+    head = (
+        f"{'':<22}{'offered':>10}{'answered':>10}{'abandoned':>10}  {'service level':>15}"
+        f"{'ASA s':>14}{'abandon':>14}{'occupancy':>14}"
+    )
+    lines = [head]
+    sections = [("overall", {"all contacts": result["overall"]})]
+    sections += [(k, result[k]) for k in ("by_queue", "by_segment", "by_channel")]
+    for title, entries in sections:
+        if title != "overall":
+            lines.append(title.replace("_", " ") + ":")
+        for name, e in entries.items():
+            lines.append(
+                f"  {name:<20}{e['offered']:>10.0f}{e['answered']:>10.0f}"
+                f"{e['abandoned']:>10.0f}  {_cell(e, 'service_level', '.1f', 100):>14}%"
+                f"{_cell(e, 'asa_seconds', '.1f'):>14}{_cell(e, 'abandon_rate', '.1f', 100):>13}%"
+                f"{_cell(e, 'occupancy', '.1f', 100):>13}%"
+            )
+    run = result["run"]
+    lines.append(
+        f"\n{run['contacts']} contacts in {run['wall_seconds']:.1f} s "
+        f"({run['contacts_per_second'] or 0:,.0f} contacts/s), {run['replications']} replication(s)"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def simulate(args: argparse.Namespace) -> int:
+    """``switchboard simulate SCENARIO [--seed N] [--replications R] [--json F] [--report D]``."""
+    loaded = _load(args.scenario)
+    if loaded is None:
+        return 2
+    if args.replications < 1:
+        print("switchboard: --replications must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        model = Model.build(loaded)
+    except (ScenarioInvalid, ValueError) as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    bar = ProgressBar(f"simulating {loaded.name}", not args.no_progress)
+    try:
+        result = run_scenario(
+            model, args.seed, args.replications, bar, workers=_workers(model, args.replications)
+        )
+    finally:
+        bar.close()
+    result = {"scenario": _meta(loaded, args.seed, args.replications), **result}
+    if args.json_out != "-":  # stdout carries the JSON itself
+        sys.stdout.write(render(result))
+    if args.json_out:
+        _write_json(args.json_out, result)
+    if args.report:
+        from simulations.report import write_report  # matplotlib only when asked for
+
+        path = write_report(result, Path(args.report))
+        print(f"report: {path}", file=sys.stderr if args.json_out == "-" else sys.stdout)
+    return 0
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def staff(args: argparse.Namespace) -> int:
+    """``switchboard staff``: an Erlang C/A table, or a simulated search over a scenario."""
+    if args.scenario:
+        return _staff_scenario(args)
+    if args.per_hour is None or args.aht is None:
+        print("switchboard: staff needs --per-hour and --aht, or --scenario", file=sys.stderr)
+        return 2
+    try:
+        table = staffing_table(args.per_hour, args.aht, args.threshold, args.target, args.patience)
+    except ValueError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(format_table(table))
+    if args.json_out:
+        data = {
+            "model": "erlang_c" if args.patience is None else "erlang_a",
+            "per_hour": table.per_hour,
+            "aht_seconds": table.aht_seconds,
+            "threshold_seconds": table.threshold_seconds,
+            "target": table.target,
+            "patience_seconds": table.patience_seconds,
+            "recommended": table.recommended,
+            "rows": [{k: _finite(v) for k, v in asdict(r).items()} for r in table.rows],
+        }
+        _write_json(args.json_out, data)
+    return 0 if table.recommended is not None else 1
+
+
+def _staff_scenario(args: argparse.Namespace) -> int:
+    loaded = _load(args.scenario)
+    if loaded is None:
+        return 2
+    model = Model.build(loaded)
+    replications = getattr(args, "replications", None) or loaded.spec.replications
+    verbose = not getattr(args, "no_progress", False) and sys.stderr.isatty()
+
+    def show(trial: Trial) -> None:
+        if verbose:
+            verdict = (
+                "meets every target"
+                if trial.meets
+                else "misses "
+                + ", ".join(f"{q} {sl:.1%}<{t:.1%}" for q, (sl, t) in trial.misses.items())
+            )
+            print(f"  trial {list(trial.counts)}: {verdict}", file=sys.stderr)
+
+    result = search(model, args.seed, replications, show, workers=_workers(model, replications))
+    print(
+        f"Staffing search for {loaded.name}: {len(result.trials)} trials, "
+        f"{replications} replication(s) each"
+    )
+    if result.best is None:
+        print("No staffing up to 64x the scenario's counts meets every target.")
+        return 1
+    best = result.best
+    print(f"\n{'group':<24}{'scenario':>10}{'smallest':>10}")
+    for name, before, after in zip(result.groups, result.initial, best.counts, strict=True):
+        print(f"{name:<24}{before:>10}{after:>10}")
+    print(f"{'total':<24}{sum(result.initial):>10}{sum(best.counts):>10}")
+    print(f"\n{'queue':<24}{'service level':>14}{'target':>10}")
+    for name, q in best.result["by_queue"].items():
+        print(f"{name:<24}{q['service_level']:>14.1%}{q['target']:>10.1%}")
+    if args.json_out:
+        data = {
+            "scenario": _meta(loaded, args.seed, replications),
+            "groups": [
+                {"name": n, "scenario_count": a, "count": b}
+                for n, a, b in zip(result.groups, result.initial, best.counts, strict=True)
+            ],
+            "trials": [{"counts": list(t.counts), "meets": t.meets} for t in result.trials],
+            "result": best.result,
+        }
+        _write_json(args.json_out, data)
+    return 0

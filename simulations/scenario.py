@@ -1,0 +1,296 @@
+"""Planning scenarios (api-v1 §7): the YAML schema, its loader, and customers per segment.
+
+A scenario names a routing config (a path relative to the scenario file, or the config inline),
+a horizon with a warm-up, arrival streams (a flat rate or an intraday profile, a customer mix by
+segment, handle/patience/wrap-up distributions) and agent groups (skills, capacity, shifts,
+offer acceptance delay). ``load_scenario`` validates all of it and the routing config together.
+
+Segments are derived by the routing config's own CEL expressions, so a mix such as
+``{gold: 0.2, standard: 0.8}`` needs a customer per segment whose fields land in it:
+``customer_views`` tests candidate values against the engine and keeps the first that does, or
+checks the value/churn_risk the scenario gives explicitly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from config.routing import CapacityChannel, Channel, RoutingConfig, load_routing
+from router.engine import Engine, cel_views
+from simulations.distributions import Constant, Distribution, Empirical, coerce, load_empirical
+
+Duration = Annotated[Distribution, BeforeValidator(coerce)]
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+class ScenarioInvalid(ValueError):
+    """A scenario that does not validate; the message lists every problem."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Shift(_Model):
+    """Hours from the start of the run; an agent works from ``start_hour`` to ``end_hour``."""
+
+    start_hour: float = Field(ge=0)
+    end_hour: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Shift:
+        if self.end_hour <= self.start_hour:
+            raise ValueError("end_hour must be after start_hour")
+        return self
+
+
+class Profile(_Model):
+    """Arrival rates per interval, repeated if the run is longer than the profile."""
+
+    interval_minutes: float = Field(gt=0)
+    per_hour: list[Annotated[float, Field(ge=0)]] = Field(min_length=1)
+
+
+class Customer(_Model):
+    """One segment's share of a stream, optionally with the customer fields rules read."""
+
+    share: float = Field(ge=0)
+    value: float | None = None
+    churn_risk: float | None = None
+    products: list[str] = Field(default_factory=list)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class Stream(_Model):
+    name: str | None = None
+    channel: Channel
+    intent: str = ""
+    language: str = ""
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    per_hour: float | None = Field(default=None, ge=0)
+    profile: Profile | None = None
+    customers: dict[str, Customer] = Field(default_factory=dict)
+    handle_time: Duration
+    patience: Duration | None = None  # None: customers wait for ever
+    wrap_up: Duration | None = None  # None: the answering queue's wrap_up_seconds
+
+    @field_validator("customers", mode="before")
+    @classmethod
+    def _shares(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: {"share": v} if isinstance(v, int | float) else v for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> Stream:
+        if (self.per_hour is None) == (self.profile is None):
+            raise ValueError("give either `per_hour` or `profile`")
+        if self.customers and sum(c.share for c in self.customers.values()) <= 0:
+            raise ValueError("customer shares must add up to more than 0")
+        return self
+
+    def label(self, index: int) -> str:
+        return self.name or f"{self.channel}-{self.intent or index}"
+
+
+class AgentGroup(_Model):
+    name: str | None = None
+    count: int = Field(ge=0)
+    skills: dict[str, float] = Field(default_factory=dict)
+    capacity: dict[CapacityChannel, Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    shifts: list[Shift] = Field(default_factory=list)  # empty: the whole run
+    accept_delay: Duration | None = None  # None: the scenario's
+
+    def label(self, index: int) -> str:
+        return self.name or f"group-{index + 1}"
+
+
+class Scenario(_Model):
+    name: str = ""
+    description: str = ""
+    routing: str | dict[str, Any]
+    duration_hours: float = Field(gt=0)
+    warmup_hours: float = Field(default=0.0, ge=0)
+    interval_minutes: int = 30
+    #: after the horizon no one arrives; contacts still waiting are served for up to this long
+    drain_hours: float = Field(default=8.0, ge=0)
+    accept_delay: Duration = Constant(dist="constant", seconds=0.0)
+    #: an agent who lets an offer time out is `away` (api-v1 §3) for this long, then back
+    missed_offer_away_seconds: float = Field(default=0.0, ge=0)
+    replications: int = Field(default=1, ge=1, le=1000)  # used by `staff --scenario`
+    arrivals: list[Stream] = Field(min_length=1)
+    agents: list[AgentGroup] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        if self.interval_minutes not in (15, 30):
+            raise ValueError("interval_minutes must be 15 or 30")
+        if self.warmup_hours >= self.duration_hours:
+            raise ValueError("warmup_hours must be shorter than duration_hours")
+        names = [g.label(i) for i, g in enumerate(self.agents)]
+        if len(set(names)) != len(names):
+            raise ValueError("agent group names must be unique")
+        return self
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    """A validated scenario with its routing config and empirical data read in."""
+
+    spec: Scenario
+    routing: RoutingConfig
+    base: Path  # directory relative paths are resolved against
+    source: str  # the file it came from, or "<inline>"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or Path(self.source).stem
+
+
+def load_scenario(
+    source: Path | str | Mapping[str, Any], base: Path | None = None
+) -> LoadedScenario:
+    """Validate a scenario from a YAML file or a parsed mapping (paths relative to ``base``)."""
+    if isinstance(source, Mapping):
+        data: Any = dict(source)
+        where, base = "<inline>", base or Path.cwd()
+    else:
+        path = Path(source)
+        where, base = str(path), base or path.resolve().parent
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ScenarioInvalid(f"{where}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ScenarioInvalid(f"{where}: expected a mapping at the top")
+    try:
+        spec = Scenario.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        ]
+        raise ScenarioInvalid(f"invalid scenario {where}:\n" + "\n".join(lines)) from None
+    if isinstance(spec.routing, str):
+        routing = load_routing(base / spec.routing)
+    else:
+        routing = load_routing(spec.routing, name=f"{where}: routing")
+    try:
+        spec = _read_empirical(spec, base)
+    except ValueError as exc:
+        raise ScenarioInvalid(f"invalid scenario {where}: {exc}") from None
+    return LoadedScenario(spec, routing, base, where)
+
+
+def _read_empirical(spec: Scenario, base: Path) -> Scenario:
+    def read(dist: Distribution | None) -> Distribution | None:
+        return load_empirical(dist, base) if isinstance(dist, Empirical) else dist
+
+    streams = [
+        s.model_copy(
+            update={
+                "handle_time": read(s.handle_time),
+                "patience": read(s.patience),
+                "wrap_up": read(s.wrap_up),
+            }
+        )
+        for s in spec.arrivals
+    ]
+    groups = [g.model_copy(update={"accept_delay": read(g.accept_delay)}) for g in spec.agents]
+    return spec.model_copy(
+        update={"arrivals": streams, "agents": groups, "accept_delay": read(spec.accept_delay)}
+    )
+
+
+# ------------------------------------------------------------------------- customers
+
+
+@dataclass(frozen=True)
+class CustomerView:
+    """A customer of one segment, as the CEL expressions see them, and its share of a stream."""
+
+    segment: str
+    share: float
+    contact: dict[str, Any]
+    customer: dict[str, Any]
+
+
+def contact_fields(stream: Stream) -> dict[str, Any]:
+    return {
+        "channel": stream.channel,
+        "intent": stream.intent,
+        "language": stream.language,
+        "attributes": dict(stream.attributes),
+    }
+
+
+def customer_views(engine: Engine, stream: Stream, where: str) -> list[CustomerView]:
+    """One customer view per segment of the stream's mix, each checked against the engine."""
+    known = [s.name for s in engine.config.segments]
+    mix = stream.customers or {"": Customer(share=1.0)}
+    total = sum(c.share for c in mix.values())
+    out: list[CustomerView] = []
+    for segment, spec in mix.items():
+        if segment and segment not in known:
+            raise ScenarioInvalid(
+                f"{where}: unknown segment {segment!r} (the routing config has {', '.join(known)})"
+            )
+        contact = contact_fields(stream)
+        found = _find_customer(engine, contact, spec, segment)
+        if found is None:
+            raise ScenarioInvalid(
+                f"{where}: no customer value/churn_risk lands in segment {segment!r}; "
+                "give `value`, `churn_risk`, `products` or `attributes` for it explicitly"
+            )
+        cview, uview = found
+        real = engine.decide(cview, uview, 0).segment
+        out.append(CustomerView(real, spec.share / total, cview, uview))
+    return out
+
+
+def _find_customer(
+    engine: Engine, contact: dict[str, Any], spec: Customer, segment: str
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    for value, churn in _candidates(engine, spec):
+        customer = {
+            "value": value,
+            "churn_risk": churn,
+            "products": list(spec.products),
+            "attributes": dict(spec.attributes),
+        }
+        cview, uview = cel_views(contact, customer)
+        if not segment or engine.decide(cview, uview, 0).segment == segment:
+            return cview, uview
+    return None
+
+
+def _candidates(engine: Engine, spec: Customer) -> list[tuple[float, float]]:
+    # The numbers the segment expressions compare against, and one either side of each, are
+    # the only places a segment boundary can be; churn 0 first, so no churn rule fires unasked.
+    literals: set[float] = {0.0}
+    for seg in engine.config.segments:
+        for text in _NUMBER.findall(seg.when):
+            n = float(text)
+            literals.update({n, n + 1.0, max(0.0, n - 1.0), n * 2.0})
+    values = [spec.value] if spec.value is not None else sorted(literals)
+    churns = (
+        [spec.churn_risk]
+        if spec.churn_risk is not None
+        else [0.0, *sorted({v for v in literals if 0.0 < v <= 1.0} | {0.5, 1.0})]
+    )
+    return [(v, c) for c in churns for v in values]

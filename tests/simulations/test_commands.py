@@ -1,0 +1,166 @@
+"""`switchboard staff` and `switchboard simulate` through the real CLI, in a subprocess."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from simulations import commands
+from simulations.commands import ProgressBar
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ROOT / "simulations" / "scenarios"
+
+
+def switchboard(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "router.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def rounds_to(value: float, published: str) -> bool:
+    """True when ``value`` is within half a unit of the 4th decimal of ``published`` (of its
+    last decimal, when published with fewer)."""
+    decimals = min(4, len(published.partition(".")[2]))
+    return abs(value - float(published)) <= 0.5 * 10.0**-decimals
+
+
+def staff_json(tmp_path: Path, *extra: str) -> dict[str, Any]:
+    out = tmp_path / "staff.json"
+    args = ["staff", "--per-hour", "200", "--aht", "180", "--threshold", "20", "--target", "0.8"]
+    done = switchboard(*args, *extra, "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(out.read_text())
+    data["stdout"] = done.stdout
+    return data
+
+
+def test_staff_erlang_c_reproduces_published_rows(tmp_path: Path) -> None:
+    """`staff` gives the published Erlang C rows N = 11, 14, 15 to 4 decimals and picks 14."""
+    data = staff_json(tmp_path)
+    rows = {r["agents"]: r for r in data["rows"]}
+    published = {
+        11: {"p_wait": "0.6821", "occupancy": "0.909"},
+        14: {"p_wait": "0.17413", "service_level": "0.88835", "asa_seconds": "7.836"},
+        15: {"p_wait": "0.102", "service_level": "0.941", "occupancy": "0.667"},
+    }
+    published[14]["occupancy"] = "0.71429"
+    for n, figures in published.items():
+        for key, value in figures.items():
+            assert rounds_to(rows[n][key], value), (n, key, rows[n][key], value)
+    assert data["model"] == "erlang_c"
+    assert data["recommended"] == 14
+    assert "smallest count meeting the target: 14 agents" in data["stdout"]
+
+
+def test_staff_erlang_a_reproduces_published_row(tmp_path: Path) -> None:
+    """With --patience 300 the N = 14 row matches the published Erlang A figures."""
+    data = staff_json(tmp_path, "--patience", "300")
+    row = next(r for r in data["rows"] if r["agents"] == 14)
+    published = {"p_wait": "0.14526", "abandon_rate": "0.013984", "occupancy": "0.704297"}
+    published |= {"mean_wait_seconds": "4.195", "service_level": "0.916792"}
+    for key, value in published.items():
+        assert rounds_to(row[key], value), (key, row[key], value)
+    assert data["model"] == "erlang_a"
+    assert "Erlang A" in data["stdout"]
+
+
+def test_staff_without_load_is_a_usage_error() -> None:
+    """`staff` with neither a load nor a scenario exits 2 and says what it needs."""
+    done = switchboard("staff")
+    assert done.returncode == 2
+    assert "--per-hour" in done.stderr
+
+
+def _small_scenario(tmp_path: Path, target: float = 0.8, hours: float = 6) -> Path:
+    data = yaml.safe_load((SCENARIOS / "erlang_c.yaml").read_text())
+    data["routing"]["service_levels"]["voice"]["target"] = target
+    data["duration_hours"] = hours
+    data["replications"] = 2
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_simulate_writes_json_and_report(tmp_path: Path) -> None:
+    """`simulate --json --report` writes every §7 section and an HTML page with four charts."""
+    scenario = _small_scenario(tmp_path, hours=3)
+    out, report = tmp_path / "out.json", tmp_path / "report"
+    done = switchboard(
+        "simulate", str(scenario), "--seed", "3", "--replications", "2",
+        "--json", str(out), "--report", str(report), "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    figures = {"offered", "answered", "abandoned", "service_level", "asa_seconds"}
+    figures |= {"abandon_rate", "occupancy"}
+    assert figures <= data["overall"].keys()
+    assert figures <= data["overall"]["half_widths"].keys()
+    for group in ("by_queue", "by_segment", "by_channel"):
+        assert all(figures <= e.keys() for e in data[group].values())
+    assert len(data["by_interval"]) == 4  # 2 h after the warm-up, 30-minute intervals
+    assert data["scenario"]["replications"] == 2
+    page = (report / "index.html").read_text()
+    images = page.split('src="data:image/png;base64,')[1:]
+    assert len(images) == 4
+    for image in images:
+        assert base64.b64decode(image.split('"')[0]).startswith(b"\x89PNG")
+    assert "service level" in done.stdout
+
+
+def test_simulate_rejects_a_bad_scenario(tmp_path: Path) -> None:
+    """An invalid scenario exits 2 with the problem on stderr and writes nothing."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("routing: nowhere.yaml\nduration_hours: 1\narrivals: []\nagents: []\n")
+    done = switchboard("simulate", str(bad), "--json", str(tmp_path / "x.json"))
+    assert done.returncode == 2
+    assert "arrivals" in done.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.slow
+def test_staff_scenario_search_matches_erlang_c(tmp_path: Path) -> None:
+    """Searching M/M/N by simulation at an 85 % target finds Erlang C's 14 agents."""
+    out = tmp_path / "search.json"
+    done = switchboard(
+        "staff", "--scenario", str(_small_scenario(tmp_path, 0.85, 12)), "--json", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    assert [g["count"] for g in data["groups"]] == [14]
+    assert any(not t["meets"] and t["counts"] == [13] for t in data["trials"])
+    assert "smallest" in done.stdout
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bar draws on a terminal once the run is long enough, and never elsewhere."""
+    monkeypatch.setattr(commands, "_PROGRESS_AFTER_SECONDS", 0.0)
+    terminal, pipe = _Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        bar = ProgressBar("run", True, stream)
+        bar(0.5)
+        bar(1.0)
+        bar.close()
+    assert "100%" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\n")
+    assert pipe.getvalue() == ""
+    off = _Terminal()
+    ProgressBar("run", False, off)(1.0)
+    assert off.getvalue() == ""

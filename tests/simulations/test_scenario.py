@@ -1,0 +1,191 @@
+"""Scenario files: schema, routing by path or inline, customer segments and distributions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from config.routing import demo_config_path
+from simulations.distributions import Constant, Empirical, Sampler, load_empirical
+from simulations.model import Model
+from simulations.scenario import ScenarioInvalid, load_scenario
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "simulations" / "scenarios"
+
+
+def minimal(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "routing": str(demo_config_path()),
+        "duration_hours": 2,
+        "arrivals": [
+            {
+                "channel": "voice",
+                "intent": "billing",
+                "per_hour": 100,
+                "customers": {"platinum": 0.1, "gold": 0.3, "standard": 0.6},
+                "handle_time": {"dist": "exponential", "mean_seconds": 180},
+            }
+        ],
+        "agents": [{"count": 3, "skills": {"billing": 5}, "capacity": {"voice": 1}}],
+    }
+    data.update(overrides)
+    return data
+
+
+SHIPPED = sorted(p for p in SCENARIOS.glob("*.yaml") if not p.stem.endswith("_routing"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_scenario_builds(path: Path) -> None:
+    """Each shipped scenario (and the routing it names) validates and compiles."""
+    model = Model.build(load_scenario(path))
+    assert model.streams
+    assert sum(g.count for g in model.groups) > 0
+
+
+def test_large_scenario_has_the_advertised_size() -> None:
+    """large.yaml: 1,000 agents, 50 queues and about 300,000 expected contacts in 24 h."""
+    model = Model.build(load_scenario(SCENARIOS / "large.yaml"))
+    assert sum(g.count for g in model.groups) == 1000
+    assert len(model.queues) == 50
+    assert 290_000 < model.expected_contacts < 310_000
+
+
+def test_routing_relative_to_the_scenario_file(tmp_path: Path) -> None:
+    """A routing path is read relative to the scenario file, not the working directory."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "r.yaml").write_text(demo_config_path().read_text())
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(minimal(routing="conf/r.yaml")))
+    loaded = load_scenario(scenario)
+    assert loaded.routing.queues[0].name == "billing"
+    assert loaded.name == "s"
+
+
+def test_inline_routing() -> None:
+    """A routing mapping inline in the scenario is validated like a file."""
+    routing: dict[str, Any] = {
+        "queues": [{"name": "q", "agents": "true"}],
+        "rules": [{"name": "r", "steps": [{"queue": "q"}]}],
+    }
+    data = minimal(routing=routing)
+    data["arrivals"][0]["customers"] = {}
+    assert load_scenario(data).routing.queues[0].name == "q"
+    routing["rules"] = [{"name": "r", "steps": [{"queue": "missing"}]}]
+    with pytest.raises(ValueError, match="unknown queue"):
+        load_scenario(minimal(routing=routing))
+
+
+def test_customer_mix_lands_in_each_segment() -> None:
+    """Shorthand shares get customer values the demo config's expressions put in that segment."""
+    model = Model.build(load_scenario(minimal()))
+    views = model.streams[0].views
+    engine = model.engine
+    assert [v.segment for v in views] == ["platinum", "gold", "standard"]
+    for view in views:
+        assert engine.decide(view.contact, view.customer, 0).segment == view.segment
+    assert [round(v.share, 2) for v in views] == [0.1, 0.3, 0.6]
+    assert views[0].customer["churn_risk"] == 0.0  # no churn rule fires unless asked for
+
+
+def test_explicit_customer_fields_are_checked() -> None:
+    """Explicit values are used as given, and refused when they land in another segment."""
+    data = minimal()
+    data["arrivals"][0]["customers"] = {"gold": {"share": 1, "value": 5000, "churn_risk": 0.9}}
+    model = Model.build(load_scenario(data))
+    view = model.streams[0].views[0]
+    assert model.engine.decide(view.contact, view.customer, 0).rule == "valuable-at-risk"
+    data["arrivals"][0]["customers"] = {"gold": {"share": 1, "value": 50}}
+    with pytest.raises(ScenarioInvalid, match="segment 'gold'"):
+        Model.build(load_scenario(data))
+
+
+def test_unknown_segment_is_refused() -> None:
+    """A segment the routing config does not define is an error naming the known ones."""
+    data = minimal()
+    data["arrivals"][0]["customers"] = {"diamond": 1.0}
+    with pytest.raises(ScenarioInvalid, match=r"unknown segment 'diamond'.*platinum"):
+        Model.build(load_scenario(data))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"interval_minutes": 45}, "15 or 30"),
+        ({"warmup_hours": 2}, "warmup_hours"),
+        ({"arrivals": []}, "at least 1"),
+        ({"speed": 2}, "Extra inputs"),
+    ],
+)
+def test_invalid_scenarios_list_the_problem(change: dict[str, Any], message: str) -> None:
+    """Schema problems raise ScenarioInvalid with the field and the reason."""
+    with pytest.raises(ScenarioInvalid, match=message):
+        load_scenario(minimal(**change))
+
+
+def test_a_stream_needs_exactly_one_rate() -> None:
+    """per_hour and profile are alternatives: neither or both is an error."""
+    data = minimal()
+    data["arrivals"][0]["profile"] = {"interval_minutes": 30, "per_hour": [10, 20]}
+    with pytest.raises(ScenarioInvalid, match="either `per_hour` or `profile`"):
+        load_scenario(data)
+    del data["arrivals"][0]["per_hour"]
+    assert load_scenario(data).spec.arrivals[0].profile is not None
+
+
+def test_bare_number_is_a_constant_duration() -> None:
+    """`accept_delay: 4` means a constant 4 s."""
+    spec = load_scenario(minimal(accept_delay=4)).spec
+    assert spec.accept_delay == Constant(dist="constant", seconds=4.0)
+
+
+def test_empirical_durations_from_csv(tmp_path: Path) -> None:
+    """An empirical distribution reads a CSV (header or not, named column) next to the file."""
+    (tmp_path / "plain.csv").write_text("seconds\n10\n20\n30\n")
+    (tmp_path / "cols.csv").write_text("id,handle\na,100\nb,200\n")
+    plain = load_empirical(Empirical(dist="empirical", file="plain.csv"), tmp_path)
+    cols = load_empirical(Empirical(dist="empirical", file="cols.csv", column="handle"), tmp_path)
+    assert plain.values == (10.0, 20.0, 30.0)
+    assert cols.values == (100.0, 200.0)
+    sampler = Sampler(plain, np.random.default_rng(1))
+    draws = {sampler() for _ in range(200)}
+    assert draws == {10_000, 20_000, 30_000}
+    (tmp_path / "bad.csv").write_text("10\nten\n")
+    with pytest.raises(ValueError, match="row 2"):
+        load_empirical(Empirical(dist="empirical", file="bad.csv"), tmp_path)
+
+
+def test_scenario_reads_empirical_files(tmp_path: Path) -> None:
+    """A scenario's empirical handle time is loaded relative to the scenario file."""
+    (tmp_path / "aht.csv").write_text("120\n240\n")
+    data = minimal()
+    data["arrivals"][0]["handle_time"] = {"dist": "empirical", "file": "aht.csv"}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    spec = load_scenario(tmp_path / "s.yaml").spec
+    assert spec.arrivals[0].handle_time == Empirical(
+        dist="empirical", file="aht.csv", values=(120.0, 240.0)
+    )
+
+
+@pytest.mark.parametrize(
+    "dist",
+    [
+        {"dist": "exponential", "mean_seconds": 180},
+        {"dist": "lognormal", "mean_seconds": 240, "sd_seconds": 180},
+        {"dist": "gamma", "mean_seconds": 300, "sd_seconds": 100},
+    ],
+    ids=lambda d: d["dist"],
+)
+def test_samplers_have_the_stated_mean_and_spread(dist: dict[str, Any]) -> None:
+    """Samples in ms match the mean and standard deviation written in seconds."""
+    spec = load_scenario(minimal(accept_delay=dist)).spec.accept_delay
+    sampler = Sampler(spec, np.random.default_rng(11))
+    x = np.array([sampler() for _ in range(40_000)]) / 1000
+    sd = dist.get("sd_seconds", dist["mean_seconds"])
+    assert x.mean() == pytest.approx(dist["mean_seconds"], rel=0.02)
+    assert x.std() == pytest.approx(sd, rel=0.05)
+    assert x.min() >= 0
