@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import time
@@ -70,7 +71,7 @@ class TokenIssuer:
         return found
 
     async def mint(self, tenant: str, agent_id: str, ttl_s: int, now_s: float) -> tuple[str, int]:
-        expires = int(now_s) + ttl_s
+        expires = math.ceil(now_s) + ttl_s  # never shorter than asked
         body = f"{_PREFIX}.{tenant}.{agent_id}.{expires}"
         key = await self.key(tenant, create=True)
         assert key is not None

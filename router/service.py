@@ -231,7 +231,7 @@ class Service:
             wait = self.stats.estimated_wait(state.queue, position, state.staffed, tenant)
         return m.Contact(
             id=state.id,
-            channel=doc["channel"],
+            channel=state.channel,  # type: ignore[arg-type]
             status=state.status,  # type: ignore[arg-type]
             queue=state.queue,
             priority=doc["priority"],

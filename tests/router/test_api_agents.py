@@ -1,0 +1,164 @@
+"""Agents, queues and operations endpoints through the real app and redis-server."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+from tests.router.conftest import FAST_ROUTING, GATEWAY, Api, ApiFactory
+
+
+async def test_put_agent_creates_then_updates(api: Api) -> None:
+    """PUT answers 201 then 200; a new agent is offline with queues derived from its skills."""
+    body = {"name": "Bea", "skills": {"billing": 2, "spanish": 6}, "capacity": {"voice": 1}}
+    made = await api.call("PUT", "/v1/agents/bea", body)
+    assert made.status == 201
+    assert made.body == {
+        "id": "bea",
+        "name": "Bea",
+        "skills": {"billing": 2, "spanish": 6},
+        "capacity": {"voice": 1},
+        "state": "offline",
+        "load": {},
+        "queues": ["billing", "billing-es"],
+        "reservations": [],
+        "attributes": None,
+    }
+    body["skills"] = {"support": 4}
+    updated = await api.call("PUT", "/v1/agents/bea", body)
+    assert updated.status == 200
+    assert updated.body["queues"] == ["support"]
+    assert (await api.get("/v1/agents/bea"))["skills"] == {"support": 4}
+
+
+async def test_agent_token_acts_for_its_agent(api: Api) -> None:
+    """A minted token expires after the configured TTL and reads and changes its own agent."""
+    await api.agent("ann", billing=5)
+    minted = await api.call("POST", "/v1/agents/ann/tokens")
+    assert minted.status == 201
+    expires = datetime.fromisoformat(minted.body["expires_at"].replace("Z", "+00:00"))
+    assert abs(expires.timestamp() - (time.time() + 12 * 3600)) < 5
+    token = minted.body["token"]
+    assert (await api.get("/v1/agents/ann", token=token))["state"] == "offline"
+    changed = await api.state("ann", "available", token=token)
+    assert (changed["id"], changed["state"]) == ("ann", "available")
+
+
+async def test_state_changes_are_pushed_to_the_socket(api: Api) -> None:
+    """Each state change made over REST reaches the agent's socket as a `state` message."""
+    await api.agent("ann", billing=5)
+    desk = await api.ws("ann")
+    assert await desk.recv("state") == {"type": "state", "state": "offline", "load": {}}
+    for state in ("available", "away", "offline"):
+        await api.state("ann", state)
+        assert (await desk.recv("state"))["state"] == state
+
+
+async def test_offers_never_exceed_free_capacity(api: Api) -> None:
+    """An agent with chat capacity 2 is offered two chats; the third waits in line."""
+    await api.agent("ann", capacity={"chat": 2}, billing=5)
+    desk = await api.ws("ann")
+    await api.state("ann", "available")
+    chats = [await api.contact(channel="chat") for _ in range(3)]
+    assert [c["status"] for c in chats] == ["offered", "offered", "queued"]
+    assert {(await desk.recv("offer"))["contact"]["id"] for _ in range(2)} == {
+        chats[0]["id"],
+        chats[1]["id"],
+    }
+    agent = await api.get("/v1/agents/ann")
+    assert agent["load"] == {"chat": 2}
+    assert len(agent["reservations"]) == 2
+    assert chats[2]["position"] == 1
+
+
+async def test_a_voice_offer_blocks_other_channels(api: Api) -> None:
+    """Voice is exclusive in the demo: while on a call an agent gets no chat offers."""
+    await api.agent("ann", capacity={"voice": 1, "chat": 3}, billing=5)
+    await api.state("ann", "available")
+    call = await api.contact(channel="voice")
+    chat = await api.contact(channel="chat")
+    assert (call["status"], chat["status"]) == ("offered", "queued")
+
+
+async def test_reconnect_gets_the_pending_offers_again(api: Api) -> None:
+    """An agent that reconnects gets its state and every pending offer on the new socket."""
+    await api.agent("ann", billing=5)
+    await api.state("ann", "available")  # a REST-driven desktop: offered without a socket
+    contact = await api.contact()
+    assert contact["agent_id"] == "ann"
+    desk = await api.ws("ann")
+    assert (await desk.recv("state"))["state"] == "available"
+    offer = await desk.recv("offer")
+    assert offer["reservation_id"] == contact["reservation_id"]
+    assert offer["contact"]["id"] == contact["id"]
+
+
+async def test_queues_report_depth_staffing_and_wait(api: Api) -> None:
+    """GET /v1/queues lists every demo queue; one queue reports waiting and staffing."""
+    listed = await api.get("/v1/queues", token=GATEWAY)
+    assert [q["name"] for q in listed["queues"]] == [
+        "billing",
+        "billing-es",
+        "support",
+        "support-es",
+        "sales",
+        "retention",
+    ]
+    await api.contact()
+    await api.contact()
+    await api.agent("ann", billing=5)
+    await api.state("ann", "away")
+    billing = await api.get("/v1/queues/billing")
+    assert billing["name"] == "billing"
+    assert billing["waiting"] == 2
+    assert billing["agents_staffed"] == 1
+    assert billing["agents_available"] == 0
+    assert billing["service_level"] is None
+    assert billing["estimated_wait_seconds"] == 540.0  # third in line x 180 s / 1 agent
+    assert billing["oldest_wait_seconds"] >= 0
+    missing = await api.call("GET", "/v1/queues/nope")
+    assert missing.status == 404
+
+
+async def test_config_reload_applies_or_lists_every_error(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """Reload recomputes memberships from the edited file; an invalid file is 422, unapplied."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(FAST_ROUTING)
+    api = await make_api(config=str(path))
+    assert (await api.agent("ann", billing=5, support=5))["queues"] == ["billing"]
+
+    path.write_text(
+        FAST_ROUTING.replace(
+            "rules:", '  - {name: support, agents: "agent.skills.support >= 1"}\nrules:'
+        )
+    )
+    applied = await api.call("POST", "/v1/config/reload")
+    assert applied.status == 200
+    assert applied.body == {"status": "applied", "queues": 2, "rules": 1, "agents_recomputed": 1}
+    assert (await api.get("/v1/agents/ann"))["queues"] == ["billing", "support"]
+
+    path.write_text("queues: []\nrules: [{name: x, steps: [{queue: nowhere}]}]\n")
+    refused = await api.call("POST", "/v1/config/reload")
+    assert refused.status == 422
+    assert refused.body["title"] == "Unprocessable Content"
+    assert refused.body["errors"]
+    assert all(set(e) == {"loc", "msg"} for e in refused.body["errors"])
+    assert (await api.get("/v1/agents/ann"))["queues"] == ["billing", "support"]
+
+
+async def test_health_and_readiness(api: Api) -> None:
+    """/healthz and /readyz answer without a token once Redis and the subscription are up."""
+    assert await api.get("/healthz", token=None) == {"status": "ok"}
+    assert await api.get("/readyz", token=None) == {"status": "ready"}
+
+
+async def test_metrics_are_prometheus_text(api: Api) -> None:
+    """/metrics serves the Prometheus text format."""
+    await api.contact()
+    reply = await api.call("GET", "/metrics", token=None)
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/plain")
+    assert "# TYPE" in reply.body

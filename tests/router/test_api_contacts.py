@@ -1,0 +1,345 @@
+"""Contacts through the real app and redis-server: lifecycle, routing on the demo config, replay.
+
+Agents are driven over their websockets the way a desktop would be; timers (offer timeouts,
+wrap-up ends) fire through the app's own timer loop, with the short timeouts of
+``FAST_ROUTING``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from tests.router.conftest import GATEWAY, Api, ApiFactory, Desk
+
+
+def when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+async def available(api: Api, agent_id: str, **skills: int) -> Desk:
+    """Create the agent, open its socket, make it available; returns the socket."""
+    await api.agent(agent_id, None, **skills)
+    ws = await api.ws(agent_id)
+    assert (await ws.recv("state"))["state"] == "offline"
+    await ws.send({"type": "state", "state": "available"})
+    assert (await ws.recv("state"))["state"] == "available"
+    return ws
+
+
+# ---------------------------------------------------------------------------- lifecycle
+
+
+async def test_offer_carries_contact_customer_suggestions_and_expiry(api: Api) -> None:
+    """An offer names the reservation, expires 15 s on (demo billing) and carries the views."""
+    ws = await available(api, "ann", billing=5)
+    contact = await api.contact(**{"from": "+1 415 555 0100"}, language="es", intent="help")
+    assert contact["status"] == "offered"
+    assert contact["agent_id"] == "ann"
+    offer = await ws.recv("offer")
+    assert offer["reservation_id"] == contact["reservation_id"]
+    assert offer["queue"] == "billing"
+    assert when(offer["expires_at"]) - when(contact["created_at"]) == timedelta(seconds=15)
+    assert offer["contact"]["id"] == contact["id"]
+    assert offer["contact"]["from"] == "+1 415 555 0100"
+    assert offer["contact"]["language"] == "es"
+    assert offer["contact"]["rule"] == "default"
+    assert offer["customer"]["id"] == contact["customer"]["id"]
+    assert offer["customer"]["segment"] == "standard"
+    assert offer["customer"]["history"][0]["contact_id"] == contact["id"]
+    assert offer["suggestions"] == [
+        {"kind": "service", "text": "Customer prefers Spanish.", "rule": "spanish-speaker"}
+    ]
+
+
+async def test_accept_over_rest_then_complete_through_wrap_up(
+    make_api: ApiFactory, fast_routing: Path
+) -> None:
+    """Accept answers {reservation_id, contact}; complete wraps, then completes on its timer."""
+    api = await make_api(config=str(fast_routing))
+    ws = await available(api, "ann", billing=5)
+    first = await api.contact()
+    second = await api.contact()
+    assert second["status"] == "queued"
+    assert second["position"] == 1
+    offer = await ws.recv("offer")
+    token = await api.token("ann")
+
+    accepted = await api.call(
+        "POST", f"/v1/reservations/{offer['reservation_id']}/accept", token=token
+    )
+    assert accepted.status == 200
+    assert accepted.body["reservation_id"] == offer["reservation_id"]
+    assert accepted.body["contact"]["id"] == first["id"]
+    assert accepted.body["contact"]["status"] == "assigned"
+    assert accepted.body["contact"]["agent_id"] == "ann"
+    assigned = await ws.recv("assigned")
+    assert assigned == {
+        "type": "assigned",
+        "reservation_id": offer["reservation_id"],
+        "contact_id": first["id"],
+    }
+
+    done = await api.call(
+        "POST", f"/v1/contacts/{first['id']}/complete", {"disposition": "paid"}, token=token
+    )
+    assert done.status == 200
+    assert done.body["status"] == "wrapping"
+    assert (await api.get("/v1/agents/ann"))["load"] == {"voice": 1}
+    assert (await api.get(f"/v1/contacts/{second['id']}"))["status"] == "queued"
+
+    closed = await api.until(f"/v1/contacts/{first['id']}", lambda c: c["status"] == "completed")
+    assert closed["disposition"] == "paid"
+    nxt = await ws.recv("offer")  # capacity freed at the end of wrap-up: the next contact
+    assert nxt["contact"]["id"] == second["id"]
+
+
+async def test_accept_and_complete_over_the_socket(api: Api) -> None:
+    """Socket actions answer with `accepted` and `completed`, echoing the client's ref."""
+    ws = await available(api, "ann", billing=5)
+    contact = await api.contact()
+    offer = await ws.recv("offer")
+    await ws.send({"type": "accept", "reservation_id": offer["reservation_id"], "ref": 7})
+    accepted = await ws.recv("accepted")
+    assert accepted["ref"] == 7
+    assert accepted["reservation_id"] == offer["reservation_id"]
+    assert accepted["contact"]["status"] == "assigned"
+
+    await ws.send(
+        {"type": "complete", "contact_id": contact["id"], "disposition": "resolved", "ref": "c"}
+    )
+    completed = await ws.recv("completed")
+    assert completed["ref"] == "c"
+    assert completed["contact"]["status"] == "completed"  # the demo's billing has no wrap-up
+    assert completed["contact"]["disposition"] == "resolved"
+    agent = await api.get("/v1/agents/ann")
+    assert agent["load"] == {}
+    assert agent["reservations"] == []
+
+
+async def test_reject_moves_the_offer_on_and_never_back(api: Api) -> None:
+    """A rejected offer goes to the next agent; once everyone declined it waits for a new one."""
+    sockets = {name: await available(api, name, billing=5) for name in ("ann", "bob")}
+    contact = await api.contact()
+    first = contact["agent_id"]
+    second = "bob" if first == "ann" else "ann"
+    offer = await sockets[first].recv("offer")
+
+    rejected = await api.call(
+        "POST", f"/v1/reservations/{offer['reservation_id']}/reject", {"reason": "on a break"}
+    )
+    assert rejected.status == 200
+    assert rejected.body == {"reservation_id": offer["reservation_id"], "status": "rejected"}
+    again = await sockets[second].recv("offer")
+    assert again["contact"]["id"] == contact["id"]
+
+    await sockets[second].send({"type": "reject", "reservation_id": again["reservation_id"]})
+    assert (await sockets[second].recv("rejected"))["status"] == "rejected"
+    await sockets[first].silent("offer", 0.3)
+    waiting = await api.get(f"/v1/contacts/{contact['id']}")
+    assert (waiting["status"], waiting["position"]) == ("queued", 1)
+    assert (await api.get("/v1/agents/ann"))["reservations"] == []
+
+    carl = await available(api, "carl", billing=1)
+    assert (await carl.recv("offer"))["contact"]["id"] == contact["id"]
+
+
+async def test_offer_timeout_sets_agent_away_and_keeps_the_place(
+    make_api: ApiFactory, fast_routing: Path
+) -> None:
+    """An unanswered offer is rescinded (timeout), the agent goes away, the contact keeps rank."""
+    api = await make_api(config=str(fast_routing))
+    ann = await available(api, "ann", billing=5)
+    first = await api.contact()
+    second = await api.contact()
+    offer = await ann.recv("offer")
+    assert offer["contact"]["id"] == first["id"]
+
+    rescinded = await ann.recv("rescinded", within=3)
+    assert rescinded == {
+        "type": "rescinded",
+        "reservation_id": offer["reservation_id"],
+        "reason": "timeout",
+    }
+    assert (await ann.recv("state"))["state"] == "away"
+    assert (await api.get("/v1/agents/ann"))["state"] == "away"
+    assert (await api.get(f"/v1/contacts/{first['id']}"))["position"] == 1
+    assert (await api.get(f"/v1/contacts/{second['id']}"))["position"] == 2
+    late = await api.call("POST", f"/v1/reservations/{offer['reservation_id']}/accept")
+    assert late.status == 409
+
+    bob = await available(api, "bob", billing=5)
+    assert (await bob.recv("offer"))["contact"]["id"] == first["id"]
+
+
+async def test_abandon_while_queued(api: Api) -> None:
+    """A waiting contact the customer left is abandoned and leaves the line."""
+    first = await api.contact()
+    second = await api.contact()
+    gone = await api.call("POST", f"/v1/contacts/{first['id']}/abandon", token=GATEWAY)
+    assert gone.status == 200
+    assert gone.body["status"] == "abandoned"
+    assert gone.body["position"] is None
+    assert (await api.get(f"/v1/contacts/{second['id']}"))["position"] == 1
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 1
+
+
+async def test_abandon_while_offered_rescinds_the_offer(api: Api) -> None:
+    """Abandoning an offered contact rescinds the offer with reason `abandoned`."""
+    ws = await available(api, "ann", billing=5)
+    contact = await api.contact()
+    offer = await ws.recv("offer")
+    gone = await api.call("POST", f"/v1/contacts/{contact['id']}/abandon", token=GATEWAY)
+    assert gone.status == 200
+    assert gone.body["status"] == "abandoned"
+    assert await ws.recv("rescinded") == {
+        "type": "rescinded",
+        "reservation_id": offer["reservation_id"],
+        "reason": "abandoned",
+    }
+    agent = await api.get("/v1/agents/ann")
+    assert (agent["reservations"], agent["load"]) == ([], {})
+
+
+async def test_abandon_after_accept_is_a_conflict(api: Api) -> None:
+    """Once an agent has the contact, abandon is 409 and the contact stays assigned."""
+    ws = await available(api, "ann", billing=5)
+    contact = await api.contact()
+    offer = await ws.recv("offer")
+    await api.ok("POST", f"/v1/reservations/{offer['reservation_id']}/accept")
+    late = await api.call("POST", f"/v1/contacts/{contact['id']}/abandon", token=GATEWAY)
+    assert late.status == 409
+    assert late.body["status"] == 409
+    assert late.headers["Content-Type"].startswith("application/problem+json")
+    assert (await api.get(f"/v1/contacts/{contact['id']}"))["status"] == "assigned"
+
+
+async def test_callback_keeps_the_place_in_line(api: Api) -> None:
+    """A contact turned into a callback keeps its position and is offered in that order."""
+    first, second, third = [await api.contact() for _ in range(3)]
+    held = await api.call(
+        "POST", f"/v1/contacts/{second['id']}/callback", {"number": "+14155550101"}, token=GATEWAY
+    )
+    assert held.status == 200
+    assert (held.body["status"], held.body["position"]) == ("queued", 2)
+    assert (await api.get(f"/v1/contacts/{third['id']}"))["position"] == 3
+
+    ws = await available(api, "ann", billing=5)
+    order = []
+    for _ in range(3):
+        offer = await ws.recv("offer")
+        order.append(offer["contact"]["id"])
+        await ws.send({"type": "accept", "reservation_id": offer["reservation_id"]})
+        await ws.recv("accepted")
+        await ws.send({"type": "complete", "contact_id": order[-1]})
+        await ws.recv("completed")
+    assert order == [first["id"], second["id"], third["id"]]
+
+
+async def test_callback_contact_reads_as_a_callback(api: Api) -> None:
+    """After virtual hold the contact's channel is `callback` (it is offered as one)."""
+    contact = await api.contact()
+    held = await api.ok("POST", f"/v1/contacts/{contact['id']}/callback", {}, token=GATEWAY)
+    assert held["channel"] == "callback"
+
+
+async def test_position_and_estimated_wait(api: Api) -> None:
+    """Position counts from 1; estimated wait is null until an agent is staffed for the queue."""
+    first = await api.contact()
+    second = await api.contact()
+    assert (first["position"], first["estimated_wait_seconds"]) == (1, None)
+    assert (second["position"], second["estimated_wait_seconds"]) == (2, None)
+
+    await api.agent("ann", billing=5)  # new agents are offline: not staffed
+    assert (await api.get(f"/v1/contacts/{second['id']}"))["estimated_wait_seconds"] is None
+    await api.state("ann", "away")  # signed in: staffed, not taking contacts
+    now = await api.get(f"/v1/contacts/{second['id']}")
+    # position 2 x the default 180 s handle time / 1 agent staffed
+    assert (now["position"], now["estimated_wait_seconds"]) == (2, 360.0)
+
+
+# ------------------------------------------------------------------ routing (demo config)
+
+
+async def test_rule_priority_serves_a_later_cancellation_first(api: Api) -> None:
+    """A later `cancel` contact (30 s of credit) is served before an earlier default one."""
+    plain = await api.contact()
+    cancel = await api.contact(intent="cancel")
+    assert (plain["rule"], plain["priority"], plain["queue"]) == ("default", 0.0, "billing")
+    assert (cancel["rule"], cancel["priority"], cancel["queue"]) == (
+        "cancellation",
+        30.0,
+        "retention",
+    )
+    ws = await available(api, "ann", billing=5, retention=5)
+    assert (await ws.recv("offer"))["contact"]["id"] == cancel["id"]
+
+
+async def test_spanish_billing_goes_to_a_spanish_speaker(api: Api) -> None:
+    """Spanish billing reaches the agent with spanish >= 5, not the longer-idle English one."""
+    english = await available(api, "ann", billing=5, spanish=3)
+    spanish = await available(api, "bea", billing=2, spanish=6)
+    contact = await api.contact(language="es", intent="billing")
+    assert (contact["rule"], contact["queue"], contact["agent_id"]) == (
+        "spanish-billing",
+        "billing-es",
+        "bea",
+    )
+    assert (await spanish.recv("offer"))["contact"]["id"] == contact["id"]
+    other = await api.contact(intent="billing")
+    assert other["agent_id"] == "ann"
+    assert (await english.recv("offer"))["contact"]["id"] == other["id"]
+
+
+async def test_oldest_contact_first_across_an_agents_queues(api: Api) -> None:
+    """An agent of two queues takes the longest-waiting contact of either, in arrival order."""
+    created = [
+        await api.contact(intent="support"),
+        await api.contact(intent="billing"),
+        await api.contact(intent="support"),
+        await api.contact(intent="billing"),
+    ]
+    assert [c["queue"] for c in created] == ["support", "billing", "support", "billing"]
+    ws = await available(api, "ann", billing=5, support=5)
+    served = []
+    for _ in created:
+        offer = await ws.recv("offer")
+        served.append(offer["contact"]["id"])
+        await ws.send({"type": "accept", "reservation_id": offer["reservation_id"]})
+        await ws.recv("accepted")
+        await ws.send({"type": "complete", "contact_id": served[-1]})
+        await ws.recv("completed")
+    assert served == [c["id"] for c in created]
+
+
+# ---------------------------------------------------------------------------- idempotency
+
+
+async def test_same_key_same_body_replays_the_contact(api: Api) -> None:
+    """The same Idempotency-Key and body answer 200 with the same contact; nothing is added."""
+    body = {"channel": "chat", "from": "dana@example.com", "intent": "billing"}
+    headers = {"Idempotency-Key": "order-42"}
+    made = await api.call("POST", "/v1/contacts", body, token=GATEWAY, headers=headers)
+    again = await api.call("POST", "/v1/contacts", body, token=GATEWAY, headers=headers)
+    assert (made.status, again.status) == (201, 200)
+    assert again.body == made.body
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 1
+
+
+async def test_same_key_other_body_is_a_conflict(api: Api) -> None:
+    """The same Idempotency-Key with a different body is 409 and records nothing."""
+    headers = {"Idempotency-Key": "order-43"}
+    made = await api.call("POST", "/v1/contacts", {"channel": "voice"}, token=GATEWAY,
+                          headers=headers)  # fmt: skip
+    clash = await api.call("POST", "/v1/contacts", {"channel": "sms"}, token=GATEWAY,
+                           headers=headers)  # fmt: skip
+    assert made.status == 201
+    assert clash.status == 409
+    assert clash.headers["Content-Type"].startswith("application/problem+json")
+    assert clash.body == {
+        "type": "https://switchboard.dev/problems/idempotency-conflict",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "this Idempotency-Key was already used with a different request body",
+    }
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 1

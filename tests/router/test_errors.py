@@ -1,0 +1,201 @@
+"""Every error status of api-v1 §1 as an RFC 9457 problem, and bad input changing nothing.
+
+Each case is sent to an app whose body limit is 1 KiB; after it the billing queue must still be
+empty, so a refused request never records a contact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from queues.embedded import EmbeddedRedis
+from tests.router.conftest import ADMIN, GATEWAY, Api, ApiFactory, Reply
+
+PROBLEM = "application/problem+json"
+KEY = {"Idempotency-Key": "bad-input"}
+JSON = {"Content-Type": "application/json"}
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    503: "Service Unavailable",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    body: Any = None
+    token: str | None = GATEWAY
+    headers: dict[str, str] = field(default_factory=lambda: dict(KEY))
+    data: str | None = None
+
+
+def assert_problem(reply: Reply, status: int, kind: str) -> dict[str, Any]:
+    """``reply`` is a problem+json of ``status`` whose type ends in ``/kind``."""
+    assert reply.status == status, reply.body
+    assert reply.headers["Content-Type"].split(";")[0] == PROBLEM
+    body: dict[str, Any] = reply.body
+    expected = {"type", "title", "status", "detail"} | ({"errors"} if "errors" in body else set())
+    assert set(body) == expected
+    assert body["type"] == f"https://switchboard.dev/problems/{kind}"
+    assert (body["title"], body["status"]) == (TITLES[status], status)
+    assert body["detail"]
+    assert "Traceback" not in json.dumps(body)
+    return body
+
+
+CASES: dict[str, tuple[Case, int, str]] = {
+    "malformed json": (
+        Case("POST", "/v1/contacts", headers={**KEY, **JSON}, data='{"channel": '),
+        400,
+        "malformed-json",
+    ),
+    "missing idempotency key": (
+        Case("POST", "/v1/contacts", {"channel": "voice"}, headers={}),
+        400,
+        "missing-idempotency-key",
+    ),
+    "missing body": (Case("POST", "/v1/contacts"), 400, "bad-request"),
+    "no token": (Case("POST", "/v1/contacts", {"channel": "voice"}, token=None), 401,
+                 "unauthorized"),
+    "bad token": (Case("POST", "/v1/contacts", {"channel": "voice"}, token="guess"), 401,
+                  "unauthorized"),
+    "gateway puts an agent": (
+        Case("PUT", "/v1/agents/x", {"name": "X"}), 403, "forbidden"),
+    "unknown contact": (Case("GET", "/v1/contacts/c0000000000000000"), 404, "contact-not-found"),
+    "unknown reservation": (
+        Case("POST", "/v1/reservations/r999/accept", token=ADMIN), 404, "reservation-not-found"),
+    "unknown agent": (Case("GET", "/v1/agents/nobody", token=ADMIN), 404, "agent-not-found"),
+    "unknown route": (Case("GET", "/v1/nothing/here"), 404, "not-found"),
+    "wrong method": (Case("DELETE", "/v1/contacts"), 405, "method-not-allowed"),
+    "body over the limit": (
+        Case("POST", "/v1/contacts", {"channel": "email", "body": "x" * 2000}),
+        413,
+        "content-too-large",
+    ),
+    "body over the server maximum": (
+        Case("POST", "/v1/contacts", headers={**KEY, **JSON}, data="[" + "0," * 600_000 + "0]"),
+        413,
+        "content-too-large",
+    ),
+    "wrong content type": (
+        Case("POST", "/v1/contacts", headers={**KEY, "Content-Type": "text/plain"},
+             data="channel=voice"),
+        415,
+        "unsupported-media-type",
+    ),
+    "bad channel and unknown field": (
+        Case("POST", "/v1/contacts", {"channel": "fax", "colour": "red"}),
+        422,
+        "validation",
+    ),
+    "not an object": (Case("POST", "/v1/contacts", [1, 2]), 422, "validation"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(CASES))
+async def test_error_is_a_problem_and_changes_nothing(make_api: ApiFactory, name: str) -> None:
+    """Each bad request gets its status as problem+json, and no contact is recorded."""
+    api = await make_api(max_body_bytes=1024)
+    case, status, kind = CASES[name]
+    reply = await api.call(
+        case.method, case.path, case.body, token=case.token, headers=case.headers, data=case.data
+    )
+    body = assert_problem(reply, status, kind)
+    if status == 401:
+        assert reply.headers["WWW-Authenticate"] == "Bearer"
+    if status == 405:
+        assert reply.headers["Allow"] == "POST"
+    if status == 422:
+        assert body["errors"]
+        assert all(set(e) == {"loc", "msg"} and e["loc"][0] == "body" for e in body["errors"])
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 0
+
+
+async def test_validation_lists_every_field(api: Api) -> None:
+    """A 422 lists each bad field with its location: channel, the unknown field, attributes."""
+    reply = await api.call(
+        "POST",
+        "/v1/contacts",
+        {"channel": "fax", "colour": "red", "attributes": {"blob": "x" * 5000}},
+        token=GATEWAY,
+        headers=KEY,
+    )
+    body = assert_problem(reply, 422, "validation")
+    assert [e["loc"] for e in body["errors"]] == [
+        ["body", "channel"],
+        ["body", "attributes"],
+        ["body", "colour"],
+    ]
+    assert "4096 bytes" in body["errors"][1]["msg"]
+
+
+async def test_attributes_over_4_kib_are_refused(api: Api) -> None:
+    """Attributes over 4 KiB serialized are 422 even inside the body limit; 4 KiB is fine."""
+    blob = {"a": "x" * 4090}  # {"a":"..."} serializes to 4098 bytes
+    reply = await api.call(
+        "POST", "/v1/contacts", {"channel": "chat", "attributes": blob}, token=GATEWAY,
+        headers=KEY,
+    )  # fmt: skip
+    assert_problem(reply, 422, "validation")
+    fits = await api.contact(key="bad-input", channel="chat", attributes={"a": "x" * 4088})
+    assert fits["status"] == "queued"  # the refused request did not consume the key
+
+
+async def test_conflicts_are_409(api: Api) -> None:
+    """Accepting a taken reservation and completing a contact twice are 409 problems."""
+    await api.agent("ann", billing=5)
+    await api.state("ann", "available")
+    contact = await api.contact()
+    rid = contact["reservation_id"]
+    await api.ok("POST", f"/v1/reservations/{rid}/accept")
+    again = await api.call("POST", f"/v1/reservations/{rid}/accept")
+    assert_problem(again, 409, "reservation-not-pending")
+    await api.ok("POST", f"/v1/contacts/{contact['id']}/complete", {})
+    twice = await api.call("POST", f"/v1/contacts/{contact['id']}/complete", {})
+    assert_problem(twice, 409, "contact-not-assigned")
+    callback = await api.call("POST", f"/v1/contacts/{contact['id']}/callback", {})
+    assert_problem(callback, 409, "contact-not-waiting")
+
+
+async def test_store_unreachable_is_503_with_retry_after(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """With Redis down every call is 503 + Retry-After, nothing recorded; it recovers after."""
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    server.start()
+    try:
+        api = await make_api(redis_url=server.url)
+        await api.contact()
+        await asyncio.to_thread(server.stop)
+
+        down = await api.call(
+            "POST", "/v1/contacts", {"channel": "voice"}, token=GATEWAY, headers=KEY
+        )
+        body = assert_problem(down, 503, "store-unavailable")
+        assert "nothing was recorded" in body["detail"]
+        assert down.headers["Retry-After"] == "1"
+        for path in ("/v1/queues/billing", "/readyz"):
+            reply = await api.call("GET", path, token=GATEWAY)
+            assert (reply.status, reply.headers["Retry-After"]) == (503, "1")
+
+        await asyncio.to_thread(server.start)
+        await api.until("/readyz", lambda r: r["status"] == "ready")
+        back = await api.contact(key="bad-input")
+        assert (back["status"], back["position"]) == ("queued", 1)  # a fresh, empty Redis
+    finally:
+        await asyncio.to_thread(server.stop)

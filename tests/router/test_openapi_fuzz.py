@@ -1,0 +1,119 @@
+"""/openapi.json: a structurally valid OpenAPI 3.1 document of every route, and a bounded fuzz.
+
+The fuzz loads the document from a running ``switchboard serve`` (on the session Redis, its
+own tenant) with schemathesis, sends valid and invalid requests for every operation as the
+admin, and requires that none is answered with a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
+
+from queues.embedded import EmbeddedRedis
+from router.api import ROUTES
+from router.api_channels import CHANNEL_ROUTES
+from router.openapi import build
+from tests.router.conftest import Served
+
+EXAMPLES = 15  # per operation: about 350 requests in all
+ADMIN = "fuzz-admin"
+
+
+def test_document_is_openapi_3_1_listing_every_route() -> None:
+    """Every route of ROUTES is an operation with responses; every $ref resolves."""
+    doc = build("0.1.0")
+    assert doc["openapi"] == "3.1.0"
+    assert set(doc["info"]) >= {"title", "version"}
+    assert doc["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    operations = {(method.upper(), path) for path, item in doc["paths"].items() for method in item}
+    assert operations == {(r.method, r.path) for r in ROUTES + CHANNEL_ROUTES}
+    for path, item in doc["paths"].items():
+        params = set(re.findall(r"{(\w+)}", path))
+        for op in item.values():
+            assert op["responses"], path
+            assert all(re.fullmatch(r"[1-5]\d\d", code) for code in op["responses"])
+            declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert declared == params, path
+            for status, response in op["responses"].items():
+                if int(status) >= 400:
+                    media = response["content"]["application/problem+json"]
+                    assert media["schema"] == {"$ref": "#/components/schemas/ProblemOut"}
+    schemas = doc["components"]["schemas"]
+    for ref in re.findall(r'"\$ref": "#/components/schemas/(\w+)"', json.dumps(doc)):
+        assert ref in schemas
+
+
+def test_document_matches_the_contract_shapes() -> None:
+    """Contact create needs Idempotency-Key; errors are problems; roles are documented."""
+    doc = build("0.1.0")
+    create = doc["paths"]["/v1/contacts"]["post"]
+    assert {"name": "Idempotency-Key", "in": "header", "required": True}.items() <= {
+        **create["parameters"][0]
+    }.items()
+    assert set(create["responses"]) >= {"201", "200", "400", "401", "409", "413", "415", "422"}
+    contact = doc["components"]["schemas"]["Contact"]
+    assert set(contact["required"]) >= {"id", "channel", "status", "position", "queue", "rule"}
+    assert doc["paths"]["/healthz"]["get"].get("security") is None
+    assert doc["paths"]["/v1/agents/{id}"]["put"]["description"] == "Roles: admin"
+
+
+@pytest.mark.slow
+def test_fuzzing_every_operation_finds_no_server_error(
+    serve_child: Callable[..., Served], redis_server: EmbeddedRedis, tenant: str
+) -> None:
+    """Valid and invalid requests for each operation never get a 5xx."""
+    served = serve_child(
+        {
+            "SWITCHBOARD_REDIS_URL": redis_server.url,
+            "SWITCHBOARD_DEFAULT_TENANT": tenant,
+            "SWITCHBOARD_ADMIN_TOKEN": ADMIN,
+            "SWITCHBOARD_LOG_LEVEL": "warning",
+        }
+    )
+    schema = schemathesis.openapi.from_url(f"{served.url}/openapi.json")
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    tried: list[str] = []
+    session = requests.Session()  # keep-alive: a new connection per case triples the time
+    for result in schema.get_all_operations():
+        if not isinstance(result, Ok):
+            pytest.fail(f"schemathesis cannot read an operation: {result.err()}")
+        operation = result.ok()
+        tried.append(f"{operation.method.upper()} {operation.path}")
+        cases = st.one_of(
+            operation.as_strategy(GenerationMode.POSITIVE),
+            operation.as_strategy(GenerationMode.NEGATIVE),
+        )
+
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=cases)
+        def fuzz(case: Any) -> None:
+            case.call_and_validate(
+                base_url=served.url,
+                session=session,
+                headers=headers,
+                checks=[not_a_server_error],
+                timeout=10,
+            )
+
+        fuzz()
+    session.close()
+    assert len(tried) == len(ROUTES + CHANNEL_ROUTES)
+    assert "Traceback" not in served.output()

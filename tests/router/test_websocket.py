@@ -1,0 +1,119 @@
+"""The agent websocket: heartbeats, last-socket-offline, message errors, delivery across apps.
+
+Settings ping every 0.2 s and give up after 0.6 s without a frame from the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import WSCloseCode, WSMsgType
+
+from tests.router.conftest import Api, ApiFactory, bearer
+
+
+async def test_a_socket_that_stops_answering_pings_is_closed(api: Api) -> None:
+    """No pong within the heartbeat window: socket closed, agent offline, its offer rescinded."""
+    await api.agent("ann", billing=5)
+    await api.state("ann", "available")
+    contact = await api.contact()
+    assert contact["agent_id"] == "ann"
+    token = await api.token("ann")
+    ws = await api.client.ws_connect("/v1/agents/ann/ws", headers=bearer(token), autoping=False)
+    started = time.monotonic()
+    pings = 0
+    while True:  # read (so the close arrives) but never answer a ping
+        msg = await ws.receive(timeout=5)
+        if msg.type == WSMsgType.PING:
+            pings += 1
+        elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
+            break
+    await ws.close()
+    assert pings >= 2
+    assert 0.5 <= time.monotonic() - started < 3
+    assert ws.close_code == 4000
+    agent = await api.until("/v1/agents/ann", lambda a: a["state"] == "offline")
+    assert (agent["reservations"], agent["load"]) == ([], {})
+    back = await api.get(f"/v1/contacts/{contact['id']}")
+    assert (back["status"], back["position"], back["agent_id"]) == ("queued", 1, None)
+
+
+async def test_a_socket_that_answers_pings_stays_open(api: Api) -> None:
+    """A client answering pings (aiohttp's autoping) stays connected well past the timeout."""
+    await api.agent("ann", billing=5)
+    desk = await api.ws("ann")
+    await api.state("ann", "available")
+    await asyncio.sleep(1.5)
+    assert not desk.ws.closed
+    assert (await api.get("/v1/agents/ann"))["state"] == "available"
+
+
+async def test_closing_the_last_socket_sets_the_agent_offline(api: Api) -> None:
+    """With two sockets open, closing one keeps the state; closing the last sets offline."""
+    await api.agent("ann", billing=5)
+    first = await api.ws("ann")
+    second = await api.ws("ann")
+    assert (await second.recv("state"))["state"] == "offline"  # the snapshot on connect
+    await first.send({"type": "state", "state": "available"})
+    assert (await second.recv("state"))["state"] == "available"  # pushed to both sockets
+    await first.close()
+    await asyncio.sleep(0.3)
+    assert (await api.get("/v1/agents/ann"))["state"] == "available"
+    await second.close()
+    await api.until("/v1/agents/ann", lambda a: a["state"] == "offline")
+
+
+async def test_socket_errors_echo_the_ref(api: Api) -> None:
+    """Bad messages get an `error` with title and detail, echoing `ref`; the socket stays up."""
+    await api.agent("ann", billing=5)
+    desk = await api.ws("ann")
+    await desk.send({"type": "dance", "ref": "r-1"})
+    unknown = await desk.recv("error")
+    assert unknown["ref"] == "r-1"
+    assert unknown["status"] == 422
+    assert unknown["title"] == "Unprocessable Content"
+    assert "dance" in unknown["detail"]
+
+    await desk.send({"type": "accept", "reservation_id": "r999", "ref": 2})
+    missing = await desk.recv("error")
+    assert (missing["ref"], missing["status"], missing["title"]) == (2, 404, "Not Found")
+
+    await desk.send({"type": "state", "state": "sleeping", "ref": 3})
+    invalid = await desk.recv("error")
+    assert (invalid["ref"], invalid["status"]) == (3, 422)
+    assert invalid["errors"][0]["loc"] == ["state"]
+
+    await desk.ws.send_str("{not json")
+    malformed = await desk.recv("error")
+    assert (malformed["status"], malformed["title"]) == (400, "Bad Request")
+
+    await desk.send({"type": "ping", "ref": 4})
+    assert await desk.recv("pong") == {"type": "pong", "ref": 4}
+
+
+async def test_offers_reach_a_socket_held_by_another_instance(make_api: ApiFactory) -> None:
+    """Two apps on one Redis: a contact created on B is offered on the socket held by A."""
+    a = await make_api()
+    b = await make_api()
+    await b.agent("ann", billing=5)
+    desk = await a.ws("ann")
+    await b.state("ann", "available")
+    assert (await desk.recv("state"))["state"] == "offline"
+    assert (await desk.recv("state"))["state"] == "available"
+    contact = await b.contact()
+    offer = await desk.recv("offer")
+    assert offer["contact"]["id"] == contact["id"]
+    accepted = await b.call("POST", f"/v1/reservations/{offer['reservation_id']}/accept")
+    assert accepted.status == 200
+    assert (await desk.recv("assigned"))["contact_id"] == contact["id"]
+
+
+async def test_shutdown_closes_sockets_with_going_away(api: Api) -> None:
+    """Stopping the app closes agent sockets with 1001 GOING_AWAY and leaves the state alone."""
+    await api.agent("ann", billing=5)
+    desk = await api.ws("ann")
+    await desk.send({"type": "state", "state": "available"})
+    await desk.recv("state")
+    await api.client.server.close()
+    assert await desk.closed() == WSCloseCode.GOING_AWAY
