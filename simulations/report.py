@@ -139,6 +139,15 @@ def _table(entries: dict[str, dict[str, Any]]) -> str:
     return f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
 
 
+# Records on <body> how many charts the browser actually decoded: the headless-browser test
+# (and anyone debugging a blank report) reads it.
+_LOADED_MARKER = (
+    "<script>addEventListener('load',()=>{const i=[...document.images];"
+    "document.body.dataset.charts=i.length;"
+    "document.body.dataset.decoded=i.filter(x=>x.complete&&x.naturalWidth>0).length;});</script>"
+)
+
+
 def write_report(result: dict[str, Any], directory: Path) -> Path:
     """Write ``directory/index.html`` for a ``simulate`` result and return its path."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -169,6 +178,7 @@ def write_report(result: dict[str, Any], directory: Path) -> Path:
         _staffing_chart(intervals, width),
         "<h2>Waits</h2>",
         _wait_chart(result["wait_histogram"]),
+        _LOADED_MARKER,
         "</body></html>",
     ]
     path = directory / "index.html"
