@@ -574,8 +574,10 @@ class TenantCore:
         return self.finish(Code.OK, {"contact": self.contact_out(cid)})
 
     def release_callback(self, cid: str, now: int) -> Reply:
-        self.timers.remove("b|" + cid)
         c = self.contacts.get(cid)
+        if c is not None and c.st == "queued" and c.hold > now:
+            return self.finish(Code.OK, {"fired": False})
+        self.timers.remove("b|" + cid)
         if c is None or c.st != "queued" or c.hold == 0:
             return self.finish(Code.OK, {"fired": False})
         c.hold = 0
@@ -602,7 +604,8 @@ class TenantCore:
         self.save_agent_load(ag)
         self.refresh_free(ag)
         self.emit_state(ag)
-        for c in requeued:
+        # best first: each agent must receive the best contact it may take
+        for c in sorted(requeued, key=lambda c: (c.key, c.id)):
             self.match_contact(c, now)
         if state == "available":
             self.match_agent(ag, now)

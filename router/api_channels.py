@@ -26,6 +26,7 @@ from router.api import ADMIN, GATEWAY, Route, path_id, principal, read_body, rea
 from router.auth import Principal
 from router.customers import Thread
 from router.problems import Problem, from_store, from_validation
+from router.service import Created
 
 log = structlog.get_logger("switchboard.channels")
 POSITION_PUSH_SECONDS = 2.0
@@ -42,8 +43,8 @@ def _adapter_problem(exc: AdapterError) -> Problem:
 
 async def ingest(
     request: web.Request, who: Principal, inbound: Inbound, gateway: str = "web"
-) -> m.Contact:
-    """Validate the adapter's contact and route it like ``POST /v1/contacts``; 201 or replay."""
+) -> Created:
+    """Validate the adapter's contact and route it like ``POST /v1/contacts``; new or replay."""
     try:
         contact = m.ContactIn.model_validate(inbound.contact)
     except ValidationError as exc:
@@ -58,14 +59,13 @@ async def ingest(
         thread=thread,
         gateway=gateway,
     )
-    request["created"] = created.created
-    return created.contact
+    return created
 
 
-def _reply(request: web.Request, contact: m.Contact) -> web.Response:
+def _reply(created: Created) -> web.Response:
     return web.Response(
-        body=contact.model_dump_json(),
-        status=201 if request.get("created") else 200,
+        body=created.contact.model_dump_json(),
+        status=201 if created.created else 200,
         content_type="application/json",
     )
 
@@ -86,7 +86,7 @@ async def voice_call(request: web.Request) -> web.StreamResponse:
         inbound = voice.from_webhook(await _json_payload(request))
     except AdapterError as exc:
         raise _adapter_problem(exc) from None
-    return _reply(request, await ingest(request, who, inbound))
+    return _reply(await ingest(request, who, inbound))
 
 
 async def sms_message(request: web.Request) -> web.StreamResponse:
@@ -95,7 +95,7 @@ async def sms_message(request: web.Request) -> web.StreamResponse:
         inbound = sms.from_webhook(await _json_payload(request))
     except AdapterError as exc:
         raise _adapter_problem(exc) from None
-    return _reply(request, await ingest(request, who, inbound))
+    return _reply(await ingest(request, who, inbound))
 
 
 async def email_message(request: web.Request) -> web.StreamResponse:
@@ -110,7 +110,7 @@ async def email_message(request: web.Request) -> web.StreamResponse:
             raise Problem(415, "expected message/rfc822 or application/json")
     except AdapterError as exc:
         raise _adapter_problem(exc) from None
-    return _reply(request, await ingest(request, who, inbound))
+    return _reply(await ingest(request, who, inbound))
 
 
 # ------------------------------------------------------------------------------ customers
@@ -167,7 +167,8 @@ class ChatSocket:
     async def start(self, data: dict[str, Any]) -> dict[str, Any]:
         inbound = chat.from_start(data)
         session = inbound.native_id
-        contact = await ingest(self.request, self.who, inbound, gateway="chat")
+        # bare handles belong to the default ("web") gateway, as in PUT /v1/customers
+        contact = (await ingest(self.request, self.who, inbound)).contact
         self.sessions[session] = contact
         if session not in self.watchers:
 
@@ -187,6 +188,8 @@ class ChatSocket:
 
     async def end(self, data: dict[str, Any]) -> dict[str, Any]:
         session = str(data.get("session_id") or "")
+        if not session and len(self.sessions) == 1:
+            session = next(iter(self.sessions))  # api-v1's bare {"type": "end"}
         if session not in self.sessions:
             raise Problem(404, "no such chat session on this connection")
         contact = self.sessions.pop(session)

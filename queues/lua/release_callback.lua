@@ -4,10 +4,14 @@
 -- ARGV[1]  now (ms)
 -- ARGV[2]  contact id
 -- Returns [code, payload, events]:
---   OK  {fired = bool}
+--   OK  {fired = bool}  (not fired: contact gone or no longer held, or held until later)
 local now, cid = tonumber(ARGV[1]), ARGV[2]
-redis.call('ZREM', K.timers(), 'b|' .. cid)
 local c = load_contact(cid)
+if c and c.st == 'queued' and c.hold > now then
+  -- a stale claim: the callback was rescheduled since; its timer keeps the new due time
+  return finish(E.OK, {fired = false})
+end
+redis.call('ZREM', K.timers(), 'b|' .. cid)
 if not c or c.st ~= 'queued' or c.hold == 0 then return finish(E.OK, {fired = false}) end
 c.hold = 0
 redis.call('HSET', K.contact(cid), 'hold', 0)

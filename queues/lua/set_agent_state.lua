@@ -1,5 +1,6 @@
 -- set_agent_state: available | away | offline. Available takes the best waiting contacts at
--- once; offline rescinds pending offers (their contacts go back in line and look for others).
+-- once; offline rescinds pending offers (their contacts go back in line and look for others,
+-- best first).
 -- KEYS[1]  tenant key prefix "sb:{tenant}:"
 -- ARGV[1]  now (ms)
 -- ARGV[2]  agent id
@@ -28,6 +29,10 @@ if state == 'available' then ag.idle = now end
 save_agent_load(ag)
 refresh_free(ag)
 emit_state(ag)
+-- best first: each agent must receive the best contact it may take, not the first rescinded
+table.sort(requeued, function(a, b)
+  return a.key < b.key or (a.key == b.key and str_lt(a.id, b.id))
+end)
 for _, c in ipairs(requeued) do match_contact(c, now) end
 if state == 'available' then match_agent(ag, now) end
 return finish(E.OK, {agent = agent_out(aid), changed = true})
