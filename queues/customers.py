@@ -58,6 +58,7 @@ class CustomerStore:
         fresh: tuple[str, dict[str, Any]],
         history: int,
         thread: tuple[list[str], str, str] = ([], "", ""),
+        idempotency: tuple[str, str] = ("", ""),
     ) -> Resolution:
         """The customer of a new contact: by id, by thread, by identity, or a new one.
 
@@ -75,6 +76,7 @@ class CustomerStore:
             json.dumps(refs),
             own,
             contact_id,
+            *idempotency,
         )
         payload, _ = c_.unpack(reply, customer=given_id or fresh[0])
         doc = payload["doc"]

@@ -73,7 +73,9 @@ class Customers:
         now_iso: str,
         thread: Thread | None = None,
         gateway: str = "web",
+        idempotency: tuple[str, str] = ("", ""),
     ) -> Resolved:
+        """Raises ``IdempotencyConflict`` (and creates nothing) for a conflicting replay."""
         ident = self.identity_of(contact, gateway)
         if self.store is None or (not ident and not contact.customer_id and not thread):
             return Resolved(contact.customer_id)
@@ -87,6 +89,7 @@ class Customers:
             (fresh_id, {"id": fresh_id, "created_at": now_iso, "source": contact.channel}),
             self.history_length,
             (refs, own, contact_id),
+            idempotency,
         )
         history = [h.wire() for h in found.history]
         last_agent = found.thread_agent or next(

@@ -108,8 +108,9 @@ class Service:
         started = self.clock.now_ms()
         request = new.model_dump(by_alias=True, exclude_none=True)
         contact_id = "c" + secrets.token_hex(8)
+        idem = (idempotency_slot(idem_scope, idem_key), body_hash([request, extra]))
         customer = await self.customers.resolve(
-            tenant, new, contact_id, iso(started), thread, gateway
+            tenant, new, contact_id, iso(started), thread, gateway, idem
         )
         engine = self.engine
         cview, uview = cel_views(request, customer.profile)
@@ -142,8 +143,8 @@ class Service:
             view,
             started,
             customer_id=customer.id or "",
-            idempotency_key=idempotency_slot(idem_scope, idem_key),
-            idempotency_hash=body_hash([request, extra]),
+            idempotency_key=idem[0],
+            idempotency_hash=idem[1],
         )
         record.idempotency_ttl_s = self.idempotency_ttl_s
         outcome = await engine.route(tenant, record, started)

@@ -11,10 +11,22 @@
 --          newest one known names the thread's contact, whose customer and agent it joins
 -- ARGV[7]  this message's hashed id ('' for none), remembered for replies to it
 -- ARGV[8]  the contact id this message becomes
+-- ARGV[9]  the contact's idempotency key ('' for none) and ARGV[10] its body hash: a request
+--          that will be refused as a conflicting replay must not create a customer first
 -- Returns [code, payload, events]:
+--   IDEMPOTENCY_CONFLICT  {c = the contact first created with this key}; nothing changed
 --   OK  {id = customer id ('' for none), created = bool, doc = profile JSON or false,
 --        contacts = history_out(id, n), thread_agent = agent of the thread ('' if none)}
 local ident, given, fresh, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5])
+if ARGV[9] ~= '' then
+  local prev = redis.call('GET', K.idempotency(ARGV[9]))
+  if prev then
+    local sep = string.find(prev, '|', 1, true)
+    if string.sub(prev, 1, sep - 1) ~= ARGV[10] then
+      return finish(E.IDEMPOTENCY_CONFLICT, {c = string.sub(prev, sep + 1)})
+    end
+  end
+end
 local thread_agent = ''
 local refs = cjson.decode(ARGV[6])
 for i = #refs, 1, -1 do

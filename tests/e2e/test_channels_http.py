@@ -1,0 +1,290 @@
+"""The channel adapters over HTTP: bad native payloads are refused cleanly and leave nothing.
+
+Every refusal must be an ``application/problem+json`` 4xx with a detail naming the problem, and
+the tenant's keys in Redis (contacts, customers, identities, message ids, idempotency keys) and
+the queue depths must be exactly as before. Replays follow ``POST /v1/contacts``: the same
+native id answers 200 with the same Contact; the same id with another payload is 409.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Api, sample
+
+CALL = {"call_id": "CA9f0c1e", "from": "+44 20 7946 0958", "to": "+18005550199"}
+SMS = {"message_id": "SM71b2", "from": "00 33 1 42 68 53 00", "to": "+18005550199"}
+
+
+def _raw_email(sender: str = "ana@example.com", message_id: str = "<m1@example.com>") -> bytes:
+    return (
+        f"From: {sender}\r\nTo: help@bank.example\r\nMessage-ID: {message_id}\r\n"
+        "Subject: My bill\r\nContent-Type: text/plain\r\n\r\nWhy was I charged twice?\r\n"
+    ).encode()
+
+
+BAD: list[tuple[str, str, Any, str | None, int, str]] = [
+    # (case, path, body, content type (None: JSON body), status, phrase in the detail)
+    ("voice no from", "/v1/channels/voice", {"call_id": "CA1"}, None, 422, "`from` is required"),
+    ("voice no call id", "/v1/channels/voice", {"from": "+14155550100"}, None, 422, "call_id"),
+    (
+        "voice unparseable number",
+        "/v1/channels/voice",
+        {"call_id": "CA2", "from": "call me maybe"},
+        None,
+        422,
+        "not a phone number",
+    ),
+    (
+        "voice impossible number",
+        "/v1/channels/voice",
+        {"call_id": "CA3", "from": "+1 555 0100"},
+        None,
+        422,
+        "not a valid phone number",
+    ),
+    (
+        "voice unknown field",
+        "/v1/channels/voice",
+        {**CALL, "caller_name": "Ana"},
+        None,
+        422,
+        "unknown fields: caller_name",
+    ),
+    (
+        "voice ivr not an object",
+        "/v1/channels/voice",
+        {**CALL, "ivr": "1"},
+        None,
+        422,
+        "`ivr` must be an object",
+    ),
+    ("voice not an object", "/v1/channels/voice", [CALL], None, 422, "JSON object"),
+    (
+        "voice malformed JSON",
+        "/v1/channels/voice",
+        b'{"call_id": ',
+        "application/json",
+        400,
+        "JSON",
+    ),
+    (
+        "voice form post",
+        "/v1/channels/voice",
+        b"call_id=CA1",
+        "application/x-www-form-urlencoded",
+        415,
+        "expected application/json",
+    ),
+    ("sms no text", "/v1/channels/sms", SMS, None, 422, "`text` is required"),
+    (
+        "sms unparseable number",
+        "/v1/channels/sms",
+        {**SMS, "from": "12", "text": "hi"},
+        None,
+        422,
+        "phone number",
+    ),
+    (
+        "sms unknown field",
+        "/v1/channels/sms",
+        {**SMS, "text": "hi", "media_url": "x"},
+        None,
+        422,
+        "unknown fields: media_url",
+    ),
+    (
+        "email no from",
+        "/v1/channels/email",
+        sample("no_from.eml"),
+        "message/rfc822",
+        422,
+        "no From address",
+    ),
+    (
+        "email no message id",
+        "/v1/channels/email",
+        sample("no_message_id.eml"),
+        "message/rfc822",
+        422,
+        "no Message-ID",
+    ),
+    (
+        "email binary garbage",
+        "/v1/channels/email",
+        sample("binary_garbage.eml"),
+        "message/rfc822",
+        422,
+        "not an RFC 5322 message",
+    ),
+    (
+        "email unreadable address",
+        "/v1/channels/email",
+        _raw_email(sender="ana@localhost"),
+        "message/rfc822",
+        422,
+        "not a valid email address",
+    ),
+    (
+        "email as text/plain",
+        "/v1/channels/email",
+        _raw_email(),
+        "text/plain",
+        415,
+        "expected message/rfc822 or application/json",
+    ),
+    (
+        "email JSON unknown field",
+        "/v1/channels/email",
+        {"message_id": "<j1@x.com>", "from": "ana@example.com", "cc": "bob@example.com"},
+        None,
+        422,
+        "unknown fields: cc",
+    ),
+    (
+        "email JSON references not a list",
+        "/v1/channels/email",
+        {"message_id": "<j2@x.com>", "from": "ana@example.com", "references": 7},
+        None,
+        422,
+        "`references` must be a list",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type", "status", "phrase"),
+    [case[1:] for case in BAD],
+    ids=[case[0] for case in BAD],
+)
+async def test_bad_payload_is_a_clear_problem_and_stores_nothing(
+    api: Api, path: str, body: Any, content_type: str | None, status: int, phrase: str
+) -> None:
+    """A bad native payload gets its 4xx problem+json and leaves no key or queue entry behind."""
+    await api.sms({"message_id": "warm-up", "from": "+14155550100", "text": "hello"})
+    before, depth = await api.footprint(), await api.waiting()
+    if content_type is None:
+        problem = await api.call("POST", path, status, json=body)
+    else:
+        problem = await api.call("POST", path, status, data=body, content_type=content_type)
+    assert problem["status"] == status
+    assert phrase in problem["detail"], problem
+    assert await api.footprint() == before
+    assert await api.waiting() == depth
+
+
+async def test_two_megabyte_email_is_413_and_stores_nothing(api: Api) -> None:
+    """A 2 MB raw email exceeds the 1 MiB limit of the email endpoint: 413, nothing stored."""
+    raw = _raw_email() + b"x" * (2 * 1024 * 1024)
+    before, depth = await api.footprint(), await api.waiting()
+    problem = await api.call(
+        "POST", "/v1/channels/email", 413, data=io.BytesIO(raw), content_type="message/rfc822"
+    )
+    assert "1048576 bytes" in problem["detail"]
+    assert await api.footprint() == before
+    assert await api.waiting() == depth
+
+
+async def test_email_just_under_the_limit_is_accepted(api: Api) -> None:
+    """The email endpoint takes more than the 64 KiB JSON limit: a 900 KiB message is a 201."""
+    raw = _raw_email() + b"lorem ipsum " * (900 * 1024 // 12)
+    contact = await api.call(
+        "POST", "/v1/channels/email", 201, data=io.BytesIO(raw), content_type="message/rfc822"
+    )
+    assert contact["channel"] == "email"
+
+
+async def test_bad_payload_creates_no_customer(api: Api) -> None:
+    """A refused call from a new number resolves to no customer: a valid call later is new."""
+    await api.voice({"call_id": "CAx", "from": "+44 20 7946 0958", "extra": 1}, 422)
+    _, identities, _ = await api.footprint()
+    assert identities == {}
+    contact = await api.voice({"call_id": "CAy", "from": "+44 20 7946 0958"})
+    _, identities, _ = await api.footprint()
+    assert identities == {b"phone:+442079460958": contact["customer"]["id"].encode()}
+
+
+async def test_voice_replay_returns_the_same_contact(api: Api) -> None:
+    """The same call_id again is 200 with the same Contact; nothing new is queued."""
+    first = await api.voice(CALL)
+    depth = await api.waiting()
+    again = await api.voice(CALL, 200)
+    assert again["id"] == first["id"]
+    assert again["customer"] == first["customer"]
+    assert await api.waiting() == depth
+
+
+async def test_voice_replay_with_another_payload_is_409(api: Api) -> None:
+    """The same call_id with a different caller is 409 and leaves the queues as they were."""
+    await api.voice(CALL)
+    depth = await api.waiting()
+    problem = await api.voice({**CALL, "from": "+1 (415) 555-0100"}, 409)
+    assert problem["title"] == "Conflict"
+    assert await api.waiting() == depth
+
+
+async def test_conflicting_replay_creates_no_customer(api: Api) -> None:
+    """A 409 replay from a new number must not create a customer or an identity for it."""
+    await api.voice(CALL)
+    _, identities, _ = await api.footprint()
+    await api.voice({**CALL, "from": "+1 (415) 555-0100"}, 409)
+    assert (await api.footprint())[1] == identities
+
+
+async def test_email_replay_by_message_id(api: Api) -> None:
+    """The same raw message again is 200 with the same Contact; edited content is 409."""
+    raw = sample("multipart_qp.eml")
+    first = await api.email(raw)
+    again = await api.email(raw, status=200)
+    assert again["id"] == first["id"]
+    edited = raw.replace(b"Charged twice", b"Charged thrice")
+    problem = await api.email(edited, status=409)
+    assert problem["status"] == 409
+    assert (await api.waiting())["billing"] == 1
+
+
+async def test_email_json_replay_by_message_id(api: Api) -> None:
+    """The JSON form is idempotent by message_id too (angle brackets or not)."""
+    body = {"message_id": "<j7@example.com>", "from": "ana@example.com", "subject": "Bill"}
+    first = await api.call("POST", "/v1/channels/email", 201, json=body)
+    again = await api.call("POST", "/v1/channels/email", 200, json=body)
+    assert again["id"] == first["id"]
+    changed = {**body, "subject": "Invoice"}
+    await api.call("POST", "/v1/channels/email", 409, json=changed)
+
+
+async def test_sms_replay_by_message_id(api: Api) -> None:
+    """The same SMS id is 200 with the same Contact; the same id with other text is 409."""
+    first = await api.sms({**SMS, "text": "I was charged twice"})
+    again = await api.sms({**SMS, "text": "I was charged twice"}, 200)
+    assert again["id"] == first["id"]
+    await api.sms({**SMS, "text": "I was charged three times"}, 409)
+    assert (await api.waiting())["billing"] == 1
+
+
+async def test_native_ids_are_scoped_per_channel(api: Api) -> None:
+    """A call and an SMS that share a native id are two contacts, not a replay conflict."""
+    call = await api.voice({"call_id": "X1", "from": "+14155550100"})
+    text = await api.sms({"message_id": "X1", "from": "+14155550100", "text": "hi"})
+    assert call["id"] != text["id"]
+    assert call["customer"]["id"] == text["customer"]["id"]
+
+
+async def test_voice_webhook_becomes_a_contact(api: Api) -> None:
+    """The IVR's language and intent reach the Contact and the routing rules."""
+    contact = await api.voice(
+        {
+            "call_id": "CAes1",
+            "from": "+34 612 34 56 78",
+            "to": "+18005550199",
+            "ivr": {"language": "es", "intent": "billing", "digits": "2"},
+        }
+    )
+    assert contact["channel"] == "voice"
+    assert (contact["language"], contact["intent"]) == ("es", "billing")
+    assert (contact["rule"], contact["queue"]) == ("spanish-billing", "billing-es")
+    assert contact["status"] == "queued"
+    assert contact["position"] == 1

@@ -1,0 +1,200 @@
+"""Customers (api-v1 §4): profiles, segments, identity resolution, history, persistence.
+
+A sender is resolved by normalised identity (E.164 phone, case-folded email, gateway-scoped
+chat handle); an unknown sender becomes a new customer. History lists the customer's contacts
+newest first, each as it stands now. The restart test runs the app on its own embedded
+redis-server twice over one data directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from router.app import create_app
+from tests.e2e.conftest import ADMIN_TOKEN, Api, e2e_settings
+
+ANA: dict[str, Any] = {
+    "name": "Ana García",
+    "phones": ["+1 415 555 0100"],
+    "emails": ["ana@example.com"],
+    "chat_handles": ["ana_92"],
+    "value": 2500.0,
+    "churn_risk": 0.1,
+    "products": ["checking"],
+    "attributes": {"crm": "SF-0042"},
+}
+
+
+def _email(sender: str, message_id: str, subject: str = "Card question") -> bytes:
+    return (
+        f"From: {sender}\nTo: help@bank.example\nMessage-ID: <{message_id}>\n"
+        f"Subject: {subject}\nContent-Type: text/plain; charset=utf-8\n\nHello there.\n"
+    ).encode()
+
+
+def _brief(history: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(h["channel"], h["status"], h["agent_id"], h["disposition"]) for h in history]
+
+
+@pytest.mark.parametrize(
+    ("value", "segment"),
+    [(15000.0, "platinum"), (10000.0, "platinum"), (2000.0, "gold"), (1999.99, "standard")],
+)
+async def test_segment_is_derived_from_value(api: Api, value: float, segment: str) -> None:
+    """The demo's segment rules derive the segment: value ≥ 10000 platinum, ≥ 2000 gold."""
+    body = await api.put_customer("cu-seg", value=value)
+    assert body["segment"] == segment
+    assert (await api.customer("cu-seg"))["segment"] == segment
+
+
+async def test_put_then_get_profile(api: Api) -> None:
+    """PUT creates (201) and replaces (200) the profile; GET returns it with no history yet."""
+    created = await api.put_customer("cu-ana", **ANA)
+    assert created["segment"] == "gold"
+    got = await api.customer("cu-ana")
+    for name, value in ANA.items():
+        assert got[name] == value, name
+    assert got["history"] == []
+    replaced = await api.put_customer("cu-ana", 200, **{**ANA, "value": 12000.0})
+    assert (replaced["value"], replaced["segment"]) == (12000.0, "platinum")
+    assert (await api.customer("cu-ana"))["segment"] == "platinum"
+
+
+async def test_unknown_customer_is_404(api: Api) -> None:
+    """GET of a customer nobody created is a 404 problem."""
+    problem = await api.customer("cu-nobody", 404)
+    assert problem["detail"] == "no such customer"
+
+
+async def test_identities_are_normalised_across_channels(api: Api) -> None:
+    """A call from (415) 555-0100 and an email from ANA@example.com both resolve to Ana."""
+    await api.put_customer("cu-ana", **ANA)
+    call = await api.voice({"call_id": "CA1", "from": "(415) 555-0100"})
+    mail = await api.email(_email("ANA@Example.COM", "a1@example.com"))
+    text = await api.sms({"message_id": "SM1", "text": "hi", "from": "+14155550100"})
+    for contact in (call, mail, text):
+        assert contact["customer"] == {"id": "cu-ana", "segment": "gold", "value": 2500.0}
+    history = (await api.customer("cu-ana"))["history"]
+    assert [h["contact_id"] for h in history] == [text["id"], mail["id"], call["id"]]
+
+
+async def test_chat_handle_resolves_to_the_profile(api: Api) -> None:
+    """A chat started from a handle the profile lists resolves to that customer."""
+    await api.put_customer("cu-ana", **ANA)
+    async with api.client.ws_connect("/v1/channels/chat", headers=api.auth(ADMIN_TOKEN)) as ws:
+        await ws.send_json({"type": "start", "session_id": "s1", "from": "ana_92"})
+        queued = await ws.receive_json(timeout=5)
+    assert queued["type"] == "queued", queued
+    assert queued["contact"]["customer"]["id"] == "cu-ana"
+
+
+async def test_chat_handles_are_scoped_by_gateway(api: Api) -> None:
+    """A handle listed for another gateway (`partner:ana_92`) is not the chat gateway's handle."""
+    await api.put_customer("cu-ana", **{**ANA, "chat_handles": ["partner:ana_92"]})
+    async with api.client.ws_connect("/v1/channels/chat", headers=api.auth(ADMIN_TOKEN)) as ws:
+        await ws.send_json({"type": "start", "session_id": "s1", "from": "ana_92"})
+        queued = await ws.receive_json(timeout=5)
+    assert queued["contact"]["customer"]["id"] not in (None, "cu-ana")
+
+
+async def test_identity_owned_by_another_customer_is_409(api: Api) -> None:
+    """A profile claiming another customer's email is 409 and nothing is written."""
+    await api.put_customer("cu-ana", **ANA)
+    problem = await api.put_customer(
+        "cu-imposter", 409, name="Not Ana", emails=["Ana@Example.com"], phones=["+1 212 555 0199"]
+    )
+    assert problem["status"] == 409
+    await api.customer("cu-imposter", 404)
+    call = await api.voice({"call_id": "CA2", "from": "+1 212 555 0199"})
+    assert call["customer"]["id"] != "cu-imposter"
+    mail = await api.email(_email("ana@example.com", "a2@example.com"))
+    assert mail["customer"]["id"] == "cu-ana"
+
+
+async def test_invalid_identity_in_profile_is_422(api: Api) -> None:
+    """A profile with an unreadable phone number is refused with a 422 problem."""
+    problem = await api.put_customer("cu-bad", 422, phones=["555-CALL-NOW-PLEASE"])
+    assert "phone number" in problem["detail"]
+    await api.customer("cu-bad", 404)
+
+
+async def test_dropped_identity_is_released(api: Api) -> None:
+    """Replacing a profile without a phone frees it: the next call from it is someone new."""
+    await api.put_customer("cu-ana", **ANA)
+    await api.put_customer("cu-ana", 200, **{**ANA, "phones": []})
+    call = await api.voice({"call_id": "CA3", "from": "(415) 555-0100"})
+    assert call["customer"]["id"] != "cu-ana"
+    mail = await api.email(_email("ana@example.com", "a3@example.com"))
+    assert mail["customer"]["id"] == "cu-ana"
+
+
+async def test_unknown_sender_becomes_a_new_customer(api: Api) -> None:
+    """An unknown number becomes a new standard customer whose profile GET works at once."""
+    call = await api.voice({"call_id": "CA4", "from": "+44 20 7946 0958"})
+    new_id = call["customer"]["id"]
+    assert new_id
+    assert call["customer"]["segment"] == "standard"
+    profile = await api.customer(new_id)
+    assert profile["id"] == new_id
+    assert [h["contact_id"] for h in profile["history"]] == [call["id"]]
+    again = await api.sms({"message_id": "SM2", "text": "hello", "from": "0044 20 7946 0958"})
+    assert again["customer"]["id"] == new_id
+
+
+async def test_history_follows_the_contact(api: Api) -> None:
+    """History is newest first; each entry's status, agent and disposition follow the contact."""
+    await api.put_customer("cu-ana", **ANA)
+    admin = {"token": ADMIN_TOKEN}
+    agent = {"name": "Bea", "skills": {"billing": 5}, "capacity": {"voice": 1}}
+    await api.call("PUT", "/v1/agents/bea", 201, json=agent, **admin)
+    await api.call("POST", "/v1/agents/bea/state", 200, json={"state": "available"}, **admin)
+
+    call = await api.voice({"call_id": "CA5", "from": "(415) 555-0100"})
+    assert (call["status"], call["agent_id"]) == ("offered", "bea")
+    history = (await api.customer("cu-ana"))["history"]
+    assert _brief(history) == [("voice", "offered", "bea", None)]
+
+    rid = call["reservation_id"]
+    await api.call("POST", f"/v1/reservations/{rid}/accept", 200, **admin)
+    history = (await api.customer("cu-ana"))["history"]
+    assert _brief(history) == [("voice", "assigned", "bea", None)]
+
+    mail = await api.email(_email("ana@example.com", "a5@example.com"))
+    assert mail["status"] == "queued"
+    done = {"disposition": "card-replaced", "wrap_up_seconds": 0}
+    await api.call("POST", f"/v1/contacts/{call['id']}/complete", 200, json=done, **admin)
+    await api.call("POST", f"/v1/contacts/{mail['id']}/abandon", 200)
+    history = (await api.customer("cu-ana"))["history"]
+    assert _brief(history) == [
+        ("email", "abandoned", None, None),
+        ("voice", "completed", "bea", "card-replaced"),
+    ]
+    assert [h["queue"] for h in history] == ["billing", "billing"]
+    assert history[0]["created_at"] >= history[1]["created_at"]
+
+
+async def test_profiles_identities_and_history_survive_a_restart(
+    aiohttp_client: AiohttpClient, tmp_path: Path, tenant: str
+) -> None:
+    """On the embedded Redis, a restarted server still knows the profile, phone and history."""
+    settings = e2e_settings(tenant, redis_url="", data_dir=tmp_path / "var")
+    first = Api(await aiohttp_client(create_app(settings)), tenant)
+    await first.put_customer("cu-ana", **ANA)
+    call = await first.voice({"call_id": "CA6", "from": "(415) 555-0100"})
+    stranger = await first.voice({"call_id": "CA7", "from": "+33 1 42 68 53 00"})
+    await first.client.close()
+
+    second = Api(await aiohttp_client(create_app(settings)), tenant)
+    profile = await second.customer("cu-ana")
+    assert {k: profile[k] for k in ANA} == ANA
+    assert [h["contact_id"] for h in profile["history"]] == [call["id"]]
+    mail = await second.email(_email("ANA@example.com", "a6@example.com"))
+    assert mail["customer"]["id"] == "cu-ana"
+    again = await second.voice({"call_id": "CA8", "from": "00 33 1 42 68 53 00"})
+    assert again["customer"]["id"] == stranger["customer"]["id"]
+    assert await second.voice({"call_id": "CA6", "from": "(415) 555-0100"}, 200) == call
+    await second.client.close()
