@@ -24,6 +24,7 @@ _PERSONAL_FIELDS = frozenset({"from", "from_", "phone", "email", "number", "to",
 _PERSONAL_PARTS = ("phone", "email", "msisdn")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _PHONE = re.compile(r"(?<![\w.])\+?\d[\d ().-]{6,}\d")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?!\d)")
 _PHONE_ONLY = re.compile(r"\+?[\d ().-]+")
 #: a bearer credential, or a token passed in a query string (``?access_token=...``)
 _CREDENTIAL = re.compile(
@@ -71,9 +72,13 @@ class Redactor:
         return _PHONE.sub(self._phone, text)
 
     def _phone(self, match: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", match.group(0))
-        # dates and times have at most 8 digits in a row of separators; numbers have more
-        return self.digest(digits) if len(digits) >= 9 else match.group(0)
+        text = match.group(0)
+        # a date, or a date and time ("2024-10-15 12:30"), is not a phone number
+        if _DATE.match(text):
+            return text
+        digits = re.sub(r"\D", "", text)
+        # numbers have at least 9 digits; shorter runs are counts, times or ids
+        return self.digest(digits) if len(digits) >= 9 else text
 
     def _value(self, name: str, value: Any, depth: int) -> Any:
         if _is_secret(name):
