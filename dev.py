@@ -24,7 +24,7 @@ def _fingerprint() -> str:
 
 def ensure_env() -> None:
     """Create the virtualenv and install the project with its dev extras, once per pyproject."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs on whatever python3 the user has
         sys.exit(f"Switchboard needs Python 3.11 or newer, this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
         print("dev.py: creating .venv", flush=True)
