@@ -7,15 +7,24 @@ for ``serve``, keeps an append-only file there so contacts survive a restart.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the parent dies, even by SIGKILL, so nothing is orphaned."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def find_redis_server() -> str:
@@ -80,7 +89,11 @@ class EmbeddedRedis:
         # C collation: Lua string comparison in Redis follows the server's locale.
         env = {**os.environ, "LC_ALL": "C"}
         self.process = subprocess.Popen(
-            self.command(), env=env, stdin=subprocess.DEVNULL, start_new_session=True
+            self.command(),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + timeout
         client = redis.Redis(unix_socket_path=str(self.socket_path))

@@ -371,6 +371,8 @@ def serve_child(tmp_path: Path) -> Iterator[Callable[..., Served]]:
 
     yield start
     for served in started:
-        if served.process.poll() is None:
+        try:
+            served.stop(timeout=15.0)  # SIGTERM: serve stops its embedded redis-server too
+        except subprocess.TimeoutExpired:
             served.process.kill()
             served.process.wait()
