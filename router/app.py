@@ -18,7 +18,7 @@ import structlog
 from aiohttp import WSCloseCode, web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from config.routing import RoutingConfig, demo_config_path, load_routing
 from config.settings import Settings
@@ -64,8 +64,16 @@ async def request_context(
     return response
 
 
+# A bounded pool that waits for a free connection: redis-py's default pool raises once 100
+# connections are busy, which a burst of requests or sockets closing at once turns into 503s.
+_POOL = {"max_connections": 64, "timeout": 10}
+
+
 def _redis_client(url: str) -> Redis:
-    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+    pool = BlockingConnectionPool.from_url(
+        url, socket_connect_timeout=2, socket_timeout=10, **_POOL
+    )
+    return Redis(connection_pool=pool)
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -79,7 +87,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         await asyncio.get_running_loop().run_in_executor(None, embedded.start)
         log.info("redis.embedded_started", dir=str(settings.data_dir))
-        client = Redis(unix_socket_path=str(embedded.socket_path), socket_timeout=10)
+        client = _redis_client(f"unix://{embedded.socket_path}")
     app[k.REDIS] = client
     supervisor = asyncio.create_task(_supervise(embedded)) if embedded else None
     yield

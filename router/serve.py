@@ -2,11 +2,14 @@
 
 SIGTERM and SIGINT shut down cleanly: websockets are closed with GOING_AWAY, background tasks
 stop, and an embedded redis-server is stopped after flushing its append-only file.
+``SWITCHBOARD_EVENT_LOOP=uvloop`` runs on uvloop (an optional package) instead of asyncio's loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib
 import secrets
 import sys
 
@@ -16,6 +19,14 @@ from config.routing import ConfigInvalid
 from config.settings import Settings
 from router import logs
 from router.app import create_app
+
+
+def event_loop(name: str) -> asyncio.AbstractEventLoop | None:
+    """A new loop of the configured kind; None means asyncio's default. Raises ImportError."""
+    if name == "uvloop":
+        loop: asyncio.AbstractEventLoop = importlib.import_module("uvloop").new_event_loop()
+        return loop
+    return None
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -32,6 +43,11 @@ def serve(args: argparse.Namespace) -> int:
         settings.log_level,
     )
     try:
+        loop = event_loop(settings.event_loop)
+    except ImportError:
+        print("SWITCHBOARD_EVENT_LOOP=uvloop needs the uvloop package installed", file=sys.stderr)
+        return 2
+    try:
         app = create_app(settings)
     except ConfigInvalid as exc:
         print(exc, file=sys.stderr)
@@ -47,5 +63,6 @@ def serve(args: argparse.Namespace) -> int:
         ),
         access_log=None,
         shutdown_timeout=5.0,
+        loop=loop,
     )
     return 0

@@ -1,0 +1,332 @@
+"""``switchboard loadtest`` (api-v1 §7): drive a running server and report latency percentiles.
+
+Setup creates the customers (one per pool slot, segments by value) and N agents with an admin
+token, opens one websocket per agent (``--ws-url`` may name another instance than ``--url``, to
+test two instances on one Redis) and sets them available. Then Poisson arrivals, scheduled in
+advance, are POSTed open-loop at the fixed rate; agents accept, handle and complete what they
+are offered. After the arrivals a drain waits for the last offers; contacts never offered are
+looked up with ``GET /v1/contacts/{id}``: still queued is fine, anything else is lost.
+
+Exit code: 0 clean, 1 if any contact was lost, offered twice at once, or any request failed,
+2 if the run could not start (bad arguments, server unreachable, setup refused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import random
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+import orjson
+
+from simulations.loadgen_agents import Behaviour, SimAgent, connect, disconnect
+from simulations.loadgen_plan import (
+    Arrival,
+    Customers,
+    MixInvalid,
+    agent_profile,
+    arrivals,
+    customers,
+    parse_mix,
+)
+from simulations.loadgen_report import Progress, format_report
+from simulations.loadgen_track import Latency, Tracker, clock
+
+_SETUP_CONCURRENCY = 64
+
+
+@dataclass
+class LoadConfig:
+    url: str
+    token: str
+    rate: float
+    agents: int
+    duration: float
+    ws_url: str = ""
+    seed: int = 1
+    mix: dict[str, dict[str, float]] = field(default_factory=lambda: parse_mix(None))
+    customers: int = 1000
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    #: sockets to open; the rest of the agents are created but stay offline
+    sockets: int | None = None
+    drain_seconds: float = 10.0
+    connections: int = 256
+    progress: bool = True
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+    #: called with "start" just before the first arrival and "end" after the drain
+    phase: Callable[[str], None] | None = None
+
+
+class SetupFailed(RuntimeError):
+    """The server refused or could not be reached while preparing the run."""
+
+
+async def _put_all(
+    http: aiohttp.ClientSession, base: str, items: list[tuple[str, dict[str, Any]]]
+) -> None:
+    gate = asyncio.Semaphore(_SETUP_CONCURRENCY)
+
+    async def one(path: str, body: dict[str, Any]) -> None:
+        async with gate, http.put(base + path, data=orjson.dumps(body)) as resp:
+            if resp.status >= 300:
+                raise SetupFailed(f"PUT {path}: {resp.status} {(await resp.text())[:300]}")
+
+    await asyncio.gather(*(one(path, body) for path, body in items))
+
+
+async def _post(
+    http: aiohttp.ClientSession, url: str, arrival: Arrival, at: float, tracker: Tracker
+) -> None:
+    tracker.sent += 1
+    try:
+        async with http.post(url, data=arrival.body, headers={"Idempotency-Key": arrival.key}) as r:
+            raw = await r.read()
+            status = r.status
+    except TimeoutError:
+        tracker.error("timeout")
+        return
+    except aiohttp.ClientError as exc:
+        tracker.error(type(exc).__name__)
+        return
+    now = clock()
+    if status == 201:
+        tracker.created(orjson.loads(raw)["id"], at, now)
+    elif status == 200:
+        tracker.replays += 1
+        tracker.error("replayed")
+    else:
+        tracker.error(f"http {status}")
+
+
+async def _drive(
+    http: aiohttp.ClientSession, cfg: LoadConfig, plan: list[Arrival], tracker: Tracker
+) -> tuple[float, Latency]:
+    """Send every arrival at its scheduled time; returns (start, lateness of the sends)."""
+    url = cfg.url.rstrip("/") + "/v1/contacts"
+    lag = Latency()
+    pending: set[asyncio.Task[None]] = set()
+    start = clock() + 0.05
+    progress = Progress(cfg, tracker)
+    ticker = asyncio.create_task(progress.run(start))
+    try:
+        for arrival in plan:
+            at = start + arrival.offset
+            delay = at - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            lag.record(clock() - at)
+            task = asyncio.create_task(_post(http, url, arrival, at, tracker))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        if pending:
+            await asyncio.wait(set(pending))
+    finally:
+        ticker.cancel()
+        progress.close()
+    return start, lag
+
+
+async def _drain(cfg: LoadConfig, tracker: Tracker, agents: list[SimAgent]) -> None:
+    """Wait for the last offers, then for the accepts already under way."""
+    step = 0.05
+    polls = int(cfg.drain_seconds / step)
+    for _ in range(polls):
+        if all(c in tracker.offered for c in tracker.scheduled):
+            break
+        await asyncio.sleep(step)
+    for _ in range(int((cfg.behaviour.accept_delay[1] + 1.0) / step)):
+        answered = len(tracker.accepted) + sum(tracker.accept_failures.values())
+        if answered >= len(tracker.offered) and not any(a.waiting for a in agents):
+            break
+        await asyncio.sleep(step)
+
+
+async def _stragglers(
+    http: aiohttp.ClientSession, base: str, ids: list[str], on_sockets: set[str]
+) -> dict[str, int]:
+    """Classify contacts no socket was offered: still queued, with an agent we do not hold
+    a socket for (routed elsewhere), or lost."""
+    counts = {"still_queued": 0, "routed_elsewhere": 0, "lost": 0}
+    gate = asyncio.Semaphore(_SETUP_CONCURRENCY)
+
+    async def one(cid: str) -> None:
+        async with gate:
+            try:
+                async with http.get(f"{base}/v1/contacts/{cid}") as resp:
+                    body = await resp.json(loads=orjson.loads) if resp.status == 200 else {}
+            except aiohttp.ClientError:
+                body = {}
+        status, agent = body.get("status"), body.get("agent_id")
+        if status == "queued":
+            counts["still_queued"] += 1
+        elif status is not None and agent is not None and agent not in on_sockets:
+            counts["routed_elsewhere"] += 1
+        else:
+            counts["lost"] += 1
+
+    await asyncio.gather(*(one(cid) for cid in ids))
+    return counts
+
+
+async def run(cfg: LoadConfig) -> dict[str, Any]:
+    """One load test; returns the §7 JSON (plus diagnostics). Raises ``SetupFailed``."""
+    base = cfg.url.rstrip("/")
+    run_id = f"lt{cfg.seed}-{secrets.token_hex(4)}"
+    pool: Customers = customers(cfg.customers, cfg.mix["segment"]) if cfg.customers else Customers()
+    plan = arrivals(cfg.rate, cfg.duration, cfg.seed, cfg.mix, pool, run_id)
+    tracker = Tracker()
+    headers = {"Authorization": f"Bearer {cfg.token}", "Content-Type": "application/json"}
+    timeout = aiohttp.ClientTimeout(total=30.0)
+    http = aiohttp.ClientSession(
+        headers=headers, timeout=timeout, connector=aiohttp.TCPConnector(limit=cfg.connections)
+    )
+    sockets = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    agents: list[SimAgent] = []
+    setup_started = time.perf_counter()
+    try:
+        try:
+            await _put_all(
+                http, base, [(f"/v1/customers/lt-cu{i}", pool.profile(i)) for i in pool.segment_of]
+            )
+            customers_done = time.perf_counter()
+            rng = random.Random(cfg.seed)
+            ids = [f"lt-a{i}" for i in range(cfg.agents)]
+            await _put_all(
+                http, base, [(f"/v1/agents/{a}", agent_profile(i, rng)) for i, a in enumerate(ids)]
+            )
+            agents_created = time.perf_counter()
+            wanted = len(ids) if cfg.sockets is None else min(cfg.sockets, len(ids))
+            agents = await connect(
+                sockets, cfg.ws_url or base, cfg.token, ids[:wanted], tracker, cfg.behaviour,
+                cfg.seed,
+            )  # fmt: skip
+        except (aiohttp.ClientError, OSError) as exc:
+            raise SetupFailed(f"cannot reach the server: {exc}") from exc
+        setup = {
+            "customers_seconds": round(customers_done - setup_started, 3),
+            "agents_seconds": round(agents_created - customers_done, 3),
+            "sockets_seconds": round(time.perf_counter() - agents_created, 3),
+        }
+        if cfg.phase is not None:
+            cfg.phase("start")
+        start, lag = await _drive(http, cfg, plan, tracker)
+        if agents:
+            await _drain(cfg, tracker, agents)
+        if cfg.phase is not None:
+            cfg.phase("end")
+        held = {a.id for a in agents}
+        unrouted = tracker.unrouted() if agents else []
+        checked = await _stragglers(http, base, unrouted, held)
+    finally:
+        await disconnect(agents)
+        await sockets.close()
+        await http.close()
+    span = max(cfg.duration, tracker.last_event - start) if plan else cfg.duration
+    done = tracker.routed if agents else len(tracker.scheduled)
+    doubles = tracker.double_offers()
+    return {
+        "sent": tracker.sent,
+        "routed": tracker.routed + checked["routed_elsewhere"],
+        "errors": sum(tracker.errors.values()),
+        "throughput_per_second": round(done / span, 2) if span > 0 else 0.0,
+        "create_ms": tracker.create.summary(),
+        "offer_ms": tracker.offer.summary(),
+        "accept_ms": tracker.accept.summary(),
+        "rate": cfg.rate,
+        "duration_seconds": cfg.duration,
+        "agents": cfg.agents,
+        "sockets": len(agents),
+        "created": len(tracker.scheduled),
+        "lost": checked["lost"],
+        "still_queued": checked["still_queued"],
+        "double_offers": doubles,
+        "accepted": tracker.accept.count,
+        "completed": tracker.completed,
+        "accept_failures": dict(tracker.accept_failures),
+        "error_kinds": dict(tracker.errors),
+        "orphan_offers": len(tracker.early),
+        "send_lag_ms": lag.summary(),
+        "setup": setup,
+        "seed": cfg.seed,
+        "ok": checked["lost"] == 0 and doubles == 0 and not tracker.errors,
+    }
+
+
+def event_loop_factory() -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
+    """uvloop when installed (the loader then takes less of the CPU it shares with the server
+    it measures), else asyncio's default loop."""
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return "asyncio", None
+    return "uvloop", uvloop.new_event_loop
+
+
+def run_sync(cfg: LoadConfig) -> dict[str, Any]:
+    """``run`` on a fresh event loop; the result names the loop used (``loader_loop``)."""
+    name, factory = event_loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        result = runner.run(run(cfg))
+    result["loader_loop"] = name
+    return result
+
+
+def config_from_args(args: argparse.Namespace) -> LoadConfig:
+    """Options beyond §7's are read with defaults, so an older parser still works."""
+
+    def span(text: str | None, default: tuple[float, float]) -> tuple[float, float]:
+        if not text:
+            return default
+        lo, _, hi = text.partition(":")
+        low, high = float(lo), float(hi or lo)
+        if low < 0 or high < low:
+            raise ValueError(f"expected LOW:HIGH seconds, got {text!r}")
+        return low, high
+
+    defaults = Behaviour()
+    if args.rate < 0 or args.agents < 0 or args.duration <= 0:
+        raise ValueError("--rate and --agents must be >= 0 and --duration > 0")
+    return LoadConfig(
+        url=args.url,
+        token=args.token,
+        rate=args.rate,
+        agents=args.agents,
+        duration=args.duration,
+        ws_url=getattr(args, "ws_url", None) or "",
+        seed=getattr(args, "seed", 1),
+        mix=parse_mix(getattr(args, "mix", None)),
+        customers=getattr(args, "customers", 1000),
+        behaviour=Behaviour(
+            span(getattr(args, "accept_delay", None), defaults.accept_delay),
+            span(getattr(args, "handle_time", None), defaults.handle_time),
+        ),
+        sockets=getattr(args, "sockets", None),
+        progress=not getattr(args, "no_progress", False),
+    )
+
+
+def loadtest(args: argparse.Namespace) -> int:
+    try:
+        cfg = config_from_args(args)
+    except (ValueError, MixInvalid) as exc:
+        print(f"loadtest: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = run_sync(cfg)
+    except SetupFailed as exc:
+        print(f"loadtest: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(result))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if result["ok"] else 1
