@@ -256,7 +256,7 @@ class TenantCore:
         self.seq += 1
         rid = f"r{self.seq}"
         self.remove_waiting(c)
-        exp = now + c.ot.get(queue, c.ot[""])
+        exp = now + (c.ot[queue] if queue in c.ot else c.ot[""])
         if queue != "":
             c.queue = queue
         c.st, c.agent, c.res = "offered", ag.id, rid

@@ -1,0 +1,182 @@
+"""What only ``RedisStore`` has: scripts that survive SCRIPT FLUSH, events on pub/sub, hash-tagged
+keys, shared state across stateless instances, and StoreUnavailable when Redis is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from hashlib import sha1
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+
+from queues.embedded import EmbeddedRedis
+from queues.errors import StoreUnavailable
+from queues.keys import Keys, tenant_prefix
+from queues.redis_store import RedisStore
+from queues.scripts import sources
+from tests.contract.conftest import OFFER_MS, T0, agent, contact, offers, ready
+
+
+async def all_keys(client: Redis) -> set[bytes]:
+    """Every key on the server."""
+    return {k async for k in client.scan_iter(match="*", count=1_000)}
+
+
+async def test_scripts_survive_script_flush(redis_client: Redis, tenant: str) -> None:
+    """After SCRIPT FLUSH (or a failover) every script is reloaded on its next call."""
+    store = RedisStore(redis_client)
+    await ready(store, tenant, agent("a1"))
+    await store.enqueue(tenant, contact("c1"), T0)
+    used = ["upsert_agent", "set_agent_state", "enqueue_contact"]
+    shas = [sha1(sources()[name].encode()).hexdigest() for name in used]
+    assert await redis_client.script_exists(*shas) == [True, True, True]
+    await redis_client.script_flush()
+    assert await redis_client.script_exists(*shas) == [False, False, False]
+    accepted = await store.accept(tenant, "r1", "a1", T0 + 1)
+    assert accepted.value.contact.status == "assigned"
+    out = await store.enqueue(tenant, contact("c2", now=T0 + 2), T0 + 2)
+    assert (out.value.contact.status, out.value.contact.position) == ("queued", 1)
+    assert (await store.agent_status(tenant, "a1")).load == {"voice": 1}
+    assert await redis_client.script_exists(*shas) == [False, False, True]
+
+
+async def test_a_fresh_store_instance_reloads_after_flush(redis_client: Redis, tenant: str) -> None:
+    """A store created before a flush and one created after both keep working."""
+    before = RedisStore(redis_client)
+    await before.upsert_agent(tenant, agent("a1"), T0)
+    await redis_client.script_flush()
+    after = RedisStore(redis_client)
+    assert (await after.agent_status(tenant, "a1")).state == "offline"
+    assert (await before.set_agent_state(tenant, "a1", "away", T0 + 1)).value[1] is True
+
+
+async def next_message(pubsub: PubSub) -> dict[str, Any]:
+    """The next published message (not a subscription notice), waiting up to two seconds."""
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        got = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+        if got is not None:
+            message: dict[str, Any] = got
+            return message
+    raise AssertionError("no message published")
+
+
+async def test_events_are_published_on_the_tenant_channel(redis_client: Redis, tenant: str) -> None:
+    """Each transition's events, and the offered contacts' views, go out as one JSON message."""
+    store = RedisStore(redis_client)
+    await ready(store, tenant, agent("a1"))
+    channel = Keys(tenant).events()
+    assert channel == f"sb:{{{tenant}}}:ev"
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(channel)
+    try:
+        confirm = await pubsub.get_message(timeout=1.0)
+        assert confirm is not None
+        assert confirm["type"] == "subscribe"
+        out = await store.enqueue(tenant, contact("c1"), T0 + 5)
+        message = await next_message(pubsub)
+    finally:
+        await pubsub.unsubscribe(channel)
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+    assert message["channel"] == channel.encode()
+    body = json.loads(message["data"])
+    assert body["ev"] == out.events
+    assert body["ev"] == [
+        {"t": "offer", "a": "a1", "r": "r1", "c": "c1", "x": T0 + 5 + OFFER_MS, "q": "q1"}
+    ]
+    assert body["views"] == {"c1": {"contact": "c1"}}
+
+
+async def test_read_only_calls_publish_nothing(redis_client: Redis, tenant: str) -> None:
+    """Transitions without events, and every read, publish no message."""
+    store = RedisStore(redis_client)
+    await store.upsert_agent(tenant, agent("a1"), T0)
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(Keys(tenant).events())
+    try:
+        await pubsub.get_message(timeout=1.0)
+        await store.enqueue(tenant, contact("c1"), T0)
+        await store.contact_status(tenant, "c1")
+        await store.agent_status(tenant, "a1")
+        await store.queue_snapshot(tenant, ["q1"], T0)
+        await store.claim_timers(tenant, T0, 10, 1_000)
+        got = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+    assert got is None
+
+
+async def test_every_key_carries_the_tenant_hash_tag(redis_client: Redis, tenant: str) -> None:
+    """Every key a tenant's transitions create is under sb:{tenant}: and in one cluster slot."""
+    store = RedisStore(redis_client)
+    before = await all_keys(redis_client)
+    await ready(store, tenant, agent("a1", ["q1", "q2"]))
+    await ready(store, tenant, agent("a2", ["q2"], strategy="least_busy"))
+    await store.enqueue(tenant, contact("c1", idempotency=("k1", "h1"), customer="u1"), T0)
+    await store.enqueue(tenant, contact("c2", ["q2"], channel="chat"), T0 + 1)
+    await store.enqueue(tenant, contact("c3", now=T0 + 2), T0 + 2)
+    await store.reject(tenant, "r1", "a1", T0 + 3)
+    await store.request_callback(tenant, "c1", "", T0 + 50_000, T0 + 4)
+    await store.accept(tenant, "r3", None, T0 + 5)
+    await store.complete(tenant, "c3", None, 1_000, "", T0 + 6)
+    created = await all_keys(redis_client) - before
+    prefix = tenant_prefix(tenant).encode()
+    assert len(created) >= 20
+    assert [k for k in created if not k.startswith(prefix)] == []
+    assert {key_slot(k) for k in created} == {key_slot(prefix + b"x")}
+
+
+async def test_stateless_instances_share_one_state(
+    redis_client: Redis, redis_server: EmbeddedRedis, tenant: str
+) -> None:
+    """Two stores on two connections act on the same contacts (router processes are stateless)."""
+    other_client = Redis(unix_socket_path=str(redis_server.socket_path))
+    try:
+        one, two = RedisStore(redis_client), RedisStore(other_client)
+        await ready(one, tenant, agent("a1"))
+        await two.enqueue(tenant, contact("c1"), T0)
+        assert (await one.accept(tenant, "r1", "a1", T0 + 1)).value.contact.status == "assigned"
+        assert (await two.contact_status(tenant, "c1")).agent_id == "a1"
+        results = await asyncio.gather(
+            one.accept(tenant, "r1", "a1", T0 + 2),
+            two.accept(tenant, "r1", "a1", T0 + 2),
+            return_exceptions=True,
+        )
+        assert [type(r).__name__ for r in results] == ["ReservationNotPending"] * 2
+    finally:
+        await other_client.aclose()
+
+
+async def test_concurrent_enqueues_never_double_book(redis_client: Redis, tenant: str) -> None:
+    """Many enqueues racing for one free agent reserve it exactly once."""
+    store = RedisStore(redis_client)
+    await ready(store, tenant, agent("a1", capacity={"voice": 1}))
+    outs = await asyncio.gather(
+        *(store.enqueue(tenant, contact(f"c{i}"), T0 + i) for i in range(20))
+    )
+    assert sum(len(offers(o.events)) for o in outs) == 1
+    assert (await store.agent_status(tenant, "a1")).load == {"voice": 1}
+
+
+async def test_unreachable_server_raises_store_unavailable(tmp_path: Path, tenant: str) -> None:
+    """Every call on a Redis that cannot be reached raises StoreUnavailable, not a redis error."""
+    # No retries: the default policy backs off for seconds before giving up.
+    client = Redis(unix_socket_path=str(tmp_path / "missing.sock"), retry=Retry(NoBackoff(), 0))
+    store = RedisStore(client)
+    try:
+        with pytest.raises(StoreUnavailable) as err:
+            await store.enqueue(tenant, contact("c1"), T0)
+        assert "redis unavailable" in str(err.value)
+        with pytest.raises(StoreUnavailable):
+            await store.contact_status(tenant, "c1")
+    finally:
+        await client.aclose()

@@ -1,0 +1,255 @@
+"""Store contract, contact side: enqueue, accept, reject, abandon, priority and idempotency.
+
+Every test runs on both stores (see ``conftest.store``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from queues.contract import Store
+from queues.errors import (
+    Conflict,
+    ContactNotFound,
+    ContactNotWaiting,
+    Forbidden,
+    IdempotencyConflict,
+    NotYourReservation,
+    ReservationExpired,
+    ReservationNotFound,
+    ReservationNotPending,
+)
+from tests.contract.conftest import OFFER_MS, SL_MS, T0, agent, contact, kinds, offers, ready
+
+
+async def test_enqueue_without_agents_waits(store: Store, tenant: str) -> None:
+    """With nobody free the contact is queued at position 1 and nothing is offered."""
+    out = await store.enqueue(tenant, contact("c1"), T0)
+    c = out.value.contact
+    assert out.value.replay is False
+    assert (c.id, c.status, c.channel, c.queue) == ("c1", "queued", "voice", "q1")
+    assert (c.position, c.staffed, c.agent_id, c.reservation_id) == (1, 0, None, None)
+    assert c.doc == {"id": "c1", "channel": "voice"}
+    assert out.events == []
+
+
+async def test_enqueue_reserves_free_agent_at_once(store: Store, tenant: str) -> None:
+    """A free agent is reserved in the enqueue call itself, with an offer that expires."""
+    await ready(store, tenant, agent("a1"))
+    out = await store.enqueue(tenant, contact("c1", now=T0 + 5), T0 + 5)
+    assert out.events == [
+        {"t": "offer", "a": "a1", "r": "r1", "c": "c1", "x": T0 + 5 + OFFER_MS, "q": "q1"}
+    ]
+    c = out.value.contact
+    assert (c.status, c.agent_id, c.reservation_id, c.position) == ("offered", "a1", "r1", None)
+    a1 = await store.agent_status(tenant, "a1")
+    assert (a1.load, a1.reservations) == ({"voice": 1}, ["r1"])
+    pending = await store.pending_offers(tenant, "a1")
+    assert [(p.reservation_id, p.contact_id, p.expires_ms, p.queue, p.view) for p in pending] == [
+        ("r1", "c1", T0 + 5 + OFFER_MS, "q1", {"contact": "c1"})
+    ]
+
+
+async def test_accept_assigns_the_contact(store: Store, tenant: str) -> None:
+    """Accepting makes the contact assigned and reports the wait against the threshold."""
+    await ready(store, tenant, agent("a1"))
+    await store.enqueue(tenant, contact("c1"), T0)
+    out = await store.accept(tenant, "r1", "a1", T0 + 4_000)
+    assert (out.value.wait_ms, out.value.within_threshold) == (4_000, True)
+    assert out.value.contact.status == "assigned"
+    assert out.events == [{"t": "assigned", "a": "a1", "r": "r1", "c": "c1"}]
+    a1 = await store.agent_status(tenant, "a1")
+    assert (a1.load, a1.reservations) == ({"voice": 1}, [])
+    assert await store.pending_offers(tenant, "a1") == []
+
+
+async def test_accept_after_threshold_is_outside_service_level(store: Store, tenant: str) -> None:
+    """A contact answered after its service-level threshold is not within it."""
+    await store.enqueue(tenant, contact("c1"), T0)
+    await ready(store, tenant, agent("a1"), T0 + SL_MS)
+    out = await store.accept(tenant, "r1", None, T0 + SL_MS + 1)
+    assert (out.value.wait_ms, out.value.within_threshold) == (SL_MS + 1, False)
+
+
+async def test_accept_by_another_agent_is_forbidden(store: Store, tenant: str) -> None:
+    """Only the reserved agent (or an admin) may accept; the offer stays pending."""
+    await ready(store, tenant, agent("a1"))
+    await store.upsert_agent(tenant, agent("a2"), T0)
+    await store.enqueue(tenant, contact("c1"), T0)
+    with pytest.raises(NotYourReservation) as err:
+        await store.accept(tenant, "r1", "a2", T0 + 1)
+    assert isinstance(err.value, Forbidden)
+    assert err.value.ids == {"reservation": "r1"}
+    assert (await store.contact_status(tenant, "c1")).status == "offered"
+    assert (await store.accept(tenant, "r1", None, T0 + 2)).value.contact.agent_id == "a1"
+
+
+async def test_accept_twice_is_a_conflict(store: Store, tenant: str) -> None:
+    """A reservation is accepted at most once."""
+    await ready(store, tenant, agent("a1"))
+    await store.enqueue(tenant, contact("c1"), T0)
+    await store.accept(tenant, "r1", "a1", T0 + 1)
+    with pytest.raises(ReservationNotPending) as err:
+        await store.accept(tenant, "r1", "a1", T0 + 2)
+    assert isinstance(err.value, Conflict)
+
+
+async def test_accept_after_expiry_is_a_conflict(store: Store, tenant: str) -> None:
+    """Once the lease has run out the offer cannot be accepted, even before its timer fires."""
+    await ready(store, tenant, agent("a1"))
+    await store.enqueue(tenant, contact("c1"), T0)
+    with pytest.raises(ReservationExpired) as err:
+        await store.accept(tenant, "r1", "a1", T0 + OFFER_MS)
+    assert isinstance(err.value, Conflict)
+    assert (await store.accept(tenant, "r1", "a1", T0 + OFFER_MS - 1)).value.wait_ms == (
+        OFFER_MS - 1
+    )
+
+
+async def test_unknown_reservation_is_not_found(store: Store, tenant: str) -> None:
+    """Accepting or rejecting a reservation that never existed raises ReservationNotFound."""
+    with pytest.raises(ReservationNotFound):
+        await store.accept(tenant, "r42", None, T0)
+    with pytest.raises(ReservationNotFound):
+        await store.reject(tenant, "r42", "a1", T0)
+
+
+async def test_reject_keeps_place_and_offers_next_agent(store: Store, tenant: str) -> None:
+    """A rejected contact keeps its place in line; the rejecting agent takes the next one."""
+    await ready(store, tenant, agent("a1"))
+    for i in (1, 2, 3):
+        await store.enqueue(tenant, contact(f"c{i}", now=T0 + i), T0 + i)
+    out = await store.reject(tenant, "r1", "a1", T0 + 10)
+    assert out.value == "c1"
+    assert offers(out.events) == [("a1", "c2", "q1")]
+    c1, c3 = [await store.contact_status(tenant, c) for c in ("c1", "c3")]
+    assert (c1.status, c1.position, c3.position) == ("queued", 1, 2)
+    got = await ready(store, tenant, agent("a2"), T0 + 20)
+    assert offers(got) == [("a2", "c1", "q1")]
+
+
+async def test_rejected_contact_never_returns_to_that_agent(store: Store, tenant: str) -> None:
+    """After a reject the agent is never offered that contact again, but others are."""
+    await ready(store, tenant, agent("a1"))
+    await store.enqueue(tenant, contact("c1"), T0)
+    out = await store.reject(tenant, "r1", None, T0 + 1)
+    assert kinds(out.events) == []
+    await store.set_agent_state(tenant, "a1", "away", T0 + 2)
+    back = await store.set_agent_state(tenant, "a1", "available", T0 + 3)
+    assert offers(back.events) == []
+    await store.enqueue(tenant, contact("c2", now=T0 + 4), T0 + 4)
+    a1 = await store.agent_status(tenant, "a1")
+    assert (a1.load, a1.reservations) == ({"voice": 1}, ["r2"])
+    assert offers(await ready(store, tenant, agent("a2"), T0 + 5)) == [("a2", "c1", "q1")]
+
+
+async def test_reject_wrong_agent_or_twice(store: Store, tenant: str) -> None:
+    """Rejecting another agent's offer is forbidden; rejecting twice is a conflict."""
+    await ready(store, tenant, agent("a1"))
+    await store.enqueue(tenant, contact("c1"), T0)
+    with pytest.raises(NotYourReservation):
+        await store.reject(tenant, "r1", "a2", T0 + 1)
+    await store.reject(tenant, "r1", "a1", T0 + 2)
+    with pytest.raises(ReservationNotPending):
+        await store.reject(tenant, "r1", "a1", T0 + 3)
+    with pytest.raises(ReservationNotPending):
+        await store.accept(tenant, "r1", "a1", T0 + 4)
+
+
+async def test_abandon_while_queued(store: Store, tenant: str) -> None:
+    """A queued contact that abandons leaves the line and counts as a short abandon."""
+    await store.enqueue(tenant, contact("c1"), T0)
+    out = await store.abandon(tenant, "c1", T0 + 3_000)
+    v = out.value
+    assert (v.changed, v.wait_ms, v.short, v.contact.status) == (True, 3_000, True, "abandoned")
+    assert out.events == [{"t": "contact", "c": "c1", "s": "abandoned"}]
+    (snap,) = await store.queue_snapshot(tenant, ["q1"], T0 + 3_000)
+    assert (snap.waiting, snap.oldest_enqueued_ms) == (0, None)
+    assert snap.stats == {"offered": 1, "abandoned": 1, "abandoned_short": 1}
+    again = await store.abandon(tenant, "c1", T0 + 4_000)
+    assert (again.value.changed, again.value.wait_ms, again.events) == (False, 0, [])
+
+
+async def test_abandon_while_offered_rescinds(store: Store, tenant: str) -> None:
+    """Abandoning an offered contact rescinds the offer and the agent takes the next contact."""
+    await ready(store, tenant, agent("a1"))
+    await store.enqueue(tenant, contact("c1"), T0)
+    await store.enqueue(tenant, contact("c2", now=T0 + 1), T0 + 1)
+    out = await store.abandon(tenant, "c1", T0 + SL_MS)
+    assert (out.value.changed, out.value.wait_ms, out.value.short) == (True, SL_MS, False)
+    assert kinds(out.events) == ["rescind", "contact", "offer"]
+    assert out.events[0] == {"t": "rescind", "a": "a1", "r": "r1", "c": "c1", "why": "abandoned"}
+    assert offers(out.events) == [("a1", "c2", "q1")]
+    with pytest.raises(ReservationNotPending):
+        await store.accept(tenant, "r1", "a1", T0 + SL_MS + 1)
+    assert (await store.contact_status(tenant, "c1")).agent_id is None
+
+
+async def test_abandon_after_accept_is_a_conflict(store: Store, tenant: str) -> None:
+    """Once an agent has the contact it can no longer abandon the queue."""
+    await ready(store, tenant, agent("a1"))
+    await store.enqueue(tenant, contact("c1"), T0)
+    await store.accept(tenant, "r1", "a1", T0 + 1)
+    with pytest.raises(ContactNotWaiting) as err:
+        await store.abandon(tenant, "c1", T0 + 2)
+    assert isinstance(err.value, Conflict)
+    assert err.value.ids == {"contact": "c1"}
+    with pytest.raises(ContactNotFound):
+        await store.abandon(tenant, "nobody", T0 + 2)
+
+
+async def test_priority_is_wait_credit(store: Store, tenant: str) -> None:
+    """A later contact with more credit (lower enqueued - priority) is served first."""
+    await store.upsert_agent(tenant, agent("a1"), T0)
+    await store.enqueue(tenant, contact("c1", now=T0), T0)
+    later = contact("c2", now=T0 + 10_000, priority_ms=30_000)
+    assert (await store.enqueue(tenant, later, T0 + 10_000)).value.contact.position == 1
+    assert (await store.contact_status(tenant, "c1")).position == 2
+    got = await store.set_agent_state(tenant, "a1", "available", T0 + 11_000)
+    assert offers(got.events) == [("a1", "c2", "q1")]
+
+
+async def test_priority_compares_across_queues(store: Store, tenant: str) -> None:
+    """An agent in two queues takes the lowest sort key of either."""
+    await store.upsert_agent(tenant, agent("a1", ["q1", "q2"]), T0)
+    await store.enqueue(tenant, contact("c1", ["q1"], now=T0), T0)
+    await store.enqueue(
+        tenant, contact("c2", ["q2"], now=T0 + 1_000, priority_ms=2_000), T0 + 1_000
+    )
+    got = await store.set_agent_state(tenant, "a1", "available", T0 + 2_000)
+    assert offers(got.events) == [("a1", "c2", "q2")]
+
+
+async def test_equal_sort_keys_break_ties_by_id(store: Store, tenant: str) -> None:
+    """Contacts with equal sort keys are served in byte order of their ids."""
+    await store.upsert_agent(tenant, agent("a1", capacity={"chat": 2}), T0)
+    await store.enqueue(tenant, contact("c9", channel="chat"), T0)
+    await store.enqueue(tenant, contact("c10", channel="chat"), T0)
+    got = await store.set_agent_state(tenant, "a1", "available", T0 + 1)
+    assert offers(got.events) == [("a1", "c10", "q1"), ("a1", "c9", "q1")]
+
+
+async def test_idempotent_replay_returns_the_same_contact(store: Store, tenant: str) -> None:
+    """The same Idempotency-Key and body hash replays the first contact and creates nothing."""
+    await ready(store, tenant, agent("a1"))
+    first = await store.enqueue(tenant, contact("c1", idempotency=("k1", "h1")), T0)
+    again = await store.enqueue(tenant, contact("c2", idempotency=("k1", "h1")), T0 + 1)
+    assert (first.value.replay, again.value.replay) == (False, True)
+    assert (again.value.contact.id, again.value.contact.status, again.events) == (
+        "c1",
+        "offered",
+        [],
+    )
+    with pytest.raises(ContactNotFound):
+        await store.contact_status(tenant, "c2")
+
+
+async def test_idempotency_key_with_another_body_conflicts(store: Store, tenant: str) -> None:
+    """The same Idempotency-Key with another body hash raises IdempotencyConflict."""
+    await store.enqueue(tenant, contact("c1", idempotency=("k1", "h1")), T0)
+    with pytest.raises(IdempotencyConflict) as err:
+        await store.enqueue(tenant, contact("c2", idempotency=("k1", "h2")), T0 + 1)
+    assert isinstance(err.value, Conflict)
+    assert err.value.ids == {"contact": "c2"}
+    (snap,) = await store.queue_snapshot(tenant, ["q1"], T0 + 1)
+    assert snap.waiting == 1
