@@ -30,7 +30,6 @@ import asyncio
 import gc
 import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -40,13 +39,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
 
 from redis.asyncio import Redis
 
+from benchmarks.machine import machine_info
 from queues.contract import AgentSpec, NewContact, Step, Store
 from queues.embedded import EmbeddedRedis, find_redis_server, server_version
 from queues.keys import tenant_prefix
@@ -371,28 +370,7 @@ def targets(rows: list[Row], largest: Case) -> dict[str, Any]:
 
 
 def machine(binary: str) -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    packages = {}
-    for name in PACKAGES:
-        try:
-            packages[name] = version(name)
-        except PackageNotFoundError:
-            packages[name] = "absent"
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "redis_server": server_version(binary),
-        "packages": packages,
-    }
+    return {**machine_info(PACKAGES), "redis_server": server_version(binary)}
 
 
 HEADER = (

@@ -27,6 +27,7 @@ from router.auth import Principal
 from router.customers import Thread
 from router.problems import Problem, from_store, from_validation
 from router.service import Created
+from router.ws import error_message
 
 log = structlog.get_logger("switchboard.channels")
 POSITION_PUSH_SECONDS = 2.0
@@ -257,15 +258,15 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
                 else:
                     raise Problem(422, f"unknown message type {kind!r}")
             except orjson.JSONDecodeError:
-                reply = _ws_error(Problem(400, "malformed JSON"))
+                reply = error_message(Problem(400, "malformed JSON"))
             except AdapterError as exc:
-                reply = _ws_error(_adapter_problem(exc))
+                reply = error_message(_adapter_problem(exc))
             except IdentityError as exc:
-                reply = _ws_error(Problem(422, str(exc)))
+                reply = error_message(Problem(422, str(exc)))
             except Problem as exc:
-                reply = _ws_error(exc)
+                reply = error_message(exc)
             except SwitchboardError as exc:
-                reply = _ws_error(from_store(exc))
+                reply = error_message(from_store(exc))
             if ref is not None:
                 reply["ref"] = ref
             await sock.send(reply)
@@ -274,14 +275,6 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         sock.close()
         request.app[k.SOCKETS].discard(ws)
     return ws
-
-
-def _ws_error(problem: Problem) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "error", "title": problem.title, "detail": problem.detail}
-    out["status"] = problem.status
-    if problem.errors:
-        out["errors"] = problem.errors
-    return out
 
 
 CHANNEL_ROUTES: list[Route] = [

@@ -34,7 +34,8 @@ async def _send(ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
         await ws.send_str(orjson.dumps(message).decode())
 
 
-def _error(problem: Problem, ref: Any) -> dict[str, Any]:
+def error_message(problem: Problem, ref: Any = None) -> dict[str, Any]:
+    """A problem as a websocket ``error`` message (agent and chat sockets alike)."""
     out: dict[str, Any] = {"type": "error", "title": problem.title, "detail": problem.detail}
     out["status"] = problem.status
     if problem.errors:
@@ -125,13 +126,13 @@ async def agent_socket(
                 ref = data.get("ref")
                 reply = await _handle(request, principal, agent_id, data)
             except orjson.JSONDecodeError:
-                reply = _error(Problem(400, "malformed JSON"), None)
+                reply = error_message(Problem(400, "malformed JSON"), None)
             except Problem as exc:
-                reply = _error(exc, ref)
+                reply = error_message(exc, ref)
             except ValidationError as exc:
-                reply = _error(from_validation(exc, ()), ref)
+                reply = error_message(from_validation(exc, ()), ref)
             except SwitchboardError as exc:
-                reply = _error(from_store(exc), ref)
+                reply = error_message(from_store(exc), ref)
             if reply is not None:
                 if ref is not None:
                     reply.setdefault("ref", ref)
