@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -27,7 +28,7 @@ from router.auth import Principal
 from router.customers import Thread
 from router.problems import Problem, from_store, from_validation
 from router.service import Created
-from router.ws import error_message
+from router.ws import error_message, parse_message
 
 log = structlog.get_logger("switchboard.channels")
 POSITION_PUSH_SECONDS = 2.0
@@ -81,22 +82,24 @@ async def _json_payload(request: web.Request) -> Any:
         raise Problem(400, f"malformed JSON: {exc}", kind="malformed-json") from None
 
 
-async def voice_call(request: web.Request) -> web.StreamResponse:
+async def _json_adapter(
+    request: web.Request, adapter: Callable[[Any], Inbound]
+) -> web.StreamResponse:
+    """A JSON webhook: authorise, adapt the native payload, then route it as a contact."""
     who = await principal(request, GATEWAY)
     try:
-        inbound = voice.from_webhook(await _json_payload(request))
+        inbound = adapter(await _json_payload(request))
     except AdapterError as exc:
         raise _adapter_problem(exc) from None
     return _reply(await ingest(request, who, inbound))
+
+
+async def voice_call(request: web.Request) -> web.StreamResponse:
+    return await _json_adapter(request, voice.from_webhook)
 
 
 async def sms_message(request: web.Request) -> web.StreamResponse:
-    who = await principal(request, GATEWAY)
-    try:
-        inbound = sms.from_webhook(await _json_payload(request))
-    except AdapterError as exc:
-        raise _adapter_problem(exc) from None
-    return _reply(await ingest(request, who, inbound))
+    return await _json_adapter(request, sms.from_webhook)
 
 
 async def email_message(request: web.Request) -> web.StreamResponse:
@@ -246,9 +249,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
                 continue
             ref = None
             try:
-                data = orjson.loads(msg.data)
-                if not isinstance(data, dict):
-                    raise Problem(400, "a message is a JSON object with a `type`")
+                data = parse_message(msg.data)
                 ref = data.get("ref")
                 kind = data.get("type")
                 if kind == "start":

@@ -34,6 +34,14 @@ async def _send(ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
         await ws.send_str(orjson.dumps(message).decode())
 
 
+def parse_message(raw: str) -> dict[str, Any]:
+    """A client message: a JSON object (raises JSONDecodeError or a 400 Problem)."""
+    data = orjson.loads(raw)
+    if not isinstance(data, dict):
+        raise Problem(400, "a message is a JSON object with a `type`")
+    return data
+
+
 def error_message(problem: Problem, ref: Any = None) -> dict[str, Any]:
     """A problem as a websocket ``error`` message (agent and chat sockets alike)."""
     out: dict[str, Any] = {"type": "error", "title": problem.title, "detail": problem.detail}
@@ -120,9 +128,7 @@ async def agent_socket(
                 continue
             ref = None
             try:
-                data = orjson.loads(msg.data)
-                if not isinstance(data, dict):
-                    raise Problem(400, "a message is a JSON object with a `type`")
+                data = parse_message(msg.data)
                 ref = data.get("ref")
                 reply = await _handle(request, principal, agent_id, data)
             except orjson.JSONDecodeError:
