@@ -176,8 +176,9 @@ def _dict(value: Any) -> dict[str, Any]:
 def unpack(reply: list[Any], **ids: str) -> tuple[Any, list[Event]]:
     """Raise for an error code, else return (payload, events)."""
     code, payload, events = reply
-    raise_for(code, **ids)
-    return payload, _list(events)
+    if code:
+        raise_for(code, **ids)
+    return payload, events if type(events) is list else _list(events)
 
 
 def contact_state(raw: dict[str, Any]) -> ContactState:
@@ -201,7 +202,7 @@ def contact_state(raw: dict[str, Any]) -> ContactState:
 def agent_state(agent_id: str, raw: dict[str, Any]) -> AgentState:
     return AgentState(
         id=agent_id,
-        doc=json.loads(raw["doc"]),
+        doc=json.loads(doc) if isinstance(doc := raw["doc"], str) else doc,
         state=raw["st"],
         capacity=_dict(raw["cap"]),
         load=_dict(raw["load"]),

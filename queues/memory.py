@@ -29,17 +29,22 @@ from queues.contract import (
     Outcome,
     PendingOffer,
     QueueSnapshot,
+    Step,
     Store,
     TimerClaim,
 )
 from queues.errors import Code
-from queues.zset import ZSet
+from queues.zset import MinSet, ZSet
 
 Reply = list[Any]
+_NO_VIEW: dict[str, Any] = {}
 
 
 class _Agent:
-    __slots__ = ("cap", "declined", "doc", "excl", "id", "idle", "load", "offers", "qs", "st")
+    __slots__ = (
+        "cap", "declined", "doc", "excl", "id", "idle", "lb", "listed", "load", "offers", "parsed",
+        "qs", "st",
+    )  # fmt: skip
 
     def __init__(self, aid: str, now: int) -> None:
         self.id = aid
@@ -52,12 +57,16 @@ class _Agent:
         self.doc = "{}"
         self.offers: set[str] = set()
         self.declined: set[str] = set()
+        # channel -> (idle, load %) of the scores it is listed with in its queues' free sets
+        self.listed: dict[str, tuple[int, int]] = {}
+        self.lb = False  # in some least-busy queue: its scores depend on its load
+        self.parsed: dict[str, Any] | None = None
 
 
 class _Contact:
     __slots__ = (
         "agent", "ans", "cb", "cc", "ch", "cust", "decl", "disp", "doc", "ended", "enq", "hold",
-        "id", "key", "ot", "queue", "res", "slt", "st", "step", "steps", "view",
+        "id", "key", "ot", "parsed", "queue", "res", "slt", "st", "step", "steps", "view",
     )  # fmt: skip
 
     def __init__(self, new: NewContact, now: int) -> None:
@@ -69,7 +78,7 @@ class _Contact:
         self.key = new.sort_key_ms
         self.enq = now
         self.step = 0
-        self.steps = [s.wire() for s in new.steps]
+        self.steps = new.steps
         self.ot = new.offer_timeouts_ms
         self.slt = new.sl_threshold_ms
         self.cust = new.customer_id
@@ -83,6 +92,7 @@ class _Contact:
         self.ans = 0
         self.ended = 0
         self.cb = ""
+        self.parsed: dict[str, Any] | None = None
 
 
 class _Reservation:
@@ -99,10 +109,19 @@ def _zset(table: dict[Any, ZSet], key: Any) -> ZSet:
     return z
 
 
+def _minset(table: dict[Any, MinSet], key: Any) -> MinSet:
+    z = table.get(key)
+    if z is None:
+        z = table[key] = MinSet()
+    return z
+
+
 class TenantCore:
     """One tenant's contacts, agents, queues and timers, with the scripts as methods."""
 
-    def __init__(self) -> None:
+    def __init__(self, views: bool = True) -> None:
+        # views=False: replies carry no contact view (the simulator reads the records instead)
+        self.views = views
         self.seq = 0
         self.contacts: dict[str, _Contact] = {}
         self.agents: dict[str, _Agent] = {}
@@ -110,14 +129,16 @@ class TenantCore:
         self.idempotency: dict[str, tuple[str, str, int]] = {}
         self.queue_waiting: dict[tuple[str, str], ZSet] = {}
         self.agent_waiting: dict[tuple[str, str], ZSet] = {}
-        self.queue_free: dict[tuple[str, str], ZSet] = {}
-        self.queue_age: dict[str, ZSet] = {}
+        self.queue_free: dict[tuple[str, str], MinSet] = {}
+        self.queue_age: dict[str, MinSet] = {}
         self.queue_members: dict[str, set[str]] = {}
         self.queue_staffed: dict[str, set[str]] = {}
         self.queue_available: dict[str, set[str]] = {}
         self.stats: dict[tuple[str, int], dict[str, int]] = {}
+        self.stats_day = -1
+        self.day_stats: dict[str, dict[str, int]] = {}  # today's entries of ``stats``
         self.history: dict[str, list[str]] = {}
-        self.timers = ZSet()
+        self.timers = MinSet()
         self.ev: list[c_.Event] = []
 
     # -------------------------------------------------------------------------- lib.lua
@@ -135,42 +156,67 @@ class TenantCore:
     def can_take(self, ag: _Agent, ch: str) -> bool:
         if ag.st != "available":
             return False
-        if ag.load.get(ch, 0) >= ag.cap.get(ch, 0):
+        load = ag.load
+        if load.get(ch, 0) >= ag.cap.get(ch, 0):
             return False
-        return all(ag.load.get(x, 0) <= 0 for x in ag.excl)
+        return not any(load.get(x, 0) > 0 for x in ag.excl)
 
     def agent_score(self, ag: _Agent, strategy: str, level: float) -> float:
         if strategy == "most_skilled":
             return ag.idle - level * 1e13
         if strategy == "least_busy":
-            used, total = 0, 0
-            for ch, n in ag.cap.items():
-                total += n
-                used += ag.load.get(ch, 0)
-            pct = 0
-            if total > 0:
-                pct = math.floor(used * 100 / total)
-            return ag.idle + pct * 1e13
+            return ag.idle + self.busy_pct(ag) * 1e13
         return ag.idle
 
     def refresh_free(self, ag: _Agent) -> None:
-        for q, strategy, level in ag.qs:
-            for ch in ag.cap:
-                if self.can_take(ag, ch):
-                    _zset(self.queue_free, (q, ch)).add(
-                        ag.id, self.agent_score(ag, strategy, level)
-                    )
-                else:
-                    z = self.queue_free.get((q, ch))
+        """List ``ag`` in the free sets of its queues for each channel it can take, or unlist it.
+
+        ``ag.listed`` remembers what each channel is listed with, so a call that would write
+        the same scores again (or remove what is not there) touches no set.
+        """
+        free, load, aid, listed = self.queue_free, ag.load, ag.id, ag.listed
+        ready = ag.st == "available"
+        if ready:
+            for x in ag.excl:
+                if load.get(x, 0) > 0:
+                    ready = False
+                    break
+        key: tuple[int, int] | None = None
+        for ch, cap in ag.cap.items():
+            if ready and load.get(ch, 0) < cap:
+                if key is None:
+                    key = (ag.idle, self.busy_pct(ag) if ag.lb else 0)
+                if listed.get(ch) == key:
+                    continue
+                listed[ch] = key
+                for q, strategy, level in ag.qs:
+                    if strategy == "longest_idle":
+                        score = float(ag.idle)
+                    else:
+                        score = self.agent_score(ag, strategy, level)
+                    _minset(free, (q, ch)).add(aid, score)
+            elif listed.pop(ch, None) is not None:
+                for q, _, _ in ag.qs:
+                    z = free.get((q, ch))
                     if z is not None:
-                        z.remove(ag.id)
+                        z.remove(aid)
+
+    def busy_pct(self, ag: _Agent) -> int:
+        used, total = 0, 0
+        for ch, n in ag.cap.items():
+            total += n
+            used += ag.load.get(ch, 0)
+        return math.floor(used * 100 / total) if total > 0 else 0
 
     def agent_out(self, aid: str) -> dict[str, Any] | None:
         ag = self.agents.get(aid)
         if ag is None:
             return None
+        doc = ag.parsed
+        if doc is None:
+            doc = ag.parsed = json.loads(ag.doc)
         return {
-            "doc": ag.doc,
+            "doc": doc,
             "st": ag.st,
             "cap": dict(ag.cap),
             "load": dict(ag.load),
@@ -179,39 +225,41 @@ class TenantCore:
         }
 
     def emit_state(self, ag: _Agent) -> None:
-        self.emit({"t": "state", "a": ag.id, "s": ag.st, "l": dict(ag.load)})
+        self.ev.append({"t": "state", "a": ag.id, "s": ag.st, "l": dict(ag.load)})
 
-    def current_step(self, c: _Contact) -> dict[str, Any]:
+    def current_step(self, c: _Contact) -> Step:
         return c.steps[c.step]
 
     def add_waiting(self, c: _Contact) -> None:
-        s = self.current_step(c)
-        for aid in s["a"]:
-            _zset(self.agent_waiting, (aid, c.cc)).add(c.id, c.key)
-        for q in s["q"]:
-            _zset(self.queue_waiting, (q, c.cc)).add(c.id, c.key)
-            _zset(self.queue_age, q).add(c.id, c.enq)
+        s = c.steps[c.step]
+        cid, cc = c.id, c.cc
+        for aid in s.agents:
+            _zset(self.agent_waiting, (aid, cc)).add(cid, c.key)
+        for q in s.queues:
+            _zset(self.queue_waiting, (q, cc)).add(cid, c.key)
+            _minset(self.queue_age, q).add(cid, c.enq)
 
     def remove_waiting(self, c: _Contact) -> None:
-        s = self.current_step(c)
-        for aid in s["a"]:
-            z = self.agent_waiting.get((aid, c.cc))
+        s = c.steps[c.step]
+        cid, cc = c.id, c.cc
+        for aid in s.agents:
+            z = self.agent_waiting.get((aid, cc))
             if z is not None:
-                z.remove(c.id)
-        for q in s["q"]:
-            z = self.queue_waiting.get((q, c.cc))
+                z.remove(cid)
+        for q in s.queues:
+            z = self.queue_waiting.get((q, cc))
             if z is not None:
-                z.remove(c.id)
-            z = self.queue_age.get(q)
-            if z is not None:
-                z.remove(c.id)
+                z.remove(cid)
+            a = self.queue_age.get(q)
+            if a is not None:
+                a.remove(cid)
 
     def position(self, c: _Contact) -> int:
-        s = self.current_step(c)
-        if s["q"]:
-            z = _zset(self.queue_waiting, (s["q"][0], c.cc))
-        elif s["a"]:
-            z = _zset(self.agent_waiting, (s["a"][0], c.cc))
+        s = c.steps[c.step]
+        if s.queues:
+            z = _zset(self.queue_waiting, (s.queues[0], c.cc))
+        elif s.agents:
+            z = _zset(self.agent_waiting, (s.agents[0], c.cc))
         else:
             return 1
         rank = z.rank(c.id)
@@ -220,16 +268,37 @@ class TenantCore:
         return z.count_upto(c.key) + 1
 
     def count(self, queue: str, now: int, field: str, by: int = 1) -> None:
-        if queue != "":
-            stats = self.stats.setdefault((queue, now // 86400000), {})
-            stats[field] = stats.get(field, 0) + by
+        stats = self.counters(queue, now)
+        stats[field] = stats.get(field, 0) + by
+
+    def counters(self, queue: str, now: int) -> dict[str, int]:
+        """Today's counters of ``queue``; a throwaway dict for no queue (lib.lua ``count``)."""
+        if queue == "":
+            return {}
+        day = now // 86400000
+        if day != self.stats_day:
+            self.stats_day, self.day_stats = day, {}
+        stats = self.day_stats.get(queue)
+        if stats is None:
+            stats = self.stats.get((queue, day))
+            if stats is None:
+                stats = self.stats[(queue, day)] = {}
+            self.day_stats[queue] = stats
+        return stats
 
     def contact_out(self, cid: str) -> dict[str, Any] | None:
         c = self.contacts.get(cid)
-        if c is None:
-            return None
+        return None if c is None else self.contact_view(c)
+
+    def contact_view(self, c: _Contact) -> dict[str, Any]:
+        if not self.views:
+            return _NO_VIEW
+        # The document goes out parsed (once per contact): the decoders take either form.
+        doc = c.parsed
+        if doc is None:
+            doc = c.parsed = json.loads(c.doc)
         out = {
-            "doc": c.doc,
+            "doc": doc,
             "st": c.st,
             "ch": c.ch,
             "queue": c.queue,
@@ -241,74 +310,80 @@ class TenantCore:
         }
         if c.st == "queued":
             out["pos"] = self.position(c)
-            s = self.current_step(c)
+            s = c.steps[c.step]
             staffed = 0
-            for q in s["q"]:
+            for q in s.queues:
                 staffed = max(staffed, len(self.queue_staffed.get(q, ())))
-            for aid in s["a"]:
+            for aid in s.agents:
                 ag = self.agents.get(aid)
                 if ag is not None and ag.st != "offline":
                     staffed += 1
             out["staffed"] = staffed
         return out
 
-    def reserve(self, c: _Contact, ag: _Agent, queue: str, now: int) -> None:
+    def reserve(self, c: _Contact, ag: _Agent, queue: str, now: int, waiting: bool = True) -> None:
         self.seq += 1
         rid = f"r{self.seq}"
-        self.remove_waiting(c)
-        exp = now + (c.ot[queue] if queue in c.ot else c.ot[""])
+        if waiting:
+            self.remove_waiting(c)
+        ot = c.ot
+        exp = now + (ot[queue] if queue in ot else ot[""])
         if queue != "":
             c.queue = queue
         c.st, c.agent, c.res = "offered", ag.id, rid
         self.reservations[rid] = _Reservation(c.id, ag.id, exp, queue)
         ag.offers.add(rid)
         ag.load[c.cc] = ag.load.get(c.cc, 0) + 1
-        self.save_agent_load(ag)
         self.refresh_free(ag)
         self.timers.add("o|" + rid, exp)
-        self.emit({"t": "offer", "a": ag.id, "r": rid, "c": c.id, "x": exp, "q": queue})
+        self.ev.append({"t": "offer", "a": ag.id, "r": rid, "c": c.id, "x": exp, "q": queue})
 
-    def match_contact(self, c: _Contact, now: int) -> bool:
-        s = self.current_step(c)
-        declined = set(c.decl)
-        for aid in s["a"]:
-            if aid not in declined:
+    def match_contact(self, c: _Contact, now: int, waiting: bool = True) -> bool:
+        """Reserve the best free agent for ``c``; ``waiting``: c is in its waiting sets."""
+        s = c.steps[c.step]
+        decl = c.decl
+        for aid in s.agents:
+            if aid not in decl:
                 ag = self.agents.get(aid)
                 if ag is not None and self.can_take(ag, c.cc):
-                    self.reserve(c, ag, "", now)
+                    self.reserve(c, ag, "", now, waiting)
                     return True
-        for q in s["q"]:
-            z = self.queue_free.get((q, c.cc))
+        free = self.queue_free
+        for q in s.queues:
+            z = free.get((q, c.cc))
             if z is None:
                 continue
-            for _, aid in z.head(len(c.decl) + 1):
-                if aid not in declined:
-                    self.reserve(c, self.agents[aid], q, now)
+            for _, aid in z.head(len(decl) + 1):
+                if aid not in decl:
+                    self.reserve(c, self.agents[aid], q, now, waiting)
                     return True
         return False
 
     def match_agent(self, ag: _Agent, now: int) -> None:
-        ndecl = len(ag.declined)
+        declined = ag.declined
+        ndecl = len(declined)
         while True:
             best: str | None = None
             best_key = 0.0
             best_queue = ""
-
-            def consider(z: ZSet | None, queue: str) -> None:
-                nonlocal best, best_key, best_queue
-                if z is None:
-                    return
-                for score, cid in z.head(ndecl + 1):
-                    if ndecl == 0 or cid not in ag.declined:
-                        if best is None or score < best_key or (score == best_key and cid < best):
-                            best, best_key, best_queue = cid, score, queue
-                        return
-
             for ch in ag.cap:
-                if self.can_take(ag, ch):
-                    consider(self.agent_waiting.get((ag.id, ch)), "")
-                    for q, _, _ in ag.qs:
-                        consider(self.queue_waiting.get((q, ch)), q)
+                if not self.can_take(ag, ch):
+                    continue
+                sources: list[tuple[ZSet | None, str]] = [(self.agent_waiting.get((ag.id, ch)), "")]
+                for q, _, _ in ag.qs:
+                    sources.append((self.queue_waiting.get((q, ch)), q))
+                for z, queue in sources:
+                    if not z:
+                        continue
+                    for score, cid in z.head(ndecl + 1):
+                        if ndecl == 0 or cid not in declined:
+                            if (
+                                best is None
+                                or score < best_key
+                                or (score == best_key and cid < best)
+                            ):
+                                best, best_key, best_queue = cid, score, queue
+                            break
             if best is None:
                 return
             self.reserve(self.contacts[best], ag, best_queue, now)
@@ -350,15 +425,23 @@ class TenantCore:
 
     def set_agent_state_sets(self, ag: _Agent, state: str) -> None:
         ag.st = state
+        staffed_sets, available_sets, aid = self.queue_staffed, self.queue_available, ag.id
+        staffed, available = state != "offline", state == "available"
         for q, _, _ in ag.qs:
-            if state == "offline":
-                self.queue_staffed.setdefault(q, set()).discard(ag.id)
+            members = staffed_sets.get(q)
+            if members is None:
+                members = staffed_sets[q] = set()
+            if staffed:
+                members.add(aid)
             else:
-                self.queue_staffed.setdefault(q, set()).add(ag.id)
-            if state == "available":
-                self.queue_available.setdefault(q, set()).add(ag.id)
+                members.discard(aid)
+            members = available_sets.get(q)
+            if members is None:
+                members = available_sets[q] = set()
+            if available:
+                members.add(aid)
             else:
-                self.queue_available.setdefault(q, set()).discard(ag.id)
+                members.discard(aid)
 
     def close_contact(self, c: _Contact, now: int) -> None:
         c.st, c.ended = "completed", now
@@ -366,10 +449,9 @@ class TenantCore:
         self.forget_declines(c)
         ag = self.agents[c.agent]
         self.release_capacity(ag, c.cc, now)
-        self.save_agent_load(ag)
-        self.refresh_free(ag)
         self.emit_state(ag)
         self.match_agent(ag, now)
+        self.refresh_free(ag)  # after matching: what it reserved is listed once
 
     # -------------------------------------------------------------------------- scripts
 
@@ -389,16 +471,20 @@ class TenantCore:
         c = _Contact(new, now)
         self.contacts[c.id] = c
         if c.cust != "":
-            hist = self.history.setdefault(c.cust, [])
+            hist = self.history.get(c.cust)
+            if hist is None:
+                hist = self.history[c.cust] = []
             hist.insert(0, c.id)
-            del hist[new.history_length :]
+            if len(hist) > new.history_length:
+                del hist[new.history_length :]
         self.count(c.queue, now, "offered")
-        first_step = self.current_step(c)
-        if first_step["t"] > 0:
-            self.set_timer(now + first_step["t"], self.step_timer(c))
-        self.add_waiting(c)
-        self.match_contact(c, now)
-        return self.finish(Code.OK, {"replay": False, "contact": self.contact_out(c.id)})
+        first_step = c.steps[0]
+        if first_step.timeout_ms > 0:
+            self.set_timer(now + first_step.timeout_ms, f"s|{c.id}|0")
+        # Matched at once, it never joins the waiting sets; otherwise it waits there.
+        if not self.match_contact(c, now, waiting=False):
+            self.add_waiting(c)
+        return self.finish(Code.OK, {"replay": False, "contact": self.contact_view(c)})
 
     def _check_reservation(self, rid: str, aid: str, now: int) -> Code:
         r = self.reservations.get(rid)
@@ -420,19 +506,23 @@ class TenantCore:
         c = self.contacts[r.c]
         r.st = "accepted"
         self.agents[r.a].offers.discard(rid)
-        self.timers.remove("o|" + rid)
-        self.timers.remove(self.step_timer(c))
-        self.forget_declines(c)
-        c.st, c.ans, c.decl = "assigned", now, []
+        timers = self.timers
+        timers.remove("o|" + rid)
+        timers.remove(f"s|{c.id}|{c.step}")
+        if c.decl:
+            self.forget_declines(c)
+            c.decl = []
+        c.st, c.ans = "assigned", now
         wait = now - c.enq
         within = wait <= c.slt
-        self.count(c.queue, now, "answered")
-        self.count(c.queue, now, "wait_ms", wait)
+        stats = self.counters(c.queue, now)
+        stats["answered"] = stats.get("answered", 0) + 1
+        stats["wait_ms"] = stats.get("wait_ms", 0) + wait
         if within:
-            self.count(c.queue, now, "answered_sl")
-        self.emit({"t": "assigned", "a": r.a, "r": rid, "c": c.id})
+            stats["answered_sl"] = stats.get("answered_sl", 0) + 1
+        self.ev.append({"t": "assigned", "a": r.a, "r": rid, "c": c.id})
         return self.finish(
-            Code.OK, {"contact": self.contact_out(c.id), "wait": wait, "within": within}
+            Code.OK, {"contact": self.contact_view(c), "wait": wait, "within": within}
         )
 
     def reject_reservation(self, rid: str, aid: str, now: int) -> Reply:
@@ -509,8 +599,9 @@ class TenantCore:
         if aid != "" and c.agent != aid:
             return self.finish(Code.NOT_YOUR_CONTACT)
         handle = now - c.ans
-        self.count(c.queue, now, "handled")
-        self.count(c.queue, now, "handle_ms", handle)
+        stats = self.counters(c.queue, now)
+        stats["handled"] = stats.get("handled", 0) + 1
+        stats["handle_ms"] = stats.get("handle_ms", 0) + handle
         c.disp = disp
         if wrap > 0:
             c.st = "wrapping"
@@ -519,7 +610,7 @@ class TenantCore:
         else:
             self.close_contact(c, now)
             self.emit({"t": "contact", "c": cid, "s": "completed"})
-        return self.finish(Code.OK, {"contact": self.contact_out(cid), "handle": handle})
+        return self.finish(Code.OK, {"contact": self.contact_view(c), "handle": handle})
 
     def end_wrapup(self, cid: str, now: int) -> Reply:
         self.timers.remove("w|" + cid)
@@ -545,10 +636,10 @@ class TenantCore:
             self.remove_waiting(c)
         c.step += 1
         s = self.current_step(c)
-        if s["q"]:
-            c.queue = s["q"][0]
-        if s["t"] > 0:
-            self.set_timer(now + s["t"], self.step_timer(c))
+        if s.queues:
+            c.queue = s.queues[0]
+        if s.timeout_ms > 0:
+            self.set_timer(now + s.timeout_ms, self.step_timer(c))
         if waiting:
             self.add_waiting(c)
             self.match_contact(c, now)
@@ -601,14 +692,15 @@ class TenantCore:
         self.set_agent_state_sets(ag, state)
         if state == "available":
             ag.idle = now
-        self.save_agent_load(ag)
+            self.emit_state(ag)
+            self.match_agent(ag, now)
+            self.refresh_free(ag)  # after matching: what it reserved is listed once
+            return self.finish(Code.OK, {"agent": self.agent_out(aid), "changed": True})
         self.refresh_free(ag)
         self.emit_state(ag)
         # best first: each agent must receive the best contact it may take
         for c in sorted(requeued, key=lambda c: (c.key, c.id)):
             self.match_contact(c, now)
-        if state == "available":
-            self.match_agent(ag, now)
         return self.finish(Code.OK, {"agent": self.agent_out(aid), "changed": True})
 
     def upsert_agent(self, spec: AgentSpec, now: int) -> Reply:
@@ -627,8 +719,11 @@ class TenantCore:
                     table.setdefault(q, set()).discard(ag.id)
         ag.cap = dict(spec.capacity)
         ag.qs = [(q, s, float(level)) for q, s, level in spec.memberships]
+        ag.lb = any(s == "least_busy" for _, s, _ in ag.qs)
         ag.excl = list(spec.exclusive)
         ag.doc = spec.doc
+        ag.parsed = None
+        ag.listed = {}  # unlisted everywhere above
         for q, _, _ in ag.qs:
             self.queue_members.setdefault(q, set()).add(ag.id)
         self.set_agent_state_sets(ag, ag.st)
@@ -663,7 +758,8 @@ class TenantCore:
             waiting = 0
             for ch in channels:
                 waiting += len(self.queue_waiting.get((q, ch), ()))
-            first = _zset(self.queue_age, q).first()
+            age = self.queue_age.get(q)
+            first = None if age is None else age.first()
             out.append(
                 {
                     "name": q,

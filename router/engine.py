@@ -172,6 +172,11 @@ class Engine:
             ctx.add_variable("now", datetime.fromtimestamp(now_ms / 1000, UTC))
         return ctx
 
+    @property
+    def reads_clock(self) -> bool:
+        """Whether a rule reads ``now``; if not, a decision depends on its inputs only."""
+        return self._projection.uses("now")
+
     def decide(
         self,
         contact: Mapping[str, Any],

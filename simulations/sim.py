@@ -29,6 +29,7 @@ import numpy as np
 
 from queues.contract import Event
 from queues.memory import TenantCore
+from router.engine import Decision
 from simulations.distributions import Sampler
 from simulations.model import (
     ABANDONED,
@@ -76,8 +77,10 @@ def run_replication(
 class _Replication:
     def __init__(self, model: Model, seed: np.random.SeedSequence, progress: Progress | None):
         self.m, self.progress = model, progress
-        self.core = TenantCore()
+        self.core = TenantCore(views=False)  # replies without contact views: records are read
         self.engine = model.engine
+        self.decide_once = not model.engine.reads_clock
+        self.decided: dict[int, Decision] = {}
         streams, groups = model.streams, model.groups
         # Spawning advances a SeedSequence; a copy keeps this run independent of whatever was
         # spawned from ``seed`` before, so the same seed always means the same run.
@@ -168,7 +171,12 @@ class _Replication:
                     view = views[i]
                     break
         engine = self.engine
-        decision = engine.decide(view.contact, view.customer, now)
+        # A decision that does not read the clock is a pure function of the view: decided once.
+        decision = self.decided.get(id(view)) if self.decide_once else None
+        if decision is None:
+            decision = engine.decide(view.contact, view.customer, now)
+            if self.decide_once:
+                self.decided[id(view)] = decision
         new = engine.new_contact(cid, decision, source.channel, {"id": cid}, {}, now)
         rec = [
             now,
@@ -207,7 +215,7 @@ class _Replication:
         rec = self.contacts[n]
         agent = int(events[0]["a"][1:])
         rec[OUTCOME], rec[WAIT], rec[AGENT], rec[START] = ANSWERED, payload["wait"], agent, now
-        rec[QUEUE] = self.qindex[payload["contact"]["queue"]]
+        rec[QUEUE] = self.qindex[self.core.contacts[cid].queue]
         self.waiting -= 1
         self.unresolved -= 1
         self.wait_times.append(now)
@@ -249,7 +257,7 @@ class _Replication:
         if code != 0:
             return
         rec[OUTCOME], rec[WAIT] = ABANDONED, payload["wait"]
-        rec[QUEUE] = self.qindex[payload["contact"]["queue"]]
+        rec[QUEUE] = self.qindex[self.core.contacts[f"c{n}"].queue]
         self.waiting -= 1
         self.unresolved -= 1
         self.wait_times.append(now)

@@ -145,7 +145,7 @@ def may_take(ag: _Agent, c: _Contact) -> bool:
     if c.st != "queued" or c.hold != 0 or ag.id in c.decl or not free_for(ag, c.cc):
         return False
     step = c.steps[c.step]
-    return ag.id in step["a"] or any(q in step["q"] for q, _, _ in ag.qs)
+    return ag.id in step.agents or any(q in step.queues for q, _, _ in ag.qs)
 
 
 def rank(ag: _Agent, strategy: str, level: float) -> tuple[Any, ...]:
@@ -166,19 +166,19 @@ class CheckedCore(TenantCore):
         super().__init__()
         self.contact_side: _Contact | None = None
 
-    def match_contact(self, c: _Contact, now: int) -> bool:
+    def match_contact(self, c: _Contact, now: int, waiting: bool = True) -> bool:
         self.contact_side = c
         try:
-            return super().match_contact(c, now)
+            return super().match_contact(c, now, waiting)
         finally:
             self.contact_side = None
 
-    def reserve(self, c: _Contact, ag: _Agent, queue: str, now: int) -> None:
+    def reserve(self, c: _Contact, ag: _Agent, queue: str, now: int, waiting: bool = True) -> None:
         assert may_take(ag, c), f"{ag.id} offered {c.id} it may not take"
         takeable = [x for x in self.contacts.values() if may_take(ag, x)]
         best = min(takeable, key=lambda x: (x.key, x.id))
         assert best is c, f"{ag.id} offered {c.id} (key {c.key}), best is {best.id} ({best.key})"
-        step = c.steps[c.step]
+        step = c.steps[c.step].wire()
         if self.contact_side is c:
             assert (ag.id, queue) == self.best_agent(c), f"{c.id} not offered to its best agent"
         elif queue == "":
@@ -186,11 +186,11 @@ class CheckedCore(TenantCore):
         else:
             assert queue in step["q"]
             assert queue in [q for q, _, _ in ag.qs]
-        super().reserve(c, ag, queue, now)
+        super().reserve(c, ag, queue, now, waiting)
 
     def best_agent(self, c: _Contact) -> tuple[str, str] | None:
         """The first targeted agent free for it, else the top agent of its first staffed queue."""
-        step = c.steps[c.step]
+        step = c.steps[c.step].wire()
         for aid in step["a"]:
             ag = self.agents.get(aid)
             if ag is not None and aid not in c.decl and free_for(ag, c.cc):
@@ -232,7 +232,7 @@ def check_core(core: TenantCore) -> None:
     due = set(core.timers)
     for c in contacts.values():
         assert c.st in CONTACT_STATUSES
-        step = c.steps[c.step]
+        step = c.steps[c.step].wire()
         want: set[tuple[str, ...]] = set()
         if c.st == "queued" and c.hold == 0:
             want = {("q", q, c.cc) for q in step["q"]} | {("age", q) for q in step["q"]}
@@ -555,7 +555,7 @@ class StoreMachine(RuleBasedStateMachine):
             waiting = [
                 c
                 for c in core.contacts.values()
-                if c.st == "queued" and c.hold == 0 and snap.name in c.steps[c.step]["q"]
+                if c.st == "queued" and c.hold == 0 and snap.name in c.steps[c.step].queues
             ]
             assert snap.waiting == len(waiting)
             oldest = min((c.enq for c in waiting), default=None)
