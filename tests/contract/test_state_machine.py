@@ -226,8 +226,8 @@ def check_core(core: TenantCore) -> None:
     for (aid, ch), z in core.agent_waiting.items():
         for cid in z:
             places[cid].add(("a", aid, ch))
-    for q, z in core.queue_age.items():
-        for cid in z:
+    for q, ages in core.queue_age.items():
+        for cid in ages:
             places[cid].add(("age", q))
     due = set(core.timers)
     for c in contacts.values():
@@ -283,13 +283,13 @@ def check_core(core: TenantCore) -> None:
             assert (ag.id in core.queue_available.get(q, set())) == available
         for c in contacts.values():
             assert not may_take(ag, c), f"{ag.id} is free for waiting {c.id} but idle"
-    for (q, ch), z in core.queue_free.items():
-        for aid in z:
+    for (q, ch), free in core.queue_free.items():
+        for aid in free:
             ag = agents[aid]
             levels = [(s, lvl) for mq, s, lvl in ag.qs if mq == q]
             assert levels, f"{aid} free in {q}, not a member"
             assert free_for(ag, ch), f"{aid} wrongly free in {q}/{ch}"
-            assert z.score(aid) == core.agent_score(ag, *levels[0])
+            assert free.score(aid) == core.agent_score(ag, *levels[0])
     for ag in agents.values():
         for q, _, _ in ag.qs:
             for ch in ag.cap:
