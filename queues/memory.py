@@ -42,8 +42,8 @@ _NO_VIEW: dict[str, Any] = {}
 
 class _Agent:
     __slots__ = (
-        "cap", "declined", "doc", "excl", "id", "idle", "lb", "listed", "load", "offers", "parsed",
-        "qs", "st",
+        "cap", "declined", "doc", "excl", "id", "idle", "lb", "lines", "listed", "load", "offers",
+        "parsed", "qs", "st",
     )  # fmt: skip
 
     def __init__(self, aid: str, now: int) -> None:
@@ -60,6 +60,7 @@ class _Agent:
         # channel -> (idle, load %) of the scores it is listed with in its queues' free sets
         self.listed: dict[str, tuple[int, int]] = {}
         self.lb = False  # in some least-busy queue: its scores depend on its load
+        self.lines: list[str] = [""]  # where it takes contacts from: "" (its own line), queues
         self.parsed: dict[str, Any] | None = None
 
 
@@ -150,6 +151,11 @@ class TenantCore:
         ev, self.ev = self.ev, []
         return [int(code), payload if payload is not None else False, ev]
 
+    def ok(self, payload: Any) -> Reply:
+        """``finish(Code.OK, payload)`` for a payload that is never None."""
+        ev, self.ev = self.ev, []
+        return [0, payload, ev]
+
     def save_agent_load(self, ag: _Agent) -> None:
         pass  # the agent object is the stored state
 
@@ -159,7 +165,10 @@ class TenantCore:
         load = ag.load
         if load.get(ch, 0) >= ag.cap.get(ch, 0):
             return False
-        return not any(load.get(x, 0) > 0 for x in ag.excl)
+        for x in ag.excl:  # noqa: SIM110 (a loop is cheaper than any() on this hot path)
+            if load.get(x, 0) > 0:
+                return False
+        return True
 
     def agent_score(self, ag: _Agent, strategy: str, level: float) -> float:
         if strategy == "most_skilled":
@@ -369,10 +378,11 @@ class TenantCore:
             for ch in ag.cap:
                 if not self.can_take(ag, ch):
                     continue
-                sources: list[tuple[ZSet | None, str]] = [(self.agent_waiting.get((ag.id, ch)), "")]
-                for q, _, _ in ag.qs:
-                    sources.append((self.queue_waiting.get((q, ch)), q))
-                for z, queue in sources:
+                for queue in ag.lines:
+                    if queue == "":
+                        z = self.agent_waiting.get((ag.id, ch))
+                    else:
+                        z = self.queue_waiting.get((queue, ch))
                     if not z:
                         continue
                     for score, cid in z.head(ndecl + 1):
@@ -446,7 +456,8 @@ class TenantCore:
     def close_contact(self, c: _Contact, now: int) -> None:
         c.st, c.ended = "completed", now
         c.view = None
-        self.forget_declines(c)
+        if c.decl:
+            self.forget_declines(c)
         ag = self.agents[c.agent]
         self.release_capacity(ag, c.cc, now)
         self.emit_state(ag)
@@ -462,7 +473,7 @@ class TenantCore:
             if prev is not None and prev[2] > now:
                 if prev[0] != new.idempotency_hash:
                     return self.finish(Code.IDEMPOTENCY_CONFLICT, {"c": prev[1]})
-                return self.finish(Code.OK, {"replay": True, "contact": self.contact_out(prev[1])})
+                return self.ok({"replay": True, "contact": self.contact_out(prev[1])})
             self.idempotency[idem] = (
                 new.idempotency_hash,
                 new.id,
@@ -477,14 +488,15 @@ class TenantCore:
             hist.insert(0, c.id)
             if len(hist) > new.history_length:
                 del hist[new.history_length :]
-        self.count(c.queue, now, "offered")
+        stats = self.counters(c.queue, now)
+        stats["offered"] = stats.get("offered", 0) + 1
         first_step = c.steps[0]
         if first_step.timeout_ms > 0:
             self.set_timer(now + first_step.timeout_ms, f"s|{c.id}|0")
         # Matched at once, it never joins the waiting sets; otherwise it waits there.
         if not self.match_contact(c, now, waiting=False):
             self.add_waiting(c)
-        return self.finish(Code.OK, {"replay": False, "contact": self.contact_view(c)})
+        return self.ok({"replay": False, "contact": self.contact_view(c)})
 
     def _check_reservation(self, rid: str, aid: str, now: int) -> Code:
         r = self.reservations.get(rid)
@@ -508,7 +520,8 @@ class TenantCore:
         self.agents[r.a].offers.discard(rid)
         timers = self.timers
         timers.remove("o|" + rid)
-        timers.remove(f"s|{c.id}|{c.step}")
+        if c.steps[c.step].timeout_ms > 0:  # only a step with a timeout has a timer
+            timers.remove(f"s|{c.id}|{c.step}")
         if c.decl:
             self.forget_declines(c)
             c.decl = []
@@ -521,9 +534,7 @@ class TenantCore:
         if within:
             stats["answered_sl"] = stats.get("answered_sl", 0) + 1
         self.ev.append({"t": "assigned", "a": r.a, "r": rid, "c": c.id})
-        return self.finish(
-            Code.OK, {"contact": self.contact_view(c), "wait": wait, "within": within}
-        )
+        return self.ok({"contact": self.contact_view(c), "wait": wait, "within": within})
 
     def reject_reservation(self, rid: str, aid: str, now: int) -> Reply:
         code = self._check_reservation(rid, aid, now)
@@ -537,15 +548,15 @@ class TenantCore:
         self.refresh_free(ag)
         self.match_contact(c, now)
         self.match_agent(ag, now)
-        return self.finish(Code.OK, {"contact_id": c.id})
+        return self.ok({"contact_id": c.id})
 
     def timeout_offer(self, rid: str, now: int) -> Reply:
         r = self.reservations.get(rid)
         if r is None or r.st != "pending":
             self.timers.remove("o|" + rid)
-            return self.finish(Code.OK, {"fired": False})
+            return self.ok({"fired": False})
         if now < r.x:
-            return self.finish(Code.OK, {"fired": False})
+            return self.ok({"fired": False})
         c, ag = self.end_offer(rid, "timeout", now)
         self.set_agent_state_sets(ag, "away")
         self.save_agent_load(ag)
@@ -554,7 +565,7 @@ class TenantCore:
         self.emit_state(ag)
         self.requeue(c)
         self.match_contact(c, now)
-        return self.finish(Code.OK, {"fired": True, "contact_id": c.id, "agent_id": ag.id})
+        return self.ok({"fired": True, "contact_id": c.id, "agent_id": ag.id})
 
     def abandon_contact(self, cid: str, now: int) -> Reply:
         c = self.contacts.get(cid)
@@ -562,7 +573,7 @@ class TenantCore:
             return self.finish(Code.CONTACT_NOT_FOUND)
         if c.st == "abandoned":
             out = {"contact": self.contact_out(cid), "changed": False, "wait": 0, "short": False}
-            return self.finish(Code.OK, out)
+            return self.ok(out)
         ag = None
         if c.st == "offered":
             rid = c.res
@@ -588,7 +599,7 @@ class TenantCore:
         if ag is not None:
             self.match_agent(ag, now)
         out = {"contact": self.contact_out(cid), "changed": True, "wait": wait, "short": short}
-        return self.finish(Code.OK, out)
+        return self.ok(out)
 
     def complete_contact(self, cid: str, aid: str, wrap: int, disp: str, now: int) -> Reply:
         c = self.contacts.get(cid)
@@ -610,16 +621,16 @@ class TenantCore:
         else:
             self.close_contact(c, now)
             self.emit({"t": "contact", "c": cid, "s": "completed"})
-        return self.finish(Code.OK, {"contact": self.contact_view(c), "handle": handle})
+        return self.ok({"contact": self.contact_view(c), "handle": handle})
 
     def end_wrapup(self, cid: str, now: int) -> Reply:
         self.timers.remove("w|" + cid)
         c = self.contacts.get(cid)
         if c is None or c.st != "wrapping":
-            return self.finish(Code.OK, {"fired": False})
+            return self.ok({"fired": False})
         self.close_contact(c, now)
         self.emit({"t": "contact", "c": cid, "s": "completed"})
-        return self.finish(Code.OK, {"fired": True})
+        return self.ok({"fired": True})
 
     def advance_step(self, cid: str, idx: int, now: int) -> Reply:
         self.timers.remove(f"s|{cid}|{idx}")
@@ -630,7 +641,7 @@ class TenantCore:
             or (c.st != "queued" and c.st != "offered")
             or c.step + 1 >= len(c.steps)
         ):
-            return self.finish(Code.OK, {"fired": False, "step": -1})
+            return self.ok({"fired": False, "step": -1})
         waiting = c.st == "queued" and c.hold == 0
         if waiting:
             self.remove_waiting(c)
@@ -643,7 +654,7 @@ class TenantCore:
         if waiting:
             self.add_waiting(c)
             self.match_contact(c, now)
-        return self.finish(Code.OK, {"fired": True, "step": c.step})
+        return self.ok({"fired": True, "step": c.step})
 
     def request_callback(self, cid: str, number: str, not_before: int, now: int) -> Reply:
         c = self.contacts.get(cid)
@@ -662,26 +673,26 @@ class TenantCore:
             self.timers.remove("b|" + cid)
             self.add_waiting(c)
             self.match_contact(c, now)
-        return self.finish(Code.OK, {"contact": self.contact_out(cid)})
+        return self.ok({"contact": self.contact_out(cid)})
 
     def release_callback(self, cid: str, now: int) -> Reply:
         c = self.contacts.get(cid)
         if c is not None and c.st == "queued" and c.hold > now:
-            return self.finish(Code.OK, {"fired": False})
+            return self.ok({"fired": False})
         self.timers.remove("b|" + cid)
         if c is None or c.st != "queued" or c.hold == 0:
-            return self.finish(Code.OK, {"fired": False})
+            return self.ok({"fired": False})
         c.hold = 0
         self.add_waiting(c)
         self.match_contact(c, now)
-        return self.finish(Code.OK, {"fired": True})
+        return self.ok({"fired": True})
 
     def set_agent_state(self, aid: str, state: str, now: int) -> Reply:
         ag = self.agents.get(aid)
         if ag is None:
             return self.finish(Code.AGENT_NOT_FOUND)
         if ag.st == state:
-            return self.finish(Code.OK, {"agent": self.agent_out(aid), "changed": False})
+            return self.ok({"agent": self.agent_out(aid), "changed": False})
         requeued = []
         if state == "offline":
             for rid in sorted(ag.offers):
@@ -695,13 +706,13 @@ class TenantCore:
             self.emit_state(ag)
             self.match_agent(ag, now)
             self.refresh_free(ag)  # after matching: what it reserved is listed once
-            return self.finish(Code.OK, {"agent": self.agent_out(aid), "changed": True})
+            return self.ok({"agent": self.agent_out(aid), "changed": True})
         self.refresh_free(ag)
         self.emit_state(ag)
         # best first: each agent must receive the best contact it may take
         for c in sorted(requeued, key=lambda c: (c.key, c.id)):
             self.match_contact(c, now)
-        return self.finish(Code.OK, {"agent": self.agent_out(aid), "changed": True})
+        return self.ok({"agent": self.agent_out(aid), "changed": True})
 
     def upsert_agent(self, spec: AgentSpec, now: int) -> Reply:
         ag = self.agents.get(spec.id)
@@ -720,6 +731,7 @@ class TenantCore:
         ag.cap = dict(spec.capacity)
         ag.qs = [(q, s, float(level)) for q, s, level in spec.memberships]
         ag.lb = any(s == "least_busy" for _, s, _ in ag.qs)
+        ag.lines = ["", *(q for q, _, _ in ag.qs)]
         ag.excl = list(spec.exclusive)
         ag.doc = spec.doc
         ag.parsed = None
@@ -730,7 +742,7 @@ class TenantCore:
         self.refresh_free(ag)
         if ag.st == "available":
             self.match_agent(ag, now)
-        return self.finish(Code.OK, {"agent": self.agent_out(ag.id), "created": created})
+        return self.ok({"agent": self.agent_out(ag.id), "created": created})
 
     def claim_timers(self, now: int, limit: int, lease: int) -> Reply:
         due = self.timers.range_by_score(now, limit)
@@ -738,19 +750,19 @@ class TenantCore:
             self.timers.update_existing(member, now + lease)
         first = self.timers.first()
         next_due = -1 if first is None else first[0]
-        return self.finish(Code.OK, {"timers": due, "next": next_due})
+        return self.ok({"timers": due, "next": next_due})
 
     def contact_status(self, cid: str) -> Reply:
         out = self.contact_out(cid)
         if out is None:
             return self.finish(Code.CONTACT_NOT_FOUND)
-        return self.finish(Code.OK, {"contact": out})
+        return self.ok({"contact": out})
 
     def agent_status(self, aid: str) -> Reply:
         out = self.agent_out(aid)
         if out is None:
             return self.finish(Code.AGENT_NOT_FOUND)
-        return self.finish(Code.OK, {"agent": out})
+        return self.ok({"agent": out})
 
     def queue_snapshot(self, queues: list[str], channels: list[str], now: int) -> Reply:
         out = []
@@ -770,11 +782,11 @@ class TenantCore:
                     "stats": dict(self.stats.get((q, now // 86400000), {})),
                 }
             )
-        return self.finish(Code.OK, {"queues": out})
+        return self.ok({"queues": out})
 
     def list_agents(self) -> Reply:
         out = [[aid, ag.doc, json.dumps(ag.cap)] for aid, ag in sorted(self.agents.items())]
-        return self.finish(Code.OK, {"agents": out})
+        return self.ok({"agents": out})
 
     def agent_offers(self, aid: str) -> Reply:
         if aid not in self.agents:
@@ -785,7 +797,7 @@ class TenantCore:
             if r is not None and r.st == "pending":
                 view = self.contacts[r.c].view or "{}"
                 out.append({"r": rid, "c": r.c, "x": r.x, "q": r.q, "view": view})
-        return self.finish(Code.OK, {"offers": out})
+        return self.ok({"offers": out})
 
     def fire_timer(self, member: str, now: int) -> Reply:
         kind, args = c_.parse_timer(member)

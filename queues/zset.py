@@ -11,6 +11,7 @@ from sortedcontainers import SortedList
 # Members are ASCII ids (queues.keys.ID_PATTERN), so this sorts after every member.
 _MAX_MEMBER = "\U0010ffff"
 _NO_SCORE = float("nan")  # never equal to a score
+_INF = float("inf")
 
 
 class ZSet:
@@ -53,6 +54,8 @@ class ZSet:
 
     def head(self, n: int) -> list[tuple[float, str]]:
         """The first ``n`` (score, member) pairs, like ZRANGE 0 n-1 WITHSCORES."""
+        if n == 1:
+            return [self._sorted[0]] if self._scores else []
         return list(islice(self._sorted, n))
 
     def first(self) -> tuple[float, str] | None:
@@ -136,6 +139,16 @@ class MinSet:
     def first(self) -> tuple[float, str] | None:
         heap = self._clean()
         return heap[0] if heap else None
+
+    def lowest(self) -> float:
+        """The lowest score, or infinity when empty (``first`` without the tuple)."""
+        heap, scores = self._heap, self._scores
+        while heap:
+            score, member = heap[0]
+            if scores.get(member, _NO_SCORE) == score:
+                return score
+            heappop(heap)
+        return _INF
 
     def head(self, n: int) -> list[tuple[float, str]]:
         """The first ``n`` (score, member) pairs, like ZRANGE 0 n-1 WITHSCORES."""

@@ -127,11 +127,13 @@ def _is_number(text: str) -> bool:
 class Sampler:
     """Integer milliseconds from one distribution and one seeded generator, drawn in blocks."""
 
-    __slots__ = ("_buffer", "_dist", "_rng", "_values")
+    __slots__ = ("_buffer", "_dist", "_rng", "_values", "constant")
 
     def __init__(self, dist: Distribution, rng: np.random.Generator) -> None:
         self._dist = dist
         self._rng = rng
+        # a constant draws no random numbers: callers may read it instead of calling
+        self.constant = round(dist.seconds * 1000.0) if isinstance(dist, Constant) else None
         self._buffer: list[int] = []
         self._values = np.asarray(dist.values, dtype=float) if isinstance(dist, Empirical) else None
 

@@ -51,6 +51,7 @@ _ARRIVAL, _ACCEPT, _COMPLETE, _ABANDON, _SHIFT_ON, _SHIFT_OFF, _BACK = range(7)
 _TIMER_BATCH = 256
 _TIMER_LEASE_MS = 60_000
 _PROGRESS_EVERY = 16_384
+_NEVER = float("inf")
 
 Progress = Callable[[float], None]
 
@@ -79,6 +80,7 @@ class _Replication:
         self.m, self.progress = model, progress
         self.core = TenantCore(views=False)  # replies without contact views: records are read
         self.engine = model.engine
+        self.warmup_ms, self.horizon_ms = model.warmup_ms, model.horizon_ms
         self.decide_once = not model.engine.reads_clock
         self.decided: dict[int, Decision] = {}
         streams, groups = model.streams, model.groups
@@ -146,8 +148,10 @@ class _Replication:
         for ev in events:
             kind = ev["t"]
             if kind == "offer":
-                agent = int(ev["a"][1:])
-                delay = self.delay[self.group_of[agent]]()
+                sampler = self.delay[self.group_of[int(ev["a"][1:])]]
+                delay = sampler.constant
+                if delay is None:
+                    delay = sampler()
                 if delay == 0:
                     self._accept(ev["r"], ev["c"], now)
                 else:
@@ -242,7 +246,9 @@ class _Replication:
         agent = rec[AGENT]
         self.active[agent] -= 1
         if self.active[agent] == 0:
-            self.busy_ms[agent] += self._window(self.busy_since[agent], now)
+            since = self.busy_since[agent]
+            if now > self.warmup_ms and since < self.horizon_ms:
+                self.busy_ms[agent] += self._window(since, now)
             self.busy -= 1
             self.busy_times.append(now)
             self.busy_levels.append(self.busy)
@@ -302,12 +308,13 @@ class _Replication:
         m, core, heap, timers = self.m, self.core, self.heap, self.core.timers
         horizon, stop = m.horizon_ms, m.horizon_ms + m.drain_ms
         pop, arrive, complete, accept = heapq.heappop, self._arrive, self._complete, self._accept
+        progress, lowest = self.progress, timers.lowest
         now = events = 0
         while True:
             # The core's timers and the heap are two queues; whichever is due first goes.
-            first = timers.first() if timers else None
-            if first is not None and (not heap or first[0] <= heap[0][0]):
-                now = int(first[0])
+            due = lowest()
+            if due != _NEVER and (not heap or due <= heap[0][0]):
+                now = int(due)
                 if now > stop:
                     break
                 claimed = core.claim_timers(now, _TIMER_BATCH, _TIMER_LEASE_MS)[1]["timers"]
@@ -334,8 +341,8 @@ class _Replication:
             events += 1
             if now >= horizon and self.unresolved == 0:
                 break
-            if events % _PROGRESS_EVERY == 0 and self.progress is not None:
-                self.progress(min(1.0, now / horizon))
+            if progress is not None and events % _PROGRESS_EVERY == 0:
+                progress(min(1.0, now / horizon))
         return self._finish(now, events)
 
     def _finish(self, end: int, events: int) -> Run:
