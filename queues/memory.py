@@ -370,7 +370,6 @@ class TenantCore:
 
     def match_agent(self, ag: _Agent, now: int) -> None:
         declined = ag.declined
-        ndecl = len(declined)
         while True:
             best: str | None = None
             best_key = 0.0
@@ -383,17 +382,12 @@ class TenantCore:
                         z = self.agent_waiting.get((ag.id, ch))
                     else:
                         z = self.queue_waiting.get((queue, ch))
-                    if not z:
-                        continue
-                    for score, cid in z.head(ndecl + 1):
-                        if ndecl == 0 or cid not in declined:
-                            if (
-                                best is None
-                                or score < best_key
-                                or (score == best_key and cid < best)
-                            ):
-                                best, best_key, best_queue = cid, score, queue
-                            break
+                    # the script reads ZRANGE 0 #declined: the same first undeclined contact
+                    top = None if z is None else z.first_not_in(declined)
+                    if top is not None:
+                        score, cid = top
+                        if best is None or score < best_key or (score == best_key and cid < best):
+                            best, best_key, best_queue = cid, score, queue
             if best is None:
                 return
             self.reserve(self.contacts[best], ag, best_queue, now)

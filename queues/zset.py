@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from heapq import heapify, heappop, heappush
 from itertools import islice
 
@@ -55,11 +55,28 @@ class ZSet:
     def head(self, n: int) -> list[tuple[float, str]]:
         """The first ``n`` (score, member) pairs, like ZRANGE 0 n-1 WITHSCORES."""
         if n == 1:
-            return [self._sorted[0]] if self._scores else []
+            return [self._head()] if self._scores else []
         return list(islice(self._sorted, n))
 
     def first(self) -> tuple[float, str] | None:
-        return self._sorted[0] if self._scores else None
+        # SortedList keeps its items in sublists; reading the first directly skips its
+        # position lookup (``_sorted[0]``), which costs more than the rest of a head read.
+        return self._head() if self._scores else None
+
+    def _head(self) -> tuple[float, str]:
+        lists: list[list[tuple[float, str]]] = self._sorted._lists  # type: ignore[attr-defined]
+        return lists[0][0]
+
+    def first_not_in(self, excluded: Container[str]) -> tuple[float, str] | None:
+        """The first (score, member) whose member is not in ``excluded``."""
+        if not self._scores:
+            return None
+        if not excluded:
+            return self._head()
+        for entry in self._sorted:
+            if entry[1] not in excluded:
+                return entry
+        return None
 
     def rank(self, member: str) -> int | None:
         score = self._scores.get(member)
