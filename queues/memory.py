@@ -42,8 +42,8 @@ _NO_VIEW: dict[str, Any] = {}
 
 class _Agent:
     __slots__ = (
-        "cap", "declined", "doc", "excl", "id", "idle", "lb", "lines", "listed", "load", "offers",
-        "parsed", "qs", "st",
+        "cap", "declined", "doc", "excl", "free_sets", "id", "idle", "lb", "listed", "load",
+        "offers", "parsed", "qs", "st", "wait_sets",
     )  # fmt: skip
 
     def __init__(self, aid: str, now: int) -> None:
@@ -60,7 +60,10 @@ class _Agent:
         # channel -> (idle, load %) of the scores it is listed with in its queues' free sets
         self.listed: dict[str, tuple[int, int]] = {}
         self.lb = False  # in some least-busy queue: its scores depend on its load
-        self.lines: list[str] = [""]  # where it takes contacts from: "" (its own line), queues
+        # per channel, its queues' sets, bound once by upsert_agent: (free set, strategy, level)
+        # and (waiting line, queue)
+        self.free_sets: dict[str, list[tuple[MinSet, str, float]]] = {}
+        self.wait_sets: dict[str, list[tuple[ZSet, str]]] = {}
         self.parsed: dict[str, Any] | None = None
 
 
@@ -183,7 +186,7 @@ class TenantCore:
         ``ag.listed`` remembers what each channel is listed with, so a call that would write
         the same scores again (or remove what is not there) touches no set.
         """
-        free, load, aid, listed = self.queue_free, ag.load, ag.id, ag.listed
+        load, aid, listed = ag.load, ag.id, ag.listed
         ready = ag.st == "available"
         if ready:
             for x in ag.excl:
@@ -198,17 +201,14 @@ class TenantCore:
                 if listed.get(ch) == key:
                     continue
                 listed[ch] = key
-                for q, strategy, level in ag.qs:
+                for z, strategy, level in ag.free_sets[ch]:
                     if strategy == "longest_idle":
-                        score = float(ag.idle)
+                        z.add(aid, float(ag.idle))
                     else:
-                        score = self.agent_score(ag, strategy, level)
-                    _minset(free, (q, ch)).add(aid, score)
+                        z.add(aid, self.agent_score(ag, strategy, level))
             elif listed.pop(ch, None) is not None:
-                for q, _, _ in ag.qs:
-                    z = free.get((q, ch))
-                    if z is not None:
-                        z.remove(aid)
+                for z, _, _ in ag.free_sets[ch]:
+                    z.remove(aid)
 
     def busy_pct(self, ag: _Agent) -> int:
         used, total = 0, 0
@@ -377,13 +377,13 @@ class TenantCore:
             for ch in ag.cap:
                 if not self.can_take(ag, ch):
                     continue
-                for queue in ag.lines:
-                    if queue == "":
-                        z = self.agent_waiting.get((ag.id, ch))
-                    else:
-                        z = self.queue_waiting.get((queue, ch))
+                lines = ag.wait_sets[ch]
+                own = self.agent_waiting.get((ag.id, ch)) if self.agent_waiting else None
+                if own:
+                    lines = [(own, ""), *lines]
+                for z, queue in lines:
                     # the script reads ZRANGE 0 #declined: the same first undeclined contact
-                    top = None if z is None else z.first_not_in(declined)
+                    top = z.first_not_in(declined)
                     if top is not None:
                         score, cid = top
                         if best is None or score < best_key or (score == best_key and cid < best):
@@ -714,18 +714,23 @@ class TenantCore:
         if ag is None:
             ag = self.agents[spec.id] = _Agent(spec.id, now)
         keep = {m[0] for m in spec.memberships}
+        for sets in ag.free_sets.values():
+            for z, _, _ in sets:
+                z.remove(ag.id)
         for q, _, _ in ag.qs:
-            for ch in ag.cap:
-                z = self.queue_free.get((q, ch))
-                if z is not None:
-                    z.remove(ag.id)
             if q not in keep:
                 for table in (self.queue_members, self.queue_staffed, self.queue_available):
                     table.setdefault(q, set()).discard(ag.id)
         ag.cap = dict(spec.capacity)
         ag.qs = [(q, s, float(level)) for q, s, level in spec.memberships]
         ag.lb = any(s == "least_busy" for _, s, _ in ag.qs)
-        ag.lines = ["", *(q for q, _, _ in ag.qs)]
+        ag.free_sets = {
+            ch: [(_minset(self.queue_free, (q, ch)), s, lvl) for q, s, lvl in ag.qs]
+            for ch in ag.cap
+        }
+        ag.wait_sets = {
+            ch: [(_zset(self.queue_waiting, (q, ch)), q) for q, _, _ in ag.qs] for ch in ag.cap
+        }
         ag.excl = list(spec.exclusive)
         ag.doc = spec.doc
         ag.parsed = None
