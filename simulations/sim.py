@@ -148,12 +148,13 @@ class _Replication:
         for ev in events:
             kind = ev["t"]
             if kind == "offer":
-                sampler = self.delay[self.group_of[int(ev["a"][1:])]]
+                agent = int(ev["a"][1:])
+                sampler = self.delay[self.group_of[agent]]
                 delay = sampler.constant
                 if delay is None:
                     delay = sampler()
                 if delay == 0:
-                    self._accept(ev["r"], ev["c"], now)
+                    self._accept(ev["r"], ev["c"], now, agent)
                 else:
                     self._push(now + delay, _ACCEPT, ev["r"], ev["c"])
             elif kind == "contact":
@@ -211,13 +212,14 @@ class _Replication:
         if patience >= 0 and rec[OUTCOME] == WAITING:  # answered at once: no one to abandon
             heapq.heappush(self.heap, (now + patience, next(self.seq), _ABANDON, n, None))
 
-    def _accept(self, rid: str, cid: str, now: int) -> None:
+    def _accept(self, rid: str, cid: str, now: int, agent: int = -1) -> None:
         code, payload, events = self.core.accept_reservation(rid, "", now)
         if code != 0:
             return  # rescinded meanwhile: abandoned, timed out or the agent went offline
         n = int(cid[1:])
         rec = self.contacts[n]
-        agent = int(events[0]["a"][1:])
+        if agent < 0:
+            agent = int(events[0]["a"][1:])
         rec[OUTCOME], rec[WAIT], rec[AGENT], rec[START] = ANSWERED, payload["wait"], agent, now
         rec[QUEUE] = self.qindex[self.core.contacts[cid].queue]
         self.waiting -= 1
