@@ -23,6 +23,18 @@ ROOTS: dict[str, frozenset[str]] = {
     "suggestion": frozenset({"contact", "customer", "now"}),
 }
 
+#: The functions and methods the CEL runtime (``common-expression-language``) evaluates, besides
+#: operators and macros (has, all, exists, exists_one, map, filter). Anything else compiles but
+#: fails at every evaluation, so the config check rejects it (tests/config pins this list).
+FUNCTIONS = frozenset(
+    {
+        "size", "int", "uint", "double", "string", "bytes", "type", "dyn", "timestamp",
+        "duration", "matches", "contains", "startsWith", "endsWith", "getFullYear", "getMonth",
+        "getDayOfYear", "getDayOfMonth", "getDate", "getDayOfWeek", "getHours", "getMinutes",
+        "getSeconds", "getMilliseconds",
+    }
+)  # fmt: skip
+_OPERATOR = re.compile(r"^[_@!-]")
 _PARSE_ERROR = re.compile(r"<input>:(\d+):(\d+): (?:Syntax error: )?([^\n]*)")
 _BINDERS = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 
@@ -73,6 +85,11 @@ def compile_expr(source: str, where: str) -> Expr:
     if unknown:
         names = ", ".join(sorted(allowed))
         raise CelError(f"unknown variable {', '.join(unknown)} (available here: {names})")
+    missing = sorted(
+        f for f in program.functions() if f not in FUNCTIONS and not _OPERATOR.match(f)
+    )
+    if missing:
+        raise CelError(f"unknown function {', '.join(missing)}")
     return Expr(source, program)
 
 

@@ -255,7 +255,7 @@ def _items(data: Mapping[str, Any], field: str) -> list[tuple[int, dict[str, Any
 def _cross_checks(data: Mapping[str, Any]) -> list[tuple[tuple[int | str, ...], str]]:
     """Checks across items, on the raw data so they run even when the schema check fails."""
     problems: list[tuple[tuple[int | str, ...], str]] = []
-    for field in ("segments", "queues", "rules"):
+    for field in ("segments", "queues", "rules", "suggestions"):
         seen: set[str] = set()
         for i, item in _items(data, field):
             name = item.get("name")

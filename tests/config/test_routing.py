@@ -7,12 +7,15 @@ them); the table below pins every problem's line, YAML path and message.
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import cel
 import pytest
 import yaml
 
+from config.cel import FUNCTIONS, compile_expr
 from config.routing import (
     DEFAULT_OFFER_TIMEOUT_SECONDS,
     ConfigInvalid,
@@ -35,6 +38,10 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
         (4, "queues[0].agents", "unknown variable contact (available here: agent)"),
         (7, "rules[0].when", "unknown variable agent (available here: contact, customer, now)"),
     ],
+    "cel_unknown_function.yaml": [
+        (3, "queues[0].agents", "unknown function lowerAscii"),
+        (6, "rules[0].when", "unknown function max"),
+    ],
     "unknown_queue.yaml": [
         (7, "rules[0].steps[0].queue", "unknown queue 'biling'"),
         (8, "rules[0].steps[1].queues", "unknown queue 'retention'"),
@@ -43,6 +50,7 @@ EXPECTED: dict[str, list[tuple[int, str, str]]] = {
         (4, "segments[1].name", "duplicate name 'gold'"),
         (7, "queues[1].name", "duplicate name 'billing'"),
         (10, "rules[1].name", "duplicate name 'default'"),
+        (13, "suggestions[1].name", "duplicate name 'upsell'"),
     ],
     "missing_timeout.yaml": [
         (8, "rules[0].steps[0]", "only the last step may omit timeout_seconds"),
@@ -287,3 +295,24 @@ def test_invalid_config_is_never_partially_applied() -> None:
         ("rules[1].steps[0].queue", "unknown queue 'billing-fr'")
     ]
     assert data == before
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_every_listed_cel_function_evaluates(name: str) -> None:
+    """The allow-list matches the runtime: each listed function runs; an unlisted one cannot."""
+    probes = {
+        "size": "size('ab')", "int": "int('1')", "uint": "uint(1)", "double": "double(1)",
+        "string": "string(1)", "bytes": "bytes('a')", "type": "type(1)", "dyn": "dyn(1)",
+        "timestamp": "timestamp('2026-01-01T00:00:00Z')", "duration": "duration('1s')",
+        "matches": "'ab'.matches('a')", "contains": "'ab'.contains('a')",
+        "startsWith": "'ab'.startsWith('a')", "endsWith": "'ab'.endsWith('b')",
+    }  # fmt: skip
+    source = probes.get(name, f"now.{name}()")
+    context = cel.Context()
+    context.add_variable("now", datetime(2026, 1, 1, tzinfo=UTC))
+    compile_expr(source, "rule").run(context)
+
+
+def test_an_unlisted_function_fails_at_evaluation() -> None:
+    with pytest.raises(RuntimeError, match="Undefined variable or function"):
+        cel.compile("max(1, 2)").execute(cel.Context())
