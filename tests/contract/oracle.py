@@ -1,0 +1,184 @@
+"""The state machine's oracle: what a correct store does, from the records alone.
+
+``CheckedCore`` checks every reservation the memory store makes against the routing rules
+(best contact for the agent, best agent for the contact) as it is made; ``check_core`` checks
+that every index of the memory store agrees with its records. ``test_state_machine`` drives
+both through random operation sequences.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from queues.contract import CONTACT_STATUSES
+from queues.memory import MemoryStore, TenantCore, _Agent, _Contact
+
+QUEUES = ("q1", "q2")
+HELD = ("offered", "assigned", "wrapping")  # statuses that use a unit of agent capacity
+
+
+def free_for(ag: _Agent, ch: str) -> bool:
+    """The spec of free capacity: available, below capacity, no contact on an exclusive channel."""
+    return (
+        ag.st == "available"
+        and ag.load.get(ch, 0) < ag.cap.get(ch, 0)
+        and all(ag.load.get(x, 0) == 0 for x in ag.excl)
+    )
+
+
+def may_take(ag: _Agent, c: _Contact) -> bool:
+    """Whether ``ag`` may be offered ``c`` now, from the two records alone (no index sets)."""
+    if c.st != "queued" or c.hold != 0 or ag.id in c.decl or not free_for(ag, c.cc):
+        return False
+    step = c.steps[c.step]
+    return ag.id in step.agents or any(q in step.queues for q, _, _ in ag.qs)
+
+
+def rank(ag: _Agent, strategy: str, level: float) -> tuple[Any, ...]:
+    """An agent's place in a queue's line of free agents, lower first, without score packing."""
+    if strategy == "most_skilled":
+        return (-level, ag.idle)
+    if strategy == "least_busy":
+        total = sum(ag.cap.values())
+        used = sum(ag.load.get(ch, 0) for ch in ag.cap)
+        return (Fraction(used, total) if total else Fraction(0), ag.idle)
+    return (ag.idle,)
+
+
+class CheckedCore(TenantCore):
+    """A TenantCore that checks every reservation against the routing oracle as it is made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contact_side: _Contact | None = None
+
+    def match_contact(self, c: _Contact, now: int, waiting: bool = True) -> bool:
+        self.contact_side = c
+        try:
+            return super().match_contact(c, now, waiting)
+        finally:
+            self.contact_side = None
+
+    def reserve(self, c: _Contact, ag: _Agent, queue: str, now: int, waiting: bool = True) -> None:
+        assert may_take(ag, c), f"{ag.id} offered {c.id} it may not take"
+        takeable = [x for x in self.contacts.values() if may_take(ag, x)]
+        best = min(takeable, key=lambda x: (x.key, x.id))
+        assert best is c, f"{ag.id} offered {c.id} (key {c.key}), best is {best.id} ({best.key})"
+        step = c.steps[c.step].wire()
+        if self.contact_side is c:
+            assert (ag.id, queue) == self.best_agent(c), f"{c.id} not offered to its best agent"
+        elif queue == "":
+            assert ag.id in step["a"]
+        else:
+            assert queue in step["q"]
+            assert queue in [q for q, _, _ in ag.qs]
+        super().reserve(c, ag, queue, now, waiting)
+
+    def best_agent(self, c: _Contact) -> tuple[str, str] | None:
+        """The first targeted agent free for it, else the top agent of its first staffed queue."""
+        step = c.steps[c.step].wire()
+        for aid in step["a"]:
+            ag = self.agents.get(aid)
+            if ag is not None and aid not in c.decl and free_for(ag, c.cc):
+                return aid, ""
+        for q in step["q"]:
+            line = [
+                (rank(ag, strategy, level), ag.id)
+                for ag in self.agents.values()
+                for mq, strategy, level in ag.qs
+                if mq == q and ag.id not in c.decl and free_for(ag, c.cc)
+            ]
+            if line:
+                return min(line)[1], q
+        return None
+
+
+class CheckedMemoryStore(MemoryStore):
+    def core(self, tenant: str) -> TenantCore:
+        core = self.tenants.get(tenant)
+        if core is None:
+            core = self.tenants[tenant] = CheckedCore()
+        return core
+
+
+def check_core(core: TenantCore) -> None:
+    """The memory store's internals are consistent: every index agrees with the records."""
+    contacts, agents, reservations = core.contacts, core.agents, core.reservations
+    places: dict[str, set[tuple[str, ...]]] = {cid: set() for cid in contacts}
+    for (q, ch), z in core.queue_waiting.items():
+        for cid in z:
+            places[cid].add(("q", q, ch))
+            assert z.score(cid) == contacts[cid].key
+    for (aid, ch), z in core.agent_waiting.items():
+        for cid in z:
+            places[cid].add(("a", aid, ch))
+    for q, ages in core.queue_age.items():
+        for cid in ages:
+            places[cid].add(("age", q))
+    due = set(core.timers)
+    for c in contacts.values():
+        assert c.st in CONTACT_STATUSES
+        step = c.steps[c.step].wire()
+        want: set[tuple[str, ...]] = set()
+        if c.st == "queued" and c.hold == 0:
+            want = {("q", q, c.cc) for q in step["q"]} | {("age", q) for q in step["q"]}
+            want |= {("a", a, c.cc) for a in step["a"]}
+        assert places[c.id] == want, f"{c.id} ({c.st}) is in {places[c.id]}, not {want}"
+        mine = [r for r in reservations.values() if r.c == c.id]
+        assert sum(r.st == "accepted" for r in mine) <= 1, f"{c.id} accepted twice"
+        assert sum(r.st == "pending" for r in mine) == (c.st == "offered")
+        if c.st in ("queued", "abandoned"):
+            assert (c.agent, c.res) == ("", "")
+        if c.st in HELD:
+            r = reservations[c.res]
+            assert (r.c, r.a, r.st) == (
+                c.id,
+                c.agent,
+                "pending" if c.st == "offered" else "accepted",
+            )
+        if c.st == "queued" and c.hold:
+            assert f"b|{c.id}" in due
+        if c.st in ("queued", "offered") and step["t"] > 0:
+            assert f"s|{c.id}|{c.step}" in due
+        if c.st == "wrapping":
+            assert f"w|{c.id}" in due
+        if c.st in ("queued", "offered"):
+            for aid in c.decl:
+                assert c.id in agents[aid].declined
+    for rid, r in reservations.items():
+        if r.st == "pending":
+            assert rid in agents[r.a].offers
+            assert f"o|{rid}" in due
+    for ag in agents.values():
+        assert ag.offers == {
+            rid for rid, r in reservations.items() if r.a == ag.id and r.st == "pending"
+        }
+        for cid in ag.declined:
+            assert ag.id in contacts[cid].decl
+        held: dict[str, int] = {}
+        for c in contacts.values():
+            if c.st in HELD and c.agent == ag.id:
+                held[c.cc] = held.get(c.cc, 0) + 1
+        assert ag.load == held, f"{ag.id} load {ag.load}, holds {held}"
+        names = [q for q, _, _ in ag.qs]
+        for q in QUEUES:
+            assert (ag.id in core.queue_members.get(q, set())) == (q in names)
+            staffed = q in names and ag.st != "offline"
+            assert (ag.id in core.queue_staffed.get(q, set())) == staffed
+            available = q in names and ag.st == "available"
+            assert (ag.id in core.queue_available.get(q, set())) == available
+        for c in contacts.values():
+            assert not may_take(ag, c), f"{ag.id} is free for waiting {c.id} but idle"
+    for (q, ch), free in core.queue_free.items():
+        for aid in free:
+            ag = agents[aid]
+            levels = [(s, lvl) for mq, s, lvl in ag.qs if mq == q]
+            assert levels, f"{aid} free in {q}, not a member"
+            assert free_for(ag, ch), f"{aid} wrongly free in {q}/{ch}"
+            assert free.score(aid) == core.agent_score(ag, *levels[0])
+    for ag in agents.values():
+        for q, _, _ in ag.qs:
+            for ch in ag.cap:
+                if free_for(ag, ch):
+                    assert ag.id in core.queue_free.get((q, ch), ()), f"{ag.id} not free in {q}"
