@@ -2,8 +2,8 @@
 
 Keys are ``sb:{tenant}:<suffix>``. The hash tag ``{tenant}`` puts every key of a tenant in one
 Redis Cluster slot, so each script touches a single slot. Scripts receive the tenant prefix as
-``KEYS[1]`` and build the other keys with the Lua functions rendered from ``TEMPLATES`` below
-(``lua_prelude``), so the two languages cannot drift apart.
+``KEYS[1]`` and build the other keys with expressions rendered from ``TEMPLATES`` below
+(``lua_key``), so the two languages cannot drift apart.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ TEMPLATES: Final[dict[str, str]] = {
     "contact": "c:<contact>",
     "idempotency": "idem:<key>",
     "reservation": "r:<reservation>",
+    # an agent's hash also holds its pending offers: fields "o:<reservation>" (see lib.lua)
     "agent": "a:<agent>",
-    "agent_offers": "a:<agent>:offers",
     "agent_declined": "a:<agent>:declined",
     "agent_waiting": "a:<agent>:w:<channel>",
     "queue_waiting": "q:<queue>:w:<channel>",
@@ -114,14 +114,21 @@ def tenant_of_channel(channel: str) -> str:
     return channel[start : channel.index("}", start)]
 
 
-def lua_prelude() -> str:
-    """Lua functions ``K.<name>(parts...)`` building the same keys from ``P = KEYS[1]``."""
-    lines = ["local P = KEYS[1]", "local K = {}"]
-    for name, template in TEMPLATES.items():
-        params = _PART.findall(template)
-        pieces = [
-            f"'{piece}'" if i % 2 == 0 else piece for i, piece in enumerate(_PART.split(template))
-        ]
-        body = " .. ".join(["P", *[p for p in pieces if p != "''"]])
-        lines.append(f"K.{name} = function({', '.join(params)}) return {body} end")
-    return "\n".join(lines) + "\n"
+def lua_key(name: str, parts: list[str]) -> str:
+    """The Lua expression building key ``name`` from ``P`` (``KEYS[1]``) and Lua ``parts``.
+
+    Scripts write ``K.<name>(parts...)``; ``queues.scripts`` replaces each such call with this
+    expression, so building a key costs one concatenation and no function.
+    """
+    template = TEMPLATES[name]
+    params = _PART.findall(template)
+    if len(parts) != len(params):
+        raise ValueError(f"K.{name} takes {len(params)} parts, not {len(parts)}")
+    given = dict(zip(params, parts, strict=True))
+    pieces = ["P"]
+    for i, piece in enumerate(_PART.split(template)):
+        if i % 2:
+            pieces.append(given[piece])
+        elif piece:
+            pieces.append(f"'{piece}'")
+    return "(" + " .. ".join(pieces) + ")"

@@ -61,34 +61,29 @@ class RedisStore(Store):
 
     async def run(self, name: str, tenant: str, *args: str | int | float) -> list[Any]:
         """Run script ``name`` for a tenant and decode its ``[code, payload, events]`` reply."""
+        prefix = self._prefixes.get(tenant) or self._prefix(tenant)
         try:
-            raw = await self._scripts[name](keys=[self._prefix(tenant)], args=args)
+            raw = await self._scripts[name](keys=(prefix,), args=args)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"redis unavailable: {exc}") from exc
         reply: list[Any] = orjson.loads(raw)
         return reply
 
     async def enqueue(self, tenant: str, contact: NewContact, now: int) -> Outcome[Enqueued]:
-        reply = await self.run(
-            "enqueue_contact",
-            tenant,
-            now,
-            contact.id,
-            contact.idempotency_key,
-            contact.idempotency_hash,
-            contact.idempotency_ttl_s,
-            contact.doc,
-            contact.channel,
-            contact.capacity_channel,
-            contact.sort_key_ms,
-            contact.steps_json(),
-            _compact(contact.offer_timeouts_ms),
-            contact.sl_threshold_ms,
-            contact.customer_id,
-            contact.view,
-            contact.history_length,
-            contact.home_queue,
+        # One NUL-joined argument (see enqueue_contact.lua): each argument costs the client
+        # about a microsecond to pack. The document, taken whole, comes last.
+        steps = [s.wire() for s in contact.steps]
+        head = (
+            f"{now}\0{contact.id}\0{contact.idempotency_key}\0{contact.idempotency_hash}\0"
+            f"{contact.idempotency_ttl_s}\0{contact.channel}\0{contact.capacity_channel}\0"
+            f"{contact.sort_key_ms}\0{contact.sl_threshold_ms}\0{contact.customer_id}\0"
+            f"{contact.history_length}\0{contact.home_queue}\0"
+            f"{orjson.dumps(steps).decode()}\0{orjson.dumps(steps[0]).decode()}\0"
+            f"{orjson.dumps(contact.offer_timeouts_ms).decode()}\0{contact.view}\0"
         )
+        if head.count("\0") != 16:
+            raise ValueError(f"contact {contact.id!r}: a field contains NUL")
+        reply = await self.run("enqueue_contact", tenant, head + contact.doc)
         payload, ev = c_.unpack(reply, contact=contact.id)
         return Outcome(Enqueued(c_.contact_state(payload["contact"]), payload["replay"]), ev)
 

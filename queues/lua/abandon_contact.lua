@@ -14,10 +14,10 @@ if c.st == 'abandoned' then
 end
 local ag = nil
 if c.st == 'offered' then
-  local rid = c.res
-  c, ag = end_offer(rid, 'rescinded', now)
-  save_agent_load(ag)
-  refresh_free(ag)
+  local rid, was = c.res, nil
+  c, ag, was = end_offer(rid, 'rescinded', now)
+  save_agent(ag)
+  refresh_free(ag, was)
   emit({t = 'rescind', a = ag.id, r = rid, c = cid, why = 'abandoned'})
 elseif c.st == 'queued' then
   remove_waiting(c)

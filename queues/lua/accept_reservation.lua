@@ -16,7 +16,7 @@ if now >= tonumber(r[4]) then return finish(E.RESERVATION_EXPIRED) end
 
 local c = load_contact(r[1])
 redis.call('HSET', K.reservation(rid), 'st', 'accepted')
-redis.call('SREM', K.agent_offers(r[2]), rid)
+redis.call('HDEL', K.agent(r[2]), 'o:' .. rid)
 redis.call('ZREM', K.timers(), 'o|' .. rid, step_timer(c))
 forget_declines(c)
 redis.call('HSET', K.contact(c.id), 'st', 'assigned', 'ans', now, 'decl', '[]')

@@ -7,9 +7,10 @@
 --                   view = the contact's view JSON}]}
 --   AGENT_NOT_FOUND
 local aid = ARGV[1]
-if redis.call('EXISTS', K.agent(aid)) == 0 then return finish(E.AGENT_NOT_FOUND) end
+local ag = load_agent(aid, true)
+if not ag then return finish(E.AGENT_NOT_FOUND) end
 local out = {}
-for _, rid in ipairs(redis.call('SMEMBERS', K.agent_offers(aid))) do
+for _, rid in ipairs(ag.offers) do
   local r = redis.call('HMGET', K.reservation(rid), 'c', 'x', 'q', 'st')
   if r[1] and r[4] == 'pending' then
     out[#out + 1] = {r = rid, c = r[1], x = tonumber(r[2]), q = r[3],

@@ -14,13 +14,13 @@ if aid ~= '' and r[2] ~= aid then return finish(E.NOT_YOUR_RESERVATION) end
 if r[3] ~= 'pending' then return finish(E.RESERVATION_NOT_PENDING) end
 if now >= tonumber(r[4]) then return finish(E.RESERVATION_EXPIRED) end
 
-local c, ag = end_offer(rid, 'rejected', now)
+local c, ag, was = end_offer(rid, 'rejected', now)
 c.decl[#c.decl + 1] = ag.id
 redis.call('HSET', K.contact(c.id), 'decl', cjson.encode(c.decl))
 redis.call('SADD', K.agent_declined(ag.id), c.id)
 requeue(c)
-save_agent_load(ag)
-refresh_free(ag)
+save_agent(ag)
+refresh_free(ag, was)
 match_contact(c, now)
 match_agent(ag, now)
 return finish(E.OK, {contact_id = c.id})

@@ -9,13 +9,15 @@
 --   OK  {agent = agent_out, changed = bool}
 --   AGENT_NOT_FOUND
 local now, aid, state = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local ag = load_agent(aid)
+local ag = load_agent(aid, true)
 if not ag then return finish(E.AGENT_NOT_FOUND) end
-if ag.st == state then return finish(E.OK, {agent = agent_out(aid), changed = false}) end
+if ag.st == state then return finish(E.OK, {agent = agent_out(aid, ag), changed = false}) end
 
+local was = free_channels(ag)
 local requeued = {}
 if state == 'offline' then
-  local offers = redis.call('SMEMBERS', K.agent_offers(aid))
+  local offers = ag.offers
+  ag.offers = {}
   table.sort(offers, str_lt)
   for _, rid in ipairs(offers) do
     local c = end_offer(rid, 'rescinded', now, ag)
@@ -26,13 +28,14 @@ if state == 'offline' then
 end
 set_agent_state(ag, state)
 if state == 'available' then ag.idle = now end
-save_agent_load(ag)
-refresh_free(ag)
 emit_state(ag)
+-- available: it takes the best waiting contacts first, so its free sets are written once
+if state == 'available' then match_agent(ag, now, true) end
+save_agent(ag)
+refresh_free(ag, was)
 -- best first: each agent must receive the best contact it may take, not the first rescinded
 table.sort(requeued, function(a, b)
   return a.key < b.key or (a.key == b.key and str_lt(a.id, b.id))
 end)
 for _, c in ipairs(requeued) do match_contact(c, now) end
-if state == 'available' then match_agent(ag, now) end
-return finish(E.OK, {agent = agent_out(aid), changed = true})
+return finish(E.OK, {agent = agent_out(aid, ag), changed = true})

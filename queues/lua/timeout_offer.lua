@@ -14,10 +14,10 @@ if r[1] ~= 'pending' then
 end
 if now < tonumber(r[2]) then return finish(E.OK, {fired = false}) end
 
-local c, ag = end_offer(rid, 'timeout', now)
+local c, ag, was = end_offer(rid, 'timeout', now)
 set_agent_state(ag, 'away')
-save_agent_load(ag)
-refresh_free(ag)
+save_agent(ag)
+refresh_free(ag, was)
 emit({t = 'rescind', a = ag.id, r = rid, c = c.id, why = 'timeout'})
 emit_state(ag)
 requeue(c)

@@ -13,24 +13,29 @@ local now, aid = tonumber(ARGV[1]), ARGV[2]
 local ag = load_agent(aid)
 local created = ag == nil
 if created then
-  ag = {id = aid, st = 'offline', cap = {}, load = {}, qs = {}, excl = {}, idle = now}
+  ag = {id = aid, st = 'offline', cap = {}, load = {}, qn = {}, excl = {}, idle = now, tw = '0'}
   redis.call('SADD', K.agents(), aid)
 end
-local memberships = cjson.decode(ARGV[5])
-local keep = {}
-for _, m in ipairs(memberships) do keep[m[1]] = true end
-for _, m in ipairs(ag.qs) do
-  for ch, _ in pairs(ag.cap) do redis.call('ZREM', K.queue_free(m[1], ch), aid) end
-  if not keep[m[1]] then
-    redis.call('SREM', K.queue_members(m[1]), aid)
-    redis.call('SREM', K.queue_staffed(m[1]), aid)
-    redis.call('SREM', K.queue_available(m[1]), aid)
+local qs = cjson.decode(ARGV[5])
+local keep, names = {}, {}
+for _, m in ipairs(qs) do
+  keep[m[1]] = true
+  names[#names + 1] = m[1]
+end
+for _, q in ipairs(ag.qn) do
+  for ch, _ in pairs(ag.cap) do redis.call('ZREM', K.queue_free(q, ch), aid) end
+  if not keep[q] then
+    redis.call('SREM', K.queue_members(q), aid)
+    redis.call('SREM', K.queue_staffed(q), aid)
+    redis.call('SREM', K.queue_available(q), aid)
   end
 end
-ag.cap, ag.qs, ag.excl = cjson.decode(ARGV[4]), memberships, cjson.decode(ARGV[6])
-redis.call('HSET', K.agent(aid), 'doc', ARGV[3], 'st', ag.st, 'cap', ARGV[4],
-           'load', cjson.encode(ag.load), 'qs', ARGV[5], 'excl', ARGV[6], 'idle', ag.idle)
-for _, m in ipairs(ag.qs) do redis.call('SADD', K.queue_members(m[1]), aid) end
+ag.cap, ag.qs, ag.qn, ag.excl = cjson.decode(ARGV[4]), qs, names, cjson.decode(ARGV[6])
+-- prof: what most transitions need of the profile, in one field (see load_agent)
+redis.call('HSET', K.agent(aid), 'doc', ARGV[3], 'st', ag.st, 'cap', ARGV[4], 'qs', ARGV[5],
+           'prof', '{"cap":' .. ARGV[4] .. ',"excl":' .. ARGV[6] .. ',"qn":' ..
+           cjson.encode(names) .. '}', 'load', cjson.encode(ag.load), 'idle', ag.idle)
+for _, q in ipairs(names) do redis.call('SADD', K.queue_members(q), aid) end
 set_agent_state(ag, ag.st)
 refresh_free(ag)
 if ag.st == 'available' then match_agent(ag, now) end
