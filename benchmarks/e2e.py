@@ -164,6 +164,8 @@ def server(command: list[str], env: dict[str, str], log: Path) -> Iterator[tuple
 
 #: a source tree to run ``serve`` from instead of the installed one (A/B experiments)
 SERVER_ROOT: Path | None = None
+#: the loader's arrivals on its lean HTTP client (False: aiohttp's client, as before)
+LEAN_HTTP = True
 
 
 def serve_command() -> list[str]:
@@ -232,6 +234,7 @@ class Bench:
         cfg = LoadConfig(
             url=url, token=TOKEN, rate=rate, agents=agents, duration=self.duration,
             ws_url=ws_url, progress=False, behaviour=BEHAVIOUR, phase=phase,
+            lean_http=LEAN_HTTP,
         )  # fmt: skip
         result = run_sync(cfg)
         start, end = marks.get("start", {}), marks.get("end", {})
@@ -421,6 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help=f"comma list of {','.join(PARTS)},base")
     parser.add_argument("--server-root", default="", help="run serve from this source tree")
     parser.add_argument(
+        "--loader-http",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="the loader's HTTP client for arrivals (aiohttp: the earlier, costlier one)",
+    )
+    parser.add_argument(
         "--priority",
         type=int,
         default=0,
@@ -432,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         web.run_app(bare_app(args.redis_url, args.token), port=args.port, print=None,
                     access_log=None, loop=event_loop(args.loop))  # fmt: skip
         return 0
-    global SERVER_ROOT
+    global SERVER_ROOT, LEAN_HTTP
+    LEAN_HTTP = args.loader_http == "lean"
     if args.priority:
         os.nice(-args.priority)  # inherited by every server and redis-server started below
     SERVER_ROOT = Path(args.server_root).resolve() if args.server_root else None
@@ -477,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_before": load_before,
         "niceness": os.nice(0),
         "server_loop": SERVER_LOOP,
+        "loader_http": "lean" if LEAN_HTTP else "aiohttp",
         "load_average_after": os.getloadavg(),
         "elapsed_seconds": round(time.monotonic() - started, 1),
         "summary": summary,

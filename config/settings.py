@@ -53,8 +53,18 @@ class Settings(BaseSettings):
     log_hash_key: SecretStr | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "info"
-    #: event loop of ``serve``: uvloop (if installed) takes about 15 % less CPU per contact
-    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
+    #: event loop of ``serve``: auto is uvloop when installed (less CPU per contact), else asyncio
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    #: after each full garbage collection, freeze its survivors (long-lived: sockets, config)
+    #: so later full collections skip them; a full collection of everything still runs every
+    #: ``gc_unfreeze_every`` of them (0: never), so frozen garbage cycles do not pile up
+    gc_freeze: bool = True
+    gc_unfreeze_every: int = Field(default=600, ge=0)
+    #: with gc_freeze, a full collection this often (0: only the collector's own), so that
+    #: each sees little and none stops the loop for long
+    gc_collect_seconds: float = Field(default=1.0, ge=0)
+    #: returning customers kept per instance to route without a Redis round trip (0: none)
+    customer_cache_size: int = Field(default=50_000, ge=0)
 
     def static_tokens(self) -> dict[str, tuple[Role, str]]:
         """token -> (role, tenant), including the bootstrap admin token."""

@@ -33,6 +33,7 @@ from router.auth import Authenticator, TokenIssuer
 from router.clock import WallClock
 from router.customers import Customers
 from router.engine import Engine
+from router.fastredis import PipelinedRedis, ScriptRunner
 from router.hub import Hub
 from router.metrics import Metrics, QueueCollector, thresholds
 from router.openapi import build as build_openapi
@@ -40,6 +41,7 @@ from router.problems import problem_middleware
 from router.service import Service
 from router.stats import QueueStats
 from router.timers import TimerLoop
+from router.ws import HEARTBEATS, Heartbeats
 
 log = structlog.get_logger("switchboard.app")
 VERSION = "0.1.0"
@@ -70,9 +72,12 @@ _POOL = {"max_connections": 64, "timeout": 10}
 
 
 def _redis_client(url: str) -> Redis:
+    """redis-py on a blocking pool; its scripts (every store call) pipelined on one connection."""
     pool = BlockingConnectionPool.from_url(
         url, socket_connect_timeout=2, socket_timeout=10, **_POOL
     )
+    if ScriptRunner.supports(url):
+        return PipelinedRedis(pool, ScriptRunner(url, connect_timeout=2, reply_timeout=10))
     return Redis(connection_pool=pool)
 
 
@@ -117,7 +122,12 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         Engine(app[_CONFIG], store),
         store,
         WallClock(),
-        Customers(CustomerStore(store), settings.default_region, app[_CONFIG].history_length),
+        Customers(
+            CustomerStore(store),
+            settings.default_region,
+            app[_CONFIG].history_length,
+            settings.customer_cache_size,
+        ),
         QueueStats(app[_CONFIG]),
         app[_METRICS],
         idempotency_ttl_s=settings.idempotency_ttl_seconds,
@@ -125,6 +135,17 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     secret = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
     app[k.AUTH] = Authenticator(settings.static_tokens(), TokenIssuer(client, secret))
     hub = app[k.HUB]
+    service.offers_out = hub.offers_out
+    cache = service.customers.cache
+    if cache is not None:
+        publish = _publisher(client)
+        hub.on_notice = cache.on_notice
+        hub.on_disconnected = cache.disconnected
+
+        async def connected() -> None:
+            await cache.connected(publish)
+
+        hub.on_connected = connected
     timers = app[k.TIMERS] = TimerLoop(
         store,
         service.clock,
@@ -143,6 +164,22 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(hub.ready.wait(), 5.0)
     yield
     await _stop(tasks)
+
+
+def _publisher(client: Redis) -> Callable[[str, bytes], Awaitable[int]]:
+    """PUBLISH, on the scripts' pipelined connection when there is one."""
+    if isinstance(client, PipelinedRedis):
+        runner = client.runner
+
+        async def publish(channel: str, data: bytes) -> int:
+            return int(await runner.execute("PUBLISH", channel, data))
+
+        return publish
+
+    async def publish_plain(channel: str, data: bytes) -> int:
+        return int(await client.publish(channel, data))
+
+    return publish_plain
 
 
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:
@@ -225,6 +262,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app[k.HUB] = Hub()
     app[k.SOCKETS] = set()
     app[k.CLOSING] = asyncio.Event()
+    app[HEARTBEATS] = Heartbeats(
+        settings.heartbeat_interval_seconds, settings.heartbeat_timeout_seconds
+    )
+    app.on_cleanup.append(app[HEARTBEATS].stop)
     app[_CONFIG] = config
     app[_METRICS] = Metrics(registry, thresholds(config))
     app[_METRICS].prepare(settings.tenants(), config)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -25,9 +26,14 @@ from redis.exceptions import RedisError
 
 from queues.contract import Event
 from queues.keys import events_pattern, tenant_of_channel
+from router.customers import CHANNEL as NOTICES
+from router.fastredis import PipelinedRedis, ScriptRunner, Subscription
 
 log = structlog.get_logger("switchboard.hub")
 
+_RECENT_OFFERS = 4096
+OFFER_WAIT_SECONDS = 0.05
+_NOTICES = NOTICES.encode()
 ContactWatcher = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -67,6 +73,14 @@ class Hub:
         self.watchers: dict[tuple[str, str], set[ContactWatcher]] = defaultdict(set)
         self.ready = asyncio.Event()
         self.delivered = 0
+        #: the customer cache's side: notices on ``CHANNEL``, and the subscription's ups and
+        #: downs (set by the app; a hub alone only delivers events)
+        self.on_notice: Callable[[bytes], None] | None = None
+        self.on_connected: Callable[[], Awaitable[None]] | None = None
+        self.on_disconnected: Callable[[], None] | None = None
+        #: offers the hub has dispatched lately, and handlers waiting for one to go out
+        self._dispatched: dict[tuple[str, str], None] = {}
+        self._awaited: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     # ---------------------------------------------------------------------- registration
 
@@ -99,6 +113,55 @@ class Hub:
 
     # -------------------------------------------------------------------------- delivery
 
+    async def offers_out(self, tenant: str, events: list[Event]) -> None:
+        """Wait until the hub has dispatched the offers among ``events`` for sockets held here.
+
+        A transition's reply and its events (pub/sub) reach this process together; the caller
+        (creating a contact) waits for its offers to go out first, so the agent hears of the
+        contact before the caller spends time on its own reply. The hub stays the only sender,
+        which keeps each socket's messages in publication order. Gives up after
+        ``OFFER_WAIT_SECONDS`` (pub/sub lagging or down).
+        """
+        if not self.ready.is_set():
+            return
+        waits: list[asyncio.Future[None]] = []
+        keys: list[tuple[str, str]] = []
+        for ev in events:
+            if ev.get("t") != "offer" or (tenant, ev.get("a")) not in self.agents:
+                continue
+            key = (tenant, str(ev.get("r")))
+            if key in self._dispatched:
+                continue
+            future = self._awaited.get(key)
+            if future is None:
+                future = self._awaited[key] = asyncio.get_running_loop().create_future()
+            keys.append(key)
+            waits.append(future)
+        if not waits:
+            return
+        try:
+            async with asyncio.timeout(OFFER_WAIT_SECONDS):
+                for future in waits:
+                    await future
+        except TimeoutError:
+            pass
+        finally:
+            for key in keys:
+                self._awaited.pop(key, None)
+
+    def _offer_dispatched(self, tenant: str, rid: str) -> None:
+        key = (tenant, rid)
+        future = self._awaited.pop(key, None)
+        if future is not None:
+            if not future.done():
+                future.set_result(None)
+            return
+        recent = self._dispatched
+        if len(recent) >= _RECENT_OFFERS:
+            for old in list(itertools.islice(recent, _RECENT_OFFERS // 2)):
+                del recent[old]
+        recent[key] = None
+
     async def dispatch(self, tenant: str, message: dict[str, Any]) -> None:
         views = message.get("views") or {}
         for ev in message.get("ev") or []:
@@ -109,6 +172,8 @@ class Hub:
                     out = agent_message(ev, views)
                     if out is not None:
                         await self._send(targets, out)
+                if ev.get("t") == "offer" and (targets or self._awaited):
+                    self._offer_dispatched(tenant, str(ev.get("r")))
             contact = ev.get("c")
             if contact is not None and (tenant, contact) in self.watchers:
                 for watcher in list(self.watchers.get((tenant, contact), ())):
@@ -124,27 +189,81 @@ class Hub:
                 self.delivered += 1
 
     async def listen(self, redis: Redis) -> None:
-        """Subscribe to every tenant's event channel and dispatch forever (reconnecting)."""
+        """Subscribe to every tenant's event channel and dispatch forever (reconnecting).
+
+        The same connection carries the customer cache's notices (``customers.CHANNEL``).
+        """
+        if isinstance(redis, PipelinedRedis):
+            await self._listen_pipelined(redis.runner)
+            return
         pattern = events_pattern()
         while True:
             pubsub = redis.pubsub(ignore_subscribe_messages=True)
+            connected = False
             try:
                 await pubsub.psubscribe(pattern)
+                if self.on_notice is not None:
+                    await pubsub.subscribe(NOTICES)
+                if self.on_connected is not None:
+                    await self.on_connected()
+                connected = True
                 self.ready.set()
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is None:
                         continue
-                    channel = msg["channel"]
-                    channel = channel.decode() if isinstance(channel, bytes) else str(channel)
                     try:
+                        if msg["type"] == "message":
+                            if self.on_notice is not None:
+                                self.on_notice(msg["data"])
+                            continue
+                        channel = msg["channel"]
+                        channel = channel.decode() if isinstance(channel, bytes) else str(channel)
                         await self.dispatch(tenant_of_channel(channel), orjson.loads(msg["data"]))
                     except Exception:
                         log.exception("hub.dispatch_failed")
             except (RedisError, OSError) as exc:
                 self.ready.clear()
                 log.warning("hub.redis_lost", error=str(exc))
+                if self.on_disconnected is not None:
+                    self.on_disconnected()
                 await asyncio.sleep(0.5)
             finally:
+                if connected and self.on_disconnected is not None:
+                    self.on_disconnected()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _listen_pipelined(self, runner: ScriptRunner) -> None:
+        """``listen`` on a lean subscriber connection (the usual case: redis:// and unix://)."""
+        while True:
+            subscription = Subscription(runner)
+            connected = False
+            try:
+                await subscription.open(
+                    [events_pattern()], [NOTICES] if self.on_notice is not None else []
+                )
+                if self.on_connected is not None:
+                    await self.on_connected()
+                connected = True
+                self.ready.set()
+                while True:
+                    channel, data = await subscription.get()
+                    try:
+                        if channel == _NOTICES:
+                            if self.on_notice is not None:
+                                self.on_notice(data)
+                            continue
+                        await self.dispatch(tenant_of_channel(channel.decode()), orjson.loads(data))
+                    except Exception:
+                        log.exception("hub.dispatch_failed")
+            except (RedisError, OSError) as exc:
+                self.ready.clear()
+                log.warning("hub.redis_lost", error=str(exc))
+                if self.on_disconnected is not None:
+                    self.on_disconnected()
+                await asyncio.sleep(0.5)
+            finally:
+                subscription.close()
+                if connected and self.on_disconnected is not None:
+                    self.on_disconnected()

@@ -43,8 +43,9 @@ def _segment(doc: dict[str, Any]) -> str:
     return str(customer.get("segment", "")) if isinstance(customer, dict) else ""
 
 
-def _labels(tenant: str, c: ContactState) -> dict[str, str]:
-    return {"tenant": tenant, "queue": c.queue, "channel": c.channel, "segment": _segment(c.doc)}
+def _labels(tenant: str, c: ContactState) -> tuple[str, str, str, str]:
+    """The ``_CONTACT`` label values of a contact, in their order."""
+    return (tenant, c.queue, c.channel, _segment(c.doc))
 
 
 class Metrics:
@@ -119,6 +120,7 @@ class Metrics:
         )
         for outcome in OUTCOMES:
             self.reservations.labels(outcome)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def prepare(self, tenants: Iterable[str], config: RoutingConfig) -> None:
         """Create every counter series at 0 so PromQL's ``increase`` sees the first contact.
@@ -150,29 +152,38 @@ class Metrics:
     def routed(
         self, tenant: str, d: Decision, channel: str, events: list[Event], seconds: float
     ) -> None:
-        self.offered.labels(tenant, d.home_queue, channel, d.segment).inc()
+        self._child(self.offered, (tenant, d.home_queue, channel, d.segment)).inc()
         self.decision.observe(seconds)
         self.events(events)
 
+    def _child(self, metric: Any, values: tuple[str, ...]) -> Any:
+        """``metric.labels(*values)``, remembered: the label space is small and fixed, and
+        looking a child up through prometheus_client takes a lock and several calls."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def accepted(self, tenant: str, value: Accepted, events: list[Event]) -> None:
         labels = _labels(tenant, value.contact)
-        self.answered.labels(**labels).inc()
+        self._child(self.answered, labels).inc()
         if value.within_threshold:
-            self.answered_sl.labels(**labels).inc()
-        self.wait.labels(**labels).observe(value.wait_ms / 1000)
-        self.reservations.labels("accepted").inc()
+            self._child(self.answered_sl, labels).inc()
+        self._child(self.wait, labels).observe(value.wait_ms / 1000)
+        self._child(self.reservations, ("accepted",)).inc()
         self.events(events)
 
     def abandoned(self, tenant: str, value: Abandoned, events: list[Event]) -> None:
-        labels = _labels(tenant, value.contact)
-        self.abandoned_c.labels(**labels, before_threshold=str(value.short).lower()).inc()
+        labels = (*_labels(tenant, value.contact), str(value.short).lower())
+        self._child(self.abandoned_c, labels).inc()
         self.events(events)
 
     def completed(
         self, tenant: str, value: Completed, events: list[Event], wrap_seconds: float = 0.0
     ) -> None:
         c = value.contact
-        self.handle.labels(**_labels(tenant, c)).observe(value.handle_ms / 1000)
+        self._child(self.handle, _labels(tenant, c)).observe(value.handle_ms / 1000)
         if wrap_seconds > 0:
             self.wrap.labels(tenant, c.queue, c.channel).inc(wrap_seconds)
         self.events(events)

@@ -7,8 +7,10 @@ engine, make ONE atomic store call) and returns API models. Nothing here knows a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +28,7 @@ from queues.contract import (
     Store,
 )
 from queues.contract import Step as StoreStep
+from router import logs
 from router import models as m
 from router.clock import Clock
 from router.customers import Customers, Thread
@@ -34,6 +37,15 @@ from router.metrics import Metrics
 from router.stats import QueueStats
 
 log = structlog.get_logger("switchboard.routing")
+#: decision fields that never hold personal data: server-made ids, numbers, config names
+_DECISION_PLAIN = frozenset(
+    {
+        "contact_id", "channel", "segment", "rule", "step", "skipped_steps", "priority",
+        "priority_parts", "service_level", "status", "queue", "offered_via", "position",
+    }
+)  # fmt: skip
+#: how many accepted contacts' queues an instance remembers for ``complete``
+_ACCEPTED_QUEUES = 65536
 
 
 def iso(ms: int) -> str:
@@ -86,6 +98,12 @@ class Service:
         self.stats = stats
         self.metrics = metrics
         self.idempotency_ttl_s = idempotency_ttl_s
+        #: contact -> queue of the contacts accepted here and not yet completed, so that
+        #: ``complete`` finds the queue's wrap-up time without a ``contact_status`` round trip
+        self._accepted_queue: dict[tuple[str, str], str] = {}
+        self._wrap_up_known: tuple[dict[str, Any], bool] | None = None
+        #: waits until the offers of a new contact went out to sockets held here (the hub)
+        self.offers_out: Callable[[str, list[Event]], Awaitable[None]] | None = None
 
     @property
     def config(self) -> RoutingConfig:
@@ -147,8 +165,17 @@ class Service:
             idempotency_hash=idem[1],
         )
         record.idempotency_ttl_s = self.idempotency_ttl_s
-        outcome = await engine.route(tenant, record, started)
+        try:
+            outcome = await engine.route(tenant, record, started)
+        except BaseException:
+            # the contact may exist all the same (a reply lost on the way): forget the customer
+            if self.customers.cache is not None and customer.id is not None:
+                self.customers.cache.invalidate(tenant, customer.id)
+            raise
         state = outcome.value.contact
+        if self.offers_out is not None and outcome.events:
+            await self.offers_out(tenant, outcome.events)
+        await self.customers.created(tenant, customer, state, outcome.value.replay)
         if not outcome.value.replay:
             self.metrics.routed(
                 tenant, decision, new.channel, outcome.events, time.perf_counter() - t0
@@ -174,29 +201,31 @@ class Service:
             for q in (step.queues if step else ())
             if q in self.engine.queue_config
         }
-        log.info(
-            "routing.decision",
-            contact_id=cid,
-            channel=channel,
-            segment=d.segment,
-            rule=d.rule,
-            step=1 + d.skipped_steps,
-            skipped_steps=d.skipped_steps,
-            priority=d.priority,
-            priority_parts={"segment": segment_priority, "rule": d.priority - segment_priority},
-            service_level={
+        fields = {
+            "contact_id": cid,
+            "channel": channel,
+            "segment": d.segment,
+            "rule": d.rule,
+            "step": 1 + d.skipped_steps,
+            "skipped_steps": d.skipped_steps,
+            "priority": d.priority,
+            "priority_parts": {"segment": segment_priority, "rule": d.priority - segment_priority},
+            "service_level": {
                 "threshold_seconds": d.service_level.threshold_seconds,
                 "target": d.service_level.target,
             },
-            candidates={"agents": list(step.agents) if step else [], "queues": queues},
-            later_steps=[{"queues": list(s.queues), "agents": list(s.agents)} for s in d.steps[1:]],
-            status=state.status,
-            queue=state.queue,
-            agent_id=state.agent_id,
-            offered_via=("agent target" if via == "" else via) if offer else None,
-            position=state.position,
-            why=self._why(channel, state, via if offer else None, queues, step),
-        )
+            "candidates": {"agents": list(step.agents) if step else [], "queues": queues},
+            "later_steps": [
+                {"queues": list(s.queues), "agents": list(s.agents)} for s in d.steps[1:]
+            ],
+            "status": state.status,
+            "queue": state.queue,
+            "agent_id": state.agent_id,
+            "offered_via": ("agent target" if via == "" else via) if offer else None,
+            "position": state.position,
+            "why": self._why(channel, state, via if offer else None, queues, step),
+        }
+        logs.info(log, "routing.decision", fields, _DECISION_PLAIN)
 
     def _why(
         self,
@@ -256,6 +285,7 @@ class Service:
         outcome = await self.store.abandon(tenant, contact_id, now)
         if outcome.value.changed:
             self.metrics.abandoned(tenant, outcome.value, outcome.events)
+        self.customers.contact_changed(tenant, outcome.value.contact)
         return self.render(outcome.value.contact, tenant)
 
     async def callback(self, tenant: str, contact_id: str, body: m.CallbackIn) -> m.Contact:
@@ -271,26 +301,57 @@ class Service:
         self, tenant: str, contact_id: str, agent_id: str | None, body: m.CompleteIn
     ) -> m.Contact:
         now = self.clock.now_ms()
+        queue_name = self._accepted_queue.pop((tenant, contact_id), None)
         if body.wrap_up_seconds is not None:
             wrap = body.wrap_up_seconds
         else:
-            state = await self.store.contact_status(tenant, contact_id)
-            queue = self.engine.queue_config.get(state.queue)
-            wrap = queue.wrap_up_seconds if queue else 0.0
+            wrap = await self._wrap_up_seconds(tenant, contact_id, queue_name)
         outcome = await self.store.complete(
             tenant, contact_id, agent_id, int(wrap * 1000), body.disposition or "", now
         )
         self.metrics.completed(tenant, outcome.value, outcome.events, wrap)
+        self.customers.contact_changed(tenant, outcome.value.contact)
         return self.render(outcome.value.contact, tenant)
+
+    async def _wrap_up_seconds(self, tenant: str, contact_id: str, queue_name: str | None) -> float:
+        """The wrap-up of the contact's queue, asking Redis only when it is not known here.
+
+        No lookup when no queue has a wrap-up, nor when this instance accepted the contact (a
+        contact's queue is fixed once it is offered, so the accept reply names it).
+        """
+        queues = self.engine.queue_config
+        if not self._any_wrap_up(queues):
+            return 0.0
+        if queue_name is None:
+            queue_name = (await self.store.contact_status(tenant, contact_id)).queue
+        queue = queues.get(queue_name)
+        return queue.wrap_up_seconds if queue else 0.0
+
+    def _any_wrap_up(self, queues: dict[str, Any]) -> bool:
+        cached = self._wrap_up_known
+        if cached is not None and cached[0] is queues:
+            return cached[1]
+        found = any(q.wrap_up_seconds for q in queues.values())
+        self._wrap_up_known = (queues, found)
+        return found
 
     # -------------------------------------------------------------------------- reservations
 
     async def accept(self, tenant: str, reservation_id: str, agent_id: str | None) -> m.AcceptedOut:
         outcome = await self.store.accept(tenant, reservation_id, agent_id, self.clock.now_ms())
         self.metrics.accepted(tenant, outcome.value, outcome.events)
+        self._remember_queue(tenant, outcome.value.contact)
         return m.AcceptedOut(
             reservation_id=reservation_id, contact=self.render(outcome.value.contact, tenant)
         )
+
+    def _remember_queue(self, tenant: str, contact: ContactState) -> None:
+        remembered = self._accepted_queue
+        if len(remembered) >= _ACCEPTED_QUEUES:
+            # the oldest first: contacts completed elsewhere are never popped here
+            for stale in list(itertools.islice(remembered, _ACCEPTED_QUEUES // 4)):
+                del remembered[stale]
+        remembered[(tenant, contact.id)] = contact.queue
 
     async def reject(self, tenant: str, reservation_id: str, agent_id: str | None) -> m.RejectedOut:
         outcome = await self.store.reject(tenant, reservation_id, agent_id, self.clock.now_ms())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from typing import Any
 
 import orjson
@@ -85,11 +86,87 @@ async def _handle(
     raise Problem(422, f"unknown message type {kind!r}", kind="validation")
 
 
+class _Beat:
+    __slots__ = ("agent_id", "due", "last_seen", "ws")
+
+    def __init__(self, ws: web.WebSocketResponse, agent_id: str, now: float, due: float) -> None:
+        self.ws: web.WebSocketResponse | None = ws
+        self.agent_id = agent_id
+        self.last_seen = now
+        self.due = due
+
+
+class Heartbeats:
+    """Pings every agent socket each ``interval`` and closes one silent past ``timeout``.
+
+    One task for all sockets of the app, started with the first: it wakes a few times per
+    interval and serves the sockets whose turn has come (they are in a queue in the order
+    their pings are due, every socket having the same interval). Thousands of sockets thus
+    cost no task, timer or future each, which keeps the garbage collector's young generations
+    small, and each socket is still pinged once per interval, spread over the interval.
+    """
+
+    def __init__(self, interval: float, timeout: float) -> None:
+        self.interval = interval
+        self.timeout = timeout
+        self.tick = min(0.05, interval / 4)
+        self.queue: deque[_Beat] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.closing: set[asyncio.Task[None]] = set()
+
+    def add(self, ws: web.WebSocketResponse, agent_id: str) -> _Beat:
+        now = time.monotonic()
+        beat = _Beat(ws, agent_id, now, now + self.interval)
+        self.queue.append(beat)
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run(), name="heartbeats")
+        return beat
+
+    def remove(self, beat: _Beat) -> None:
+        beat.ws = None  # dropped from the queue when its turn comes
+
+    async def stop(self, app: web.Application | None = None) -> None:
+        """Stop pinging (the app's cleanup)."""
+        tasks = [t for t in (self.task, *self.closing) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.queue.clear()
+
+    async def _run(self) -> None:
+        queue = self.queue
+        while queue:
+            await asyncio.sleep(self.tick)
+            now = time.monotonic()
+            while queue and queue[0].due <= now:
+                beat = queue.popleft()
+                ws = beat.ws
+                if ws is None or ws.closed:
+                    continue
+                if now - beat.last_seen > self.timeout:
+                    closing = asyncio.create_task(self._close(ws, beat.agent_id))
+                    self.closing.add(closing)
+                    closing.add_done_callback(self.closing.discard)
+                    continue
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.ping()
+                beat.due = now + self.interval
+                queue.append(beat)
+
+    @staticmethod
+    async def _close(ws: web.WebSocketResponse, agent_id: str) -> None:
+        log.info("ws.heartbeat_timeout", agent_id=agent_id)
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.close(code=4000, message=b"heartbeat timeout")
+
+
+HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
+
+
 async def agent_socket(
     request: web.Request, principal: Principal, agent_id: str
 ) -> web.StreamResponse:
     app = request.app
-    settings = app[k.SETTINGS]
     service = app[k.SERVICE]
     hub = app[k.HUB]
     tenant = principal.tenant
@@ -100,19 +177,8 @@ async def agent_socket(
     app[k.SOCKETS].add(ws)
     hub.add_agent(tenant, agent_id, ws)
     structlog.contextvars.bind_contextvars(agent_id=agent_id)
-    last_seen = time.monotonic()
-
-    async def heartbeat() -> None:
-        while not ws.closed:
-            await asyncio.sleep(settings.heartbeat_interval_seconds)
-            if time.monotonic() - last_seen > settings.heartbeat_timeout_seconds:
-                log.info("ws.heartbeat_timeout")
-                await ws.close(code=4000, message=b"heartbeat timeout")
-                return
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await ws.ping()
-
-    beat = asyncio.create_task(heartbeat())
+    heartbeats = app[HEARTBEATS]
+    beat = heartbeats.add(ws, agent_id)
     try:
         await _send(ws, {"type": "state", "state": agent.state, "load": agent.load})
         for offer in await service.pending_offers(tenant, agent_id):
@@ -120,7 +186,7 @@ async def agent_socket(
                 ws, offer_message(offer.reservation_id, offer.expires_ms, offer.queue, offer.view)
             )
         async for msg in ws:
-            last_seen = time.monotonic()
+            beat.last_seen = time.monotonic()
             if msg.type == WSMsgType.PING:
                 await ws.pong(msg.data)
                 continue
@@ -144,7 +210,7 @@ async def agent_socket(
                     reply.setdefault("ref", ref)
                 await _send(ws, reply)
     finally:
-        beat.cancel()
+        heartbeats.remove(beat)
         app[k.SOCKETS].discard(ws)
         remaining = hub.remove_agent(tenant, agent_id, ws)
         if remaining == 0 and not app[k.CLOSING].is_set():

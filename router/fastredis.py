@@ -1,0 +1,339 @@
+"""Scripts over one pipelined Redis connection: the hot path's round trips, made cheap.
+
+Every routing transition is one EVALSHA. redis-py runs each command on a connection borrowed
+from a pool, under a per-read timeout and a retry wrapper, which costs more CPU than the
+command itself. Here all scripts share one connection: a command is written as soon as it is
+issued, replies come back in order and are matched to their callers by a queue (Redis answers
+a connection's commands in order), and one timer per connection stands for all the per-call
+timeouts. Everything else (pub/sub, tokens, health checks) stays on the redis-py client.
+
+A command whose connection is lost before its reply raises ``redis.exceptions.ConnectionError``
+and is not retried (a script may have run); a connection with no reply for ``reply_timeout``
+seconds while commands wait is closed and they raise ``redis.exceptions.TimeoutError``. Either
+way the next command connects again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+import hiredis
+from redis._parsers.base import BaseParser
+from redis.asyncio import Redis
+from redis.asyncio.connection import ConnectionPool, parse_url
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError, NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT, KeyT, ScriptTextT
+
+
+def pack(args: Sequence[Any]) -> bytes:
+    """One command in RESP, encoded as redis-py does (str UTF-8, numbers as text)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, str):
+            data = arg.encode()
+        elif isinstance(arg, bool):
+            raise DataError("a bool is not a Redis argument")
+        elif isinstance(arg, int):
+            data = b"%d" % arg
+        elif isinstance(arg, float):
+            data = repr(arg).encode()
+        else:
+            raise DataError(f"cannot send a {type(arg).__name__} to Redis")
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class _Wire(asyncio.Protocol):
+    """One connection: replies resolve the waiting futures in the order they were sent."""
+
+    def __init__(self, runner: ScriptRunner) -> None:
+        self.runner = runner
+        self.reader = hiredis.Reader()
+        self.pending: deque[asyncio.Future[Any]] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.progress = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def send(self, command: bytes, future: asyncio.Future[Any]) -> None:
+        assert self.transport is not None
+        if not self.pending:
+            self.progress = self.runner.loop.time()
+        self.pending.append(future)
+        self.transport.write(command)
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        pending = self.pending
+        try:
+            while (reply := reader.gets()) is not False:
+                future = pending.popleft()
+                if future.done():  # its caller was cancelled
+                    continue
+                if isinstance(reply, hiredis.ReplyError):
+                    future.set_exception(BaseParser.parse_error(str(reply)))  # type: ignore[no-untyped-call]
+                else:
+                    future.set_result(reply)
+        except (hiredis.ProtocolError, IndexError) as exc:
+            self.fail(RedisConnectionError(f"redis protocol error: {exc}"))
+            return
+        self.progress = self.runner.loop.time()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(RedisConnectionError(f"connection to redis lost: {exc or 'closed'}"))
+
+    def fail(self, error: Exception) -> None:
+        """Close the connection and fail every command still waiting for its reply."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+        while self.pending:
+            future = self.pending.popleft()
+            if not future.done():
+                future.set_exception(error)
+
+
+class ScriptRunner:
+    """Commands pipelined on one connection to the Redis of ``url`` (redis:// or unix://)."""
+
+    def __init__(self, url: str, connect_timeout: float = 2.0, reply_timeout: float = 10.0) -> None:
+        self.options = parse_url(url)
+        self.connect_timeout = connect_timeout
+        self.reply_timeout = reply_timeout
+        self._wire: _Wire | None = None
+        self._connecting: asyncio.Future[_Wire] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @staticmethod
+    def supports(url: str) -> bool:
+        return url.startswith(("redis://", "unix://"))
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    async def execute(self, *args: Any) -> Any:
+        """Send one command and wait for its reply (raises what redis-py would raise)."""
+        command = pack(args)
+        wire = self._wire
+        if wire is None or wire.closed:
+            wire = await self._connect()
+        future: asyncio.Future[Any] = self.loop.create_future()
+        wire.send(command, future)
+        if self._watchdog is None:
+            self._watchdog = self.loop.call_later(1.0, self._watch)
+        return await future
+
+    def _watch(self) -> None:
+        """Once a second while commands wait: close a connection silent past the timeout."""
+        self._watchdog = None
+        wire = self._wire
+        if wire is None or wire.closed or not wire.pending:
+            return
+        if self.loop.time() - wire.progress > self.reply_timeout:
+            wire.fail(RedisTimeoutError(f"no reply from redis in {self.reply_timeout:g} s"))
+            return
+        self._watchdog = self.loop.call_later(1.0, self._watch)
+
+    async def _connect(self) -> _Wire:
+        if self._connecting is None:
+            self._connecting = self.loop.create_future()
+            try:
+                wire = await self._open()
+            except BaseException as exc:
+                failed = exc if isinstance(exc, Exception) else RedisConnectionError("cancelled")
+                self._connecting.set_exception(failed)
+                self._connecting.exception()  # retrieved: the waiters re-raise it
+                self._connecting = None
+                raise
+            self._wire = wire
+            self._connecting.set_result(wire)
+            self._connecting = None
+            return wire
+        return await asyncio.shield(self._connecting)
+
+    async def _open(self) -> _Wire:
+        wire = _Wire(self)
+        await self.open_connection(wire)
+        return wire
+
+    async def open_connection(self, wire: _Wire) -> None:
+        """Connect ``wire`` to this runner's Redis, authenticated and on its database."""
+        options = self.options
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                if options.get("path"):
+                    await self.loop.create_unix_connection(lambda: wire, options["path"])
+                else:
+                    await self.loop.create_connection(
+                        lambda: wire, options.get("host", "localhost"), options.get("port", 6379)
+                    )
+                setup: list[tuple[Any, ...]] = []
+                if options.get("password"):
+                    user = options.get("username")
+                    password = options["password"]
+                    setup.append(("AUTH", user, password) if user else ("AUTH", password))
+                if options.get("db"):
+                    setup.append(("SELECT", options["db"]))
+                futures = []
+                for command in setup:
+                    future: asyncio.Future[Any] = self.loop.create_future()
+                    wire.send(pack(command), future)
+                    futures.append(future)
+                for future in futures:
+                    await future
+        except TimeoutError:
+            wire.fail(RedisTimeoutError("timeout connecting to redis"))
+            raise RedisTimeoutError("timeout connecting to redis") from None
+        except OSError as exc:
+            wire.fail(RedisConnectionError(str(exc)))
+            raise RedisConnectionError(f"error connecting to redis: {exc}") from exc
+        except Exception:
+            wire.fail(RedisConnectionError("redis connection setup failed"))
+            raise
+
+    async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._wire is not None:
+            self._wire.fail(RedisConnectionError("client closed"))
+            self._wire = None
+
+
+class _SubscriberWire(_Wire):
+    """A subscribed connection: pushed messages are queued, everything else answers a command."""
+
+    def __init__(self, runner: ScriptRunner) -> None:
+        super().__init__(runner)
+        self.messages: deque[tuple[bytes, bytes]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.error: Exception | None = None
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        try:
+            while (reply := reader.gets()) is not False:
+                kind = reply[0] if isinstance(reply, list) and reply else None
+                if kind == b"pmessage":
+                    self.messages.append((reply[2], reply[3]))
+                elif kind == b"message":
+                    self.messages.append((reply[1], reply[2]))
+                elif self.pending:  # a (p)subscribe confirmation or a setup command's reply
+                    future = self.pending.popleft()
+                    if not future.done():
+                        if isinstance(reply, hiredis.ReplyError):
+                            future.set_exception(BaseParser.parse_error(str(reply)))  # type: ignore[no-untyped-call]
+                        else:
+                            future.set_result(reply)
+        except hiredis.ProtocolError as exc:
+            self.fail(RedisConnectionError(f"redis protocol error: {exc}"))
+            return
+        self._wake()
+
+    def fail(self, error: Exception) -> None:
+        if self.error is None:
+            self.error = error
+        super().fail(error)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done() and (self.messages or self.error):
+            waiter.set_result(None)
+
+
+class Subscription:
+    """One pub/sub connection of the runner's Redis; ``get`` returns messages in order."""
+
+    def __init__(self, runner: ScriptRunner) -> None:
+        self.runner = runner
+        self.wire = _SubscriberWire(runner)
+
+    async def open(self, patterns: Sequence[str], channels: Sequence[str]) -> None:
+        """Connect and subscribe; raises ``redis.exceptions.ConnectionError`` on failure."""
+        wire = self.wire
+        await self.runner.open_connection(wire)
+        loop = self.runner.loop
+        confirmations: list[asyncio.Future[Any]] = []
+        for command, names in (("PSUBSCRIBE", patterns), ("SUBSCRIBE", channels)):
+            if names:
+                futures = [loop.create_future() for _ in names]
+                # one confirmation per name arrives for a single command
+                assert wire.transport is not None
+                wire.pending.extend(futures)
+                wire.transport.write(pack([command, *names]))
+                confirmations.extend(futures)
+        async with asyncio.timeout(self.runner.connect_timeout):
+            for future in confirmations:
+                await future
+
+    async def get(self) -> tuple[bytes, bytes]:
+        """The next (channel, data); raises ``ConnectionError`` once the connection is lost."""
+        wire = self.wire
+        while not wire.messages:
+            if wire.error is not None:
+                raise wire.error
+            wire.waiter = self.runner.loop.create_future()
+            await wire.waiter
+        return wire.messages.popleft()
+
+    def close(self) -> None:
+        self.wire.fail(RedisConnectionError("subscription closed"))
+
+
+class PipelinedScript(AsyncScript):
+    """A registered script run with EVALSHA on the runner, loaded again after NOSCRIPT."""
+
+    def __init__(self, client: Redis, script: ScriptTextT, runner: ScriptRunner) -> None:
+        super().__init__(client, script)
+        self.runner = runner
+
+    async def __call__(
+        self,
+        keys: Sequence[KeyT] | None = None,
+        args: Iterable[EncodableT] | None = None,
+        client: Any = None,
+    ) -> Any:
+        if client is not None:
+            return await super().__call__(keys, args, client)
+        keys = keys or ()
+        argv = (len(keys), *keys, *(args or ()))
+        try:
+            return await self.runner.execute("EVALSHA", self.sha, *argv)
+        except NoScriptError:
+            sha = await self.runner.execute("SCRIPT", "LOAD", self.script)
+            self.sha = sha.decode() if isinstance(sha, bytes) else str(sha)
+            return await self.runner.execute("EVALSHA", self.sha, *argv)
+
+
+class PipelinedRedis(Redis):
+    """A redis-py client whose ``register_script`` scripts run pipelined on one connection."""
+
+    def __init__(self, connection_pool: ConnectionPool, runner: ScriptRunner) -> None:
+        super().__init__(connection_pool=connection_pool)
+        self.runner = runner
+
+    def register_script(self, script: ScriptTextT) -> AsyncScript:  # type: ignore[override]
+        return PipelinedScript(self, script, self.runner)
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        with contextlib.suppress(Exception):
+            await self.runner.close()
+        await super().aclose(close_connection_pool)

@@ -1,0 +1,254 @@
+"""What the hot path skips, and the pieces that make it cheap, still behave.
+
+* ``complete`` finds the queue's wrap-up without a ``contact_status`` round trip;
+* offers of a new contact go out before its creator answers;
+* scripts run pipelined on one connection (NOSCRIPT, lost connections, silent servers);
+* the event loop defaults to uvloop, and full garbage collections freeze their survivors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from queues.embedded import EmbeddedRedis
+from router import appkeys as k
+from router.fastredis import PipelinedRedis, ScriptRunner, Subscription, pack
+from router.hub import Hub
+from router.serve import GcFreezer, event_loop
+from tests.router.conftest import Api, ApiFactory
+
+
+def _count_status_reads(api: Api) -> list[int]:
+    store = api.client.app[k.SERVICE].store
+    calls = [0]
+    original = store.contact_status
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return await original(*args, **kwargs)
+
+    store.contact_status = counted  # type: ignore[method-assign]
+    return calls
+
+
+async def _offer_taken(api: Api, agent: str) -> tuple[str, Any]:
+    await api.agent(agent, billing=5)
+    desk = await api.ws(agent)
+    await desk.send({"type": "state", "state": "available"})
+    contact = await api.contact()
+    offer = await desk.recv("offer")
+    await desk.send({"type": "accept", "reservation_id": offer["reservation_id"]})
+    await desk.recv("accepted")
+    return contact["id"], desk
+
+
+async def test_complete_needs_no_status_lookup(api: Api) -> None:
+    """The demo queues have no wrap-up: complete is one store call."""
+    reads = _count_status_reads(api)
+    contact_id, desk = await _offer_taken(api, "ann")
+    await desk.send({"type": "complete", "contact_id": contact_id})
+    done = await desk.recv("completed")
+    assert done["contact"]["status"] == "completed"
+    assert reads[0] == 0
+
+
+async def test_complete_uses_the_queue_remembered_at_accept(
+    make_api: ApiFactory, fast_routing: Path
+) -> None:
+    """With a wrap-up queue, the queue named by the accept reply gives the wrap-up; a contact
+    accepted elsewhere (not remembered here) is looked up, with the same result."""
+    api = await make_api(config=str(fast_routing))
+    reads = _count_status_reads(api)
+    contact_id, desk = await _offer_taken(api, "ann")
+    await desk.send({"type": "complete", "contact_id": contact_id})
+    assert (await desk.recv("completed"))["contact"]["status"] == "wrapping"
+    assert reads[0] == 0
+
+    await api.until("/v1/agents/ann", lambda a: a["load"] == {})
+    other_id = (await api.contact())["id"]
+    offer = await desk.recv("offer")
+    await desk.send({"type": "accept", "reservation_id": offer["reservation_id"]})
+    await desk.recv("accepted")
+    api.client.app[k.SERVICE]._accepted_queue.clear()  # as if accepted on another instance
+    await desk.send({"type": "complete", "contact_id": other_id})
+    assert (await desk.recv("completed"))["contact"]["status"] == "wrapping"
+    assert reads[0] == 1
+
+
+async def test_the_offer_goes_out_before_the_creator_hears_back(api: Api) -> None:
+    """The agent's offer is written before the 201 of the POST that created the contact."""
+    await api.agent("ann", billing=5)
+    desk = await api.ws("ann")
+    await desk.send({"type": "state", "state": "available"})
+    await desk.recv("state")
+    hub = api.client.app[k.HUB]
+    seen: list[str] = []
+    original = hub._send
+
+    async def spy(targets: Any, out: dict[str, Any]) -> None:
+        seen.append(str(out.get("type")))
+        await original(targets, out)
+
+    hub._send = spy  # type: ignore[method-assign]
+    contact = await api.contact()
+    assert "offer" in seen  # already sent when the 201 came back
+    assert (await desk.recv("offer"))["contact"]["id"] == contact["id"]
+
+
+async def test_offers_out_waits_only_for_offers_held_here() -> None:
+    hub = Hub()
+    hub.ready.set()
+    await asyncio.wait_for(hub.offers_out("t", [{"t": "offer", "a": "x", "r": "r1"}]), 0.01)
+    hub.agents[("t", "ann")] = set()
+    waiting = asyncio.create_task(hub.offers_out("t", [{"t": "offer", "a": "ann", "r": "r2"}]))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    hub._offer_dispatched("t", "r2")
+    await asyncio.wait_for(waiting, 1.0)
+    hub._offer_dispatched("t", "r3")  # dispatched first: nothing to wait for
+    await asyncio.wait_for(hub.offers_out("t", [{"t": "offer", "a": "ann", "r": "r3"}]), 0.01)
+    started = asyncio.get_running_loop().time()
+    await hub.offers_out("t", [{"t": "offer", "a": "ann", "r": "r4"}])  # never: gives up
+    assert asyncio.get_running_loop().time() - started < 1.0
+
+
+# ------------------------------------------------------------------------- pipelined scripts
+
+
+def test_pack_encodes_like_redis_py() -> None:
+    assert pack(["SET", "k", 1, 2.5, b"\x00"]) == (
+        b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n$3\r\n2.5\r\n$1\r\n\x00\r\n"
+    )
+    with pytest.raises(Exception, match="bool"):
+        pack(["SET", True])
+
+
+async def test_scripts_run_pipelined_and_survive_a_script_flush(
+    redis_server: EmbeddedRedis,
+) -> None:
+    runner = ScriptRunner(redis_server.url)
+    client = PipelinedRedis(ConnectionPool.from_url(redis_server.url), runner)
+    try:
+        script = client.register_script("return {ARGV[1], tonumber(ARGV[2]) + 1}")
+        replies = await asyncio.gather(*(script(keys=["x"], args=["a", n]) for n in range(50)))
+        assert replies == [[b"a", n + 1] for n in range(50)]
+        await runner.execute("SCRIPT", "FLUSH")
+        assert await script(keys=["x"], args=["b", 1]) == [b"b", 2]
+        with pytest.raises(ResponseError):
+            await client.register_script("return redis.call('NOPE')")(keys=["x"])
+        assert await script(keys=["x"], args=["c", 2]) == [b"c", 3]  # still in step
+    finally:
+        await client.aclose()
+
+
+async def test_a_lost_connection_fails_waiting_commands_then_reconnects(
+    tmp_path: Path,
+) -> None:
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    server.start()
+    runner = ScriptRunner(server.url, connect_timeout=1.0)
+    try:
+        assert await runner.execute("PING") == b"PONG"
+        await asyncio.to_thread(server.stop)
+        with pytest.raises(RedisConnectionError):
+            await runner.execute("PING")
+        await asyncio.to_thread(server.start)
+        assert await runner.execute("PING") == b"PONG"
+    finally:
+        await runner.close()
+        await asyncio.to_thread(server.stop)
+
+
+async def test_a_silent_server_times_out() -> None:
+    done = asyncio.Event()
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+        await done.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    runner = ScriptRunner(f"redis://127.0.0.1:{port}", reply_timeout=0.5)
+    try:
+        with pytest.raises(RedisTimeoutError):
+            await asyncio.wait_for(runner.execute("PING"), 5.0)
+    finally:
+        await runner.close()
+        done.set()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_subscription_delivers_messages_in_order(redis_server: EmbeddedRedis) -> None:
+    runner = ScriptRunner(redis_server.url)
+    subscription = Subscription(runner)
+    try:
+        await subscription.open(["sbtest:*:ev"], ["sbtest-notices"])
+        for n in range(5):
+            await runner.execute("PUBLISH", "sbtest:{a}:ev", f"m{n}")
+        await runner.execute("PUBLISH", "sbtest-notices", "n")
+        got = [await asyncio.wait_for(subscription.get(), 2.0) for _ in range(6)]
+        assert got == [*((b"sbtest:{a}:ev", f"m{n}".encode()) for n in range(5)),
+                       (b"sbtest-notices", b"n")]  # fmt: skip
+    finally:
+        subscription.close()
+        await runner.close()
+    with pytest.raises(RedisConnectionError):
+        await subscription.get()
+
+
+async def test_gateway_posts_still_work_with_many_in_flight(api: Api) -> None:
+    """A burst of creates shares the one pipelined connection; every one is answered."""
+    replies = await asyncio.gather(*(api.contact(f"burst-{n}") for n in range(200)))
+    assert len({r["id"] for r in replies}) == 200
+
+
+# --------------------------------------------------------------------------- process setup
+
+
+def test_event_loop_defaults_to_uvloop_when_installed() -> None:
+    pytest.importorskip("uvloop")
+    loop = event_loop("auto")
+    assert loop is not None
+    assert type(loop).__module__.startswith("uvloop")
+    loop.close()
+    assert event_loop("asyncio") is None
+
+
+def test_full_collections_freeze_their_survivors() -> None:
+    """Survivors of a full collection are frozen; every n-th full collection unfreezes first."""
+    freezer = GcFreezer(unfreeze_every=4)
+    gc.unfreeze()
+    thresholds = gc.get_threshold()
+    freezer.install()  # a first full collection, and what exists is frozen
+    try:
+        assert gc.get_threshold()[1] == 1
+        assert gc.get_freeze_count() > 0
+        keep = [[n] for n in range(1000)]
+        before = gc.get_freeze_count()
+        gc.collect(2)
+        assert gc.get_freeze_count() >= before + len(keep)
+        gc.collect(1)  # not a full collection: left alone
+        assert freezer.full == 2
+        freezer("start", {"generation": 2})
+        assert gc.get_freeze_count() > 0  # 3rd: no unfreeze
+        freezer("start", {"generation": 2})
+        assert gc.get_freeze_count() == 0  # 4th: everything is collectable again
+        freezer("stop", {"generation": 2})
+        assert gc.get_freeze_count() >= len(keep)
+    finally:
+        freezer.uninstall()
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+    assert freezer not in gc.callbacks
