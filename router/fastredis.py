@@ -333,6 +333,10 @@ class PipelinedRedis(Redis):
     def register_script(self, script: ScriptTextT) -> AsyncScript:  # type: ignore[override]
         return PipelinedScript(self, script, self.runner)
 
+    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        """EVALSHA on the pipelined connection too (raises ``NoScriptError`` like redis-py)."""
+        return await self.runner.execute("EVALSHA", sha, numkeys, *keys_and_args)
+
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         with contextlib.suppress(Exception):
             await self.runner.close()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from redis.asyncio import ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from queues.embedded import EmbeddedRedis
@@ -124,6 +124,13 @@ async def test_offers_out_waits_only_for_offers_held_here() -> None:
 # ------------------------------------------------------------------------- pipelined scripts
 
 
+class _NoPool(ConnectionPool):
+    """A pool that fails if anything goes through redis-py's own connections."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a command went through redis-py's pool")
+
+
 def test_pack_encodes_like_redis_py() -> None:
     assert pack(["SET", "k", 1, 2.5, b"\x00"]) == (
         b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n$3\r\n2.5\r\n$1\r\n\x00\r\n"
@@ -136,7 +143,7 @@ async def test_scripts_run_pipelined_and_survive_a_script_flush(
     redis_server: EmbeddedRedis,
 ) -> None:
     runner = ScriptRunner(redis_server.url)
-    client = PipelinedRedis(ConnectionPool.from_url(redis_server.url), runner)
+    client = PipelinedRedis(_NoPool.from_url(redis_server.url), runner)
     try:
         script = client.register_script("return {ARGV[1], tonumber(ARGV[2]) + 1}")
         replies = await asyncio.gather(*(script(keys=["x"], args=["a", n]) for n in range(50)))
@@ -146,6 +153,11 @@ async def test_scripts_run_pipelined_and_survive_a_script_flush(
         with pytest.raises(ResponseError):
             await client.register_script("return redis.call('NOPE')")(keys=["x"])
         assert await script(keys=["x"], args=["c", 2]) == [b"c", 3]  # still in step
+        # a direct EVALSHA takes the same connection, and NOSCRIPT still reads as redis-py's
+        assert await client.evalsha(script.sha, 1, "x", "d", 3) == [b"d", 4]
+        await runner.execute("SCRIPT", "FLUSH")
+        with pytest.raises(NoScriptError):
+            await client.evalsha(script.sha, 1, "x", "e", 4)
     finally:
         await client.aclose()
 
