@@ -182,20 +182,23 @@ def unpack(reply: list[Any], **ids: str) -> tuple[Any, list[Event]]:
 
 
 def contact_state(raw: dict[str, Any]) -> ContactState:
+    # RedisStore's replies carry the document parsed already (written into the reply JSON as
+    # stored), MemoryStore's too; a document given as text is parsed here.
     doc = raw["doc"]
-    parsed: dict[str, Any] = json.loads(doc) if isinstance(doc, str) else doc
-    queued = raw["st"] == "queued"
+    parsed: dict[str, Any] = json.loads(doc) if type(doc) is str else doc
+    st = raw["st"]
+    # (positional: this runs once per routing decision)
     return ContactState(
-        id=parsed["id"],
-        doc=parsed,
-        status=raw["st"],
-        channel=raw["ch"],
-        queue=raw["queue"],
-        agent_id=raw["agent"] or None,
-        reservation_id=raw["res"] or None,
-        position=raw["pos"] if queued else None,
-        staffed=raw["staffed"],
-        disposition=raw["disp"] or None,
+        parsed["id"],
+        parsed,
+        st,
+        raw["ch"],
+        raw["queue"],
+        raw["agent"] or None,
+        raw["res"] or None,
+        raw["pos"] if st == "queued" else None,
+        raw["staffed"],
+        raw["disp"] or None,
     )
 
 

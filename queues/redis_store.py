@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import BusyLoadingError, ReadOnlyError
+from redis.exceptions import BusyLoadingError, NoScriptError, ReadOnlyError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -25,6 +25,7 @@ from queues.contract import (
     Outcome,
     PendingOffer,
     QueueSnapshot,
+    Step,
     Store,
     TimerClaim,
 )
@@ -41,6 +42,39 @@ _TIMER_SCRIPTS = {
 }
 
 
+_loads = orjson.loads
+_dumps = orjson.dumps
+
+
+# (steps, offer timeouts) -> their JSON for enqueue_contact.lua: contacts routed by one rule
+# share them, and encoding them costs more than looking them up.
+_WIRED: dict[tuple[tuple[Step, ...], tuple[tuple[str, int], ...]], tuple[str, str]] = {}
+_WIRED_MAX = 1024
+
+
+def _wire_steps(steps: list[Step], timeouts: dict[str, int]) -> tuple[str, str]:
+    """The workflow as enqueue_contact.lua reads it (each step with its queues' offer
+    timeouts), and its first step alone."""
+    key = (tuple(steps), tuple(timeouts.items()))
+    wired = _WIRED.get(key)
+    if wired is None:
+        default = timeouts.get("")
+        out: list[dict[str, Any]] = []
+        for s in steps:
+            step = {
+                "q": s.queues,
+                "t": s.timeout_ms,
+                "o": [timeouts.get(q, default) for q in s.queues],
+            }
+            if s.agents:  # (a step without agents has neither: less for Lua to decode)
+                step["a"], step["ao"] = s.agents, default
+            out.append(step)
+        if len(_WIRED) >= _WIRED_MAX:
+            _WIRED.clear()
+        wired = _WIRED[key] = (_dumps(out).decode(), _dumps(out[0]).decode())
+    return wired
+
+
 def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -51,6 +85,7 @@ class RedisStore(Store):
     def __init__(self, client: Redis) -> None:
         self.client = client
         self._scripts = {name: client.register_script(src) for name, src in sources().items()}
+        self._shas = {name: script.sha for name, script in self._scripts.items()}
         self._prefixes: dict[str, str] = {}
 
     def _prefix(self, tenant: str) -> str:
@@ -63,25 +98,37 @@ class RedisStore(Store):
         """Run script ``name`` for a tenant and decode its ``[code, payload, events]`` reply."""
         prefix = self._prefixes.get(tenant) or self._prefix(tenant)
         try:
-            raw = await self._scripts[name](keys=(prefix,), args=args)
+            try:
+                raw = await self.client.evalsha(self._shas[name], 1, prefix, *args)
+            except NoScriptError:
+                # after SCRIPT FLUSH or a failover: the script loads, and runs, again
+                raw = await self._scripts[name](keys=(prefix,), args=args)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"redis unavailable: {exc}") from exc
-        reply: list[Any] = orjson.loads(raw)
+        try:
+            reply: list[Any] = _loads(raw)
+        except orjson.JSONDecodeError:
+            # documents go out as stored: one orjson cannot read (NaN, a huge integer)
+            reply = json.loads(raw)
         return reply
 
     async def enqueue(self, tenant: str, contact: NewContact, now: int) -> Outcome[Enqueued]:
         # One NUL-joined argument (see enqueue_contact.lua): each argument costs the client
         # about a microsecond to pack. The document, taken whole, comes last.
-        steps = [s.wire() for s in contact.steps]
+        steps, first = _wire_steps(contact.steps, contact.offer_timeouts_ms)
+        idem = contact.idempotency_key
+        if idem:
+            idem = f"{contact.idempotency_hash}|{contact.idempotency_ttl_s}|{idem}"
+        customer = contact.customer_id
+        if customer:
+            customer = f"{contact.history_length}|{customer}"
         head = (
-            f"{now}\0{contact.id}\0{contact.idempotency_key}\0{contact.idempotency_hash}\0"
-            f"{contact.idempotency_ttl_s}\0{contact.channel}\0{contact.capacity_channel}\0"
-            f"{contact.sort_key_ms}\0{contact.sl_threshold_ms}\0{contact.customer_id}\0"
-            f"{contact.history_length}\0{contact.home_queue}\0"
-            f"{orjson.dumps(steps).decode()}\0{orjson.dumps(steps[0]).decode()}\0"
-            f"{orjson.dumps(contact.offer_timeouts_ms).decode()}\0{contact.view}\0"
+            f"{now}\0{contact.id}\0{idem}\0{contact.channel}\0{contact.capacity_channel}\0"
+            f"{contact.sort_key_ms}\0{contact.sl_threshold_ms}\0{customer}\0"
+            f"{contact.home_queue}\0{steps}\0{first}\0"
+            f"{contact.view}\0"
         )
-        if head.count("\0") != 16:
+        if head.count("\0") != 12:
             raise ValueError(f"contact {contact.id!r}: a field contains NUL")
         reply = await self.run("enqueue_contact", tenant, head + contact.doc)
         payload, ev = c_.unpack(reply, contact=contact.id)

@@ -10,7 +10,8 @@ local now, cid = tonumber(ARGV[1]), ARGV[2]
 local c = load_contact(cid)
 if not c then return finish(E.CONTACT_NOT_FOUND) end
 if c.st == 'abandoned' then
-  return finish(E.OK, {contact = contact_out(cid), changed = false, wait = 0, short = false})
+  return finish(E.OK, '{"contact":' .. contact_out(cid) ..
+                       ',"changed":false,"wait":0,"short":false}')
 end
 local ag = nil
 if c.st == 'offered' then
@@ -35,4 +36,5 @@ count(c.queue, now, 'abandoned')
 if short then count(c.queue, now, 'abandoned_short') end
 emit({t = 'contact', c = cid, s = 'abandoned'})
 if ag then match_agent(ag, now) end
-return finish(E.OK, {contact = contact_out(cid), changed = true, wait = wait, short = short})
+return finish(E.OK, '{"contact":' .. contact_out(cid) .. ',"changed":true,"wait":' ..
+                     fmt('%d', wait) .. ',"short":' .. tostring(short) .. '}')

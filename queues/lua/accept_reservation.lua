@@ -16,7 +16,8 @@ if now >= tonumber(r[4]) then return finish(E.RESERVATION_EXPIRED) end
 
 local c = load_contact(r[1])
 redis.call('HSET', K.reservation(rid), 'st', 'accepted')
-redis.call('HDEL', K.agent(r[2]), 'o:' .. rid)
+redis.call('HSET', K.agent(r[2]), 'of',
+           drop_offer(redis.call('HGET', K.agent(r[2]), 'of') or '', rid))
 redis.call('ZREM', K.timers(), 'o|' .. rid, step_timer(c))
 forget_declines(c)
 redis.call('HSET', K.contact(c.id), 'st', 'assigned', 'ans', now, 'decl', '[]')
@@ -26,4 +27,5 @@ count(c.queue, now, 'answered')
 count(c.queue, now, 'wait_ms', wait)
 if within then count(c.queue, now, 'answered_sl') end
 emit({t = 'assigned', a = r[2], r = rid, c = c.id})
-return finish(E.OK, {contact = contact_out(c.id), wait = wait, within = within})
+return finish(E.OK, '{"contact":' .. contact_out(c.id) .. ',"wait":' .. fmt('%d', wait) ..
+                     ',"within":' .. tostring(within) .. '}')

@@ -9,17 +9,19 @@
 local now, cid, idx = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 redis.call('ZREM', K.timers(), 's|' .. cid .. '|' .. idx)
 local c = load_contact(cid)
-if not c or c.step ~= idx or (c.st ~= 'queued' and c.st ~= 'offered')
-    or c.step + 1 >= #c.steps then
+if not c or c.step ~= idx or (c.st ~= 'queued' and c.st ~= 'offered') then
   return finish(E.OK, {fired = false, step = -1})
 end
+local steps = cjson.decode(redis.call('HGET', K.contact(cid), 'steps'))
+if c.step + 1 >= #steps then return finish(E.OK, {fired = false, step = -1}) end
 
 local waiting = c.st == 'queued' and c.hold == 0
 if waiting then remove_waiting(c) end
 c.step = c.step + 1
-local s = current_step(c)
+local s = steps[c.step + 1]
+c.s = s
 if s.q[1] then c.queue = s.q[1] end
-redis.call('HSET', K.contact(cid), 'step', c.step, 'queue', c.queue)
+redis.call('HSET', K.contact(cid), 'step', c.step, 'queue', c.queue, 'cur', cjson.encode(s))
 if s.t > 0 then set_timer(now + s.t, step_timer(c)) end
 if waiting then
   add_waiting(c)

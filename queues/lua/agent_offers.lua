@@ -10,7 +10,7 @@ local aid = ARGV[1]
 local ag = load_agent(aid, true)
 if not ag then return finish(E.AGENT_NOT_FOUND) end
 local out = {}
-for _, rid in ipairs(ag.offers) do
+for _, rid in ipairs(cjson.decode('[' .. ag.of .. ']')) do
   local r = redis.call('HMGET', K.reservation(rid), 'c', 'x', 'q', 'st')
   if r[1] and r[4] == 'pending' then
     out[#out + 1] = {r = rid, c = r[1], x = tonumber(r[2]), q = r[3],

@@ -6,4 +6,4 @@
 --   AGENT_NOT_FOUND
 local out = agent_out(ARGV[1])
 if not out then return finish(E.AGENT_NOT_FOUND) end
-return finish(E.OK, {agent = out})
+return finish(E.OK, '{"agent":' .. out .. '}')

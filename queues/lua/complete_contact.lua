@@ -28,4 +28,5 @@ else
   close_contact(c, now)
   emit({t = 'contact', c = cid, s = 'completed'})
 end
-return finish(E.OK, {contact = contact_out(cid), handle = handle})
+return finish(E.OK, '{"contact":' .. contact_out(cid) .. ',"handle":' .. fmt('%d', handle) ..
+                     '}')

@@ -6,4 +6,4 @@
 --   CONTACT_NOT_FOUND
 local out = contact_out(ARGV[1])
 if not out then return finish(E.CONTACT_NOT_FOUND) end
-return finish(E.OK, {contact = out})
+return finish(E.OK, '{"contact":' .. out .. '}')

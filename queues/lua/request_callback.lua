@@ -28,4 +28,4 @@ else
   add_waiting(c)
   match_contact(c, now)
 end
-return finish(E.OK, {contact = contact_out(cid)})
+return finish(E.OK, '{"contact":' .. contact_out(cid) .. '}')

@@ -11,13 +11,14 @@
 local now, aid, state = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local ag = load_agent(aid, true)
 if not ag then return finish(E.AGENT_NOT_FOUND) end
-if ag.st == state then return finish(E.OK, {agent = agent_out(aid, ag), changed = false}) end
+if ag.st == state then
+  return finish(E.OK, '{"agent":' .. agent_out(aid, ag) .. ',"changed":false}')
+end
 
 local was = free_channels(ag)
 local requeued = {}
 if state == 'offline' then
-  local offers = ag.offers
-  ag.offers = {}
+  local offers = cjson.decode('[' .. ag.of .. ']')
   table.sort(offers, str_lt)
   for _, rid in ipairs(offers) do
     local c = end_offer(rid, 'rescinded', now, ag)
@@ -38,4 +39,4 @@ table.sort(requeued, function(a, b)
   return a.key < b.key or (a.key == b.key and str_lt(a.id, b.id))
 end)
 for _, c in ipairs(requeued) do match_contact(c, now) end
-return finish(E.OK, {agent = agent_out(aid, ag), changed = true})
+return finish(E.OK, '{"agent":' .. agent_out(aid, ag) .. ',"changed":true}')

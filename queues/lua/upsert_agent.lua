@@ -13,7 +13,8 @@ local now, aid = tonumber(ARGV[1]), ARGV[2]
 local ag = load_agent(aid)
 local created = ag == nil
 if created then
-  ag = {id = aid, st = 'offline', cap = {}, load = {}, qn = {}, excl = {}, idle = now, tw = '0'}
+  ag = {id = aid, st = 'offline', cap = {}, load = {}, qn = {}, excl = {}, idle = now, tw = '0',
+        of = ''}
   redis.call('SADD', K.agents(), aid)
 end
 local qs = cjson.decode(ARGV[5])
@@ -32,11 +33,13 @@ for _, q in ipairs(ag.qn) do
 end
 ag.cap, ag.qs, ag.qn, ag.excl = cjson.decode(ARGV[4]), qs, names, cjson.decode(ARGV[6])
 -- prof: what most transitions need of the profile, in one field (see load_agent)
+local qj = '[]'
+if #names > 0 then qj = cjson.encode(names) end
 redis.call('HSET', K.agent(aid), 'doc', ARGV[3], 'st', ag.st, 'cap', ARGV[4], 'qs', ARGV[5],
-           'prof', '{"cap":' .. ARGV[4] .. ',"excl":' .. ARGV[6] .. ',"qn":' ..
-           cjson.encode(names) .. '}', 'load', cjson.encode(ag.load), 'idle', ag.idle)
+           'qj', qj, 'prof', '[' .. ARGV[4] .. ',' .. ARGV[6] .. ',' .. qj .. ']',
+           'load', cjson.encode(ag.load), 'idle', ag.idle)
 for _, q in ipairs(names) do redis.call('SADD', K.queue_members(q), aid) end
 set_agent_state(ag, ag.st)
 refresh_free(ag)
 if ag.st == 'available' then match_agent(ag, now) end
-return finish(E.OK, {agent = agent_out(aid), created = created})
+return finish(E.OK, '{"agent":' .. agent_out(aid) .. ',"created":' .. tostring(created) .. '}')
