@@ -22,7 +22,11 @@ T = TypeVar("T")
 AgentStateName = Literal["available", "away", "offline"]
 AGENT_STATES: tuple[AgentStateName, ...] = ("available", "away", "offline")
 CAPACITY_CHANNELS = ("voice", "chat", "email", "sms")
-CONTACT_STATUSES = ("queued", "offered", "assigned", "wrapping", "completed", "abandoned")
+CONTACT_STATUSES = (
+    "queued", "offered", "assigned", "wrapping", "completed", "abandoned", "cancelled",
+)  # fmt: skip
+#: how a contact ends before an agent takes it: the customer left, or the gateway withdrew it
+EndReason = Literal["abandoned", "cancelled"]
 
 #: One event: {"t": kind, ...}. Kinds: offer {a, r, c, x, q}, rescind {a, r, c, why},
 #: assigned {a, r, c}, state {a, s, l}, contact {c, s}.
@@ -321,8 +325,11 @@ class Store(ABC):
         """The agent declines; the contact keeps its place and is never re-offered to it."""
 
     @abstractmethod
-    async def abandon(self, tenant: str, contact_id: str, now: int) -> Outcome[Abandoned]:
-        """The customer left while queued or offered (an offer is rescinded)."""
+    async def abandon(
+        self, tenant: str, contact_id: str, now: int, why: EndReason = "abandoned"
+    ) -> Outcome[Abandoned]:
+        """The customer left while queued or offered (an offer is rescinded); with ``why``
+        "cancelled", the gateway withdrew the contact (not counted against the service level)."""
 
     @abstractmethod
     async def complete(

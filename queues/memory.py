@@ -24,6 +24,7 @@ from queues.contract import (
     AgentStateName,
     Completed,
     ContactState,
+    EndReason,
     Enqueued,
     NewContact,
     Outcome,
@@ -561,11 +562,11 @@ class TenantCore:
         self.match_contact(c, now)
         return self.ok({"fired": True, "contact_id": c.id, "agent_id": ag.id})
 
-    def abandon_contact(self, cid: str, now: int) -> Reply:
+    def abandon_contact(self, cid: str, now: int, why: str = "abandoned") -> Reply:
         c = self.contacts.get(cid)
         if c is None:
             return self.finish(Code.CONTACT_NOT_FOUND)
-        if c.st == "abandoned":
+        if c.st == why:
             out = {"contact": self.contact_out(cid), "changed": False, "wait": 0, "short": False}
             return self.ok(out)
         ag = None
@@ -574,22 +575,25 @@ class TenantCore:
             c, ag = self.end_offer(rid, "rescinded", now)
             self.save_agent_load(ag)
             self.refresh_free(ag)
-            self.emit({"t": "rescind", "a": ag.id, "r": rid, "c": cid, "why": "abandoned"})
+            self.emit({"t": "rescind", "a": ag.id, "r": rid, "c": cid, "why": why})
         elif c.st == "queued":
             self.remove_waiting(c)
         else:
             return self.finish(Code.CONTACT_NOT_WAITING)
-        c.st, c.ended, c.agent, c.res = "abandoned", now, "", ""
+        c.st, c.ended, c.agent, c.res = why, now, "", ""
         c.view = None
         self.timers.remove(self.step_timer(c))
         self.timers.remove("b|" + cid)
         self.forget_declines(c)
         wait = now - c.enq
         short = wait < c.slt
-        self.count(c.queue, now, "abandoned")
-        if short:
-            self.count(c.queue, now, "abandoned_short")
-        self.emit({"t": "contact", "c": cid, "s": "abandoned"})
+        if why == "abandoned":
+            self.count(c.queue, now, "abandoned")
+            if short:
+                self.count(c.queue, now, "abandoned_short")
+        else:
+            self.count(c.queue, now, "cancelled")
+        self.emit({"t": "contact", "c": cid, "s": why})
         if ag is not None:
             self.match_agent(ag, now)
         out = {"contact": self.contact_out(cid), "changed": True, "wait": wait, "short": short}
@@ -837,8 +841,10 @@ class MemoryStore(Store):
         reply = self.core(tenant).reject_reservation(reservation_id, agent_id or "", now)
         return c_.rejected(reply, reservation_id)
 
-    async def abandon(self, tenant: str, contact_id: str, now: int) -> Outcome[Abandoned]:
-        return c_.abandoned(self.core(tenant).abandon_contact(contact_id, now), contact_id)
+    async def abandon(
+        self, tenant: str, contact_id: str, now: int, why: EndReason = "abandoned"
+    ) -> Outcome[Abandoned]:
+        return c_.abandoned(self.core(tenant).abandon_contact(contact_id, now, why), contact_id)
 
     async def complete(
         self,

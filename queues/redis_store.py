@@ -20,6 +20,7 @@ from queues.contract import (
     AgentStateName,
     Completed,
     ContactState,
+    EndReason,
     Enqueued,
     NewContact,
     Outcome,
@@ -146,8 +147,10 @@ class RedisStore(Store):
         reply = await self.run("reject_reservation", tenant, now, reservation_id, agent_id or "")
         return c_.rejected(reply, reservation_id)
 
-    async def abandon(self, tenant: str, contact_id: str, now: int) -> Outcome[Abandoned]:
-        reply = await self.run("abandon_contact", tenant, now, contact_id)
+    async def abandon(
+        self, tenant: str, contact_id: str, now: int, why: EndReason = "abandoned"
+    ) -> Outcome[Abandoned]:
+        reply = await self.run("abandon_contact", tenant, now, contact_id, why)
         return c_.abandoned(reply, contact_id)
 
     async def complete(

@@ -144,6 +144,12 @@ async def abandon_contact(request: web.Request) -> web.StreamResponse:
     return _json(await request.app[k.SERVICE].abandon(who.tenant, path_id(request)))
 
 
+async def cancel_contact(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, GATEWAY)
+    service = request.app[k.SERVICE]
+    return _json(await service.abandon(who.tenant, path_id(request), "cancelled"))
+
+
 async def callback_contact(request: web.Request) -> web.StreamResponse:
     who = await principal(request, GATEWAY)
     body = await read_body(request, m.CallbackIn, required=False)
@@ -272,6 +278,9 @@ ROUTES: list[Route] = [
           None, m.Contact, 200, (404,), tags=("contacts",)),
     Route("POST", "/v1/contacts/{id}/abandon", abandon_contact, "The customer left", GATEWAY,
           None, m.Contact, 200, (404, 409), tags=("contacts",)),
+    Route("POST", "/v1/contacts/{id}/cancel", cancel_contact,
+          "Withdraw a waiting or offered contact (not an abandonment)", GATEWAY, None, m.Contact,
+          200, (404, 409), tags=("contacts",)),
     Route("POST", "/v1/contacts/{id}/callback", callback_contact,
           "Virtual hold: call back, keeping the place in line", GATEWAY, m.CallbackIn, m.Contact,
           200, (404, 409, 422), tags=("contacts",)),

@@ -40,7 +40,7 @@ log = structlog.get_logger("switchboard.customers")
 #: pub/sub channel of the customer cache notices every instance subscribes to
 CHANNEL = "sb:customer-cache"
 #: statuses a contact never leaves, so a cached history entry in one stays right
-FINAL = frozenset({"completed", "abandoned"})
+FINAL = frozenset({"completed", "abandoned", "cancelled"})
 _IDENTITY_MEMO = 65536
 Publish = Callable[[str, bytes], Awaitable[int]]
 

@@ -321,5 +321,6 @@ _TODAY = (
     ("answered_within_threshold", "answered_sl"),
     ("abandoned", "abandoned"),
     ("abandoned_before_threshold", "abandoned_short"),
+    ("cancelled", "cancelled"),
     ("handled", "handled"),
 )

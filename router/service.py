@@ -23,6 +23,7 @@ from queues.contract import (
     AgentState,
     AgentStateName,
     ContactState,
+    EndReason,
     Event,
     PendingOffer,
     Store,
@@ -280,10 +281,14 @@ class Service:
     async def get_contact(self, tenant: str, contact_id: str) -> m.Contact:
         return self.render(await self.store.contact_status(tenant, contact_id), tenant)
 
-    async def abandon(self, tenant: str, contact_id: str) -> m.Contact:
+    async def abandon(
+        self, tenant: str, contact_id: str, why: EndReason = "abandoned"
+    ) -> m.Contact:
+        """The customer left (``abandoned``), or the gateway withdrew the contact
+        (``cancelled``: not an abandonment, so not counted against the service level)."""
         now = self.clock.now_ms()
-        outcome = await self.store.abandon(tenant, contact_id, now)
-        if outcome.value.changed:
+        outcome = await self.store.abandon(tenant, contact_id, now, why)
+        if outcome.value.changed and why == "abandoned":
             self.metrics.abandoned(tenant, outcome.value, outcome.events)
         self.customers.contact_changed(tenant, outcome.value.contact)
         return self.render(outcome.value.contact, tenant)

@@ -128,7 +128,7 @@ def check_core(core: TenantCore) -> None:
         mine = [r for r in reservations.values() if r.c == c.id]
         assert sum(r.st == "accepted" for r in mine) <= 1, f"{c.id} accepted twice"
         assert sum(r.st == "pending" for r in mine) == (c.st == "offered")
-        if c.st in ("queued", "abandoned"):
+        if c.st in ("queued", "abandoned", "cancelled"):
             assert (c.agent, c.res) == ("", "")
         if c.st in HELD:
             r = reservations[c.res]

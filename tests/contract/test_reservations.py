@@ -185,6 +185,34 @@ async def test_abandon_while_offered_rescinds(store: Store, tenant: str) -> None
     assert (await store.contact_status(tenant, "c1")).agent_id is None
 
 
+async def test_cancel_withdraws_without_counting_an_abandon(store: Store, tenant: str) -> None:
+    """The gateway withdraws a contact: queued or offered, it ends ``cancelled`` (an offer is
+    rescinded with that reason), counted apart from abandons; a repeat changes nothing, and an
+    abandoned contact cannot be cancelled."""
+    await ready(store, tenant, agent("a1"))
+    await store.enqueue(tenant, contact("c1"), T0)
+    await store.enqueue(tenant, contact("c2", now=T0 + 1), T0 + 1)
+    await store.enqueue(tenant, contact("c3", now=T0 + 2), T0 + 2)
+    offered = await store.abandon(tenant, "c1", T0 + 5_000, "cancelled")
+    assert (offered.value.changed, offered.value.contact.status) == (True, "cancelled")
+    assert offered.events[0] == {
+        "t": "rescind",
+        "a": "a1",
+        "r": "r1",
+        "c": "c1",
+        "why": "cancelled",
+    }
+    assert offers(offered.events) == [("a1", "c2", "q1")]
+    queued = await store.abandon(tenant, "c3", T0 + 6_000, "cancelled")
+    assert queued.events == [{"t": "contact", "c": "c3", "s": "cancelled"}]
+    (snap,) = await store.queue_snapshot(tenant, ["q1"], T0 + 6_000)
+    assert (snap.waiting, snap.stats.get("abandoned"), snap.stats["cancelled"]) == (0, None, 2)
+    again = await store.abandon(tenant, "c3", T0 + 7_000, "cancelled")
+    assert (again.value.changed, again.events) == (False, [])
+    with pytest.raises(ContactNotWaiting):
+        await store.abandon(tenant, "c3", T0 + 7_000)  # cancelled, so not abandoned after
+
+
 async def test_abandon_after_accept_is_a_conflict(store: Store, tenant: str) -> None:
     """Once an agent has the contact it can no longer abandon the queue."""
     await ready(store, tenant, agent("a1"))

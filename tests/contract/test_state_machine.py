@@ -235,10 +235,10 @@ class StoreMachine(RuleBasedStateMachine):
             assert cid not in self.accepted, f"{cid} accepted a second time ({rid})"
             self.accepted.add(cid)
 
-    @rule(pool=POOL, index=INDEX)
-    def abandon(self, pool: str, index: int) -> None:
+    @rule(pool=POOL, index=INDEX, why=st.sampled_from(["abandoned", "abandoned", "cancelled"]))
+    def abandon(self, pool: str, index: int, why: str) -> None:
         cid = self.choose(pool, index, self.live("queued", "offered"), self.contacts, "c999")
-        self.both("abandon", cid, self.now)
+        self.both("abandon", cid, self.now, why)
 
     @rule(
         pool=POOL,

@@ -201,6 +201,30 @@ async def test_abandon_while_offered_rescinds_the_offer(api: Api) -> None:
     assert (agent["reservations"], agent["load"]) == ([], {})
 
 
+async def test_cancel_withdraws_an_offered_contact(api: Api) -> None:
+    """The gateway cancels: the offer is rescinded with reason `cancelled`, the contact ends
+    `cancelled`, a repeat answers the same, and an assigned contact cannot be cancelled."""
+    ws = await available(api, "ann", billing=5)
+    contact = await api.contact()
+    offer = await ws.recv("offer")
+    gone = await api.call("POST", f"/v1/contacts/{contact['id']}/cancel", token=GATEWAY)
+    assert (gone.status, gone.body["status"]) == (200, "cancelled")
+    assert await ws.recv("rescinded") == {
+        "type": "rescinded",
+        "reservation_id": offer["reservation_id"],
+        "reason": "cancelled",
+    }
+    again = await api.call("POST", f"/v1/contacts/{contact['id']}/cancel", token=GATEWAY)
+    assert (again.status, again.body["status"]) == (200, "cancelled")
+    taken = await api.contact()
+    offer = await ws.recv("offer")
+    await api.ok("POST", f"/v1/reservations/{offer['reservation_id']}/accept")
+    late = await api.call("POST", f"/v1/contacts/{taken['id']}/cancel", token=GATEWAY)
+    assert late.status == 409
+    missing = await api.call("POST", "/v1/contacts/nobody/cancel", token=GATEWAY)
+    assert missing.status == 404
+
+
 async def test_abandon_after_accept_is_a_conflict(api: Api) -> None:
     """Once an agent has the contact, abandon is 409 and the contact stays assigned."""
     ws = await available(api, "ann", billing=5)
