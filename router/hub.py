@@ -212,27 +212,36 @@ class Hub:
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is None:
                         continue
-                    try:
-                        if msg["type"] == "message":
-                            if self.on_notice is not None:
-                                self.on_notice(msg["data"])
-                            continue
-                        channel = msg["channel"]
-                        channel = channel.decode() if isinstance(channel, bytes) else str(channel)
-                        await self.dispatch(tenant_of_channel(channel), orjson.loads(msg["data"]))
-                    except Exception:
-                        log.exception("hub.dispatch_failed")
+                    channel = msg["channel"]
+                    await self._deliver(
+                        channel if isinstance(channel, bytes) else str(channel).encode(),
+                        msg["data"],
+                    )
             except (RedisError, OSError) as exc:
-                self.ready.clear()
-                log.warning("hub.redis_lost", error=str(exc))
-                if self.on_disconnected is not None:
-                    self.on_disconnected()
-                await asyncio.sleep(0.5)
+                await self._lost(exc)
             finally:
                 if connected and self.on_disconnected is not None:
                     self.on_disconnected()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _deliver(self, channel: bytes, data: bytes) -> None:
+        """One pub/sub message: a customer-cache notice, or a tenant's events to dispatch."""
+        try:
+            if channel == _NOTICES:
+                if self.on_notice is not None:
+                    self.on_notice(data)
+                return
+            await self.dispatch(tenant_of_channel(channel.decode()), orjson.loads(data))
+        except Exception:
+            log.exception("hub.dispatch_failed")
+
+    async def _lost(self, exc: Exception) -> None:
+        self.ready.clear()
+        log.warning("hub.redis_lost", error=str(exc))
+        if self.on_disconnected is not None:
+            self.on_disconnected()
+        await asyncio.sleep(0.5)
 
     async def _listen_pipelined(self, runner: ScriptRunner) -> None:
         """``listen`` on a lean subscriber connection (the usual case: redis:// and unix://)."""
@@ -249,20 +258,9 @@ class Hub:
                 self.ready.set()
                 while True:
                     channel, data = await subscription.get()
-                    try:
-                        if channel == _NOTICES:
-                            if self.on_notice is not None:
-                                self.on_notice(data)
-                            continue
-                        await self.dispatch(tenant_of_channel(channel.decode()), orjson.loads(data))
-                    except Exception:
-                        log.exception("hub.dispatch_failed")
+                    await self._deliver(channel, data)
             except (RedisError, OSError) as exc:
-                self.ready.clear()
-                log.warning("hub.redis_lost", error=str(exc))
-                if self.on_disconnected is not None:
-                    self.on_disconnected()
-                await asyncio.sleep(0.5)
+                await self._lost(exc)
             finally:
                 subscription.close()
                 if connected and self.on_disconnected is not None:
