@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     gc_collect_seconds: float = Field(default=1.0, ge=0)
     #: returning customers kept per instance to route without a Redis round trip (0: none)
     customer_cache_size: int = Field(default=50_000, ge=0)
+    #: HTTP requests a second each client (bearer token, else address) may make to one
+    #: instance before it answers 429 (0: no limit); bursts up to rate_limit_burst (0: a
+    #: second's worth)
+    rate_limit_per_second: float = Field(default=0.0, ge=0)
+    rate_limit_burst: int = Field(default=0, ge=0)
 
     def static_tokens(self) -> dict[str, tuple[Role, str]]:
         """token -> (role, tenant), including the bootstrap admin token."""

@@ -38,6 +38,7 @@ from router.hub import Hub
 from router.metrics import Metrics, QueueCollector, thresholds
 from router.openapi import build as build_openapi
 from router.problems import problem_middleware
+from router.ratelimit import rate_limit_middleware
 from router.service import Service
 from router.stats import QueueStats
 from router.timers import TimerLoop
@@ -254,7 +255,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     registry = registry or CollectorRegistry()
     app = web.Application(
         client_max_size=max(settings.max_body_bytes, settings.max_email_bytes),
-        middlewares=[request_context, problem_middleware(settings.retry_after_seconds)],
+        middlewares=[
+            request_context,
+            problem_middleware(settings.retry_after_seconds),
+            *(
+                [rate_limit_middleware(settings.rate_limit_per_second, settings.rate_limit_burst)]
+                if settings.rate_limit_per_second > 0
+                else []
+            ),
+        ],
     )
     app[k.SETTINGS] = settings
     app[k.REGISTRY] = registry

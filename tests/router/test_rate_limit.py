@@ -1,0 +1,51 @@
+"""Rate limits: off by default; when set, each client gets its own bucket and a 429 does nothing."""
+
+from __future__ import annotations
+
+from config.settings import Settings
+from router.ratelimit import Buckets
+from tests.router.conftest import ADMIN, GATEWAY, ApiFactory
+
+
+def test_buckets_refill_at_the_rate_up_to_the_burst() -> None:
+    now = [0.0]
+    buckets = Buckets(rate=2.0, burst=3.0, clock=lambda: now[0])
+    assert [buckets.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert buckets.take("a") == 0.5  # one token needs half a second at 2/s
+    assert buckets.take("b") == 0.0  # another client has its own bucket
+    now[0] = 0.5
+    assert buckets.take("a") == 0.0
+    now[0] = 100.0
+    assert [buckets.take("a") for _ in range(4)][-1] > 0  # refilled to the burst, not beyond
+
+
+async def test_over_the_limit_is_a_429_that_records_nothing(make_api: ApiFactory) -> None:
+    api = await make_api(rate_limit_per_second=1, rate_limit_burst=2)
+    first = await api.call(
+        "POST",
+        "/v1/contacts",
+        {"channel": "chat", "intent": "billing"},
+        token=GATEWAY,
+        headers={"Idempotency-Key": "k1"},
+    )
+    assert first.status == 201
+    await api.call("GET", f"/v1/contacts/{first.body['id']}", token=GATEWAY)
+    over = await api.call(
+        "POST",
+        "/v1/contacts",
+        {"channel": "chat", "intent": "billing"},
+        token=GATEWAY,
+        headers={"Idempotency-Key": "k2"},
+    )
+    assert over.status == 429
+    assert over.headers["Content-Type"].startswith("application/problem+json")
+    assert int(over.headers["Retry-After"]) >= 1
+    assert over.body["status"] == 429
+    # the admin is another client, with its own bucket; the refused contact was never created
+    queue = await api.call("GET", "/v1/queues/billing", token=ADMIN)
+    assert (queue.status, queue.body["waiting"]) == (200, 1)
+    assert (await api.call("GET", "/healthz")).status == 200  # probes are never limited
+
+
+def test_no_limit_by_default() -> None:
+    assert Settings(_env_file=None).rate_limit_per_second == 0  # type: ignore[call-arg]
