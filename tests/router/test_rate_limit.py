@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from config.settings import Settings
 from router.ratelimit import Buckets
-from tests.router.conftest import ADMIN, GATEWAY, ApiFactory
+from tests.router.conftest import ADMIN, GATEWAY, ApiFactory, Reply
 
 
 def test_buckets_refill_at_the_rate_up_to_the_burst() -> None:
@@ -21,22 +23,17 @@ def test_buckets_refill_at_the_rate_up_to_the_burst() -> None:
 
 async def test_over_the_limit_is_a_429_that_records_nothing(make_api: ApiFactory) -> None:
     api = await make_api(rate_limit_per_second=1, rate_limit_burst=2)
-    first = await api.call(
-        "POST",
-        "/v1/contacts",
-        {"channel": "chat", "intent": "billing"},
-        token=GATEWAY,
-        headers={"Idempotency-Key": "k1"},
-    )
+
+    def post(key: str) -> Awaitable[Reply]:
+        body = {"channel": "chat", "intent": "billing"}
+        return api.call(
+            "POST", "/v1/contacts", body, token=GATEWAY, headers={"Idempotency-Key": key}
+        )
+
+    first = await post("k1")
     assert first.status == 201
     await api.call("GET", f"/v1/contacts/{first.body['id']}", token=GATEWAY)
-    over = await api.call(
-        "POST",
-        "/v1/contacts",
-        {"channel": "chat", "intent": "billing"},
-        token=GATEWAY,
-        headers={"Idempotency-Key": "k2"},
-    )
+    over = await post("k2")
     assert over.status == 429
     assert over.headers["Content-Type"].startswith("application/problem+json")
     assert int(over.headers["Retry-After"]) >= 1
