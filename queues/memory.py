@@ -39,6 +39,7 @@ from queues.zset import MinSet, ZSet
 
 Reply = list[Any]
 _NO_VIEW: dict[str, Any] = {}
+_NEVER = float("inf")  # MinSet.lowest() of an empty set
 
 
 class _Agent:
@@ -751,9 +752,8 @@ class TenantCore:
         due = self.timers.range_by_score(now, limit)
         for member in due:
             self.timers.update_existing(member, now + lease)
-        first = self.timers.first()
-        next_due = -1 if first is None else first[0]
-        return self.ok({"timers": due, "next": next_due})
+        first = self.timers.lowest()
+        return self.ok({"timers": due, "next": -1 if first == _NEVER else first})
 
     def contact_status(self, cid: str) -> Reply:
         out = self.contact_out(cid)
@@ -774,12 +774,12 @@ class TenantCore:
             for ch in channels:
                 waiting += len(self.queue_waiting.get((q, ch), ()))
             age = self.queue_age.get(q)
-            first = None if age is None else age.first()
+            first = _NEVER if age is None else age.lowest()
             out.append(
                 {
                     "name": q,
                     "waiting": waiting,
-                    "oldest": -1 if first is None else first[0],
+                    "oldest": -1 if first == _NEVER else first,
                     "staffed": len(self.queue_staffed.get(q, ())),
                     "available": len(self.queue_available.get(q, ())),
                     "stats": dict(self.stats.get((q, now // 86400000), {})),

@@ -1,10 +1,13 @@
-"""A sorted set with Redis ZSET ordering (score, then member bytes), for the memory store."""
+"""Sorted sets with Redis ZSET ordering (score, then member bytes), for the memory store.
+
+``ZSet`` for the waiting lines, whose positions are read; ``MinSet`` for the sets only read at
+their lowest end (free agents, queue ages, timers).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Container, Iterator
 from heapq import heapify, heappop, heappush
-from itertools import islice
 
 from sortedcontainers import SortedList
 
@@ -39,11 +42,6 @@ class ZSet:
         self._scores[member] = score
         self._sorted.add((score, member))
 
-    def update_existing(self, member: str, score: float) -> None:
-        """ZADD XX: change the score only if the member is present."""
-        if member in self._scores:
-            self.add(member, score)
-
     def remove(self, member: str) -> None:
         score = self._scores.pop(member, None)
         if score is not None:
@@ -52,18 +50,9 @@ class ZSet:
     def score(self, member: str) -> float | None:
         return self._scores.get(member)
 
-    def head(self, n: int) -> list[tuple[float, str]]:
-        """The first ``n`` (score, member) pairs, like ZRANGE 0 n-1 WITHSCORES."""
-        if n == 1:
-            return [self._head()] if self._scores else []
-        return list(islice(self._sorted, n))
-
-    def first(self) -> tuple[float, str] | None:
+    def _head(self) -> tuple[float, str]:
         # SortedList keeps its items in sublists; reading the first directly skips its
         # position lookup (``_sorted[0]``), which costs more than the rest of a head read.
-        return self._head() if self._scores else None
-
-    def _head(self) -> tuple[float, str]:
         lists: list[list[tuple[float, str]]] = self._sorted._lists  # type: ignore[attr-defined]
         return lists[0][0]
 
@@ -87,15 +76,6 @@ class ZSet:
     def count_upto(self, score: float) -> int:
         """ZCOUNT -inf score (inclusive)."""
         return int(self._sorted.bisect_right((score, _MAX_MEMBER)))
-
-    def range_by_score(self, upto: float, limit: int) -> list[str]:
-        """ZRANGEBYSCORE -inf upto LIMIT 0 limit."""
-        out: list[str] = []
-        for score, member in self._sorted:
-            if score > upto or len(out) >= limit:
-                break
-            out.append(member)
-        return out
 
 
 class MinSet:
@@ -153,12 +133,8 @@ class MinSet:
             heappop(heap)
         return heap
 
-    def first(self) -> tuple[float, str] | None:
-        heap = self._clean()
-        return heap[0] if heap else None
-
     def lowest(self) -> float:
-        """The lowest score, or infinity when empty (``first`` without the tuple)."""
+        """The lowest score, or infinity when empty."""
         heap, scores = self._heap, self._scores
         while heap:
             score, member = heap[0]
