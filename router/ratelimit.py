@@ -21,7 +21,7 @@ from router.problems import Problem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: paths a scraper or probe must always reach
-EXEMPT = frozenset({"/metrics", "/healthz", "/readyz", "/health"})
+EXEMPT = frozenset({"/metrics", "/healthz", "/readyz"})
 #: clients remembered (least recently seen forgotten first: a forgotten one starts full)
 _CLIENTS = 65536
 

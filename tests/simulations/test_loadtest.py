@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
+from benchmarks import e2e
 from queues.embedded import EmbeddedRedis
 from simulations.loadgen_plan import (
     DEFAULT_MIX,
@@ -32,57 +29,18 @@ TOKEN = "loadtest-admin-token"
 PERCENTILES = {"p50", "p90", "p99", "max"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "serve exited before it was ready"
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=1.0) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError("serve was not ready in time")
-
-
 def _serve(
     tmp_path: Path, name: str, redis_url: str, extra: dict[str, str] | None = None
 ) -> Generator[str, None, None]:
-    port = _free_port()
     env = {
-        **os.environ,
         "SWITCHBOARD_DATA_DIR": str(tmp_path / name),
         "SWITCHBOARD_ADMIN_TOKEN": TOKEN,
         "SWITCHBOARD_REDIS_URL": redis_url,
         "SWITCHBOARD_LOG_LEVEL": "warning",
         **(extra or {}),
     }
-    process = subprocess.Popen(
-        [str(BIN / "switchboard"), "serve", "--port", str(port)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process)
+    with e2e.server([str(BIN / "switchboard"), "serve"], env, tmp_path / f"{name}.log") as (url, _):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
@@ -206,7 +164,7 @@ def test_e2e_benchmark_quick_mode_writes_its_json(tmp_path: Path, repo_root: Pat
 def test_unreachable_server_is_exit_code_2() -> None:
     """Nothing listening: a one-line reason on stderr and exit code 2, no traceback."""
     done = _loadtest(
-        "--url", f"http://127.0.0.1:{_free_port()}", "--rate", "5", "--agents", "1",
+        "--url", f"http://127.0.0.1:{e2e.free_port()}", "--rate", "5", "--agents", "1",
         "--duration", "1",
     )  # fmt: skip
     assert done.returncode == 2
