@@ -32,6 +32,7 @@ import aiohttp
 import orjson
 
 from simulations.loadgen_agents import Behaviour, SimAgent, connect, disconnect
+from simulations.loadgen_clock import Sleeper
 from simulations.loadgen_http import HttpClient
 from simulations.loadgen_plan import (
     Arrival,
@@ -144,12 +145,11 @@ async def _drive(
     start = clock() + 0.05
     progress = Progress(cfg, tracker)
     ticker = asyncio.create_task(progress.run(start))
+    sleeper = Sleeper(asyncio.get_running_loop())
     try:
         for arrival in plan:
             at = start + arrival.offset
-            delay = at - clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await sleeper.sleep_until(at)
             lag.record(clock() - at)
             task = asyncio.create_task(_post(send, arrival, at, tracker))
             pending.add(task)
@@ -157,6 +157,7 @@ async def _drive(
         if pending:
             await asyncio.wait(set(pending))
     finally:
+        sleeper.close()
         ticker.cancel()
         progress.close()
     return start, lag
