@@ -474,6 +474,70 @@ def test_config_reading_now_is_evaluated_each_time() -> None:
     assert rules == ["morning", "afternoon", "morning", "morning", "afternoon"]
 
 
+def test_remembered_results_equal_fresh_evaluation() -> None:
+    """Each expression's result is remembered by the values of the fields it reads: an engine
+    that has seen many contacts decides (and counts errors) exactly as a fresh one does."""
+    cfg = inline(
+        segments=[
+            {"name": "vip", "when": "customer.value >= 5000.0 && customer.segment == ''"},
+            {"name": "flagged", "when": "customer.attributes.flag == true", "priority": 9},
+            {"name": "rest", "when": "true"},
+        ],
+        rules=[
+            {
+                "name": "loyal",
+                "when": "customer.segment == 'vip' && contact.intent == 'cancel'",
+                "priority": "customer.value / 100.0",
+                "steps": [{"queue": "b"}],
+            },
+            {"name": "es", "when": "contact.language == 'es'", "steps": [{"queue": "a"}]},
+            {"name": "default", "steps": [{"queue": "a"}]},
+        ],
+        suggestions=[
+            {
+                "name": "card",
+                "kind": "cross_sell",
+                "when": "!('card' in customer.products)",
+                "text": "Card",
+            },
+            {"name": "odd", "kind": "note", "when": "contact.attributes.n == 1", "text": "One"},
+        ],
+    )
+    warm = Engine(cfg, MemoryStore())
+    values = [100.0, 5000.0, 7000.0, 5000.0]
+    attributes: list[dict[str, Any]] = [{}, {"flag": True}, {"flag": 1}, {"flag": "true"}]
+    numbers: list[dict[str, Any]] = [{"n": 1}, {"n": 1.0}, {"n": True}, {}]
+    for i in range(64):
+        contact = {
+            "intent": ["cancel", "billing"][i % 2],
+            "language": ["es", "en", "fr"][i % 3],
+            "attributes": numbers[i // 2 % 4],
+        }
+        customer = {
+            "value": values[i % 4],
+            "attributes": attributes[i // 4 % 4],
+            "products": [["card"], []][i // 16 % 2],
+        }
+        fresh = Engine(cfg, MemoryStore())
+        before = dict(warm.cel_errors)
+        assert decide(warm, contact, customer) == decide(fresh, contact, customer), (i, contact)
+        grew = {k: n - before.get(k, 0) for k, n in warm.cel_errors.items() if n != before.get(k)}
+        assert grew == dict(fresh.cel_errors), i
+
+
+def test_attribute_values_cel_tells_apart_are_remembered_apart() -> None:
+    """JSON keys keep values CEL tells apart: a result for true is not reused for 1."""
+    cfg = inline(
+        rules=[
+            {"name": "yes", "when": "contact.attributes.x == true", "steps": [{"queue": "b"}]},
+            {"name": "default", "steps": [{"queue": "a"}]},
+        ]
+    )
+    eng = Engine(cfg, MemoryStore())
+    got = [decide(eng, {"attributes": {"x": x}}).rule for x in (True, 1, 1.0, True, "true")]
+    assert got == ["yes", "default", "default", "yes", "default"]
+
+
 # ---------------------------------------------------------------------------- end to end
 
 
