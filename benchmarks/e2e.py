@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         "--loader-http",
         choices=("lean", "aiohttp"),
         default="lean",
-        help="the loader's HTTP client for arrivals (aiohttp: the earlier, costlier one)",
+        help="the loader's clients, HTTP and websocket (aiohttp: the earlier, costlier ones)",
     )
     parser.add_argument(
         "--priority",

@@ -70,9 +70,9 @@ class LoadConfig:
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     #: called with "start" just before the first arrival and "end" after the drain
     phase: Callable[[str], None] | None = None
-    #: arrivals on the lean HTTP client (``loadgen_http``); False: on aiohttp's client, which
-    #: costs the loader several times more CPU per arrival (a ceiling it drives is then the
-    #: loader's rather than the server's)
+    #: arrivals on the lean HTTP client (``loadgen_http``) and agents on the lean websocket
+    #: client (``loadgen_ws``); False: on aiohttp's clients, which cost the loader several times
+    #: more CPU per contact (a ceiling it drives is then the loader's rather than the server's)
     lean_http: bool = True
 
 
@@ -240,7 +240,7 @@ async def run(cfg: LoadConfig) -> dict[str, Any]:
             wanted = len(ids) if cfg.sockets is None else min(cfg.sockets, len(ids))
             agents = await connect(
                 sockets, cfg.ws_url or base, cfg.token, ids[:wanted], tracker, cfg.behaviour,
-                cfg.seed,
+                cfg.seed, lean=cfg.lean_http,
             )  # fmt: skip
         except (aiohttp.ClientError, OSError) as exc:
             raise SetupFailed(f"cannot reach the server: {exc}") from exc
