@@ -10,6 +10,7 @@ import time
 
 from aiohttp import WSCloseCode, WSMsgType
 
+from router.ws import _PINGS_PER_TURN, Heartbeats
 from tests.router.conftest import Api, ApiFactory, bearer
 
 
@@ -117,3 +118,38 @@ async def test_shutdown_closes_sockets_with_going_away(api: Api) -> None:
     await desk.recv("state")
     await api.client.server.close()
     assert await desk.closed() == WSCloseCode.GOING_AWAY
+
+
+class _Pinged:
+    """Stands in for a socket in the heartbeat queue: records when it was pinged."""
+
+    closed = False
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def ping(self) -> None:
+        self.log.append("ping")
+
+
+async def test_many_sockets_due_at_once_are_pinged_in_batches() -> None:
+    """Sockets connected together fall due together; other work runs between their pings."""
+    log: list[str] = []
+    beats = Heartbeats(interval=0.05, timeout=10.0)
+    for i in range(4 * _PINGS_PER_TURN):
+        beats.add(_Pinged(log), f"a{i}")  # type: ignore[arg-type]
+
+    async def other_work() -> None:
+        while True:
+            log.append("work")
+            await asyncio.sleep(0)
+
+    worker = asyncio.create_task(other_work())
+    await asyncio.sleep(0.12)
+    worker.cancel()
+    await beats.stop()
+    first_round = log[log.index("ping") :][: 4 * _PINGS_PER_TURN + 8]
+    runs = "".join("p" if x == "ping" else "w" for x in first_round).split("w")
+    longest = max(len(r) for r in runs)
+    assert first_round.count("ping") >= 2 * _PINGS_PER_TURN
+    assert longest <= _PINGS_PER_TURN
