@@ -3,7 +3,10 @@
 ``TenantCore`` holds one tenant's state and has one method per helper of ``lib.lua`` and one
 per script, in the same order and with the same names, so the two can be read side by side.
 Each script method returns the raw reply ``[code, payload, events]`` the Lua script returns
-(after JSON decoding), so both stores share the decoders of ``queues.contract``.
+(after JSON decoding), except that the contact and agent records in a payload come already
+decoded: ``contact_view`` and ``agent_out`` build the ``ContactState`` / ``AgentState`` that
+the decoders of ``queues.contract`` build from the script's reply, which saves building a dict
+per decision only to decode it again.
 
 The simulator drives ``TenantCore`` directly (synchronously, in virtual time); ``MemoryStore``
 wraps it in the async ``Store`` contract.
@@ -14,6 +17,8 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+
+import orjson
 
 from queues import contract as c_
 from queues.contract import (
@@ -35,17 +40,28 @@ from queues.contract import (
     TimerClaim,
 )
 from queues.errors import Code
-from queues.zset import MinSet, ZSet
+from queues.zset import FreeSet, MinSet, Ticket, ZSet
 
 Reply = list[Any]
-_NO_VIEW: dict[str, Any] = {}
+# what replies carry for a contact when TenantCore(views=False): the simulator reads records
+_NO_VIEW = ContactState("", {}, "", "", "", None, None, None, 0, None)
+_rid_order = c_._rid_order  # the order of an agent's reservations in its AgentState
 _NEVER = float("inf")  # MinSet.lowest() of an empty set
+
+
+def _parse(doc: str) -> dict[str, Any]:
+    """A stored document, parsed as the Redis store parses its replies (orjson, else json)."""
+    try:
+        parsed: dict[str, Any] = orjson.loads(doc)
+    except orjson.JSONDecodeError:  # one orjson cannot read (NaN, a huge integer)
+        parsed = json.loads(doc)
+    return parsed
 
 
 class _Agent:
     __slots__ = (
-        "cap", "declined", "doc", "excl", "free_sets", "id", "idle", "lb", "listed", "load",
-        "offers", "parsed", "qs", "st", "wait_sets",
+        "cap", "counts", "declined", "doc", "excl", "free_sets", "id", "idle", "lb", "listed",
+        "load", "offers", "parsed", "qnames", "qs", "st", "wait_sets",
     )  # fmt: skip
 
     def __init__(self, aid: str, now: int) -> None:
@@ -54,25 +70,28 @@ class _Agent:
         self.cap: dict[str, int] = {}
         self.load: dict[str, int] = {}
         self.qs: list[tuple[str, str, float]] = []
+        self.qnames: list[str] = []  # the queues of ``qs``, as replies list them
         self.excl: list[str] = []
         self.idle = now
         self.doc = "{}"
         self.offers: set[str] = set()
         self.declined: set[str] = set()
-        # channel -> (idle, load %) of the scores it is listed with in its queues' free sets
-        self.listed: dict[str, tuple[int, int]] = {}
+        # channel -> the ticket it is listed with in its queues' free sets: [(idle, load %)],
+        # the key of its scores there (see FreeSet)
+        self.listed: dict[str, Ticket] = {}
         self.lb = False  # in some least-busy queue: its scores depend on its load
         # per channel, its queues' sets, bound once by upsert_agent: (free set, strategy, level)
-        # and (waiting line, queue)
-        self.free_sets: dict[str, list[tuple[MinSet, str, float]]] = {}
-        self.wait_sets: dict[str, list[tuple[ZSet, str]]] = {}
+        # and the waiting lines (labelled with their queue)
+        self.free_sets: dict[str, list[tuple[FreeSet, str, float]]] = {}
+        self.wait_sets: dict[str, list[ZSet]] = {}
+        self.counts: list[_QueueCount] = []  # its queues' staffing counters, one per queue
         self.parsed: dict[str, Any] | None = None
 
 
 class _Contact:
     __slots__ = (
         "agent", "ans", "cb", "cc", "ch", "cust", "decl", "disp", "doc", "ended", "enq", "hold",
-        "id", "key", "ot", "parsed", "queue", "res", "slt", "st", "step", "steps", "view",
+        "id", "key", "ot", "parsed", "places", "queue", "res", "slt", "st", "step", "steps", "view",
     )  # fmt: skip
 
     def __init__(self, new: NewContact, now: int) -> None:
@@ -99,6 +118,22 @@ class _Contact:
         self.ended = 0
         self.cb = ""
         self.parsed: dict[str, Any] | None = None
+        # the waiting sets add_waiting put it in (its lines and queue ages), for remove_waiting
+        self.places: list[ZSet | MinSet] = []
+
+
+class _QueueCount:
+    """A queue's staffing: how many of its agents are not offline, and how many available.
+
+    Counters stand for the script's sets ``q:<queue>:staffed`` and ``q:<queue>:avail``, which
+    are only ever counted (SCARD): a state change updates an agent's few counters in place.
+    """
+
+    __slots__ = ("available", "staffed")
+
+    def __init__(self) -> None:
+        self.staffed = 0
+        self.available = 0
 
 
 class _Reservation:
@@ -108,10 +143,11 @@ class _Reservation:
         self.c, self.a, self.st, self.x, self.q = c, a, "pending", x, q
 
 
-def _zset(table: dict[Any, ZSet], key: Any) -> ZSet:
+def _zset(table: dict[Any, ZSet], key: Any, queue: str = "") -> ZSet:
+    """The waiting line ``key`` of ``table``, labelled with its queue ("" for an agent's)."""
     z = table.get(key)
     if z is None:
-        z = table[key] = ZSet()
+        z = table[key] = ZSet(queue)
     return z
 
 
@@ -119,6 +155,13 @@ def _minset(table: dict[Any, MinSet], key: Any) -> MinSet:
     z = table.get(key)
     if z is None:
         z = table[key] = MinSet()
+    return z
+
+
+def _freeset(table: dict[Any, FreeSet], key: Any) -> FreeSet:
+    z = table.get(key)
+    if z is None:
+        z = table[key] = FreeSet()
     return z
 
 
@@ -135,11 +178,10 @@ class TenantCore:
         self.idempotency: dict[str, tuple[str, str, int]] = {}
         self.queue_waiting: dict[tuple[str, str], ZSet] = {}
         self.agent_waiting: dict[tuple[str, str], ZSet] = {}
-        self.queue_free: dict[tuple[str, str], MinSet] = {}
+        self.queue_free: dict[tuple[str, str], FreeSet] = {}
         self.queue_age: dict[str, MinSet] = {}
         self.queue_members: dict[str, set[str]] = {}
-        self.queue_staffed: dict[str, set[str]] = {}
-        self.queue_available: dict[str, set[str]] = {}
+        self.queue_count: dict[str, _QueueCount] = {}
         self.stats: dict[tuple[str, int], dict[str, int]] = {}
         self.stats_day = -1
         self.day_stats: dict[str, dict[str, int]] = {}  # today's entries of ``stats``
@@ -186,7 +228,8 @@ class TenantCore:
         """List ``ag`` in the free sets of its queues for each channel it can take, or unlist it.
 
         ``ag.listed`` remembers what each channel is listed with, so a call that would write
-        the same scores again (or remove what is not there) touches no set.
+        the same scores again touches no set; unlisting a channel empties its ticket, which
+        withdraws the agent from all those sets at once.
         """
         load, aid, listed = ag.load, ag.id, ag.listed
         ready = ag.st == "available"
@@ -200,17 +243,21 @@ class TenantCore:
             if ready and load.get(ch, 0) < cap:
                 if key is None:
                     key = (ag.idle, self.busy_pct(ag) if ag.lb else 0)
-                if listed.get(ch) == key:
-                    continue
-                listed[ch] = key
+                ticket = listed.get(ch)
+                if ticket is not None:
+                    if ticket[0] == key:
+                        continue
+                    ticket.clear()
+                ticket = listed[ch] = [key]
                 for z, strategy, level in ag.free_sets[ch]:
                     if strategy == "longest_idle":
-                        z.add(aid, float(ag.idle))
+                        z.add(aid, float(ag.idle), ticket)
                     else:
-                        z.add(aid, self.agent_score(ag, strategy, level))
-            elif listed.pop(ch, None) is not None:
-                for z, _, _ in ag.free_sets[ch]:
-                    z.remove(aid)
+                        z.add(aid, self.agent_score(ag, strategy, level), ticket)
+            else:
+                ticket = listed.pop(ch, None)
+                if ticket is not None:
+                    ticket.clear()
 
     def busy_pct(self, ag: _Agent) -> int:
         used, total = 0, 0
@@ -219,21 +266,16 @@ class TenantCore:
             used += ag.load.get(ch, 0)
         return math.floor(used * 100 / total) if total > 0 else 0
 
-    def agent_out(self, aid: str) -> dict[str, Any] | None:
+    def agent_out(self, aid: str) -> AgentState | None:
+        """The agent as ``contract.agent_state`` decodes the script's reply (built directly)."""
         ag = self.agents.get(aid)
         if ag is None:
             return None
         doc = ag.parsed
         if doc is None:
-            doc = ag.parsed = json.loads(ag.doc)
-        return {
-            "doc": doc,
-            "st": ag.st,
-            "cap": dict(ag.cap),
-            "load": dict(ag.load),
-            "queues": [m[0] for m in ag.qs],
-            "offers": list(ag.offers),
-        }
+            doc = ag.parsed = _parse(ag.doc)
+        offers = sorted(ag.offers, key=_rid_order) if len(ag.offers) > 1 else list(ag.offers)
+        return AgentState(aid, doc, ag.st, dict(ag.cap), dict(ag.load), list(ag.qnames), offers)
 
     def emit_state(self, ag: _Agent) -> None:
         self.ev.append({"t": "state", "a": ag.id, "s": ag.st, "l": dict(ag.load)})
@@ -243,32 +285,31 @@ class TenantCore:
 
     def add_waiting(self, c: _Contact) -> None:
         s = c.steps[c.step]
-        cid, cc = c.id, c.cc
+        cid, cc, key = c.id, c.cc, c.key
+        places: list[ZSet | MinSet] = []
         for aid in s.agents:
-            _zset(self.agent_waiting, (aid, cc)).add(cid, c.key)
+            z = _zset(self.agent_waiting, (aid, cc))
+            z.add(cid, key)
+            places.append(z)
         for q in s.queues:
-            _zset(self.queue_waiting, (q, cc)).add(cid, c.key)
-            _minset(self.queue_age, q).add(cid, c.enq)
+            z = _zset(self.queue_waiting, (q, cc), q)
+            z.add(cid, key)
+            age = _minset(self.queue_age, q)
+            age.add(cid, c.enq)
+            places += (z, age)
+        c.places = places
 
     def remove_waiting(self, c: _Contact) -> None:
-        s = c.steps[c.step]
-        cid, cc = c.id, c.cc
-        for aid in s.agents:
-            z = self.agent_waiting.get((aid, cc))
-            if z is not None:
-                z.remove(cid)
-        for q in s.queues:
-            z = self.queue_waiting.get((q, cc))
-            if z is not None:
-                z.remove(cid)
-            a = self.queue_age.get(q)
-            if a is not None:
-                a.remove(cid)
+        # the sets add_waiting recorded: those of the step and channel the contact waits with
+        cid = c.id
+        for z in c.places:
+            z.remove(cid)
+        c.places = []
 
     def position(self, c: _Contact) -> int:
         s = c.steps[c.step]
         if s.queues:
-            z = _zset(self.queue_waiting, (s.queues[0], c.cc))
+            z = _zset(self.queue_waiting, (s.queues[0], c.cc), s.queues[0])
         elif s.agents:
             z = _zset(self.agent_waiting, (s.agents[0], c.cc))
         else:
@@ -297,40 +338,38 @@ class TenantCore:
             self.day_stats[queue] = stats
         return stats
 
-    def contact_out(self, cid: str) -> dict[str, Any] | None:
+    def contact_out(self, cid: str) -> ContactState | None:
         c = self.contacts.get(cid)
         return None if c is None else self.contact_view(c)
 
-    def contact_view(self, c: _Contact) -> dict[str, Any]:
+    def contact_view(self, c: _Contact) -> ContactState:
+        """The contact as ``contract.contact_state`` decodes the script's reply (built directly)."""
         if not self.views:
             return _NO_VIEW
-        # The document goes out parsed (once per contact): the decoders take either form.
-        doc = c.parsed
+        doc = c.parsed  # parsed once per contact
         if doc is None:
-            doc = c.parsed = json.loads(c.doc)
-        out = {
-            "doc": doc,
-            "st": c.st,
-            "ch": c.ch,
-            "queue": c.queue,
-            "agent": c.agent,
-            "res": c.res,
-            "disp": c.disp,
-            "pos": 0,
-            "staffed": 0,
-        }
-        if c.st == "queued":
-            out["pos"] = self.position(c)
-            s = c.steps[c.step]
-            staffed = 0
-            for q in s.queues:
-                staffed = max(staffed, len(self.queue_staffed.get(q, ())))
-            for aid in s.agents:
-                ag = self.agents.get(aid)
-                if ag is not None and ag.st != "offline":
-                    staffed += 1
-            out["staffed"] = staffed
-        return out
+            doc = c.parsed = _parse(c.doc)
+        st = c.st
+        if st != "queued":
+            return ContactState(
+                doc["id"], doc, st, c.ch, c.queue, c.agent or None, c.res or None, None, 0,
+                c.disp or None,
+            )  # fmt: skip
+        s = c.steps[c.step]
+        staffed = 0
+        counts = self.queue_count
+        for q in s.queues:
+            n = counts.get(q)
+            if n is not None and n.staffed > staffed:
+                staffed = n.staffed
+        for aid in s.agents:
+            ag = self.agents.get(aid)
+            if ag is not None and ag.st != "offline":
+                staffed += 1
+        return ContactState(
+            doc["id"], doc, st, c.ch, c.queue, c.agent or None, c.res or None, self.position(c),
+            staffed, c.disp or None,
+        )  # fmt: skip
 
     def reserve(self, c: _Contact, ag: _Agent, queue: str, now: int, waiting: bool = True) -> None:
         self.seq += 1
@@ -382,14 +421,14 @@ class TenantCore:
                 lines = ag.wait_sets[ch]
                 own = self.agent_waiting.get((ag.id, ch)) if self.agent_waiting else None
                 if own:
-                    lines = [(own, ""), *lines]
-                for z, queue in lines:
+                    lines = [own, *lines]
+                for z in lines:
                     # the script reads ZRANGE 0 #declined: the same first undeclined contact
-                    top = z.first_not_in(declined)
+                    top = z.first_not_in(declined) if declined else z.first
                     if top is not None:
                         score, cid = top
                         if best is None or score < best_key or (score == best_key and cid < best):
-                            best, best_key, best_queue = cid, score, queue
+                            best, best_key, best_queue = cid, score, z.label
             if best is None:
                 return
             self.reserve(self.contacts[best], ag, best_queue, now)
@@ -430,24 +469,18 @@ class TenantCore:
         return f"s|{c.id}|{c.step}"
 
     def set_agent_state_sets(self, ag: _Agent, state: str) -> None:
-        ag.st = state
-        staffed_sets, available_sets, aid = self.queue_staffed, self.queue_available, ag.id
-        staffed, available = state != "offline", state == "available"
-        for q, _, _ in ag.qs:
-            members = staffed_sets.get(q)
-            if members is None:
-                members = staffed_sets[q] = set()
-            if staffed:
-                members.add(aid)
-            else:
-                members.discard(aid)
-            members = available_sets.get(q)
-            if members is None:
-                members = available_sets[q] = set()
-            if available:
-                members.add(aid)
-            else:
-                members.discard(aid)
+        old, ag.st = ag.st, state
+        staffed = (state != "offline") - (old != "offline")  # -1, 0 or 1
+        available = (state == "available") - (old == "available")
+        if staffed or available:
+            for n in ag.counts:
+                n.staffed += staffed
+                n.available += available
+
+    def queue_counts(self, queue: str) -> tuple[int, int]:
+        """(staffed, available) of ``queue``: the sizes of the script's two sets."""
+        n = self.queue_count.get(queue)
+        return (0, 0) if n is None else (n.staffed, n.available)
 
     def close_contact(self, c: _Contact, now: int) -> None:
         c.st, c.ended = "completed", now
@@ -719,30 +752,38 @@ class TenantCore:
         if ag is None:
             ag = self.agents[spec.id] = _Agent(spec.id, now)
         keep = {m[0] for m in spec.memberships}
-        for sets in ag.free_sets.values():
-            for z, _, _ in sets:
-                z.remove(ag.id)
+        for ticket in ag.listed.values():
+            ticket.clear()  # out of every free set
         for q, _, _ in ag.qs:
             if q not in keep:
-                for table in (self.queue_members, self.queue_staffed, self.queue_available):
-                    table.setdefault(q, set()).discard(ag.id)
+                self.queue_members.setdefault(q, set()).discard(ag.id)
+        staffed, available = ag.st != "offline", ag.st == "available"
+        for n in ag.counts:  # counted again below, in its new queues
+            n.staffed -= staffed
+            n.available -= available
         ag.cap = dict(spec.capacity)
         ag.qs = [(q, s, float(level)) for q, s, level in spec.memberships]
+        ag.qnames = [q for q, _, _ in ag.qs]
         ag.lb = any(s == "least_busy" for _, s, _ in ag.qs)
+        levels = {q: (s, lvl) for q, s, lvl in ag.qs}  # one entry per set: the last, as ZADD
         ag.free_sets = {
-            ch: [(_minset(self.queue_free, (q, ch)), s, lvl) for q, s, lvl in ag.qs]
+            ch: [(_freeset(self.queue_free, (q, ch)), s, lvl) for q, (s, lvl) in levels.items()]
             for ch in ag.cap
         }
         ag.wait_sets = {
-            ch: [(_zset(self.queue_waiting, (q, ch)), q) for q, _, _ in ag.qs] for ch in ag.cap
+            ch: [_zset(self.queue_waiting, (q, ch), q) for q, _, _ in ag.qs] for ch in ag.cap
         }
+        counts = self.queue_count
+        ag.counts = [counts.setdefault(q, _QueueCount()) for q in levels]
+        for n in ag.counts:
+            n.staffed += staffed
+            n.available += available
         ag.excl = list(spec.exclusive)
         ag.doc = spec.doc
         ag.parsed = None
         ag.listed = {}  # unlisted everywhere above
         for q, _, _ in ag.qs:
             self.queue_members.setdefault(q, set()).add(ag.id)
-        self.set_agent_state_sets(ag, ag.st)
         self.refresh_free(ag)
         if ag.st == "available":
             self.match_agent(ag, now)
@@ -775,13 +816,14 @@ class TenantCore:
                 waiting += len(self.queue_waiting.get((q, ch), ()))
             age = self.queue_age.get(q)
             first = _NEVER if age is None else age.lowest()
+            staffed, available = self.queue_counts(q)
             out.append(
                 {
                     "name": q,
                     "waiting": waiting,
                     "oldest": -1 if first == _NEVER else first,
-                    "staffed": len(self.queue_staffed.get(q, ())),
-                    "available": len(self.queue_available.get(q, ())),
+                    "staffed": staffed,
+                    "available": available,
                     "stats": dict(self.stats.get((q, now // 86400000), {})),
                 }
             )
@@ -827,13 +869,14 @@ class MemoryStore(Store):
 
     async def enqueue(self, tenant: str, contact: NewContact, now: int) -> Outcome[Enqueued]:
         payload, ev = c_.unpack(self.core(tenant).enqueue_contact(contact, now), contact=contact.id)
-        return Outcome(Enqueued(c_.contact_state(payload["contact"]), payload["replay"]), ev)
+        return Outcome(Enqueued(payload["contact"], payload["replay"]), ev)
 
     async def accept(
         self, tenant: str, reservation_id: str, agent_id: str | None, now: int
     ) -> Outcome[Accepted]:
         reply = self.core(tenant).accept_reservation(reservation_id, agent_id or "", now)
-        return c_.accepted(reply, reservation_id)
+        payload, ev = c_.unpack(reply, reservation=reservation_id)
+        return Outcome(Accepted(payload["contact"], payload["wait"], payload["within"]), ev)
 
     async def reject(
         self, tenant: str, reservation_id: str, agent_id: str | None, now: int
@@ -844,7 +887,10 @@ class MemoryStore(Store):
     async def abandon(
         self, tenant: str, contact_id: str, now: int, why: EndReason = "abandoned"
     ) -> Outcome[Abandoned]:
-        return c_.abandoned(self.core(tenant).abandon_contact(contact_id, now, why), contact_id)
+        reply = self.core(tenant).abandon_contact(contact_id, now, why)
+        payload, ev = c_.unpack(reply, contact=contact_id)
+        value = Abandoned(payload["contact"], payload["changed"], payload["wait"], payload["short"])
+        return Outcome(value, ev)
 
     async def complete(
         self,
@@ -858,24 +904,28 @@ class MemoryStore(Store):
         reply = self.core(tenant).complete_contact(
             contact_id, agent_id or "", wrap_up_ms, disposition, now
         )
-        return c_.completed(reply, contact_id)
+        payload, ev = c_.unpack(reply, contact=contact_id)
+        return Outcome(Completed(payload["contact"], payload["handle"]), ev)
 
     async def request_callback(
         self, tenant: str, contact_id: str, number: str, not_before: int, now: int
     ) -> Outcome[ContactState]:
         reply = self.core(tenant).request_callback(contact_id, number, not_before, now)
-        return c_.contact_outcome(reply, contact_id)
+        payload, ev = c_.unpack(reply, contact=contact_id)
+        return Outcome(payload["contact"], ev)
 
     async def upsert_agent(
         self, tenant: str, spec: AgentSpec, now: int
     ) -> Outcome[tuple[AgentState, bool]]:
-        return c_.agent_outcome(self.core(tenant).upsert_agent(spec, now), spec.id, "created")
+        payload, ev = c_.unpack(self.core(tenant).upsert_agent(spec, now), agent=spec.id)
+        return Outcome((payload["agent"], bool(payload["created"])), ev)
 
     async def set_agent_state(
         self, tenant: str, agent_id: str, state: AgentStateName, now: int
     ) -> Outcome[tuple[AgentState, bool]]:
         reply = self.core(tenant).set_agent_state(agent_id, state, now)
-        return c_.agent_outcome(reply, agent_id, "changed")
+        payload, ev = c_.unpack(reply, agent=agent_id)
+        return Outcome((payload["agent"], bool(payload["changed"])), ev)
 
     async def claim_timers(self, tenant: str, now: int, limit: int, lease_ms: int) -> TimerClaim:
         return c_.timer_claim(self.core(tenant).claim_timers(now, limit, lease_ms))
@@ -884,11 +934,14 @@ class MemoryStore(Store):
         return c_.fired(self.core(tenant).fire_timer(timer, now))
 
     async def contact_status(self, tenant: str, contact_id: str) -> ContactState:
-        return c_.contact_outcome(self.core(tenant).contact_status(contact_id), contact_id).value
+        payload, _ = c_.unpack(self.core(tenant).contact_status(contact_id), contact=contact_id)
+        state: ContactState = payload["contact"]
+        return state
 
     async def agent_status(self, tenant: str, agent_id: str) -> AgentState:
         payload, _ = c_.unpack(self.core(tenant).agent_status(agent_id), agent=agent_id)
-        return c_.agent_state(agent_id, payload["agent"])
+        state: AgentState = payload["agent"]
+        return state
 
     async def queue_snapshot(self, tenant: str, queues: list[str], now: int) -> list[QueueSnapshot]:
         reply = self.core(tenant).queue_snapshot(queues, list(c_.CAPACITY_CHANNELS), now)

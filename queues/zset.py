@@ -18,11 +18,20 @@ _INF = float("inf")
 
 
 class ZSet:
-    __slots__ = ("_scores", "_sorted")
+    """A sorted set whose positions are read (the waiting lines).
 
-    def __init__(self) -> None:
+    ``first`` holds the lowest (score, member), or None: the routing decisions read the head of
+    several lines and then take it, so the head is kept where one object read finds it, and
+    taking it skips the search of the sorted list.
+    """
+
+    __slots__ = ("_scores", "_sorted", "first", "label")
+
+    def __init__(self, label: str = "") -> None:
         self._scores: dict[str, float] = {}
         self._sorted: SortedList[tuple[float, str]] = SortedList()
+        self.first: tuple[float, str] | None = None
+        self.label = label  # the owner's name for the set (the memory store: its queue)
 
     def __len__(self) -> int:
         return len(self._scores)
@@ -38,30 +47,35 @@ class ZSet:
         if old is not None:
             if old == score:
                 return
-            self._sorted.remove((old, member))
+            self.remove(member)
         self._scores[member] = score
-        self._sorted.add((score, member))
+        entry = (score, member)
+        self._sorted.add(entry)
+        first = self.first
+        if first is None or entry < first:
+            self.first = entry
 
     def remove(self, member: str) -> None:
         score = self._scores.pop(member, None)
-        if score is not None:
+        if score is None:
+            return
+        first = self.first
+        if first is not None and first[1] == member:
+            # The head is at (sublist 0, index 0): delete it there, without a search.
+            ordered = self._sorted
+            ordered._delete(0, 0)  # type: ignore[attr-defined]
+            lists: list[list[tuple[float, str]]] = ordered._lists  # type: ignore[attr-defined]
+            self.first = lists[0][0] if lists else None
+        else:
             self._sorted.remove((score, member))
 
     def score(self, member: str) -> float | None:
         return self._scores.get(member)
 
-    def _head(self) -> tuple[float, str]:
-        # SortedList keeps its items in sublists; reading the first directly skips its
-        # position lookup (``_sorted[0]``), which costs more than the rest of a head read.
-        lists: list[list[tuple[float, str]]] = self._sorted._lists  # type: ignore[attr-defined]
-        return lists[0][0]
-
     def first_not_in(self, excluded: Container[str]) -> tuple[float, str] | None:
         """The first (score, member) whose member is not in ``excluded``."""
-        if not self._scores:
-            return None
         if not excluded:
-            return self._head()
+            return self.first
         for entry in self._sorted:
             if entry[1] not in excluded:
                 return entry
@@ -171,3 +185,69 @@ class MinSet:
         for entry in out:
             heappush(heap, entry)
         return out
+
+
+#: One listing of a member in free sets: ``[key]`` while it stands, emptied to withdraw it.
+Ticket = list[tuple[int, int]]
+
+
+class FreeSet:
+    """Free agents by score, read only from the lowest end; withdrawn from every set at once.
+
+    An agent is listed in the free sets of all its queues together and withdrawn from all of
+    them together (it becomes busy or unavailable). Each listing is a ``Ticket`` shared by its
+    entries ``(score, member, ticket)`` in those sets: emptying the ticket withdraws the member
+    from all of them in one write, and the heaps drop the dead entries when they reach the top
+    (lazy removal, as in ``MinSet``). A member has at most one live entry per set. Order as in
+    ``ZSet``: score, then member. Reading the members (``len``, ``in``, iteration, ``score``)
+    scans the heap: only checks and tests do.
+    """
+
+    __slots__ = ("_heap", "_limit")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, str, Ticket]] = []
+        self._limit = 64  # compact the heap when it grows past this many entries
+
+    def add(self, member: str, score: float, ticket: Ticket) -> None:
+        """List ``member`` with ``score`` for as long as ``ticket`` stands (not emptied)."""
+        heap = self._heap
+        heappush(heap, (score, member, ticket))
+        if len(heap) > self._limit:
+            heap = self._heap = [entry for entry in heap if entry[2]]
+            heapify(heap)
+            self._limit = 2 * len(heap) + 64
+
+    def _live(self) -> list[tuple[float, str]]:
+        return sorted((score, member) for score, member, ticket in self._heap if ticket)
+
+    def __len__(self) -> int:
+        return len(self._live())
+
+    def __contains__(self, member: str) -> bool:
+        return any(m == member for _, m in self._live())
+
+    def __iter__(self) -> Iterator[str]:
+        return (m for _, m in self._live())
+
+    def score(self, member: str) -> float | None:
+        return next((s for s, m in self._live() if m == member), None)
+
+    def head(self, n: int) -> list[tuple[float, str]]:
+        """The first ``n`` (score, member) pairs, like ZRANGE 0 n-1 WITHSCORES."""
+        heap = self._heap
+        while heap and not heap[0][2]:
+            heappop(heap)
+        if not heap:
+            return []
+        if n == 1:
+            score, member, _ = heap[0]
+            return [(score, member)]
+        taken: list[tuple[float, str, Ticket]] = []
+        while heap and len(taken) < n:
+            entry = heappop(heap)
+            if entry[2]:
+                taken.append(entry)
+        for entry in taken:
+            heappush(heap, entry)
+        return [(score, member) for score, member, _ in taken]

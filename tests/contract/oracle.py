@@ -164,12 +164,13 @@ def check_core(core: TenantCore) -> None:
         names = [q for q, _, _ in ag.qs]
         for q in QUEUES:
             assert (ag.id in core.queue_members.get(q, set())) == (q in names)
-            staffed = q in names and ag.st != "offline"
-            assert (ag.id in core.queue_staffed.get(q, set())) == staffed
-            available = q in names and ag.st == "available"
-            assert (ag.id in core.queue_available.get(q, set())) == available
         for c in contacts.values():
             assert not may_take(ag, c), f"{ag.id} is free for waiting {c.id} but idle"
+    for q in QUEUES:
+        members = [ag for ag in agents.values() if q in [mq for mq, _, _ in ag.qs]]
+        staffed = sum(ag.st != "offline" for ag in members)
+        available = sum(ag.st == "available" for ag in members)
+        assert core.queue_counts(q) == (staffed, available), f"{q} staffing"
     for (q, ch), free in core.queue_free.items():
         for aid in free:
             ag = agents[aid]
