@@ -88,7 +88,8 @@ end
 -- decoded only when a free set's score needs them, in refresh_free), and, sent back as they are
 -- and never decoded here, its document 'doc', capacity 'cap' and queue names 'qj'.
 -- all: with doc, cap and qj too (for agent_out(aid, ag)). ag.idle stays the stored string
--- until the script sets a number (arithmetic reads either).
+-- until the script sets a number (arithmetic reads either). ag.lj is ag.load as JSON (as stored,
+-- or as last encoded) while it is known: whatever changes ag.load sets it to nil.
 local function load_agent(aid, all)
   local f
   if all then
@@ -98,16 +99,19 @@ local function load_agent(aid, all)
     f = redis.call('HMGET', K.agent(aid), 'st', 'prof', 'load', 'idle', 'tw', 'qs', 'of')
   end
   if not f[1] then return nil end
-  local prof = cjson.decode(f[2])
+  local prof, lj = cjson.decode(f[2]), f[3]
+  -- (an idle agent's load is '{}': no decode)
   return {id = aid, st = f[1], cap = prof[1], excl = prof[2], qn = prof[3],
-          load = cjson.decode(f[3]), idle = f[4], tw = f[5] or '0', qs_json = f[6],
-          of = f[7] or '', doc = f[8], cap_json = f[9], qj = f[10]}
+          load = lj == '{}' and {} or cjson.decode(lj), lj = lj, idle = f[4], tw = f[5] or '0',
+          qs_json = f[6], of = f[7] or '', doc = f[8], cap_json = f[9], qj = f[10]}
 end
 
 -- Stores the agent's state, load, idle time and offers.
 local function save_agent(ag)
-  redis.call('HSET', K.agent(ag.id), 'st', ag.st, 'load', cjson.encode(ag.load),
-             'idle', fmt('%d', ag.idle), 'of', ag.of)
+  local lj = ag.lj or cjson.encode(ag.load)
+  ag.lj = lj
+  redis.call('HSET', K.agent(ag.id), 'st', ag.st, 'load', lj, 'idle', fmt('%d', ag.idle),
+             'of', ag.of)
 end
 
 -- ag.of without reservation rid.
@@ -178,12 +182,13 @@ local function agent_out(aid, ag)
   ag = ag or load_agent(aid, true)
   if not ag then return nil end
   return '{"doc":' .. ag.doc .. ',"st":"' .. ag.st .. '","cap":' .. ag.cap_json .. ',"load":' ..
-         cjson.encode(ag.load) .. ',"queues":' .. ag.qj .. ',"offers":[' .. ag.of .. ']}'
+         (ag.lj or cjson.encode(ag.load)) .. ',"queues":' .. ag.qj .. ',"offers":[' .. ag.of ..
+         ']}'
 end
 
 local function emit_state(ag)
   EV[#EV + 1] = '{"t":"state","a":"' .. ag.id .. '","s":"' .. ag.st .. '","l":' ..
-                cjson.encode(ag.load) .. '}'
+                (ag.lj or cjson.encode(ag.load)) .. '}'
 end
 
 -- ---------------------------------------------------------------------------------- contacts
@@ -276,7 +281,8 @@ end
 -- field is when the day's hash may be new: it then gets its expiry (8 days).
 local function count(queue, now, field, by)
   if queue ~= '' then
-    local key = K.queue_stats(queue) .. fmt(':%d', math.floor(now / 86400000))
+    -- (the day number, an integer below 2^53, concatenates exactly: no format, no floor)
+    local key = K.queue_stats(queue) .. ':' .. (now - now % 86400000) / 86400000
     local new
     if by then
       new = redis.call('HINCRBY', key, field, fmt('%d', by)) == by
@@ -336,7 +342,8 @@ end
 -- stored yet, in no waiting set; the caller stores it). defer: the caller saves the agent and
 -- refreshes its free sets.
 local function reserve(c, ag, queue, timeout, now, fresh, defer)
-  local rid = fmt('r%d', redis.call('INCR', K.seq()))
+  -- (INCR's integer concatenates exactly while below 10^14)
+  local rid = 'r' .. redis.call('INCR', K.seq())
   local was = nil
   if not defer then was = free_channels(ag) end
   local exp_s = fmt('%d', now + timeout)
@@ -349,10 +356,12 @@ local function reserve(c, ag, queue, timeout, now, fresh, defer)
   redis.call('HSET', K.reservation(rid), 'c', c.id, 'a', ag.id, 'st', 'pending', 'x', exp_s,
              'q', queue)
   ag.load[c.cc] = (ag.load[c.cc] or 0) + 1
+  ag.lj = nil
   if ag.of == '' then ag.of = '"' .. rid .. '"' else ag.of = ag.of .. ',"' .. rid .. '"' end
   if not defer then
     -- only its load and offers changed
-    redis.call('HSET', K.agent(ag.id), 'load', cjson.encode(ag.load), 'of', ag.of)
+    ag.lj = cjson.encode(ag.load)
+    redis.call('HSET', K.agent(ag.id), 'load', ag.lj, 'of', ag.of)
     refresh_free(ag, was)
   end
   TIMERS[#TIMERS + 1] = exp_s
@@ -453,6 +462,7 @@ end
 local function release_capacity(ag, ch, now)
   ag.load[ch] = (ag.load[ch] or 0) - 1
   if ag.load[ch] <= 0 then ag.load[ch] = nil end
+  ag.lj = nil
   ag.idle = now
 end
 
