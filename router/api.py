@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from config.routing import ConfigInvalid, load_routing
+from config.routing import ConfigInvalid
 from queues.keys import valid_id
 from router import appkeys as k
 from router import models as m
@@ -243,9 +243,8 @@ async def get_queue(request: web.Request) -> web.StreamResponse:
 
 async def reload_config(request: web.Request) -> web.StreamResponse:
     await principal(request, ADMIN)
-    path = request.app[k.CONFIG_PATH]
     try:
-        config = load_routing(path)
+        applied = await request.app[k.RELOADS].reload()
     except ConfigInvalid as exc:
         errors: list[dict[str, Any]] = [
             {"loc": [p.file, str(p.line or ""), p.path], "msg": p.message} for p in exc.problems
@@ -253,8 +252,7 @@ async def reload_config(request: web.Request) -> web.StreamResponse:
         raise Problem(
             422, "the routing config is invalid; nothing was applied", kind="config", errors=errors
         ) from None
-    tenants = request.app[k.SETTINGS].tenants()
-    return _json(await request.app[k.SERVICE].reload(tenants, config))
+    return _json(applied)
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import orjson
 import structlog
 from aiohttp import WSCloseCode, web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -31,7 +32,7 @@ from router.api import ROUTES
 from router.api_channels import CHANNEL_ROUTES
 from router.auth import Authenticator, TokenIssuer
 from router.clock import WallClock
-from router.customers import Customers
+from router.customers import CustomerCache, Customers
 from router.engine import Engine
 from router.fastredis import PipelinedRedis, ScriptRunner
 from router.hub import Hub
@@ -39,6 +40,7 @@ from router.metrics import Metrics, QueueCollector, thresholds
 from router.openapi import build as build_openapi
 from router.problems import problem_middleware
 from router.ratelimit import rate_limit_middleware
+from router.reloads import ConfigReloads
 from router.service import Service
 from router.stats import QueueStats
 from router.timers import TimerLoop
@@ -138,9 +140,13 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = app[k.HUB]
     service.offers_out = hub.offers_out
     cache = service.customers.cache
+    publish = _publisher(client)
+    instance = cache.instance if cache is not None else secrets.token_hex(8)
+    reloads = app[k.RELOADS] = ConfigReloads(
+        app[k.CONFIG_PATH], lambda: app[k.SERVICE], settings.tenants(), instance, publish
+    )
+    hub.on_notice = _notices(reloads, cache)
     if cache is not None:
-        publish = _publisher(client)
-        hub.on_notice = cache.on_notice
         hub.on_disconnected = cache.disconnected
 
         async def connected() -> None:
@@ -164,7 +170,25 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(hub.ready.wait(), 5.0)
     yield
+    await reloads.stop()
     await _stop(tasks)
+
+
+def _notices(reloads: ConfigReloads, cache: CustomerCache | None) -> Callable[[bytes], None]:
+    """The notice channel's reader: config reloads here, the rest to the customer cache."""
+
+    def on_notice(raw: bytes) -> None:
+        try:
+            notice = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            log.warning("notice.malformed")
+            return
+        if isinstance(notice, dict) and notice.get("k") == "config":
+            reloads.on_notice(notice)
+        elif cache is not None:
+            cache.on_notice(raw)
+
+    return on_notice
 
 
 def _publisher(client: Redis) -> Callable[[str, bytes], Awaitable[int]]:

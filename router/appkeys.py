@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from config.settings import Settings
 from router.auth import Authenticator
 from router.hub import Hub
+from router.reloads import ConfigReloads
 from router.service import Service
 from router.timers import TimerLoop
 
@@ -24,3 +25,4 @@ TIMERS = web.AppKey("timers", TimerLoop)
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 CLOSING = web.AppKey("closing", asyncio.Event)
 CONFIG_PATH = web.AppKey("config_path", str)
+RELOADS = web.AppKey("reloads", ConfigReloads)

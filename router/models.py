@@ -170,6 +170,8 @@ class ReloadOut(BaseModel):
     queues: int
     rules: int
     agents_recomputed: int
+    #: other instances on the same Redis told to reload their config file
+    instances_notified: int = 0
 
 
 class FieldError(BaseModel):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -137,7 +139,13 @@ async def test_config_reload_applies_or_lists_every_error(
     )
     applied = await api.call("POST", "/v1/config/reload")
     assert applied.status == 200
-    assert applied.body == {"status": "applied", "queues": 2, "rules": 1, "agents_recomputed": 1}
+    assert applied.body == {
+        "status": "applied",
+        "queues": 2,
+        "rules": 1,
+        "agents_recomputed": 1,
+        "instances_notified": 0,
+    }
     assert (await api.get("/v1/agents/ann"))["queues"] == ["billing", "support"]
 
     path.write_text("queues: []\nrules: [{name: x, steps: [{queue: nowhere}]}]\n")
@@ -147,6 +155,56 @@ async def test_config_reload_applies_or_lists_every_error(
     assert refused.body["errors"]
     assert all(set(e) == {"loc", "msg"} for e in refused.body["errors"])
     assert (await api.get("/v1/agents/ann"))["queues"] == ["billing", "support"]
+
+
+SUPPORT_QUEUE = '  - {name: support, agents: "agent.skills.support >= 1"}\nrules:'
+SALES_QUEUE = '  - {name: sales, agents: "agent.skills.sales >= 1"}\nrules:'
+
+
+async def queue_names(api: Api) -> list[str]:
+    return sorted(q["name"] for q in (await api.get("/v1/queues"))["queues"])
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.05)
+    return await check()
+
+
+async def test_config_reload_reaches_every_instance(make_api: ApiFactory, tmp_path: Path) -> None:
+    """A reload on A makes B reload its own file; an invalid file changes no instance."""
+    shared, own = tmp_path / "shared.yaml", tmp_path / "own.yaml"
+    shared.write_text(FAST_ROUTING)
+    own.write_text(FAST_ROUTING)
+    a = await make_api(config=str(shared))
+    b = await make_api(config=str(shared))
+    c = await make_api(config=str(own))  # an instance whose file differs
+    await b.agent("ann", billing=5, support=5, sales=5)
+
+    shared.write_text(FAST_ROUTING.replace("rules:", SUPPORT_QUEUE))
+    own.write_text(FAST_ROUTING.replace("rules:", SALES_QUEUE))
+    applied = await a.call("POST", "/v1/config/reload")
+    assert applied.status == 200
+    assert applied.body["instances_notified"] == 2
+
+    async def b_follows() -> bool:
+        return await queue_names(b) == ["billing", "support"]
+
+    async def c_reads_its_own() -> bool:
+        return await queue_names(c) == ["billing", "sales"]
+
+    assert await eventually(b_follows)
+    assert await eventually(c_reads_its_own)
+    assert await queue_names(a) == ["billing", "support"]
+
+    shared.write_text("queues: []\nrules: [{name: x, steps: [{queue: nowhere}]}]\n")
+    assert (await a.call("POST", "/v1/config/reload")).status == 422
+    await asyncio.sleep(0.3)
+    assert await queue_names(a) == ["billing", "support"]
+    assert await queue_names(b) == ["billing", "support"]
 
 
 async def test_health_and_readiness(api: Api) -> None:

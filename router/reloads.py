@@ -1,0 +1,105 @@
+"""Routing config reloads that reach every instance on the same Redis.
+
+``POST /v1/config/reload`` validates the config file and applies it on the instance it reaches;
+that instance then announces the reload on the notice channel (``router.customers.CHANNEL``),
+and every other instance reloads its own config file (in a usual deployment the same file):
+an invalid file there is logged and the instance keeps the config it runs, and a valid file
+that differs from the announcing instance's (compared by a digest of the parsed config) is
+applied and logged as a warning, since the instances now route by different rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+
+from config.routing import ConfigInvalid, RoutingConfig, load_routing
+from router import models as m
+from router.customers import CHANNEL
+from router.service import Service
+
+log = structlog.get_logger("switchboard.config")
+
+Publish = Callable[[str, bytes], Awaitable[int]]
+
+
+def digest(config: RoutingConfig) -> str:
+    """Equal for equal configs, however their files are laid out."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+
+
+class ConfigReloads:
+    def __init__(
+        self,
+        path: str,
+        service: Callable[[], Service],
+        tenants: list[str],
+        instance: str,
+        publish: Publish | None = None,
+    ) -> None:
+        self.path = path
+        self.service = service
+        self.tenants = tenants
+        self.instance = instance
+        self.publish = publish
+        self.tasks: set[asyncio.Task[None]] = set()
+        #: the digest of the config this instance last applied by a reload
+        self.applied = ""
+
+    async def reload(self) -> m.ReloadOut:
+        """Validate and apply the config file here, then tell the other instances.
+
+        Raises ``ConfigInvalid`` (nothing applied anywhere) for an invalid file.
+        """
+        config = load_routing(self.path)
+        out = await self.service().reload(self.tenants, config)
+        self.applied = digest(config)
+        out.instances_notified = await self._announce(self.applied)
+        return out
+
+    async def _announce(self, sha: str) -> int:
+        if self.publish is None:
+            return 0
+        notice = {"k": "config", "i": self.instance, "sha": sha}
+        try:
+            listeners = await self.publish(CHANNEL, orjson.dumps(notice))
+        except Exception as exc:
+            log.warning("config.reload_notice_failed", error=str(exc) or type(exc).__name__)
+            return 0
+        return max(listeners - 1, 0)  # this instance hears its own notice
+
+    def on_notice(self, notice: dict[str, Any]) -> None:
+        """A notice of kind ``config``: reload unless it is this instance's own."""
+        if notice.get("i") == self.instance:
+            return
+        task = asyncio.create_task(self._follow(str(notice.get("sha", ""))))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _follow(self, sha: str) -> None:
+        try:
+            config = load_routing(self.path)
+        except ConfigInvalid as exc:
+            problems = [f"{p.path or '(top)'}: {p.message}" for p in exc.problems]
+            log.error("config.reload_failed", source="another instance", problems=problems)
+            return
+        mine = digest(config)
+        if mine != sha:
+            log.warning("config.reload_differs", announced=sha, applied=mine)
+        try:
+            out = await self.service().reload(self.tenants, config)
+        except Exception as exc:  # the store is down: this instance keeps its config
+            log.error("config.reload_failed", error=str(exc) or type(exc).__name__)
+            return
+        self.applied = mine
+        log.info("config.reloaded", source="another instance", queues=out.queues, rules=out.rules)
+
+    async def stop(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
