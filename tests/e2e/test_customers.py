@@ -140,9 +140,33 @@ async def test_unknown_sender_becomes_a_new_customer(api: Api) -> None:
     assert call["customer"]["segment"] == "standard"
     profile = await api.customer(new_id)
     assert profile["id"] == new_id
+    assert profile["phones"] == ["+442079460958"]  # the number it was first heard from
     assert [h["contact_id"] for h in profile["history"]] == [call["id"]]
     again = await api.sms({"message_id": "SM2", "text": "hello", "from": "0044 20 7946 0958"})
     assert again["customer"]["id"] == new_id
+
+
+async def test_a_new_customer_lists_the_address_or_handle_it_came_from(api: Api) -> None:
+    """An unknown email sender or chat handle is on its new profile, normalised."""
+    mail = await api.call(
+        "POST", "/v1/channels/email", 201,
+        json={"message_id": "<m1@x>", "from": "Zoe.Q@Example.COM", "to": "help@bank.test",
+              "subject": "card", "body": "lost it"},
+    )  # fmt: skip
+    profile = await api.customer(mail["customer"]["id"])
+    assert (profile["emails"], profile["phones"]) == (["zoe.q@example.com"], [])
+    async with api.client.ws_connect("/v1/channels/chat", headers=api.auth(ADMIN_TOKEN)) as ws:
+        await ws.send_json({"type": "start", "session_id": "s9", "from": "zq_77"})
+        queued = await ws.receive_json(timeout=5)
+    chat = await api.customer(queued["contact"]["customer"]["id"])
+    assert chat["chat_handles"] == ["zq_77"]
+    # the listed handle is the profile's own: PUT it back unchanged and it still resolves
+    body = {k: chat[k] for k in ("phones", "emails", "chat_handles")}
+    await api.put_customer(chat["id"], 200, **body)
+    async with api.client.ws_connect("/v1/channels/chat", headers=api.auth(ADMIN_TOKEN)) as ws:
+        await ws.send_json({"type": "start", "session_id": "s10", "from": "zq_77"})
+        again = await ws.receive_json(timeout=5)
+    assert again["contact"]["customer"]["id"] == chat["id"]
 
 
 async def test_history_follows_the_contact(api: Api) -> None:
