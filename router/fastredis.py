@@ -11,6 +11,12 @@ A command whose connection is lost before its reply raises ``redis.exceptions.Co
 and is not retried (a script may have run); a connection with no reply for ``reply_timeout``
 seconds while commands wait is closed and they raise ``redis.exceptions.TimeoutError``. Either
 way the next command connects again.
+
+The hub's event subscription rides on the same connection (``ScriptRunner.subscribe``): the
+connection switches to RESP3 (``HELLO 3``), which lets a subscribed connection go on running
+commands, and pushes the subscribed messages between the replies. A script's published events
+then arrive before its reply, in the same read: the hub sends a new contact's offer before the
+create handler resumes, with no second socket to wake for.
 """
 
 from __future__ import annotations
@@ -52,16 +58,39 @@ def pack(args: Sequence[Any]) -> bytes:
     return b"".join(out)
 
 
+_INCOMPLETE = object()  # what the reader returns until a whole reply is in (False is a reply)
+_PUSH = hiredis.PushNotification  # a RESP3 push frame (a list otherwise)
+#: pushes that answer a command: one confirmation per name (P)SUBSCRIBE'd or unsubscribed
+_CONFIRMATIONS = frozenset({b"subscribe", b"psubscribe", b"unsubscribe", b"punsubscribe"})
+
+
+def _pushed(push: list[Any], subscription: Subscription | None) -> bool:
+    """Take a push frame: a message goes to the subscription (dropped if there is none now);
+    a (un)subscribe confirmation is a command's reply (False: the caller answers with it)."""
+    kind = push[0] if push else b""
+    if kind in _CONFIRMATIONS:
+        return False
+    if subscription is not None:
+        if kind == b"pmessage" and len(push) == 4:
+            subscription.messages.append((push[2], push[3]))
+        elif kind == b"message" and len(push) == 3:
+            subscription.messages.append((push[1], push[2]))
+    return True
+
+
 class _Wire(asyncio.Protocol):
-    """One connection: replies resolve the waiting futures in the order they were sent."""
+    """One connection: replies resolve the waiting futures in the order they were sent, and
+    the messages of a subscription (``Subscription``) on it go to that subscription."""
 
     def __init__(self, runner: ScriptRunner) -> None:
         self.runner = runner
-        self.reader = hiredis.Reader()
+        self.reader = hiredis.Reader(notEnoughData=_INCOMPLETE)
         self.pending: deque[asyncio.Future[Any]] = deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.progress = 0.0
+        self.resp3 = False
+        self.subscription: Subscription | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
@@ -77,8 +106,11 @@ class _Wire(asyncio.Protocol):
         reader = self.reader
         reader.feed(data)
         pending = self.pending
+        subscription = self.subscription
         try:
-            while (reply := reader.gets()) is not False:
+            while (reply := reader.gets()) is not _INCOMPLETE:
+                if reply.__class__ is _PUSH and _pushed(reply, subscription):
+                    continue
                 future = pending.popleft()
                 if future.done():  # its caller was cancelled
                     continue
@@ -90,12 +122,15 @@ class _Wire(asyncio.Protocol):
             self.fail(RedisConnectionError(f"redis protocol error: {exc}"))
             return
         self.progress = self.runner.loop.time()
+        if subscription is not None:
+            subscription.wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(RedisConnectionError(f"connection to redis lost: {exc or 'closed'}"))
 
     def fail(self, error: Exception) -> None:
-        """Close the connection and fail every command still waiting for its reply."""
+        """Close the connection and fail every command still waiting for its reply (and the
+        subscription on it)."""
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
@@ -103,6 +138,8 @@ class _Wire(asyncio.Protocol):
             future = self.pending.popleft()
             if not future.done():
                 future.set_exception(error)
+        if self.subscription is not None:
+            self.subscription.lost(error)
 
 
 class ScriptRunner:
@@ -207,6 +244,43 @@ class ScriptRunner:
             wire.fail(RedisConnectionError("redis connection setup failed"))
             raise
 
+    async def subscribe(self, patterns: Sequence[str], channels: Sequence[str]) -> Subscription:
+        """Subscribe this runner's connection (connecting if need be; RESP3 from then on).
+
+        Raises ``redis.exceptions.ConnectionError`` (or ``TimeoutError``) on failure.
+        """
+        wire = self._wire
+        if wire is None or wire.closed:
+            wire = await self._connect()
+        subscription = Subscription(self)
+        commands: list[tuple[Any, ...]] = [] if wire.resp3 else [("HELLO", "3")]
+        if patterns:
+            commands.append(("PSUBSCRIBE", *patterns))
+        if channels:
+            commands.append(("SUBSCRIBE", *channels))
+        replies: list[asyncio.Future[Any]] = []
+        for command in commands:
+            # a (P)SUBSCRIBE is answered by one confirmation per name
+            answers = 1 if command[0] == "HELLO" else len(command) - 1
+            for _ in range(answers):
+                replies.append(self.loop.create_future())
+            assert wire.transport is not None
+            wire.pending.extend(replies[-answers:])
+            wire.transport.write(pack(command))
+        wire.resp3 = True
+        previous, wire.subscription = wire.subscription, subscription
+        subscription.wire = wire
+        if previous is not None:
+            previous.lost(RedisConnectionError("subscribed again"))
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                for future in replies:
+                    await future
+        except TimeoutError:
+            wire.fail(RedisTimeoutError("timeout subscribing"))
+            raise RedisTimeoutError("timeout subscribing") from None
+        return subscription
+
     async def close(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -216,86 +290,46 @@ class ScriptRunner:
             self._wire = None
 
 
-class _SubscriberWire(_Wire):
-    """A subscribed connection: pushed messages are queued, everything else answers a command."""
+class Subscription:
+    """Messages of the patterns and channels a runner's connection subscribed to, in order.
+
+    Made by ``ScriptRunner.subscribe``; ``get`` raises ``ConnectionError`` once the connection
+    is lost (subscribe again: the runner connects anew). Messages arrive as RESP3 push frames,
+    which the reader tells from replies by their type.
+    """
 
     def __init__(self, runner: ScriptRunner) -> None:
-        super().__init__(runner)
+        self.runner = runner
         self.messages: deque[tuple[bytes, bytes]] = deque()
         self.waiter: asyncio.Future[None] | None = None
         self.error: Exception | None = None
+        self.wire: _Wire | None = None
 
-    def data_received(self, data: bytes) -> None:
-        reader = self.reader
-        reader.feed(data)
-        try:
-            while (reply := reader.gets()) is not False:
-                kind = reply[0] if isinstance(reply, list) and reply else None
-                if kind == b"pmessage":
-                    self.messages.append((reply[2], reply[3]))
-                elif kind == b"message":
-                    self.messages.append((reply[1], reply[2]))
-                elif self.pending:  # a (p)subscribe confirmation or a setup command's reply
-                    future = self.pending.popleft()
-                    if not future.done():
-                        if isinstance(reply, hiredis.ReplyError):
-                            future.set_exception(BaseParser.parse_error(str(reply)))  # type: ignore[no-untyped-call]
-                        else:
-                            future.set_result(reply)
-        except hiredis.ProtocolError as exc:
-            self.fail(RedisConnectionError(f"redis protocol error: {exc}"))
-            return
-        self._wake()
-
-    def fail(self, error: Exception) -> None:
-        if self.error is None:
-            self.error = error
-        super().fail(error)
-        self._wake()
-
-    def _wake(self) -> None:
+    def wake(self) -> None:
         waiter = self.waiter
         if waiter is not None and not waiter.done() and (self.messages or self.error):
             waiter.set_result(None)
 
-
-class Subscription:
-    """One pub/sub connection of the runner's Redis; ``get`` returns messages in order."""
-
-    def __init__(self, runner: ScriptRunner) -> None:
-        self.runner = runner
-        self.wire = _SubscriberWire(runner)
-
-    async def open(self, patterns: Sequence[str], channels: Sequence[str]) -> None:
-        """Connect and subscribe; raises ``redis.exceptions.ConnectionError`` on failure."""
-        wire = self.wire
-        await self.runner.open_connection(wire)
-        loop = self.runner.loop
-        confirmations: list[asyncio.Future[Any]] = []
-        for command, names in (("PSUBSCRIBE", patterns), ("SUBSCRIBE", channels)):
-            if names:
-                futures = [loop.create_future() for _ in names]
-                # one confirmation per name arrives for a single command
-                assert wire.transport is not None
-                wire.pending.extend(futures)
-                wire.transport.write(pack([command, *names]))
-                confirmations.extend(futures)
-        async with asyncio.timeout(self.runner.connect_timeout):
-            for future in confirmations:
-                await future
+    def lost(self, error: Exception) -> None:
+        if self.error is None:
+            self.error = error
+        self.wake()
 
     async def get(self) -> tuple[bytes, bytes]:
         """The next (channel, data); raises ``ConnectionError`` once the connection is lost."""
-        wire = self.wire
-        while not wire.messages:
-            if wire.error is not None:
-                raise wire.error
-            wire.waiter = self.runner.loop.create_future()
-            await wire.waiter
-        return wire.messages.popleft()
+        while not self.messages:
+            if self.error is not None:
+                raise self.error
+            self.waiter = self.runner.loop.create_future()
+            await self.waiter
+        return self.messages.popleft()
 
     def close(self) -> None:
-        self.wire.fail(RedisConnectionError("subscription closed"))
+        """Stop receiving (the connection stays up for the commands)."""
+        wire = self.wire
+        if wire is not None and wire.subscription is self:
+            wire.subscription = None
+        self.lost(RedisConnectionError("subscription closed"))
 
 
 class PipelinedScript(AsyncScript):

@@ -246,10 +246,10 @@ class Hub:
     async def _listen_pipelined(self, runner: ScriptRunner) -> None:
         """``listen`` on a lean subscriber connection (the usual case: redis:// and unix://)."""
         while True:
-            subscription = Subscription(runner)
+            subscription: Subscription | None = None
             connected = False
             try:
-                await subscription.open(
+                subscription = await runner.subscribe(
                     [events_pattern()], [NOTICES] if self.on_notice is not None else []
                 )
                 if self.on_connected is not None:
@@ -262,6 +262,7 @@ class Hub:
             except (RedisError, OSError) as exc:
                 await self._lost(exc)
             finally:
-                subscription.close()
+                if subscription is not None:
+                    subscription.close()
                 if connected and self.on_disconnected is not None:
                     self.on_disconnected()

@@ -53,6 +53,27 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
+class ContactIds:
+    """Contact ids in creation order: ``c``, the creation time (ms, 11 hex digits), a counter
+    within the millisecond (4 hex digits) and 48 random bits (12 hex digits).
+
+    Two contacts with the same place in line (created in the same millisecond with the same
+    priority) are served in the order of their ids, so on one instance the first created is
+    served first; the random part keeps ids from different instances apart.
+    """
+
+    def __init__(self) -> None:
+        self.ms = -1
+        self.seq = 0
+
+    def next(self, now_ms: int) -> str:
+        if now_ms == self.ms:
+            self.seq = min(self.seq + 1, 0xFFFF)
+        else:
+            self.ms, self.seq = now_ms, 0
+        return f"c{now_ms:011x}{self.seq:04x}{secrets.token_hex(6)}"
+
+
 def body_hash(payload: Any) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
@@ -102,6 +123,7 @@ class Service:
         #: contact -> queue of the contacts accepted here and not yet completed, so that
         #: ``complete`` finds the queue's wrap-up time without a ``contact_status`` round trip
         self._accepted_queue: dict[tuple[str, str], str] = {}
+        self._contact_ids = ContactIds()
         self._wrap_up_known: tuple[dict[str, Any], bool] | None = None
         #: waits until the offers of a new contact went out to sockets held here (the hub)
         self.offers_out: Callable[[str, list[Event]], Awaitable[None]] | None = None
@@ -126,7 +148,7 @@ class Service:
         t0 = time.perf_counter()
         started = self.clock.now_ms()
         request = new.model_dump(by_alias=True, exclude_none=True)
-        contact_id = "c" + secrets.token_hex(8)
+        contact_id = self._contact_ids.next(started)
         idem = (idempotency_slot(idem_scope, idem_key), body_hash([request, extra]))
         customer = await self.customers.resolve(
             tenant, new, contact_id, iso(started), thread, gateway, idem

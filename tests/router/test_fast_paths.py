@@ -20,10 +20,12 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from queues.embedded import EmbeddedRedis
+from queues.keys import valid_id
 from router import appkeys as k
-from router.fastredis import PipelinedRedis, ScriptRunner, Subscription, pack
+from router.fastredis import PipelinedRedis, ScriptRunner, pack
 from router.hub import Hub
 from router.serve import GcFreezer, event_loop
+from router.service import ContactIds
 from tests.router.conftest import Api, ApiFactory
 
 
@@ -204,9 +206,8 @@ async def test_a_silent_server_times_out() -> None:
 
 async def test_subscription_delivers_messages_in_order(redis_server: EmbeddedRedis) -> None:
     runner = ScriptRunner(redis_server.url)
-    subscription = Subscription(runner)
+    subscription = await runner.subscribe(["sbtest:*:ev"], ["sbtest-notices"])
     try:
-        await subscription.open(["sbtest:*:ev"], ["sbtest-notices"])
         for n in range(5):
             await runner.execute("PUBLISH", "sbtest:{a}:ev", f"m{n}")
         await runner.execute("PUBLISH", "sbtest-notices", "n")
@@ -214,10 +215,34 @@ async def test_subscription_delivers_messages_in_order(redis_server: EmbeddedRed
         assert got == [*((b"sbtest:{a}:ev", f"m{n}".encode()) for n in range(5)),
                        (b"sbtest-notices", b"n")]  # fmt: skip
     finally:
-        subscription.close()
         await runner.close()
     with pytest.raises(RedisConnectionError):
         await subscription.get()
+
+
+async def test_a_scripts_events_arrive_before_its_reply_on_the_same_connection(
+    redis_server: EmbeddedRedis,
+) -> None:
+    """Subscribed, the scripts' connection still runs commands; what a script publishes is
+    queued by the time its reply is read, and an array reply shaped like a message is a reply."""
+    runner = ScriptRunner(redis_server.url)
+    client = PipelinedRedis(_NoPool.from_url(redis_server.url), runner)
+    subscription = await runner.subscribe(["sbtest:*:ev"], [])
+    try:
+        publish = client.register_script(
+            "redis.call('PUBLISH', 'sbtest:{a}:ev', ARGV[1]); return ARGV[1]"
+        )
+        for n in range(20):
+            assert await publish(keys=["x"], args=[f"e{n}"]) == f"e{n}".encode()
+            assert subscription.messages[-1] == (b"sbtest:{a}:ev", f"e{n}".encode())
+        lookalike = client.register_script("return {'pmessage', 'sbtest:*:ev', 'c', 'd'}")
+        assert await lookalike(keys=["x"]) == [b"pmessage", b"sbtest:*:ev", b"c", b"d"]
+        assert await runner.execute("PING") == b"PONG"
+        got = [await asyncio.wait_for(subscription.get(), 2.0) for _ in range(20)]
+        assert [data for _, data in got] == [f"e{n}".encode() for n in range(20)]
+        assert not subscription.messages
+    finally:
+        await client.aclose()
 
 
 async def test_gateway_posts_still_work_with_many_in_flight(api: Api) -> None:
@@ -264,3 +289,14 @@ def test_full_collections_freeze_their_survivors() -> None:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
     assert freezer not in gc.callbacks
+
+
+def test_contact_ids_sort_in_creation_order_and_stay_unique() -> None:
+    """Same-millisecond contacts have equal places in line: their ids keep creation order."""
+    ids = ContactIds()
+    made = [ids.next(ms) for ms in [1_700_000_000_000] * 50 + [1_700_000_000_001] * 3]
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
+    assert all(valid_id(i) and len(i) == 28 for i in made)
+    other = ContactIds()  # another instance, same millisecond: different ids
+    assert other.next(1_700_000_000_000) != made[0]
