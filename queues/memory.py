@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import orjson
@@ -120,6 +121,19 @@ class _Contact:
         self.parsed: dict[str, Any] | None = None
         # the waiting sets add_waiting put it in (its lines and queue ages), for remove_waiting
         self.places: list[ZSet | MinSet] = []
+
+
+_VIEW_HEAD = '{"contact":{'
+_OLD_NOTE = re.compile(r'^"callback":\{[^{}]*\},')
+
+
+def _callback_view(view: str | None, number: str) -> str | None:
+    """request_callback.lua's note in the offer's view: call back, and which number."""
+    if view is None or not view.startswith(_VIEW_HEAD):
+        return view
+    rest = _OLD_NOTE.sub("", view[len(_VIEW_HEAD) :], count=1)
+    note = json.dumps(number) if number else "null"
+    return f'{_VIEW_HEAD}"callback":{{"number":{note}}},{rest}'
 
 
 class _QueueCount:
@@ -697,6 +711,7 @@ class TenantCore:
         self.remove_waiting(c)
         c.cc = "voice"
         c.ch, c.cb = "callback", number
+        c.view = _callback_view(c.view, number)
         if not_before > now:
             c.hold = not_before
             self.set_timer(not_before, "b|" + cid)

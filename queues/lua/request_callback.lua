@@ -17,6 +17,19 @@ if c.st ~= 'queued' then return finish(E.CONTACT_NOT_WAITING) end
 remove_waiting(c)
 c.cc = 'voice'
 redis.call('HSET', K.contact(cid), 'ch', 'callback', 'cc', 'voice', 'cb', ARGV[3])
+-- The agent's offer says to call back, and which number (null: the contact's own). The view
+-- is the JSON the service wrote, which opens with the contact: the note goes first in it,
+-- replacing the note of an earlier request.
+local view = redis.call('HGET', K.contact(cid), 'view')
+local head = '{"contact":{'
+if view and sub(view, 1, #head) == head then
+  local rest = sub(view, #head + 1)
+  local old = string.match(rest, '^"callback":%b{},')
+  if old then rest = sub(rest, #old + 1) end
+  local number = ARGV[3] == '' and 'null' or cjson.encode(ARGV[3])
+  redis.call('HSET', K.contact(cid), 'view',
+             head .. '"callback":{"number":' .. number .. '},' .. rest)
+end
 if not_before > now then
   c.hold = not_before
   redis.call('HSET', K.contact(cid), 'hold', not_before)

@@ -6,6 +6,8 @@ loop does. Every test runs on both stores (see ``conftest.store``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from queues.contract import Event, Step, Store
@@ -246,3 +248,26 @@ async def test_stale_callback_timer_does_not_release_early(store: Store, tenant:
     timers, _ = await fire_due(store, tenant, T0 + 50_000)
     assert timers == ["b|c1"]
     assert (await store.queue_snapshot(tenant, ["q1"], T0 + 50_000))[0].waiting == 1
+
+
+async def test_a_callback_offer_tells_the_agent_which_number(store: Store, tenant: str) -> None:
+    """The offer's view opens with a callback note: the number asked for, or null for the
+    contact's own; asking again replaces the note."""
+    view = '{"contact":{"id":"c1","from":"+15550199"},"customer":{"id":"cu1"}}'
+    await store.enqueue(tenant, replace(contact("c1"), view=view), T0)
+    await store.request_callback(tenant, "c1", "+15550100", T0 + 60_000, T0 + 1)
+    await store.request_callback(tenant, "c1", "", T0 + 60_000, T0 + 2)  # replaces it
+    await store.request_callback(tenant, "c1", "+15550111", T0 + 60_000, T0 + 3)
+    await ready(store, tenant, agent("a1"), T0 + 4)
+    await fire_due(store, tenant, T0 + 60_000)
+    [pending] = await store.pending_offers(tenant, "a1")
+    assert pending.view == {
+        "contact": {"callback": {"number": "+15550111"}, "id": "c1", "from": "+15550199"},
+        "customer": {"id": "cu1"},
+    }
+    await store.accept(tenant, pending.reservation_id, "a1", T0 + 60_001)
+    await store.enqueue(tenant, replace(contact("c2", now=T0 + 5), view=view), T0 + 60_002)
+    await store.request_callback(tenant, "c2", "", T0, T0 + 60_003)
+    await ready(store, tenant, agent("a2"), T0 + 60_004)
+    [second] = await store.pending_offers(tenant, "a2")
+    assert second.view["contact"] == {"callback": {"number": None}, "id": "c1", "from": "+15550199"}

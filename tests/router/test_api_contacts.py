@@ -267,6 +267,22 @@ async def test_callback_contact_reads_as_a_callback(api: Api) -> None:
     assert held["channel"] == "callback"
 
 
+async def test_the_callback_offer_names_the_number_to_dial(api: Api) -> None:
+    """The agent's offer carries the number to call back, read as E.164; an unreadable
+    number is a 422 that changes nothing."""
+    contact = await api.contact()
+    path = f"/v1/contacts/{contact['id']}/callback"
+    bad = await api.call("POST", path, {"number": "call me maybe"}, token=GATEWAY)
+    assert bad.status == 422
+    assert bad.body["errors"][0]["loc"] == ["body", "number"]
+    assert (await api.get(f"/v1/contacts/{contact['id']}"))["channel"] == "voice"
+    await api.ok("POST", path, {"number": "(415) 555-0101"}, token=GATEWAY)
+    ws = await available(api, "ann", billing=5)
+    offer = await ws.recv("offer")
+    assert offer["contact"]["id"] == contact["id"]
+    assert offer["contact"]["callback"] == {"number": "+14155550101"}
+
+
 async def test_position_and_estimated_wait(api: Api) -> None:
     """Position counts from 1; estimated wait is null until an agent is staffed for the queue."""
     first = await api.contact()
