@@ -39,13 +39,41 @@ for i = #refs, 1, -1 do
   end
 end
 if ARGV[7] ~= '' then redis.call('HSETNX', K.messages(), ARGV[7], ARGV[8]) end
+-- An identity that joins a known customer (a thread's reply from another address, a contact
+-- naming its customer) is the customer's own from then on: listed in 'ids', so that a profile
+-- PUT without it releases it, and in the profile's phones, emails or chat_handles (the doc is
+-- the JSON the service wrote: the value goes first in that list, or a new list first in it).
+local FIELDS = {phone = 'phones', email = 'emails', chat = 'chat_handles'}
+local function join(cid, doc)
+  local ids = redis.call('HGET', K.customer(cid), 'ids')
+  local list = ids and cjson.decode(ids) or {}
+  list[#list + 1] = ident
+  local kind, value = string.match(ident, '^(%a+):(.*)$')
+  local field = FIELDS[kind]
+  if field then
+    if kind == 'chat' and sub(value, 1, 4) == 'web:' then value = sub(value, 5) end
+    local item = cjson.encode(value)
+    local _, e = string.find(doc, '"' .. field .. '"%s*:%s*%[')
+    if e then
+      local empty = string.find(doc, '^%s*%]', e + 1)
+      doc = sub(doc, 1, e) .. item .. (empty and '' or ',') .. sub(doc, e + 1)
+    elseif sub(doc, 1, 1) == '{' then
+      local bare = string.find(doc, '^%s*}', 2)
+      doc = '{"' .. field .. '":[' .. item .. ']' .. (bare and '' or ',') .. sub(doc, 2)
+    end
+  end
+  redis.call('HSET', K.customer(cid), 'doc', doc, 'ids', cjson.encode(list))
+  return doc
+end
 local function found(id, created, doc)
   return finish(E.OK, {id = id, created = created, doc = doc or false,
                        contacts = history_out(id, n), thread_agent = thread_agent})
 end
 if given ~= '' then
   local doc = redis.call('HGET', K.customer(given), 'doc')
-  if ident ~= '' and doc then redis.call('HSETNX', K.identities(), ident, given) end
+  if ident ~= '' and doc and redis.call('HSETNX', K.identities(), ident, given) == 1 then
+    doc = join(given, doc)
+  end
   return found(given, false, doc)
 end
 if ident == '' then return found('', false, false) end

@@ -116,9 +116,10 @@ class Api:
         data: Any = None,
         content_type: str | None = None,
         token: str = GATEWAY_TOKEN,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """The parsed JSON body; fails with the body's text if the status differs."""
-        headers = self.auth(token)
+        headers = {**self.auth(token), **(headers or {})}
         if content_type is not None:
             headers["Content-Type"] = content_type
         async with self.client.request(method, path, json=json, data=data, headers=headers) as resp:

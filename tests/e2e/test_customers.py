@@ -169,13 +169,32 @@ async def test_a_new_customer_lists_the_address_or_handle_it_came_from(api: Api)
     assert again["contact"]["customer"]["id"] == chat["id"]
 
 
+async def test_a_number_that_joins_a_named_customer_becomes_its_own(api: Api) -> None:
+    """A contact naming its customer from a new number adds that number to the profile; a PUT
+    of the profile without it releases it again."""
+    await api.put_customer("cu-ana", **ANA)
+    new_number = {"channel": "voice", "from": "+1 415 555 0177", "customer_id": "cu-ana"}
+    headers = {"Idempotency-Key": "join-1"}
+    await api.call("POST", "/v1/contacts", 201, json=new_number, headers=headers)
+    profile = await api.customer("cu-ana")
+    assert profile["phones"] == ["+14155550177", "+1 415 555 0100"]
+    again = await api.voice({"call_id": "CA-join", "from": "(415) 555-0177"})
+    assert again["customer"]["id"] == "cu-ana"
+
+    await api.put_customer("cu-ana", 200, **ANA)  # the profile as the CRM has it
+    assert (await api.customer("cu-ana"))["phones"] == ["+1 415 555 0100"]
+    released = await api.voice({"call_id": "CA-join-2", "from": "(415) 555-0177"})
+    assert released["customer"]["id"] != "cu-ana"
+
+
 async def test_history_follows_the_contact(api: Api) -> None:
     """History is newest first; each entry's status, agent and disposition follow the contact."""
     await api.put_customer("cu-ana", **ANA)
-    admin = {"token": ADMIN_TOKEN}
     agent = {"name": "Bea", "skills": {"billing": 5}, "capacity": {"voice": 1}}
-    await api.call("PUT", "/v1/agents/bea", 201, json=agent, **admin)
-    await api.call("POST", "/v1/agents/bea/state", 200, json={"state": "available"}, **admin)
+    await api.call("PUT", "/v1/agents/bea", 201, json=agent, token=ADMIN_TOKEN)
+    await api.call(
+        "POST", "/v1/agents/bea/state", 200, json={"state": "available"}, token=ADMIN_TOKEN
+    )
 
     call = await api.voice({"call_id": "CA5", "from": "(415) 555-0100"})
     assert (call["status"], call["agent_id"]) == ("offered", "bea")
@@ -183,14 +202,14 @@ async def test_history_follows_the_contact(api: Api) -> None:
     assert _brief(history) == [("voice", "offered", "bea", None)]
 
     rid = call["reservation_id"]
-    await api.call("POST", f"/v1/reservations/{rid}/accept", 200, **admin)
+    await api.call("POST", f"/v1/reservations/{rid}/accept", 200, token=ADMIN_TOKEN)
     history = (await api.customer("cu-ana"))["history"]
     assert _brief(history) == [("voice", "assigned", "bea", None)]
 
     mail = await api.email(_email("ana@example.com", "a5@example.com"))
     assert mail["status"] == "queued"
     done = {"disposition": "card-replaced", "wrap_up_seconds": 0}
-    await api.call("POST", f"/v1/contacts/{call['id']}/complete", 200, json=done, **admin)
+    await api.call("POST", f"/v1/contacts/{call['id']}/complete", 200, json=done, token=ADMIN_TOKEN)
     await api.call("POST", f"/v1/contacts/{mail['id']}/abandon", 200)
     history = (await api.customer("cu-ana"))["history"]
     assert _brief(history) == [

@@ -210,6 +210,10 @@ async def test_email_reply_joins_thread_and_prefers_its_agent(api: Api, form: st
     reply = await api.email(reply_raw)
     assert reply["customer"]["id"] == first["customer"]["id"]
     assert (reply["rule"], reply["agent_id"]) == ("email-thread", "bob")
+    # the other address is the customer's own now, listed on the profile
+    address = "ana.garcia.work@example.co.uk" if form == "references-chain" else "ana.g@example.net"
+    profile = await api.customer(first["customer"]["id"])
+    assert profile["emails"] == [address, "ana.garcia@example.com"]
     offer = await bob.next("offer")
     assert offer["contact"]["id"] == reply["id"]
     assert [h["contact_id"] for h in offer["customer"]["history"]] == [reply["id"], first["id"]]
