@@ -33,7 +33,6 @@ TEMPLATES: Final[dict[str, str]] = {
     "queue_age": "q:<queue>:age",
     "queue_members": "q:<queue>:members",
     "queue_staffed": "q:<queue>:staffed",
-    "queue_available": "q:<queue>:avail",
     "queue_stats": "q:<queue>:stats",
     "customer": "cu:<customer>",
     "customer_history": "cu:<customer>:h",

@@ -139,8 +139,8 @@ def _callback_view(view: str | None, number: str) -> str | None:
 class _QueueCount:
     """A queue's staffing: how many of its agents are not offline, and how many available.
 
-    Counters stand for the script's sets ``q:<queue>:staffed`` and ``q:<queue>:avail``, which
-    are only ever counted (SCARD): a state change updates an agent's few counters in place.
+    The script's ``q:<queue>:staffed`` holds the same two counts in one integer (staffed * 2**32
+    + available): a state change updates an agent's few counters in place.
     """
 
     __slots__ = ("available", "staffed")

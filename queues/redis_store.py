@@ -89,6 +89,18 @@ class RedisStore(Store):
         self._shas = {name: script.sha for name, script in self._scripts.items()}
         self._prefixes: dict[str, str] = {}
 
+    async def load_scripts(self) -> int:
+        """``SCRIPT LOAD`` every script now, so that no first call pays NOSCRIPT, a load and a
+        second round trip; returns how many loaded (a failure leaves the rest to first use)."""
+        loaded = 0
+        for script in self._scripts.values():
+            try:
+                await self.client.script_load(script.script)
+            except _UNAVAILABLE:
+                break
+            loaded += 1
+        return loaded
+
     def _prefix(self, tenant: str) -> str:
         prefix = self._prefixes.get(tenant)
         if prefix is None:
@@ -191,7 +203,10 @@ class RedisStore(Store):
     async def set_agent_state(
         self, tenant: str, agent_id: str, state: AgentStateName, now: int
     ) -> Outcome[tuple[AgentState, bool]]:
-        reply = await self.run("set_agent_state", tenant, now, agent_id, state)
+        if state == "offline":  # (rescinds offers: a script of its own, see agent_offline.lua)
+            reply = await self.run("agent_offline", tenant, now, agent_id)
+        else:
+            reply = await self.run("set_agent_state", tenant, now, agent_id, state)
         return c_.agent_outcome(reply, agent_id, "changed")
 
     async def claim_timers(self, tenant: str, now: int, limit: int, lease_ms: int) -> TimerClaim:

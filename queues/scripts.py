@@ -31,6 +31,7 @@ SCRIPT_NAMES = (
     "request_callback",
     "release_callback",
     "set_agent_state",
+    "agent_offline",
     "upsert_agent",
     "claim_timers",
     "contact_status",

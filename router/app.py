@@ -121,6 +121,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[k.SETTINGS]
     client = app[k.REDIS]
     store = RedisStore(client)
+    await store.load_scripts()
     service = app[k.SERVICE] = Service(
         Engine(app[_CONFIG], store),
         store,

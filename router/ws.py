@@ -26,6 +26,7 @@ from router import models as m
 from router.auth import Principal
 from router.hub import offer_message
 from router.problems import Problem, from_store, from_validation
+from router.service import Service
 
 log = structlog.get_logger("switchboard.ws")
 
@@ -174,6 +175,15 @@ class Heartbeats:
 HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
 
 
+#: agents going offline after their last socket closed (kept until done)
+_OFFLINE: set[asyncio.Task[None]] = set()
+
+
+async def _offline(service: Service, tenant: str, agent_id: str) -> None:
+    with contextlib.suppress(SwitchboardError):
+        await service.set_state(tenant, agent_id, "offline")
+
+
 async def agent_socket(
     request: web.Request, principal: Principal, agent_id: str
 ) -> web.StreamResponse:
@@ -225,7 +235,11 @@ async def agent_socket(
         app[k.SOCKETS].discard(ws)
         remaining = hub.remove_agent(tenant, agent_id, ws)
         if remaining == 0 and not app[k.CLOSING].is_set():
-            with contextlib.suppress(SwitchboardError):
-                await service.set_state(tenant, agent_id, "offline")
+            # aiohttp may cancel this handler once the client is gone: the agent must still
+            # go offline (or it keeps being offered contacts with no socket to hear them)
+            going = asyncio.create_task(_offline(service, tenant, agent_id))
+            _OFFLINE.add(going)
+            going.add_done_callback(_OFFLINE.discard)
+            await asyncio.shield(going)
         structlog.contextvars.unbind_contextvars("agent_id")
     return ws

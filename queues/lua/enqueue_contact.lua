@@ -22,13 +22,20 @@
 -- Returns [code, payload, events]:
 --   OK                    {replay = bool, contact = contact_out}
 --   IDEMPOTENCY_CONFLICT  {c = the contact first created with this key}
-local A, at, packed = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 1, ARGV[1]
-for i = 1, 12 do
-  local stop = find(packed, '\0', at, true)
-  A[i], at = sub(packed, at, stop - 1), stop + 1
-end
-local doc = sub(packed, at)
-local now, cid, idem, cust = A[1] + 0, A[2], A[3], A[8]
+-- (the nine short fields in one match, the customer field split into keep, the history length,
+-- and cust; the long fields with find: a pattern reads a long field a character at a time)
+local packed = ARGV[1]
+local now_s, cid, idem, ch, cc, ks, slt, keep, cust, home, at = string.match(packed,
+  '^(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%d*)|?(%Z*)%z(%Z*)%z()')
+local stop = find(packed, '\0', at, true)
+local steps = sub(packed, at, stop - 1)
+at = stop + 1
+stop = find(packed, '\0', at, true)
+local cur = sub(packed, at, stop - 1)
+at = stop + 1
+stop = find(packed, '\0', at, true)
+local view, doc = sub(packed, at, stop - 1), sub(packed, stop + 1)
+local now = now_s + 0
 if idem ~= '' then
   local b1 = find(idem, '|', 1, true)
   local b2 = find(idem, '|', b1 + 1, true)
@@ -45,9 +52,7 @@ if idem ~= '' then
   redis.call('SET', key, hash .. '|' .. cid, 'EX', sub(idem, b1 + 1, b2 - 1))
 end
 if cust ~= '' then
-  local bar = find(cust, '|', 1, true)
-  local keep = sub(cust, 1, bar - 1) + 0
-  cust = sub(cust, bar + 1)
+  keep = keep + 0
   if redis.call('LPUSH', K.customer_history(cust), cid) > keep then
     redis.call('LTRIM', K.customer_history(cust), 0, keep - 1)
   end
@@ -55,24 +60,49 @@ end
 
 -- As load_contact, with what this script reads (ks: the sort key as a string: this script
 -- only sends it back to Redis).
-local c = {id = cid, st = 'queued', cc = A[5], ks = A[6], step = 0, s = cjson.decode(A[11]),
-           agent = '', res = '', queue = A[9], enq = now, enq_s = A[1], decl = {}, hold = 0,
-           view = A[12]}
+local c = {id = cid, st = 'queued', cc = cc, ks = ks, s = cjson.decode(cur), agent = '',
+           res = '', queue = home, enq_s = now_s, view = view}
+local s = c.s
 count(c.queue, now, 'offered')
-if c.s.t > 0 then
-  TIMERS[1], TIMERS[2] = fmt('%d', now + c.s.t), 's|' .. cid .. '|0'
+if s.t > 0 then
+  TIMERS[1], TIMERS[2] = fmt('%d', now + s.t), 's|' .. cid .. '|0'
 end
--- Matched at once, the contact is stored once, as offered, and never joins the waiting sets.
-local matched = match_contact(c, now, true)
+-- As match_contact (a new contact has declined no agent): the first target agent that can take
+-- it, then the first queue of the step with a free agent. Matched at once, the contact is
+-- stored once, as offered, and never joins the waiting sets.
+local ag, queue, timeout = nil, nil, nil
+if s.a then
+  for _, aid in ipairs(s.a) do
+    local cand = load_agent(aid)
+    if cand and can_take(cand, c.cc) then
+      ag, queue, timeout = cand, '', s.ao
+      break
+    end
+  end
+end
+if not ag then
+  for i, q in ipairs(s.q) do
+    local aid = redis.call('ZRANGE', K.queue_free(q, c.cc), '0', '0')[1]
+    if aid then
+      ag, queue, timeout = load_agent(aid), q, s.o[i]
+      break
+    end
+  end
+end
 -- (step, agent, res, decl, hold, disp: stored only once they differ from their defaults)
-if matched then
-  redis.call('HSET', K.contact(cid), 'doc', doc, 'st', c.st, 'ch', A[4], 'cc', c.cc,
-             'key', A[6], 'enq', A[1], 'steps', A[10], 'cur', A[11], 'slt', A[7], 'cust', cust,
-             'view', c.view, 'queue', c.queue, 'agent', c.agent, 'res', c.res)
+local pos, staffed = 0, 0
+if ag then
+  reserve(c, ag, queue, timeout, now)
+  redis.call('HSET', K.contact(cid), 'doc', doc, 'st', c.st, 'ch', ch, 'cc', cc, 'key', ks,
+             'enq', now_s, 'steps', steps, 'cur', cur, 'slt', slt, 'cust', cust, 'view', view,
+             'queue', c.queue, 'agent', c.agent, 'res', c.res)
 else
-  redis.call('HSET', K.contact(cid), 'doc', doc, 'st', c.st, 'ch', A[4], 'cc', c.cc,
-             'key', A[6], 'enq', A[1], 'steps', A[10], 'cur', A[11], 'slt', A[7], 'cust', cust,
-             'view', c.view, 'queue', c.queue)
+  redis.call('HSET', K.contact(cid), 'doc', doc, 'st', c.st, 'ch', ch, 'cc', cc, 'key', ks,
+             'enq', now_s, 'steps', steps, 'cur', cur, 'slt', slt, 'cust', cust, 'view', view,
+             'queue', c.queue)
   add_waiting(c)
+  pos, staffed = waiting_out(c)
 end
-return finish(E.OK, '{"replay":false,"contact":' .. new_contact_out(c, doc, A[4]) .. '}')
+return finish(E.OK, '{"replay":false,"contact":' ..
+                    contact_json(doc, c.st, ch, c.queue, c.agent, c.res, nil, pos, staffed) ..
+                    '}')

@@ -19,16 +19,24 @@
 --     work: replies and hot events are therefore written as JSON by hand (ids, reservation
 --     ids, channels, states and queue names never need escaping: see queues/keys.py and
 --     config/routing.py), documents stored as JSON go out as they are (the caller's decoder
---     reads them parsed), and a numeric string is made a number with `s + 0`.
+--     reads them parsed), and a numeric string is made a number with `s + 0`;
+--   * a number concatenated to a string is printed with "%.14g", which costs twice
+--     fmt('%d', n): integers are formatted with fmt;
+--   * each key set in a table costs (a table constructor's fields too), and so does each
+--     closure made: the script body runs again on every call, its helpers defined anew (each
+--     script is sent with the helpers it uses only, so a helper used once in a hot script is
+--     written inline there instead).
 
 local fmt = string.format
 local find = string.find
 local sub = string.sub
+local byte = string.byte
 
-local EV = {}
+-- (room for four without growing the table: a table grows 0, 1, 2, 4, each time at a cost)
+local EV = {nil, nil, nil, nil}
 -- contact id -> the contact's view JSON (or true: read it at the end), for offers' messages
 local VIEWS = {}
-local TIMERS = {}
+local TIMERS = {nil, nil, nil, nil}
 
 -- An event given as a table (hot ones are written as JSON by hand: emit_json).
 local function emit(ev)
@@ -42,9 +50,10 @@ end
 
 -- Byte-wise "a < b": Lua's own string comparison follows the server's locale (strcoll).
 local function str_lt(a, b)
-  local n = math.min(#a, #b)
+  local n = #a
+  if #b < n then n = #b end
   for i = 1, n do
-    local x, y = string.byte(a, i), string.byte(b, i)
+    local x, y = byte(a, i), byte(b, i)
     if x ~= y then return x < y end
   end
   return #a < #b
@@ -62,14 +71,17 @@ local function finish(code, payload)
   if #TIMERS > 0 then redis.call('ZADD', K.timers(), unpack(TIMERS)) end
   local ev = '[]'
   if #EV > 0 then
-    ev = '[' .. table.concat(EV, ',') .. ']'
-    local parts = {}
+    if #EV == 1 then ev = '[' .. EV[1] .. ']' else ev = '[' .. table.concat(EV, ',') .. ']' end
+    -- (views: most often none or one, so no table to concatenate)
+    local views = ''
     for cid, view in pairs(VIEWS) do
       if view == true then view = redis.call('HGET', K.contact(cid), 'view') end
-      if view then parts[#parts + 1] = '"' .. cid .. '":' .. view end
+      if view then
+        if views ~= '' then views = views .. ',' end
+        views = views .. '"' .. cid .. '":' .. view
+      end
     end
-    redis.call('PUBLISH', K.events(),
-               '{"ev":' .. ev .. ',"views":{' .. table.concat(parts, ',') .. '}}')
+    redis.call('PUBLISH', K.events(), '{"ev":' .. ev .. ',"views":{' .. views .. '}}')
   end
   if payload == nil then
     payload = 'false'
@@ -84,9 +96,10 @@ end
 
 -- An agent's hash: st, load (JSON {channel: n}), idle, tw (see add_waiting), 'of' its pending
 -- offers (their reservation ids as the body of a JSON list: '"r1","r7"'), its profile 'prof'
--- (JSON [cap, excl, queue names]: one decode), its memberships 'qs' ([queue, strategy, level]:
--- decoded only when a free set's score needs them, in refresh_free), and, sent back as they are
--- and never decoded here, its document 'doc', capacity 'cap' and queue names 'qj'.
+-- (JSON [cap, queue names (each once), excl], excl only when it has channels: one decode), its
+-- memberships 'qs' ([queue, strategy, level]: decoded only when a free set's score needs them,
+-- in refresh_free), and, sent back as they are and never decoded here, its document 'doc',
+-- capacity 'cap' and queue names 'qj' (as given).
 -- all: with doc, cap and qj too (for agent_out(aid, ag)). ag.idle stays the stored string
 -- until the script sets a number (arithmetic reads either). ag.lj is ag.load as JSON (as stored,
 -- or as last encoded) while it is known: whatever changes ag.load sets it to nil.
@@ -101,9 +114,13 @@ local function load_agent(aid, all)
   if not f[1] then return nil end
   local prof, lj = cjson.decode(f[2]), f[3]
   -- (an idle agent's load is '{}': no decode)
-  return {id = aid, st = f[1], cap = prof[1], excl = prof[2], qn = prof[3],
-          load = lj == '{}' and {} or cjson.decode(lj), lj = lj, idle = f[4], tw = f[5] or '0',
-          qs_json = f[6], of = f[7] or '', doc = f[8], cap_json = f[9], qj = f[10]}
+  local ag = {id = aid, st = f[1], cap = prof[1], qn = prof[2],
+              load = lj == '{}' and {} or cjson.decode(lj), lj = lj, idle = f[4],
+              tw = f[5] or '0', qs_json = f[6], of = f[7] or ''}
+  -- (each key set in a table costs, even to nil: these only when there are some, or asked for)
+  if prof[3] then ag.excl = prof[3] end
+  if all then ag.doc, ag.cap_json, ag.qj = f[8], f[9], f[10] end
+  return ag
 end
 
 -- Stores the agent's state, load, idle time and offers.
@@ -127,8 +144,11 @@ end
 local function can_take(ag, ch)
   if ag.st ~= 'available' then return false end
   if (ag.load[ch] or 0) >= (ag.cap[ch] or 0) then return false end
-  for _, x in ipairs(ag.excl) do
-    if (ag.load[x] or 0) > 0 then return false end
+  local excl = ag.excl
+  if excl then
+    for _, x in ipairs(excl) do
+      if (ag.load[x] or 0) > 0 then return false end
+    end
   end
   return true
 end
@@ -142,23 +162,6 @@ local function free_channels(ag)
   return s
 end
 
--- Score of an agent in a queue's free set: lower is offered first. Idle time breaks ties.
-local function agent_score(ag, strategy, level)
-  if strategy == 'most_skilled' then
-    return ag.idle - level * 1e13
-  elseif strategy == 'least_busy' then
-    local used, total = 0, 0
-    for ch, n in pairs(ag.cap) do
-      total = total + n
-      used = used + (ag.load[ch] or 0)
-    end
-    local pct = 0
-    if total > 0 then pct = math.floor(used * 100 / total) end
-    return ag.idle + pct * 1e13
-  end
-  return ag.idle
-end
-
 -- Puts the agent in (with its current score) or takes it out of each free set of its queues.
 -- `was`, free_channels(ag) before the change, skips the sets it was not in and is not now.
 local function refresh_free(ag, was)
@@ -166,7 +169,22 @@ local function refresh_free(ag, was)
     if can_take(ag, ch) then
       if not ag.qs then ag.qs = cjson.decode(ag.qs_json) end
       for _, m in ipairs(ag.qs) do
-        redis.call('ZADD', K.queue_free(m[1], ch), agent_score(ag, m[2], m[3]), ag.id)
+        -- the agent's score in the queue (strategy m[2], skill level m[3]): lower is offered
+        -- first; idle time breaks ties
+        local score, strategy = ag.idle, m[2]
+        if strategy == 'most_skilled' then
+          score = ag.idle - m[3] * 1e13
+        elseif strategy == 'least_busy' then
+          local used, total = 0, 0
+          for c, n in pairs(ag.cap) do
+            total = total + n
+            used = used + (ag.load[c] or 0)
+          end
+          local pct = 0
+          if total > 0 then pct = math.floor(used * 100 / total) end
+          score = ag.idle + pct * 1e13
+        end
+        redis.call('ZADD', K.queue_free(m[1], ch), score, ag.id)
       end
     elseif was == nil or was[ch] then
       for _, q in ipairs(ag.qn) do
@@ -211,13 +229,6 @@ local function load_contact(cid)
           decl = f[10] and cjson.decode(f[10]) or {}, slt = f[11] + 0, hold = (f[12] or 0) + 0}
 end
 
--- What reserve needs of a waiting contact (match_agent's pick, with its sort key as stored and
--- the channel of the set it waits in), and its view for the offer.
-local function load_waiting(cid, ks, cc)
-  local f = redis.call('HMGET', K.contact(cid), 'cur', 'queue', 'view')
-  return {id = cid, ks = ks, cc = cc, s = cjson.decode(f[1]), queue = f[2], view = f[3]}
-end
-
 -- A contact waits in the waiting sets (queue_waiting, agent_waiting) of its current step as
 -- member "<sort key>|<id>", scored by its sort key: match_agent reads the key from the member
 -- (WITHSCORES would make Redis format each score with printf, and Lua parse it back). ks is
@@ -257,22 +268,6 @@ local function remove_waiting(c)
   end
 end
 
-local function position(c)
-  local s = c.s
-  local key
-  if #s.q > 0 then
-    key = K.queue_waiting(s.q[1], c.cc)
-  elseif s.a then
-    key = K.agent_waiting(s.a[1], c.cc)
-  else
-    return 1
-  end
-  local rank = redis.call('ZRANK', key, c.ks .. '|' .. c.id)
-  if rank then return rank + 1 end
-  -- a contact held for a callback is not in the set but keeps its place
-  return redis.call('ZCOUNT', key, '-inf', c.ks) + 1
-end
-
 local function stats_key(queue, now)
   return K.queue_stats(queue) .. fmt(':%d', math.floor(now / 86400000))
 end
@@ -281,8 +276,8 @@ end
 -- field is when the day's hash may be new: it then gets its expiry (8 days).
 local function count(queue, now, field, by)
   if queue ~= '' then
-    -- (the day number, an integer below 2^53, concatenates exactly: no format, no floor)
-    local key = K.queue_stats(queue) .. ':' .. (now - now % 86400000) / 86400000
+    -- (an integer: '%d' formats it exactly, and at half the cost of concatenating a number)
+    local key = K.queue_stats(queue) .. fmt(':%d', (now - now % 86400000) / 86400000)
     local new
     if by then
       new = redis.call('HINCRBY', key, field, fmt('%d', by)) == by
@@ -298,7 +293,8 @@ end
 local function waiting_out(c)
   local s, staffed = c.s, 0
   for _, q in ipairs(s.q) do
-    staffed = math.max(staffed, redis.call('SCARD', K.queue_staffed(q)))
+    local n = redis.call('GET', K.queue_staffed(q))
+    if n then staffed = math.max(staffed, math.floor(n / 4294967296)) end
   end
   if s.a then
     for _, aid in ipairs(s.a) do
@@ -306,7 +302,19 @@ local function waiting_out(c)
       if st and st ~= 'offline' then staffed = staffed + 1 end
     end
   end
-  return position(c), staffed
+  -- its place: its rank in the first set it waits in
+  local key
+  if #s.q > 0 then
+    key = K.queue_waiting(s.q[1], c.cc)
+  elseif s.a then
+    key = K.agent_waiting(s.a[1], c.cc)
+  else
+    return 1, staffed
+  end
+  local rank = redis.call('ZRANK', key, c.ks .. '|' .. c.id)
+  if rank then return rank + 1, staffed end
+  -- a contact held for a callback is not in the set but keeps its place
+  return redis.call('ZCOUNT', key, '-inf', c.ks) + 1, staffed
 end
 
 -- A contact as JSON text (the decoders' contact_state), its stored document as it is.
@@ -325,34 +333,26 @@ local function contact_out(cid)
                        'disp')
   if not f[1] then return nil end
   local pos, staffed = 0, 0
-  if f[2] == 'queued' then pos, staffed = waiting_out(load_contact(cid)) end
+  if f[2] == 'queued' then
+    -- what waiting_out reads of it (as load_contact would)
+    local w = redis.call('HMGET', K.contact(cid), 'cur', 'cc', 'key')
+    pos, staffed = waiting_out({id = cid, s = cjson.decode(w[1]), cc = w[2], ks = w[3]})
+  end
   return contact_json(f[1], f[2], f[3], f[4], f[5] or '', f[6] or '', f[7], pos, staffed)
-end
-
--- contact_out of a contact just created (c as stored, with its document and channel).
-local function new_contact_out(c, doc, ch)
-  local pos, staffed = 0, 0
-  if c.st == 'queued' then pos, staffed = waiting_out(c) end
-  return contact_json(doc, c.st, ch, c.queue, c.agent, c.res, nil, pos, staffed)
 end
 
 -- ---------------------------------------------------------------------------------- matching
 
--- Offers contact c to agent ag (timeout: the offer's, ms). fresh: c is being created (not
--- stored yet, in no waiting set; the caller stores it). defer: the caller saves the agent and
--- refreshes its free sets.
-local function reserve(c, ag, queue, timeout, now, fresh, defer)
-  -- (INCR's integer concatenates exactly while below 10^14)
-  local rid = 'r' .. redis.call('INCR', K.seq())
+-- Offers contact c to agent ag (timeout: the offer's, ms). Contact side, it sets c.st, c.agent,
+-- c.res and c.queue alone: the caller stores the contact (and takes it out of the waiting sets
+-- if it waits in them). defer: the caller saves the agent and refreshes its free sets.
+local function reserve(c, ag, queue, timeout, now, defer)
+  -- ('%d' costs half what concatenating a number does)
+  local rid = fmt('r%d', redis.call('INCR', K.seq()))
   local was = nil
   if not defer then was = free_channels(ag) end
   local exp_s = fmt('%d', now + timeout)
   if queue ~= '' then c.queue = queue end
-  if not fresh then
-    remove_waiting(c)
-    redis.call('HSET', K.contact(c.id), 'st', 'offered', 'agent', ag.id, 'res', rid,
-               'queue', c.queue)
-  end
   redis.call('HSET', K.reservation(rid), 'c', c.id, 'a', ag.id, 'st', 'pending', 'x', exp_s,
              'q', queue)
   ag.load[c.cc] = (ag.load[c.cc] or 0) + 1
@@ -372,35 +372,44 @@ local function reserve(c, ag, queue, timeout, now, fresh, defer)
   VIEWS[c.id] = c.view or true
 end
 
--- Contact side: the first target agent, then the first queue of the step with a free agent.
--- fresh: see reserve.
-local function match_contact(c, now, fresh)
+-- Contact side, for a contact waiting in line (enqueue_contact matches a new contact itself):
+-- the first target agent, then the first queue of the step with a free agent.
+local function match_contact(c, now)
   local s, declined = c.s, nil
   if #c.decl > 0 then
     declined = {}
     for _, aid in ipairs(c.decl) do declined[aid] = true end
   end
+  local ag, queue, timeout = nil, nil, nil
   if s.a then
     for _, aid in ipairs(s.a) do
       if not (declined and declined[aid]) then
-        local ag = load_agent(aid)
-        if ag and can_take(ag, c.cc) then
-          reserve(c, ag, '', s.ao, now, fresh)
-          return true
+        local cand = load_agent(aid)
+        if cand and can_take(cand, c.cc) then
+          ag, queue, timeout = cand, '', s.ao
+          break
         end
       end
     end
   end
-  local last = #c.decl == 0 and '0' or fmt('%d', #c.decl)
-  for i, q in ipairs(s.q) do
-    for _, aid in ipairs(redis.call('ZRANGE', K.queue_free(q, c.cc), '0', last)) do
-      if not (declined and declined[aid]) then
-        reserve(c, load_agent(aid), q, s.o[i], now, fresh)
-        return true
+  if not ag then
+    local last = #c.decl == 0 and '0' or fmt('%d', #c.decl)
+    for i, q in ipairs(s.q) do
+      for _, aid in ipairs(redis.call('ZRANGE', K.queue_free(q, c.cc), '0', last)) do
+        if not (declined and declined[aid]) then
+          ag, queue, timeout = load_agent(aid), q, s.o[i]
+          break
+        end
       end
+      if ag then break end
     end
   end
-  return false
+  if not ag then return false end
+  reserve(c, ag, queue, timeout, now)
+  remove_waiting(c)
+  redis.call('HSET', K.contact(c.id), 'st', 'offered', 'agent', ag.id, 'res', c.res,
+             'queue', c.queue)
+  return true
 end
 
 -- Agent side: the contact with the lowest sort key among everything the agent may take,
@@ -440,7 +449,13 @@ local function match_agent(ag, now, defer)
       end
     end
     if best == nil then return end
-    local c = load_waiting(best, best_ks, best_ch)
+    -- what reserve needs of the contact (its sort key as stored, the channel of the set it
+    -- waits in), and its view for the offer
+    local f = redis.call('HMGET', K.contact(best), 'cur', 'queue', 'view')
+    -- (st, agent and res, which reserve sets, in the constructor too: the table is made with
+    -- room for them, not grown)
+    local c = {id = best, ks = best_ks, cc = best_ch, s = cjson.decode(f[1]), queue = f[2],
+               view = f[3], st = 'queued', agent = '', res = ''}
     local s = c.s
     local timeout = s.ao
     if best_queue ~= '' then
@@ -448,7 +463,10 @@ local function match_agent(ag, now, defer)
         if q == best_queue then timeout = s.o[i] end
       end
     end
-    reserve(c, ag, best_queue, timeout, now, false, defer)
+    reserve(c, ag, best_queue, timeout, now, defer)
+    remove_waiting(c)
+    redis.call('HSET', K.contact(c.id), 'st', 'offered', 'agent', ag.id, 'res', c.res,
+               'queue', c.queue)
   end
 end
 
@@ -491,21 +509,22 @@ local function step_timer(c)
   return fmt('s|%s|%d', c.id, c.step)
 end
 
--- Moves an agent to a state and keeps its queues' staffed / available sets in step (sets, not
--- one sorted set: a small sorted set is a list Redis scans); save_agent stores it.
+-- What an agent in state st adds to the counter q:<queue>:staffed of each of its queues: the
+-- counter holds two counts in one integer, (agents not offline) * 2^32 + (agents available), so
+-- that a change of state is one INCRBY per queue.
+local function staffing(st)
+  if st == 'available' then return 4294967297 elseif st == 'offline' then return 0 end
+  return 4294967296
+end
+
+-- Moves an agent to a state and keeps its queues' staffing counters in step; save_agent stores
+-- it.
 local function set_agent_state(ag, state)
+  local by = staffing(state) - staffing(ag.st)
   ag.st = state
-  for _, q in ipairs(ag.qn) do
-    if state == 'offline' then
-      redis.call('SREM', K.queue_staffed(q), ag.id)
-    else
-      redis.call('SADD', K.queue_staffed(q), ag.id)
-    end
-    if state == 'available' then
-      redis.call('SADD', K.queue_available(q), ag.id)
-    else
-      redis.call('SREM', K.queue_available(q), ag.id)
-    end
+  if by ~= 0 then
+    by = fmt('%d', by)
+    for _, q in ipairs(ag.qn) do redis.call('INCRBY', K.queue_staffed(q), by) end
   end
 end
 

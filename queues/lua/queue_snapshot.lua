@@ -18,8 +18,10 @@ for _, q in ipairs(cjson.decode(ARGV[2])) do
   local stats = {}
   local flat = redis.call('HGETALL', stats_key(q, now))
   for i = 1, #flat, 2 do stats[flat[i]] = tonumber(flat[i + 1]) end
+  -- (staffed * 2^32 + available: see staffing)
+  local n = tonumber(redis.call('GET', K.queue_staffed(q)) or '0')
   out[#out + 1] = {name = q, waiting = waiting, oldest = tonumber(first[2] or -1),
-                   staffed = redis.call('SCARD', K.queue_staffed(q)),
-                   available = redis.call('SCARD', K.queue_available(q)), stats = stats}
+                   staffed = math.floor(n / 4294967296), available = n % 4294967296,
+                   stats = stats}
 end
 return finish(E.OK, {queues = out})

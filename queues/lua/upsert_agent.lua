@@ -18,28 +18,40 @@ if created then
   redis.call('SADD', K.agents(), aid)
 end
 local qs = cjson.decode(ARGV[5])
-local keep, names = {}, {}
+-- names: the queue names as given (replies show them so); uniq: each once (prof's, which the
+-- staffing counters count once per queue)
+local keep, names, uniq = {}, {}, {}
 for _, m in ipairs(qs) do
+  if not keep[m[1]] then uniq[#uniq + 1] = m[1] end
   keep[m[1]] = true
   names[#names + 1] = m[1]
 end
+-- the agent's state counts in the staffing counters of its queues: out of the queues it leaves,
+-- into those it joins
+local count_in, had = staffing(ag.st), {}
 for _, q in ipairs(ag.qn) do
+  had[q] = true
   for ch, _ in pairs(ag.cap) do redis.call('ZREM', K.queue_free(q, ch), aid) end
   if not keep[q] then
     redis.call('SREM', K.queue_members(q), aid)
-    redis.call('SREM', K.queue_staffed(q), aid)
-    redis.call('SREM', K.queue_available(q), aid)
+    if count_in ~= 0 then redis.call('INCRBY', K.queue_staffed(q), fmt('%d', -count_in)) end
   end
 end
-ag.cap, ag.qs, ag.qn, ag.excl = cjson.decode(ARGV[4]), qs, names, cjson.decode(ARGV[6])
+if count_in ~= 0 then
+  for _, q in ipairs(uniq) do
+    if not had[q] then redis.call('INCRBY', K.queue_staffed(q), fmt('%d', count_in)) end
+  end
+end
+ag.cap, ag.qs, ag.qn, ag.excl = cjson.decode(ARGV[4]), qs, uniq, cjson.decode(ARGV[6])
 -- prof: what most transitions need of the profile, in one field (see load_agent)
-local qj = '[]'
+local qj, uj = '[]', '[]'
 if #names > 0 then qj = cjson.encode(names) end
+if #uniq == #names then uj = qj elseif #uniq > 0 then uj = cjson.encode(uniq) end
 redis.call('HSET', K.agent(aid), 'doc', ARGV[3], 'st', ag.st, 'cap', ARGV[4], 'qs', ARGV[5],
-           'qj', qj, 'prof', '[' .. ARGV[4] .. ',' .. ARGV[6] .. ',' .. qj .. ']',
+           'qj', qj, 'prof', '[' .. ARGV[4] .. ',' .. uj .. (ARGV[6] == '[]' and ']' or
+                                                              ',' .. ARGV[6] .. ']'),
            'load', cjson.encode(ag.load), 'idle', ag.idle)
 for _, q in ipairs(names) do redis.call('SADD', K.queue_members(q), aid) end
-set_agent_state(ag, ag.st)
 refresh_free(ag)
 if ag.st == 'available' then match_agent(ag, now) end
 return finish(E.OK, '{"agent":' .. agent_out(aid) .. ',"created":' .. tostring(created) .. '}')
