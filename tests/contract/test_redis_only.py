@@ -31,6 +31,16 @@ async def all_keys(client: Redis) -> set[bytes]:
     return {k async for k in client.scan_iter(match="*", count=1_000)}
 
 
+async def test_scripts_load_up_front(redis_client: Redis) -> None:
+    """``load_scripts`` (the app's startup) loads every script, so no first call pays NOSCRIPT."""
+    await redis_client.script_flush()
+    store = RedisStore(redis_client)
+    shas = [sha1(src.encode()).hexdigest() for src in sources().values()]
+    assert not any(await redis_client.script_exists(*shas))
+    assert await store.load_scripts() == len(shas)
+    assert all(await redis_client.script_exists(*shas))
+
+
 async def test_scripts_survive_script_flush(redis_client: Redis, tenant: str) -> None:
     """After SCRIPT FLUSH (or a failover) every script is reloaded on its next call."""
     store = RedisStore(redis_client)
