@@ -53,7 +53,7 @@ BIN = Path(sys.executable).parent
 TOKEN = "bench-" + secrets.token_hex(8)
 P99_LIMIT_MS = 50.0
 RATES = [100.0, 200.0, 400.0, 600.0, 800.0, 1000.0, 1200.0, 1500.0]
-CEILING = [400.0, 800.0, 1200.0, 1600.0, 2000.0, 2500.0, 3000.0, 4000.0]
+CEILING = [400.0, 800.0, 1200.0, 1600.0, 2000.0, 2500.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0]
 ALWAYS_RATE = 200.0  # the targets' rate is measured even when a lower rate already failed
 PARTS = ("sweep", "big", "ceiling", "two", "embedded")
 #: agents answer fast and briefly, so agent capacity is not what limits the rate

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from typing import Any
@@ -143,8 +144,13 @@ class Heartbeats:
         while queue:
             await asyncio.sleep(self.tick)
             now = time.monotonic()
+            # at most the steady rate (every socket once per interval) and a little more: a
+            # thousand sockets that connected together are pinged over the next interval, not
+            # in one burst, and since each is due again an interval after its ping, the rounds
+            # after stay spread out
+            budget = _PINGS_PER_TURN + math.ceil(len(queue) * self.tick / self.interval)
             served = 0
-            while queue and queue[0].due <= now:
+            while queue and queue[0].due <= now and served < budget:
                 served += 1
                 if served % _PINGS_PER_TURN == 0:
                     # thousands of sockets connected at once are due at once: let requests
