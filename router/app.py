@@ -91,7 +91,10 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         client = _redis_client(settings.redis_url)
     else:
         embedded = EmbeddedRedis(
-            Path(settings.data_dir), persistent=True, fsync=settings.redis_fsync
+            Path(settings.data_dir),
+            persistent=True,
+            fsync=settings.redis_fsync,
+            binary=settings.redis_server,
         )
         await asyncio.get_running_loop().run_in_executor(None, embedded.start)
         log.info("redis.embedded_started", dir=str(settings.data_dir))
