@@ -51,12 +51,17 @@ class Expr:
     def run(self, context: cel.Context) -> Any:
         return self.program.execute(context)
 
-    def test(self, context: cel.Context) -> tuple[bool, Exception | None]:
-        """Evaluate as a condition: (result, error). Errors and non-true results are False."""
+    def evaluate(self, context: cel.Context) -> tuple[Any, bool]:
+        """(value, failed): a runtime error is not raised but reported, the value then None."""
         try:
-            return self.program.execute(context) is True, None
-        except Exception as exc:  # the CEL runtime raises KeyError/TypeError/RuntimeError/...
-            return False, exc
+            return self.program.execute(context), False
+        except Exception:  # the CEL runtime raises KeyError/TypeError/RuntimeError/...
+            return None, True
+
+    def test(self, context: cel.Context) -> tuple[bool, bool]:
+        """Evaluate as a condition: (result, failed). Errors and non-true results are False."""
+        value, failed = self.evaluate(context)
+        return value is True, failed
 
 
 @lru_cache(maxsize=4096)

@@ -120,7 +120,7 @@ class _Memo:
 
     def result(self, inputs: _Inputs) -> tuple[Any, bool]:
         if self.clock:
-            return _execute(self.expr, inputs.context())
+            return self.expr.evaluate(inputs.context())
         views = (inputs.contact, inputs.customer)
         parts = []
         for i, name in self.reads:
@@ -134,19 +134,12 @@ class _Memo:
         if hit is None:
             if len(self.results) >= _MEMO_SIZE:
                 self.results.clear()
-            hit = self.results[key] = _execute(self.expr, inputs.context())
+            hit = self.results[key] = self.expr.evaluate(inputs.context())
         return hit
 
 
 def _sorted_or_whole(fields: frozenset[str] | None) -> list[str | None]:
     return [None] if fields is None else [*sorted(fields)]
-
-
-def _execute(expr: Expr, ctx: cel.Context) -> tuple[Any, bool]:
-    try:
-        return expr.program.execute(ctx), False
-    except Exception:  # the CEL runtime raises KeyError/TypeError/RuntimeError/...
-        return None, True
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +232,8 @@ class Engine:
     # ------------------------------------------------------------------------- decisions
 
     def _test(self, expr: Expr, ctx: cel.Context, where: str) -> bool:
-        ok, err = expr.test(ctx)
-        if err is not None:
+        ok, failed = expr.test(ctx)
+        if failed:
             self.cel_errors[where] += 1
         return ok
 
