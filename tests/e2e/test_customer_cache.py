@@ -20,6 +20,7 @@ from router import appkeys as k
 from router.app import create_app
 from router.customers import CustomerCache, Customers, Resolved
 from tests.e2e.conftest import Api, e2e_settings
+from tests.support import count_calls
 
 ANA: dict[str, Any] = {
     "name": "Ana García",
@@ -35,16 +36,7 @@ def _count_resolutions(api: Api) -> list[int]:
     """Count the Redis resolutions of this app's customers (``resolve_customer`` scripts)."""
     customers: Customers = api.client.app[k.SERVICE].customers
     assert customers.store is not None
-    store = customers.store
-    calls = [0]
-    original = store.resolve
-
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        return await original(*args, **kwargs)
-
-    store.resolve = counted  # type: ignore[method-assign]
-    return calls
+    return count_calls(customers.store, "resolve")
 
 
 def _brief(history: list[dict[str, Any]]) -> list[tuple[Any, ...]]:

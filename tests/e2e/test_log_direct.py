@@ -17,17 +17,15 @@ import structlog
 
 from router import logs
 from router.service import _DECISION_PLAIN
+from tests.support import json_logs
 
 KEY = b"test-log-hash-key-0123456789abcdef"
 
 
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
-    out = io.StringIO()
-    logs.configure(KEY, "json", "info", stream=out)
-    yield out
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+    with json_logs(KEY) as out:
+        yield out
 
 
 def _fields() -> dict[str, Any]:

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
-from router import logs
 from router.logs import Redactor
 from tests.ops.conftest import AppFactory
+from tests.support import json_logs
 
 KEY = b"ops-test-hash-key"
 
@@ -24,10 +23,8 @@ KEY = b"ops-test-hash-key"
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
     """The server's structlog pipeline writing JSON lines into a buffer."""
-    stream = io.StringIO()
-    logs.configure(KEY, "json", "info", stream=stream)
-    yield stream
-    structlog.reset_defaults()
+    with json_logs(KEY) as stream:
+        yield stream
 
 
 def _events(stream: io.StringIO, name: str) -> list[dict[str, Any]]:

@@ -27,19 +27,11 @@ from router.hub import Hub
 from router.serve import GcFreezer, event_loop
 from router.service import ContactIds
 from tests.router.conftest import Api, ApiFactory
+from tests.support import count_calls
 
 
 def _count_status_reads(api: Api) -> list[int]:
-    store = api.client.app[k.SERVICE].store
-    calls = [0]
-    original = store.contact_status
-
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        return await original(*args, **kwargs)
-
-    store.contact_status = counted  # type: ignore[method-assign]
-    return calls
+    return count_calls(api.client.app[k.SERVICE].store, "contact_status")
 
 
 async def _offer_taken(api: Api, agent: str) -> tuple[str, Any]:

@@ -1,0 +1,37 @@
+"""Small helpers several test modules share."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+from router import logs
+
+
+def count_calls(obj: Any, name: str) -> list[int]:
+    """Wrap the coroutine method ``obj.name`` so that ``[n]`` counts its calls from now on."""
+    calls = [0]
+    original = getattr(obj, name)
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return await original(*args, **kwargs)
+
+    setattr(obj, name, counted)
+    return calls
+
+
+@contextmanager
+def json_logs(key: bytes, level: str = "info") -> Iterator[io.StringIO]:
+    """The server's structlog pipeline writing JSON lines into a buffer, reset afterwards."""
+    stream = io.StringIO()
+    logs.configure(key, "json", level, stream=stream)
+    try:
+        yield stream
+    finally:
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
