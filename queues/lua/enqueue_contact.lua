@@ -67,28 +67,8 @@ count(c.queue, now, 'offered')
 if s.t > 0 then
   TIMERS[1], TIMERS[2] = fmt('%d', now + s.t), 's|' .. cid .. '|0'
 end
--- As match_contact (a new contact has declined no agent): the first target agent that can take
--- it, then the first queue of the step with a free agent. Matched at once, the contact is
--- stored once, as offered, and never joins the waiting sets.
-local ag, queue, timeout = nil, nil, nil
-if s.a then
-  for _, aid in ipairs(s.a) do
-    local cand = load_agent(aid)
-    if cand and can_take(cand, c.cc) then
-      ag, queue, timeout = cand, '', s.ao
-      break
-    end
-  end
-end
-if not ag then
-  for i, q in ipairs(s.q) do
-    local aid = redis.call('ZRANGE', K.queue_free(q, c.cc), '0', '0')[1]
-    if aid then
-      ag, queue, timeout = load_agent(aid), q, s.o[i]
-      break
-    end
-  end
-end
+-- Matched at once, the contact is stored once, as offered, and never joins the waiting sets.
+local ag, queue, timeout = pick_agent(c)
 -- (step, agent, res, decl, hold, disp: stored only once they differ from their defaults)
 local pos, staffed = 0, 0
 if ag then

@@ -372,38 +372,35 @@ local function reserve(c, ag, queue, timeout, now, defer)
   VIEWS[c.id] = c.view or true
 end
 
--- Contact side, for a contact waiting in line (enqueue_contact matches a new contact itself):
--- the first target agent, then the first queue of the step with a free agent.
-local function match_contact(c, now)
-  local s, declined = c.s, nil
-  if #c.decl > 0 then
+-- The agent for a contact's current step: the first target agent that can take it, then the
+-- first queue of the step with a free agent, passing over agents who declined it (c.decl,
+-- absent for a new contact). Returns agent, queue ('' for a target agent), offer timeout; or
+-- nothing when nobody is free.
+local function pick_agent(c)
+  local s, decl, declined = c.s, c.decl, nil
+  if decl and #decl > 0 then
     declined = {}
-    for _, aid in ipairs(c.decl) do declined[aid] = true end
+    for _, aid in ipairs(decl) do declined[aid] = true end
   end
-  local ag, queue, timeout = nil, nil, nil
   if s.a then
     for _, aid in ipairs(s.a) do
       if not (declined and declined[aid]) then
         local cand = load_agent(aid)
-        if cand and can_take(cand, c.cc) then
-          ag, queue, timeout = cand, '', s.ao
-          break
-        end
+        if cand and can_take(cand, c.cc) then return cand, '', s.ao end
       end
     end
   end
-  if not ag then
-    local last = #c.decl == 0 and '0' or fmt('%d', #c.decl)
-    for i, q in ipairs(s.q) do
-      for _, aid in ipairs(redis.call('ZRANGE', K.queue_free(q, c.cc), '0', last)) do
-        if not (declined and declined[aid]) then
-          ag, queue, timeout = load_agent(aid), q, s.o[i]
-          break
-        end
-      end
-      if ag then break end
+  local last = declined and fmt('%d', #decl) or '0'
+  for i, q in ipairs(s.q) do
+    for _, aid in ipairs(redis.call('ZRANGE', K.queue_free(q, c.cc), '0', last)) do
+      if not (declined and declined[aid]) then return load_agent(aid), q, s.o[i] end
     end
   end
+end
+
+-- Contact side, for a contact waiting in line (enqueue_contact matches a new contact itself).
+local function match_contact(c, now)
+  local ag, queue, timeout = pick_agent(c)
   if not ag then return false end
   reserve(c, ag, queue, timeout, now)
   remove_waiting(c)
