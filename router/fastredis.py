@@ -75,9 +75,6 @@ def _pushed(push: list[Any], subscription: Subscription | None) -> bool:
             subscription.messages.append((push[2], push[3]))
         elif kind == b"message" and len(push) == 3:
             subscription.messages.append((push[1], push[2]))
-        # woken now, before the replies after it in the stream resolve their callers: the hub
-        # runs first, so a script's offers go out before the handler that ran it resumes
-        subscription.wake()
     return True
 
 
@@ -125,6 +122,8 @@ class _Wire(asyncio.Protocol):
             self.fail(RedisConnectionError(f"redis protocol error: {exc}"))
             return
         self.progress = self.runner.loop.time()
+        if subscription is not None:
+            subscription.wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(RedisConnectionError(f"connection to redis lost: {exc or 'closed'}"))
