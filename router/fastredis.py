@@ -15,8 +15,10 @@ way the next command connects again.
 The hub's event subscription rides on the same connection (``ScriptRunner.subscribe``): the
 connection switches to RESP3 (``HELLO 3``), which lets a subscribed connection go on running
 commands, and pushes the subscribed messages between the replies. A script's published events
-then arrive before its reply, in the same read: the hub sends a new contact's offer before the
-create handler resumes, with no second socket to wake for.
+then arrive before its reply, in the same read, with no second socket to wake for. The hub is
+woken after the whole read, so a script's caller resumes first: a websocket action's reply
+goes out before the events it caused, and the create handler still waits for its offers
+(``Hub.offers_out``), which the hub sends in the same turn of the loop.
 """
 
 from __future__ import annotations
