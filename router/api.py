@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from channels import identity
+from channels.identity import IdentityError
 from config.routing import ConfigInvalid
 from queues.keys import valid_id
 from router import appkeys as k
@@ -154,19 +154,16 @@ async def cancel_contact(request: web.Request) -> web.StreamResponse:
 async def callback_contact(request: web.Request) -> web.StreamResponse:
     who = await principal(request, GATEWAY)
     body = await read_body(request, m.CallbackIn, required=False)
-    service = request.app[k.SERVICE]
-    if body.number:
-        # the agent dials it: E.164, read in the default region like a caller's number
-        try:
-            body.number = identity.phone(body.number, service.customers.region)
-        except identity.IdentityError as exc:
-            raise Problem(
-                422,
-                f"the number to call back cannot be read: {exc}",
-                kind="validation",
-                errors=[{"loc": ["body", "number"], "msg": str(exc)}],
-            ) from None
-    return _json(await service.callback(who.tenant, path_id(request), body))
+    try:
+        contact = await request.app[k.SERVICE].callback(who.tenant, path_id(request), body)
+    except IdentityError as exc:
+        raise Problem(
+            422,
+            f"the number to call back cannot be read: {exc}",
+            kind="validation",
+            errors=[{"loc": ["body", "number"], "msg": str(exc)}],
+        ) from None
+    return _json(contact)
 
 
 async def complete_contact(request: web.Request) -> web.StreamResponse:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import structlog
 
+from channels import identity
 from config.routing import RoutingConfig
 from queues.contract import (
     AgentState,
@@ -316,11 +317,12 @@ class Service:
         return self.render(outcome.value.contact, tenant)
 
     async def callback(self, tenant: str, contact_id: str, body: m.CallbackIn) -> m.Contact:
+        """Virtual hold; the number (the agent dials it) is read like a caller's, as E.164:
+        raises ``identity.IdentityError`` for one that cannot be read."""
         now = self.clock.now_ms()
         not_before = int(body.not_before.timestamp() * 1000) if body.not_before else 0
-        outcome = await self.store.request_callback(
-            tenant, contact_id, body.number or "", not_before, now
-        )
+        number = identity.phone(body.number, self.customers.region) if body.number else ""
+        outcome = await self.store.request_callback(tenant, contact_id, number, not_before, now)
         self.metrics.events(outcome.events)
         return self.render(outcome.value, tenant)
 
