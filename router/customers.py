@@ -366,7 +366,7 @@ class Customers:
             tenant,
             ident,
             contact.customer_id or "",
-            (fresh_id, _new_profile(fresh_id, now_iso, contact.channel, ident)),
+            (fresh_id, {"id": fresh_id, "created_at": now_iso, "source": contact.channel}),
             self.history_length,
             (refs, own, contact_id),
             idempotency,
@@ -436,21 +436,6 @@ class Customers:
         if cache is not None and written is not None and profile is not None:
             cache.warm(tenant, customer_id, profile, wired, written, started)
         return profile, wired
-
-
-def _new_profile(customer_id: str, now_iso: str, channel: str, ident: str) -> dict[str, Any]:
-    """The profile of a customer first heard of through ``ident``, which it lists, in the
-    form ``PUT /v1/customers`` takes (a web chat handle bare, another gateway's prefixed)."""
-    doc: dict[str, Any] = {"id": customer_id, "created_at": now_iso, "source": channel}
-    kind, _, value = ident.partition(":")
-    if kind == "phone":
-        doc["phones"] = [value]
-    elif kind == "email":
-        doc["emails"] = [value]
-    elif kind == "chat":
-        gateway, _, handle = value.partition(":")
-        doc["chat_handles"] = [handle if gateway == "web" else value]
-    return doc
 
 
 def _handles(values: list[str]) -> list[tuple[str, str]]:

@@ -39,29 +39,34 @@ for i = #refs, 1, -1 do
   end
 end
 if ARGV[7] ~= '' then redis.call('HSETNX', K.messages(), ARGV[7], ARGV[8]) end
--- An identity that joins a known customer (a thread's reply from another address, a contact
--- naming its customer) is the customer's own from then on: listed in 'ids', so that a profile
--- PUT without it releases it, and in the profile's phones, emails or chat_handles (the doc is
--- the JSON the service wrote: the value goes first in that list, or a new list first in it).
+-- The sender's identity in the profile's phones, emails or chat_handles, as PUT takes them (a
+-- web chat handle bare): the doc is the JSON the service wrote, so the value goes first in
+-- that list, or a new list goes first in the doc.
 local FIELDS = {phone = 'phones', email = 'emails', chat = 'chat_handles'}
+local function listed(doc)
+  local kind, value = string.match(ident, '^(%a+):(.*)$')
+  local field = FIELDS[kind]
+  if not field then return doc end
+  if kind == 'chat' and sub(value, 1, 4) == 'web:' then value = sub(value, 5) end
+  local item = cjson.encode(value)
+  local _, e = string.find(doc, '"' .. field .. '"%s*:%s*%[')
+  if e then
+    local empty = string.find(doc, '^%s*%]', e + 1)
+    return sub(doc, 1, e) .. item .. (empty and '' or ',') .. sub(doc, e + 1)
+  elseif sub(doc, 1, 1) == '{' then
+    local bare = string.find(doc, '^%s*}', 2)
+    return '{"' .. field .. '":[' .. item .. ']' .. (bare and '' or ',') .. sub(doc, 2)
+  end
+  return doc
+end
+-- An identity that joins a known customer (a thread's reply from another address, a contact
+-- naming its customer) is the customer's own from then on: on its profile, and in 'ids', so
+-- that a profile PUT without it releases it.
 local function join(cid, doc)
   local ids = redis.call('HGET', K.customer(cid), 'ids')
   local list = ids and cjson.decode(ids) or {}
   list[#list + 1] = ident
-  local kind, value = string.match(ident, '^(%a+):(.*)$')
-  local field = FIELDS[kind]
-  if field then
-    if kind == 'chat' and sub(value, 1, 4) == 'web:' then value = sub(value, 5) end
-    local item = cjson.encode(value)
-    local _, e = string.find(doc, '"' .. field .. '"%s*:%s*%[')
-    if e then
-      local empty = string.find(doc, '^%s*%]', e + 1)
-      doc = sub(doc, 1, e) .. item .. (empty and '' or ',') .. sub(doc, e + 1)
-    elseif sub(doc, 1, 1) == '{' then
-      local bare = string.find(doc, '^%s*}', 2)
-      doc = '{"' .. field .. '":[' .. item .. ']' .. (bare and '' or ',') .. sub(doc, 2)
-    end
-  end
+  doc = listed(doc)
   redis.call('HSET', K.customer(cid), 'doc', doc, 'ids', cjson.encode(list))
   return doc
 end
@@ -80,5 +85,6 @@ if ident == '' then return found('', false, false) end
 local owner = redis.call('HGET', K.identities(), ident)
 if owner then return found(owner, false, redis.call('HGET', K.customer(owner), 'doc')) end
 redis.call('HSET', K.identities(), ident, fresh)
-redis.call('HSET', K.customer(fresh), 'doc', ARGV[4], 'ids', cjson.encode({ident}))
-return found(fresh, true, ARGV[4])
+local doc = listed(ARGV[4])  -- a new customer lists the identity it was first heard from
+redis.call('HSET', K.customer(fresh), 'doc', doc, 'ids', cjson.encode({ident}))
+return found(fresh, true, doc)
