@@ -48,8 +48,6 @@ class ConfigReloads:
         self.instance = instance
         self.publish = publish
         self.tasks: set[asyncio.Task[None]] = set()
-        #: the digest of the config this instance last applied by a reload
-        self.applied = ""
 
     async def reload(self) -> m.ReloadOut:
         """Validate and apply the config file here, then tell the other instances.
@@ -58,8 +56,7 @@ class ConfigReloads:
         """
         config = load_routing(self.path)
         out = await self.service().reload(self.tenants, config)
-        self.applied = digest(config)
-        out.instances_notified = await self._announce(self.applied)
+        out.instances_notified = await self._announce(digest(config))
         return out
 
     async def _announce(self, sha: str) -> int:
@@ -96,7 +93,6 @@ class ConfigReloads:
         except Exception as exc:  # the store is down: this instance keeps its config
             log.error("config.reload_failed", error=str(exc) or type(exc).__name__)
             return
-        self.applied = mine
         log.info("config.reloaded", source="another instance", queues=out.queues, rules=out.rules)
 
     async def stop(self) -> None:
