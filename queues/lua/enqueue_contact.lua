@@ -13,20 +13,23 @@
 --            7  service-level threshold (ms)
 --            8  customer: '' for none, else "<history length kept>|<customer id>"
 --            9  home queue (reported and counted against until another queue answers it)
---            10 workflow steps (JSON list of {q: [queue], a: [agent id], t: timeout ms (0: the
+--            10-12 the first step's queue, offer timeout (ms) and timeout (ms) when it is one
+--               queue and no agents (then 14 is not decoded), else three empty fields
+--            13 workflow steps (JSON list of {q: [queue], a: [agent id], t: timeout ms (0: the
 --               last), o: [offer timeout (ms) of each queue of q], ao: offer timeout (ms) for
 --               the agents of a}; a and ao only when there are agents)
---            11 the first of them alone (JSON; all this script decodes)
---            12 the agent's view of the contact (JSON, sent with offers)
---            13 contact document (JSON: the static fields of the public Contact)
+--            14 the first of them alone (JSON)
+--            15 the agent's view of the contact (JSON, sent with offers)
+--            16 contact document (JSON: the static fields of the public Contact)
 -- Returns [code, payload, events]:
 --   OK                    {replay = bool, contact = contact_out}
 --   IDEMPOTENCY_CONFLICT  {c = the contact first created with this key}
--- (the nine short fields in one match, the customer field split into keep, the history length,
--- and cust; the long fields with find: a pattern reads a long field a character at a time)
+-- (the twelve short fields in one match, the customer field split into keep, the history
+-- length, and cust; the long fields with find: a pattern reads a long field a character at a
+-- time)
 local packed = ARGV[1]
-local now_s, cid, idem, ch, cc, ks, slt, keep, cust, home, at = string.match(packed,
-  '^(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%d*)|?(%Z*)%z(%Z*)%z()')
+local now_s, cid, idem, ch, cc, ks, slt, keep, cust, home, q1, o1, t1, at = string.match(packed,
+  '^(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%d*)|?(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z()')
 local stop = find(packed, '\0', at, true)
 local steps = sub(packed, at, stop - 1)
 at = stop + 1
@@ -53,16 +56,18 @@ if idem ~= '' then
 end
 if cust ~= '' then
   keep = keep + 0
-  if redis.call('LPUSH', K.customer_history(cust), cid) > keep then
+  -- (trimmed once every 16 contacts: readers take the first `keep` at most)
+  if redis.call('LPUSH', K.customer_history(cust), cid) > keep + 15 then
     redis.call('LTRIM', K.customer_history(cust), 0, keep - 1)
   end
 end
 
 -- As load_contact, with what this script reads (ks: the sort key as a string: this script
 -- only sends it back to Redis).
-local c = {id = cid, st = 'queued', cc = cc, ks = ks, s = cjson.decode(cur), agent = '',
-           res = '', queue = home, enq_s = now_s, view = view}
-local s = c.s
+local s
+if q1 ~= '' then s = {q = {q1}, o = {o1 + 0}, t = t1 + 0} else s = cjson.decode(cur) end
+local c = {id = cid, st = 'queued', cc = cc, ks = ks, s = s, agent = '', res = '', queue = home,
+           enq_s = now_s, view = view}
 count(c.queue, now, 'offered')
 if s.t > 0 then
   TIMERS[1], TIMERS[2] = fmt('%d', now + s.t), 's|' .. cid .. '|0'

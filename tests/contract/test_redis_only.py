@@ -18,6 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
+from queues.customers import CustomerStore
 from queues.embedded import EmbeddedRedis
 from queues.errors import StoreUnavailable
 from queues.keys import Keys, tenant_prefix
@@ -175,6 +176,25 @@ async def test_concurrent_enqueues_never_double_book(redis_client: Redis, tenant
     )
     assert sum(len(offers(o.events)) for o in outs) == 1
     assert (await store.agent_status(tenant, "a1")).load == {"voice": 1}
+
+
+async def test_customer_history_keeps_the_newest_contacts(redis_client: Redis, tenant: str) -> None:
+    """A customer's history lists their newest ``history_length`` contacts, newest first; the
+    list behind it is trimmed every 16 contacts, so it never holds more than 15 extra."""
+    store, customers = RedisStore(redis_client), CustomerStore(RedisStore(redis_client))
+    key = Keys(tenant).customer("cu1") + ":h"
+    lengths = []
+    for i in range(1, 41):
+        new = contact(f"c{i}", customer="cu1", now=T0 + i)
+        new.history_length = 5
+        new.doc = json.dumps({"id": f"c{i}", "channel": "voice", "created_at": f"t{i}"})
+        await store.enqueue(tenant, new, T0 + i)
+        lengths.append(await redis_client.llen(key))
+        _, history = await customers.history(tenant, "cu1", 5)
+        assert [h.contact_id for h in history] == [f"c{j}" for j in range(i, max(i - 5, 0), -1)]
+    assert lengths[:20] == list(range(1, 21))
+    assert lengths[20] == 5
+    assert max(lengths) == 20
 
 
 async def test_unreachable_server_raises_store_unavailable(tmp_path: Path, tenant: str) -> None:
