@@ -101,6 +101,9 @@ class Keys:
     def customer(self, customer: str) -> str:
         return self._key("customer", customer=customer)
 
+    def customer_history(self, customer: str) -> str:
+        return self._key("customer_history", customer=customer)
+
 
 def events_pattern() -> str:
     """The pub/sub pattern matching every tenant's event channel."""

@@ -181,8 +181,9 @@ async def test_concurrent_enqueues_never_double_book(redis_client: Redis, tenant
 async def test_customer_history_keeps_the_newest_contacts(redis_client: Redis, tenant: str) -> None:
     """A customer's history lists their newest ``history_length`` contacts, newest first; the
     list behind it is trimmed every 16 contacts, so it never holds more than 15 extra."""
-    store, customers = RedisStore(redis_client), CustomerStore(RedisStore(redis_client))
-    key = Keys(tenant).customer("cu1") + ":h"
+    store = RedisStore(redis_client)
+    customers = CustomerStore(store)
+    key = Keys(tenant).customer_history("cu1")
     lengths = []
     for i in range(1, 41):
         new = contact(f"c{i}", customer="cu1", now=T0 + i)
