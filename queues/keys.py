@@ -95,6 +95,9 @@ class Keys:
     def agent(self, agent: str) -> str:
         return self._key("agent", agent=agent)
 
+    def reservation(self, reservation: str) -> str:
+        return self._key("reservation", reservation=reservation)
+
     def queue_waiting(self, queue: str, channel: str) -> str:
         return self._key("queue_waiting", queue=queue, channel=channel)
 

@@ -16,6 +16,7 @@ if now >= tonumber(r[4]) then return finish(E.RESERVATION_EXPIRED) end
 
 local c = load_contact(r[1])
 redis.call('HSET', K.reservation(rid), 'st', 'accepted')
+redis.call('EXPIRE', K.reservation(rid), ENDED_KEEP_S)
 redis.call('HSET', K.agent(r[2]), 'of',
            drop_offer(redis.call('HGET', K.agent(r[2]), 'of') or '', rid))
 redis.call('ZREM', K.timers(), 'o|' .. rid, step_timer(c))

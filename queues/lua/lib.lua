@@ -481,12 +481,18 @@ local function release_capacity(ag, ch, now)
   ag.idle = now
 end
 
+-- How long (s) a reservation's hash outlives the offer once it ends (accepted, rejected, timed
+-- out, rescinded): a late accept or reject within a day still hears why it cannot be, and the
+-- hashes of old offers do not pile up.
+local ENDED_KEEP_S = '86400'
+
 -- Ends a pending offer: marks the reservation and frees the agent's unit of capacity (not yet
 -- saved: the caller may change the agent's state first, then save_agent). Returns the
 -- contact, the agent and the agent's free channels before (for refresh_free).
 local function end_offer(rid, status, now, ag)
   local r = redis.call('HMGET', K.reservation(rid), 'c', 'a')
   redis.call('HSET', K.reservation(rid), 'st', status)
+  redis.call('EXPIRE', K.reservation(rid), ENDED_KEEP_S)
   redis.call('ZREM', K.timers(), 'o|' .. rid)
   local c = load_contact(r[1])
   ag = ag or load_agent(r[2])

@@ -20,7 +20,7 @@ from redis.crc import key_slot
 
 from queues.customers import CustomerStore
 from queues.embedded import EmbeddedRedis
-from queues.errors import StoreUnavailable
+from queues.errors import ReservationNotPending, StoreUnavailable
 from queues.keys import Keys, tenant_prefix
 from queues.redis_store import RedisStore
 from queues.scripts import sources
@@ -196,6 +196,31 @@ async def test_customer_history_keeps_the_newest_contacts(redis_client: Redis, t
     assert lengths[:20] == list(range(1, 21))
     assert lengths[20] == 5
     assert max(lengths) == 20
+
+
+async def test_ended_reservations_expire(redis_client: Redis, tenant: str) -> None:
+    """A reservation's hash is kept while its offer is pending, then for a day once the offer
+    has ended however it ended (accepted, rejected, timed out, rescinded), where it still
+    answers a late accept; before this, every offer's hash stayed for good."""
+    store = RedisStore(redis_client)
+    keys = Keys(tenant)
+    await ready(store, tenant, agent("a1"))
+    await ready(store, tenant, agent("a2"))
+    for i in range(1, 5):
+        await store.enqueue(tenant, contact(f"c{i}", now=T0 + i), T0 + i)
+
+    async def ttl(rid: str) -> int:
+        return int(await redis_client.ttl(keys.reservation(rid)))
+
+    assert [await ttl(rid) for rid in ("r1", "r2")] == [-1, -1]  # pending: kept
+    await store.accept(tenant, "r1", "a1", T0 + 10)
+    await store.reject(tenant, "r2", "a2", T0 + 11)  # c3 goes to a2 as r3
+    await store.abandon(tenant, "c3", T0 + 12)  # rescinds r3; c4 goes to a2 as r4
+    assert (await store.fire_timer(tenant, "o|r4", T0 + 12 + OFFER_MS)).value is True
+    for rid in ("r1", "r2", "r3", "r4"):
+        assert 86_390 <= await ttl(rid) <= 86_400, rid
+    with pytest.raises(ReservationNotPending):
+        await store.accept(tenant, "r2", "a2", T0 + 20)
 
 
 async def test_unreachable_server_raises_store_unavailable(tmp_path: Path, tenant: str) -> None:
