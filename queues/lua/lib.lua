@@ -165,26 +165,36 @@ end
 -- Puts the agent in (with its current score) or takes it out of each free set of its queues.
 -- `was`, free_channels(ag) before the change, skips the sets it was not in and is not now.
 local function refresh_free(ag, was)
+  local scores = nil
   for ch, _ in pairs(ag.cap) do
     if can_take(ag, ch) then
-      if not ag.qs then ag.qs = cjson.decode(ag.qs_json) end
-      for _, m in ipairs(ag.qs) do
-        -- the agent's score in the queue (strategy m[2], skill level m[3]): lower is offered
-        -- first; idle time breaks ties
-        local score, strategy = ag.idle, m[2]
-        if strategy == 'most_skilled' then
-          score = ag.idle - m[3] * 1e13
-        elseif strategy == 'least_busy' then
-          local used, total = 0, 0
-          for c, n in pairs(ag.cap) do
-            total = total + n
-            used = used + (ag.load[c] or 0)
+      if scores == nil then
+        if not ag.qs then ag.qs = cjson.decode(ag.qs_json) end
+        -- the agent's score in each queue (strategy m[2], skill level m[3]): lower is offered
+        -- first; idle time breaks ties. Worked out once for all channels, and an integer made
+        -- text here: Redis would format a number argument with "%.17g" for every set (queues
+        -- times channels), which costs more than the ZADD.
+        scores = {}
+        for i, m in ipairs(ag.qs) do
+          local score, strategy = ag.idle, m[2]
+          if strategy == 'most_skilled' then
+            score = ag.idle - m[3] * 1e13
+          elseif strategy == 'least_busy' then
+            local used, total = 0, 0
+            for c, n in pairs(ag.cap) do
+              total = total + n
+              used = used + (ag.load[c] or 0)
+            end
+            local pct = 0
+            if total > 0 then pct = math.floor(used * 100 / total) end
+            score = ag.idle + pct * 1e13
           end
-          local pct = 0
-          if total > 0 then pct = math.floor(used * 100 / total) end
-          score = ag.idle + pct * 1e13
+          if type(score) == 'number' and score % 1 == 0 then score = fmt('%d', score) end
+          scores[i] = score
         end
-        redis.call('ZADD', K.queue_free(m[1], ch), score, ag.id)
+      end
+      for i, m in ipairs(ag.qs) do
+        redis.call('ZADD', K.queue_free(m[1], ch), scores[i], ag.id)
       end
     elseif was == nil or was[ch] then
       for _, q in ipairs(ag.qn) do
@@ -226,7 +236,7 @@ local function load_contact(cid)
   return {id = cid, st = f[1], cc = f[2], key = f[3] + 0, ks = f[3],
           step = (f[4] or 0) + 0, s = cjson.decode(f[5]), agent = f[6] or '',
           res = f[7] or '', queue = f[8], enq = f[9] + 0, enq_s = f[9],
-          decl = f[10] and cjson.decode(f[10]) or {}, slt = f[11] + 0, hold = (f[12] or 0) + 0}
+          decl = (f[10] and f[10] ~= '[]') and cjson.decode(f[10]) or {}, slt = f[11] + 0, hold = (f[12] or 0) + 0}
 end
 
 -- A contact waits in the waiting sets (queue_waiting, agent_waiting) of its current step as
@@ -412,12 +422,30 @@ end
 -- Agent side: the contact with the lowest sort key among everything the agent may take,
 -- repeated while the agent has free capacity. defer: see reserve.
 local function match_agent(ag, now, defer)
-  local declined = K.agent_declined(ag.id)
-  local ndecl = redis.call('SCARD', declined)
-  local last = ndecl == 0 and '0' or fmt('%d', ndecl)
   local nq = #ag.qn
   local first = 1
   if ag.tw ~= '0' then first = 0 end
+  -- An agent with many sets to read (its queues times the channels it can take) first asks
+  -- whether anything waits in its queues at all, in one call: a queue's age set holds every
+  -- contact waiting in it, whatever the channel. When nothing does (a well-staffed center,
+  -- most of the time) that replaces a ZRANGE per queue and channel.
+  if nq > 1 then
+    local sets = 0
+    for ch, _ in pairs(ag.cap) do
+      if can_take(ag, ch) then sets = sets + nq end
+    end
+    if sets > 4 then
+      local ages = {}
+      for i, q in ipairs(ag.qn) do ages[i] = K.queue_age(q) end
+      if redis.call('EXISTS', unpack(ages)) == 0 then
+        if first == 1 then return end
+        nq = 0
+      end
+    end
+  end
+  local declined = K.agent_declined(ag.id)
+  local ndecl = redis.call('SCARD', declined)
+  local last = ndecl == 0 and '0' or fmt('%d', ndecl)
   while true do
     local best, best_key, best_ks, best_queue, best_ch = nil, nil, nil, nil, nil
     for ch, _ in pairs(ag.cap) do
