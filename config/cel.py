@@ -34,7 +34,15 @@ FUNCTIONS = frozenset(
         "getSeconds", "getMilliseconds",
     }
 )  # fmt: skip
+#: The time accessors the runtime has only without an argument: a time-zone form
+#: (``now.getHours('Europe/Paris')``) compiles and then fails at every evaluation.
+_TIME_ACCESSORS = (
+    "getFullYear|getMonth|getDayOfYear|getDayOfMonth|getDate|getDayOfWeek|getHours|getMinutes|"
+    "getSeconds|getMilliseconds"
+)
+_TIME_ZONE_FORM = re.compile(rf"\.\s*({_TIME_ACCESSORS})\s*\(\s*[^)\s]")
 _OPERATOR = re.compile(r"^[_@!-]")
+_STRING_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 _PARSE_ERROR = re.compile(r"<input>:(\d+):(\d+): (?:Syntax error: )?([^\n]*)")
 _BINDERS = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 
@@ -95,6 +103,13 @@ def compile_expr(source: str, where: str) -> Expr:
     )
     if missing:
         raise CelError(f"unknown function {', '.join(missing)}")
+    zoned = _TIME_ZONE_FORM.search(_STRING_LITERAL.sub("''", source))
+    if zoned:
+        name = zoned.group(1)
+        raise CelError(
+            f"{name}() takes no time zone here: the runtime has only {name}() in UTC "
+            f"(a time-zone argument would fail at every evaluation)"
+        )
     return Expr(source, program)
 
 
@@ -125,4 +140,5 @@ class Projection:
         wanted = self.fields.get(root)
         if wanted is None:
             return value
-        return {k: value.get(k) for k in wanted}
+        # (a field the value lacks stays absent: has() is false for it, as on the whole value)
+        return {k: value[k] for k in wanted if k in value}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from config.cel import CelError, compile_expr
 
@@ -28,7 +28,17 @@ DEFAULT_OFFER_TIMEOUT_SECONDS = 15.0
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # (no inf or nan: every number here becomes milliseconds or a sort key)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+#: the longest timeout or threshold a config may give: 30 days
+MAX_SECONDS = 30 * 24 * 3600.0
+#: the largest wait credit, either way: about 116 days
+MAX_PRIORITY_SECONDS = 1e7
+#: a timeout or threshold, at least a millisecond (times are kept in whole milliseconds)
+Seconds = Annotated[float, Field(ge=0.001, le=MAX_SECONDS)]
+Priority = Annotated[float, Field(ge=-MAX_PRIORITY_SECONDS, le=MAX_PRIORITY_SECONDS)]
 
 
 def _cel(where: str) -> Any:
@@ -46,7 +56,7 @@ SegmentExpr = Annotated[str, Field(min_length=1)]
 
 
 class ServiceLevel(_Model):
-    threshold_seconds: float = Field(gt=0)
+    threshold_seconds: Seconds
     target: float = Field(gt=0, le=1)
 
 
@@ -62,7 +72,7 @@ DEFAULT_SERVICE_LEVELS: dict[str, ServiceLevel] = {
 class Segment(_Model):
     name: Name
     when: str
-    priority: float = 0.0
+    priority: Priority = 0.0
     service_level: ServiceLevel | None = None
 
     _check_when = field_validator("when")(_cel("segment"))
@@ -73,17 +83,11 @@ class Queue(_Model):
     agents: str
     strategy: Strategy = "longest_idle"
     skill: str | None = None
-    offer_timeout_seconds: float = Field(default=DEFAULT_OFFER_TIMEOUT_SECONDS, gt=0)
-    wrap_up_seconds: float = Field(default=0.0, ge=0)
+    offer_timeout_seconds: Seconds = DEFAULT_OFFER_TIMEOUT_SECONDS
+    wrap_up_seconds: float = Field(default=0.0, ge=0, le=MAX_SECONDS)
     service_level: ServiceLevel | None = None
 
     _check_agents = field_validator("agents")(_cel("queue"))
-
-    @model_validator(mode="after")
-    def _skill_for_most_skilled(self) -> Queue:
-        if self.strategy == "most_skilled" and not self.skill:
-            raise ValueError("strategy most_skilled needs `skill`: the skill agents are ranked by")
-        return self
 
 
 class Step(_Model):
@@ -91,21 +95,9 @@ class Step(_Model):
     queues: list[Name] | None = Field(default=None, min_length=1)
     target: Literal["last_agent", "preferred_agents"] | None = None
     agents: str | None = None
-    timeout_seconds: float | None = Field(default=None, gt=0)
+    timeout_seconds: Seconds | None = None
 
     _check_agents = field_validator("agents")(lambda v: v if v is None else _cel("rule")(v))
-
-    @model_validator(mode="after")
-    def _one_target(self) -> Step:
-        if self.queue is not None and self.queues is not None:
-            raise ValueError("give either `queue` or `queues`, not both")
-        if self.queue is None and self.queues is None and self.target is None:
-            raise ValueError("a step needs `queue`, `queues` or `target`")
-        if self.target == "preferred_agents" and not self.agents:
-            raise ValueError("target preferred_agents needs `agents`: a CEL list of agent ids")
-        if self.agents and self.target != "preferred_agents":
-            raise ValueError("`agents` only goes with target: preferred_agents")
-        return self
 
     @property
     def queue_names(self) -> list[str]:
@@ -117,7 +109,7 @@ class Step(_Model):
 class Rule(_Model):
     name: Name
     when: str = "true"
-    priority: float | str = 0.0
+    priority: Priority | str = 0.0
     steps: list[Step] = Field(min_length=1)
 
     _check_when = field_validator("when")(_cel("rule"))
@@ -141,7 +133,9 @@ class Suggestion(_Model):
 
 class RoutingConfig(_Model):
     service_levels: dict[Channel, ServiceLevel] = Field(default_factory=dict)
-    segments: list[Segment] = Field(default_factory=lambda: [Segment(name="standard", when="true")])
+    segments: list[Segment] = Field(
+        default_factory=lambda: [Segment(name="standard", when="true")], min_length=1
+    )
     queues: list[Queue] = Field(min_length=1)
     rules: list[Rule] = Field(min_length=1)
     suggestions: list[Suggestion] = Field(default_factory=list)
@@ -252,6 +246,42 @@ def _items(data: Mapping[str, Any], field: str) -> list[tuple[int, dict[str, Any
     return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
 
 
+def _step_problems(step: Mapping[str, Any]) -> list[str]:
+    """What a step's own fields say together (on the raw data, like the cross checks)."""
+    queue, queues, target = step.get("queue"), step.get("queues"), step.get("target")
+    out = []
+    if queue is not None and queues is not None:
+        out.append("give either `queue` or `queues`, not both")
+    if queue is None and queues is None and target is None:
+        out.append("a step needs `queue`, `queues` or `target`")
+    if target == "preferred_agents" and not step.get("agents"):
+        out.append("target preferred_agents needs `agents`: a CEL list of agent ids")
+    if step.get("agents") and target != "preferred_agents":
+        out.append("`agents` only goes with target: preferred_agents")
+    return out
+
+
+def _catch_all(
+    data: Mapping[str, Any], field: str, what: str
+) -> list[tuple[tuple[int | str, ...], str]]:
+    """The last segment and the last rule must match everything: the first match wins, and a
+    contact that matched none would have no segment or no rule to route it by."""
+    items = data.get(field)
+    if not isinstance(items, list) or not items or not isinstance(items[-1], dict):
+        return []
+    when = items[-1].get("when", "true")
+    if not isinstance(when, str) or when.strip() == "true":
+        return []
+    kind = field[:-1]
+    return [
+        (
+            (field, len(items) - 1, "when"),
+            f'the last {kind} must match every {what} (when: "true"): {field} are tried in '
+            f"order, the first match wins, and a {what} no {kind} matches would have none",
+        )
+    ]
+
+
 def _cross_checks(data: Mapping[str, Any]) -> list[tuple[tuple[int | str, ...], str]]:
     """Checks across items, on the raw data so they run even when the schema check fails."""
     problems: list[tuple[tuple[int | str, ...], str]] = []
@@ -264,6 +294,12 @@ def _cross_checks(data: Mapping[str, Any]) -> list[tuple[tuple[int | str, ...], 
             if name in seen:
                 problems.append(((field, i, "name"), f"duplicate name {name!r}"))
             seen.add(name)
+    for i, item in _items(data, "queues"):
+        if item.get("strategy") == "most_skilled" and not item.get("skill"):
+            message = "strategy most_skilled needs `skill`: the skill agents are ranked by"
+            problems.append((("queues", i), message))
+    problems += _catch_all(data, "segments", "customer")
+    problems += _catch_all(data, "rules", "contact")
     known = {q.get("name") for _, q in _items(data, "queues")}
     for r, rule in _items(data, "rules"):
         steps = rule.get("steps")
@@ -273,6 +309,7 @@ def _cross_checks(data: Mapping[str, Any]) -> list[tuple[tuple[int | str, ...], 
         for s, step in enumerate(steps):
             if not isinstance(step, dict):
                 continue
+            problems += [(("rules", r, "steps", s), m) for m in _step_problems(step)]
             queue, queues = step.get("queue"), step.get("queues")
             where = "queue" if queue is not None else "queues"
             names = [queue] if queue is not None else queues if isinstance(queues, list) else []
@@ -295,6 +332,34 @@ def _cross_checks(data: Mapping[str, Any]) -> list[tuple[tuple[int | str, ...], 
     return problems
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice (the default keeps
+    the last and silently drops the rest: a second `rules:` would replace the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: the constructor reports it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found the key {key!r} twice",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, except that a key given twice in one mapping is an error."""
+    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
+
+
 def load_routing(source: Path | str | Mapping[str, Any], name: str | None = None) -> RoutingConfig:
     """Load and validate a routing config from a file path or a parsed mapping."""
     lines: dict[tuple[int | str, ...], int] = {}
@@ -311,7 +376,7 @@ def load_routing(source: Path | str | Mapping[str, Any], name: str | None = None
                 [ConfigProblem(file=file, line=None, path="", message=str(exc))]
             ) from None
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark else None

@@ -12,6 +12,7 @@ and each error is counted in ``Engine.cel_errors`` by expression location.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,7 @@ import cel
 import orjson
 
 from config.cel import ROOTS, Expr, Projection, compile_expr
-from config.routing import RoutingConfig, ServiceLevel
+from config.routing import MAX_PRIORITY_SECONDS, RoutingConfig, ServiceLevel
 from queues.contract import (
     AgentSpec,
     AgentState,
@@ -359,7 +360,14 @@ class Engine:
             # an evaluation error, or not a number
             self.cel_errors[f"rules.{rule.name}.priority"] += 1
             return 0.0
-        return float(value)
+        credit = float(value)
+        if not math.isfinite(credit) or abs(credit) > MAX_PRIORITY_SECONDS:
+            # (a division by zero, or a credit no sort key can hold): an error, 0 or the bound
+            self.cel_errors[f"rules.{rule.name}.priority"] += 1
+            if math.isnan(credit):
+                return 0.0
+            return math.copysign(MAX_PRIORITY_SECONDS, credit)
+        return credit
 
     def _agent_list(self, memo: _Memo, inputs: _Inputs, rule: str) -> list[str]:
         value, failed = memo.result(inputs)

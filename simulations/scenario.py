@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from config.routing import CapacityChannel, Channel, RoutingConfig, load_routing
+from config.routing import CapacityChannel, Channel, RoutingConfig, load_routing, load_yaml
 from router.engine import Engine, cel_views
 from simulations.distributions import Constant, Distribution, Empirical, coerce, load_empirical
 
@@ -43,7 +43,7 @@ class ScenarioInvalid(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Shift(_Model):
@@ -174,7 +174,7 @@ def load_scenario(
         path = Path(source)
         where, base = str(path), base or path.resolve().parent
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             raise ScenarioInvalid(f"{where}: {exc}") from None
     if not isinstance(data, dict):

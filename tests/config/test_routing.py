@@ -186,7 +186,8 @@ def test_unknown_variable_in_suggestion_and_step_agents() -> None:
                     {"target": "preferred_agents", "agents": "agent.id", "timeout_seconds": 5},
                     {"queue": "billing"},
                 ],
-            }
+            },
+            {"name": "default", "steps": [{"queue": "billing"}]},
         ],
         suggestions=[{"kind": "tip", "when": "agent.skills.x > 1", "text": "hi"}],
     )
@@ -203,10 +204,11 @@ def test_macro_variables_are_not_unknown() -> None:
         minimal(
             rules=[
                 {
-                    "name": "default",
+                    "name": "savers",
                     "when": "customer.products.exists(p, p == 'savings')",
                     "steps": [{"queue": "billing"}],
-                }
+                },
+                {"name": "default", "steps": [{"queue": "billing"}]},
             ]
         )
     )
@@ -316,3 +318,125 @@ def test_every_listed_cel_function_evaluates(name: str) -> None:
 def test_an_unlisted_function_fails_at_evaluation() -> None:
     with pytest.raises(RuntimeError, match="Undefined variable or function"):
         cel.compile("max(1, 2)").execute(cel.Context())
+
+
+def test_the_last_segment_and_the_last_rule_match_everything() -> None:
+    """First match wins, so the last segment and the last rule must be catch-alls: a config
+    whose contacts could match none is rejected, naming both places."""
+    data = minimal(
+        segments=[{"name": "vip", "when": "customer.value > 100.0"}],
+        rules=[
+            {"name": "only", "when": "contact.intent == 'vip'", "steps": [{"queue": "billing"}]}
+        ],
+    )
+    problems = problems_of(data)
+    assert [p.path for p in problems] == ["segments[0].when", "rules[0].when"]
+    assert 'the last segment must match every customer (when: "true")' in problems[0].message
+    assert 'the last rule must match every contact (when: "true")' in problems[1].message
+    # "true" with spaces around it, or a rule without `when`, is a catch-all
+    ok = minimal(segments=[{"name": "all", "when": " true "}])
+    assert [r.when for r in load_routing(ok).rules] == ["true"]
+
+
+def test_segments_may_not_be_empty() -> None:
+    """A config with no segment at all is rejected (every contact needs one)."""
+    (problem,) = problems_of(minimal(segments=[]))
+    assert problem.path == "segments"
+
+
+def test_a_key_given_twice_is_an_error(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys and drops the first without a word; here that is
+    an error at the second key's line."""
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        "queues:\n"
+        "  - {name: billing, agents: 'agent.skills.billing >= 1'}\n"
+        "rules:\n"
+        "  - {name: at-risk, when: 'customer.churn_risk > 0.5', steps: [{queue: billing}]}\n"
+        "  - {name: default, steps: [{queue: billing}]}\n"
+        "rules:\n"
+        "  - {name: default, steps: [{queue: billing}]}\n",
+        encoding="utf-8",
+    )
+    (problem,) = problems_of(path)
+    assert problem.line == 6
+    assert "found the key 'rules' twice" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("segments[0].priority", float("inf")),
+        ("segments[0].priority", float("nan")),
+        ("segments[0].priority", 1e12),
+        ("rules[0].priority", float("-inf")),
+        ("queues[0].offer_timeout_seconds", float("inf")),
+        ("queues[0].offer_timeout_seconds", 0.0001),
+        ("queues[0].wrap_up_seconds", float("nan")),
+        ("rules[0].steps[0].timeout_seconds", 0.0004),
+        ("rules[0].steps[0].timeout_seconds", float("inf")),
+        ("service_levels.voice.threshold_seconds", float("inf")),
+    ],
+)
+def test_numbers_are_finite_and_in_range(where: str, value: float) -> None:
+    """Infinite or NaN numbers, credits beyond ±10⁷ s and timeouts that would round to 0 ms
+    are rejected at load (they used to load, then fail every contact or never time out)."""
+    data = minimal(
+        segments=[{"name": "all", "when": "true"}],
+        rules=[
+            {
+                "name": "default",
+                "steps": [{"queue": "billing", "timeout_seconds": 30}, {"queue": "billing"}],
+            }
+        ],
+        service_levels={"voice": {"threshold_seconds": 20, "target": 0.8}},
+    )
+    target: Any = data
+    *parents, last = where.replace("[", ".").replace("]", "").split(".")
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    target[last] = value
+    (problem,) = problems_of(data)
+    assert problem.path == where
+
+
+def test_every_problem_of_one_item_is_reported() -> None:
+    """A field error in a step or a queue does not hide the checks across its fields."""
+    data = minimal(
+        queues=[{"name": "billing", "agents": "true", "strategy": "most_skilled",
+                 "offer_timeout_seconds": -1}],
+        rules=[{"name": "default", "steps": [
+            {"queue": "billing", "queues": ["billing"], "timeout_seconds": -5},
+            {"queue": "billing"},
+        ]}],
+    )  # fmt: skip
+    found = sorted((p.path, p.message.split(":")[0]) for p in problems_of(data))
+    assert found == [
+        ("queues[0]", "strategy most_skilled needs `skill`"),
+        ("queues[0].offer_timeout_seconds", "Input should be greater than or equal to 0.001"),
+        ("rules[0].steps[0]", "give either `queue` or `queues`, not both"),
+        ("rules[0].steps[0].timeout_seconds", "Input should be greater than or equal to 0.001"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["now.getHours('America/New_York') < 9", 'now.getDayOfWeek( "+01:00") == 0'],
+)
+def test_time_accessors_take_no_time_zone(expression: str) -> None:
+    """The runtime has the time accessors in UTC only: a time-zone argument compiles, then
+    fails at every evaluation, so the check refuses it (a quoted lookalike is fine)."""
+    data = minimal(
+        rules=[
+            {"name": "hours", "when": expression, "steps": [{"queue": "billing"}]},
+            {"name": "default", "steps": [{"queue": "billing"}]},
+        ]
+    )
+    (problem,) = problems_of(data)
+    assert problem.path == "rules[0].when"
+    assert "takes no time zone here" in problem.message
+    context = cel.Context()
+    context.add_variable("now", datetime.now(UTC))
+    with pytest.raises(RuntimeError):  # what the check saves every evaluation from
+        cel.compile(expression).execute(context)
+    assert compile_expr("contact.intent == '.getHours(x)' && now.getHours() < 9", "rule")

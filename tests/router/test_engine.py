@@ -80,16 +80,18 @@ def test_segment_by_value_first_match_wins(engine: Engine, value: float, segment
     assert decide(engine, customer={"value": value}).segment == segment
 
 
-def test_segment_falls_back_to_last_when_none_match() -> None:
-    """If no segment condition holds, the contact gets the last segment."""
+def test_a_rule_that_does_not_match_is_never_applied() -> None:
+    """First match wins: a rule whose condition is false gives the contact neither its steps
+    nor its credit (the config check makes the last rule match everything)."""
     cfg = inline(
-        segments=[
-            {"name": "vip", "when": "customer.value > 100.0", "priority": 10},
-            {"name": "rest", "when": "false", "priority": 1},
+        rules=[
+            {"name": "vip", "when": "contact.intent == 'vip'", "priority": 100,
+             "steps": [{"queue": "b"}]},
+            {"name": "default", "steps": [{"queue": "a"}]},
         ]
-    )
-    d = decide(Engine(cfg, MemoryStore()), customer={"value": 5.0})
-    assert (d.segment, d.priority) == ("rest", 1.0)
+    )  # fmt: skip
+    d = decide(Engine(cfg, MemoryStore()), contact={"intent": "billing"})
+    assert (d.rule, d.priority, d.home_queue) == ("default", 0.0, "a")
 
 
 def test_segment_of_a_customer_without_a_contact(engine: Engine) -> None:
@@ -157,6 +159,41 @@ def test_failing_priority_is_zero_and_counted(expression: str) -> None:
     d = decide(eng, customer={"value": 2_000.0})
     assert d.priority == 7.0
     assert eng.cel_errors == {"rules.r.priority": 1}
+
+
+@pytest.mark.parametrize(
+    ("expression", "credit"),
+    [
+        ("customer.value / 0.0", 1e7),  # inf: the largest credit
+        ("-customer.value / 0.0", -1e7),
+        ("0.0 / 0.0", 0.0),  # nan: none
+        ("customer.value * 1e300 * 1e300", 1e7),
+        ("customer.value * 1e9", 1e7),  # beyond the bound: the bound
+    ],
+)
+def test_priority_beyond_the_bounds_is_bounded_and_counted(expression: str, credit: float) -> None:
+    """A priority that comes out infinite, NaN or beyond ±10⁷ s counts one CEL error and
+    routes with the bound (or 0 for NaN) instead of failing the contact."""
+    cfg = inline(rules=[{"name": "r", "priority": expression, "steps": [{"queue": "a"}]}])
+    eng = Engine(cfg, MemoryStore())
+    d = decide(eng, customer={"value": 2_000.0})
+    assert d.priority == credit
+    assert eng.cel_errors == {"rules.r.priority": 1}
+
+
+def test_has_is_false_for_a_field_the_contact_lacks() -> None:
+    """has() of a field the rules' view lacks is false, and comparing that field is an error
+    (counted), as on the whole variable: the fields rules read are not filled with nulls."""
+    cfg = inline(
+        rules=[
+            {"name": "named", "when": "has(customer.name)", "steps": [{"queue": "b"}]},
+            {"name": "typo", "when": "contact.languag == null", "steps": [{"queue": "b"}]},
+            {"name": "default", "steps": [{"queue": "a"}]},
+        ]
+    )
+    eng = Engine(cfg, MemoryStore())
+    assert decide(eng, customer={"value": 5.0, "name": "Ann"}).rule == "default"
+    assert eng.cel_errors == {"rules.typo.when": 1}
 
 
 def test_failing_condition_is_false_and_counted() -> None:

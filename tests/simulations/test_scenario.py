@@ -119,12 +119,30 @@ def test_unknown_segment_is_refused() -> None:
         ({"warmup_hours": 2}, "warmup_hours"),
         ({"arrivals": []}, "at least 1"),
         ({"speed": 2}, "Extra inputs"),
+        ({"duration_hours": float("inf")}, "duration_hours: Input should be a finite number"),
+        ({"accept_delay": {"dist": "constant", "seconds": float("nan")}}, "finite number"),
     ],
 )
 def test_invalid_scenarios_list_the_problem(change: dict[str, Any], message: str) -> None:
     """Schema problems raise ScenarioInvalid with the field and the reason."""
     with pytest.raises(ScenarioInvalid, match=message):
         load_scenario(minimal(**change))
+
+
+def test_infinite_patience_is_refused() -> None:
+    """A distribution's numbers are finite (an infinite patience used to crash the run)."""
+    data = minimal()
+    data["arrivals"][0]["patience"] = {"dist": "constant", "seconds": float("inf")}
+    with pytest.raises(ScenarioInvalid, match="finite number"):
+        load_scenario(data)
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    """A scenario file with a key twice is an error (YAML would keep the last silently)."""
+    path = tmp_path / "twice.yaml"
+    path.write_text("duration_hours: 1\nduration_hours: 2\n", encoding="utf-8")
+    with pytest.raises(ScenarioInvalid, match="found the key 'duration_hours' twice"):
+        load_scenario(path)
 
 
 def test_a_stream_needs_exactly_one_rate() -> None:
