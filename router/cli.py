@@ -7,12 +7,114 @@ not pay for aiohttp and the server does not pay for the simulator.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr, ``switchboard: ...``, and exit 2, in the style of the
+    subcommands' own errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"switchboard: {message}\n")
+
+
+# Argument types: each rejects what the commands cannot use, so a bad value stops the command
+# before it loads or runs anything. argparse names the option: "argument --seed: ...".
+
+
+def _whole(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    """Any integer >= 0: numpy's ``SeedSequence`` takes no negative seed and no largest one."""
+    return _whole(text, 0)
+
+
+def _count(text: str) -> int:
+    return _whole(text, 1)
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _finite(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {text!r}")
+    return value
+
+
+def _cannot_create_in(directory: Path) -> str | None:
+    """Why files cannot be made in ``directory`` (created first when missing), or None."""
+    existing = directory
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def _output_file(text: str) -> str:
+    """A file to write (``-``: stdout); its directory is made if missing."""
+    if text == "-":
+        return text
+    path = Path(text)
+    if path.is_dir():
+        problem: str | None = f"{path} is a directory"
+    elif os.path.lexists(path) and not os.access(path, os.W_OK):
+        problem = f"{path} is not writable"
+    else:
+        problem = _cannot_create_in(path.parent)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {problem}")
+    return text
+
+
+def _output_dir(text: str) -> str:
+    """A directory to write into; made if missing."""
+    problem = _cannot_create_in(Path(text))
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"cannot write into {text}: {problem}")
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="switchboard", description="Omnichannel contact routing server and planning tools."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -24,23 +126,31 @@ def _parser() -> argparse.ArgumentParser:
 
     simulate = sub.add_parser("simulate", help="run a scenario in virtual time")
     simulate.add_argument("scenario", help="scenario YAML")
-    simulate.add_argument("--seed", type=int, default=1)
-    simulate.add_argument("--replications", type=int, default=1)
-    simulate.add_argument("--json", dest="json_out", default=None, help="write results JSON here")
-    simulate.add_argument("--report", default=None, help="write an HTML report into this dir")
+    simulate.add_argument("--seed", type=_seed, default=1)
+    simulate.add_argument("--replications", type=_count, default=1)
+    simulate.add_argument(
+        "--json", dest="json_out", type=_output_file, default=None, help="write results JSON here"
+    )
+    simulate.add_argument(
+        "--report", type=_output_dir, default=None, help="write an HTML report into this dir"
+    )
     simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     staff = sub.add_parser("staff", help="Erlang C/A staffing table, or search a scenario")
-    staff.add_argument("--per-hour", type=float, help="arrivals per hour")
-    staff.add_argument("--aht", type=float, help="average handle time (s)")
-    staff.add_argument("--threshold", type=float, default=20.0, help="service-level threshold (s)")
-    staff.add_argument("--target", type=float, default=0.8, help="service-level target (0..1)")
-    staff.add_argument("--patience", type=float, default=None, help="mean patience (s): Erlang A")
+    staff.add_argument("--per-hour", type=_non_negative, help="arrivals per hour")
+    staff.add_argument("--aht", type=_positive, help="average handle time (s)")
+    staff.add_argument(
+        "--threshold", type=_non_negative, default=20.0, help="service-level threshold (s)"
+    )
+    staff.add_argument("--target", type=_fraction, default=0.8, help="service-level target (0..1)")
+    staff.add_argument("--patience", type=_positive, help="mean patience (s): Erlang A")
     staff.add_argument("--scenario", default=None, help="search agent counts by simulation")
-    staff.add_argument("--seed", type=int, default=1)
-    staff.add_argument("--replications", type=int, default=None, help="per candidate staffing")
+    staff.add_argument("--seed", type=_seed, default=1)
+    staff.add_argument("--replications", type=_count, default=None, help="per candidate staffing")
     staff.add_argument("--no-progress", action="store_true", help="no progress bar")
-    staff.add_argument("--json", dest="json_out", default=None, help="write results JSON here")
+    staff.add_argument(
+        "--json", dest="json_out", type=_output_file, default=None, help="write results JSON here"
+    )
 
     load = sub.add_parser("loadtest", help="drive a running server with Poisson arrivals")
     load.add_argument("--url", required=True, help="server base URL")

@@ -79,13 +79,33 @@ def _load(path: str) -> LoadedScenario | None:
         return None
 
 
-def _write_json(path: str, data: Any) -> None:
+def _build(loaded: LoadedScenario) -> Model | None:
+    """The model of a loaded scenario; building it runs the routing engine on the scenario's
+    customers, so this is where a scenario and its routing config are checked together."""
+    try:
+        return Model.build(loaded)
+    except (ScenarioInvalid, ConfigInvalid, ValueError) as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+    return None
+
+
+def _cannot_write(path: str, exc: OSError) -> None:
+    print(f"switchboard: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+
+
+def _write_json(path: str, data: Any) -> bool:
+    """Write ``data`` to ``path`` (``-``: stdout); False, with the reason on stderr, if not."""
     text = json.dumps(data, indent=2, allow_nan=False) + "\n"
     if path == "-":
         sys.stdout.write(text)
-    else:
+        return True
+    try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _cannot_write(path, exc)
+        return False
+    return True
 
 
 def _meta(loaded: LoadedScenario, seed: int, replications: int) -> dict[str, Any]:
@@ -140,16 +160,10 @@ def render(result: dict[str, Any]) -> str:
 
 def simulate(args: argparse.Namespace) -> int:
     """``switchboard simulate SCENARIO [--seed N] [--replications R] [--json F] [--report D]``."""
+    # router.cli has checked the options (--replications >= 1, --seed >= 0, writable outputs).
     loaded = _load(args.scenario)
-    if loaded is None:
-        return 2
-    if args.replications < 1:
-        print("switchboard: --replications must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        model = Model.build(loaded)
-    except (ScenarioInvalid, ValueError) as exc:
-        print(f"switchboard: {exc}", file=sys.stderr)
+    model = None if loaded is None else _build(loaded)
+    if loaded is None or model is None:
         return 2
     bar = ProgressBar(f"simulating {loaded.name}", not args.no_progress)
     try:
@@ -161,12 +175,16 @@ def simulate(args: argparse.Namespace) -> int:
     result = {"scenario": _meta(loaded, args.seed, args.replications), **result}
     if args.json_out != "-":  # stdout carries the JSON itself
         sys.stdout.write(render(result))
-    if args.json_out:
-        _write_json(args.json_out, result)
+    if args.json_out and not _write_json(args.json_out, result):
+        return 2
     if args.report:
         from simulations.report import write_report  # matplotlib only when asked for
 
-        path = write_report(result, Path(args.report))
+        try:
+            path = write_report(result, Path(args.report))
+        except OSError as exc:
+            _cannot_write(args.report, exc)
+            return 2
         print(f"report: {path}", file=sys.stderr if args.json_out == "-" else sys.stdout)
     return 0
 
@@ -187,6 +205,9 @@ def staff(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 2
+    except OverflowError:  # each option is finite (router.cli), their product need not be
+        print("switchboard: --per-hour x --aht is too large a load to compute", file=sys.stderr)
+        return 2
     sys.stdout.write(format_table(table))
     if args.json_out:
         data = {
@@ -199,16 +220,19 @@ def staff(args: argparse.Namespace) -> int:
             "recommended": table.recommended,
             "rows": [{k: _finite(v) for k, v in asdict(r).items()} for r in table.rows],
         }
-        _write_json(args.json_out, data)
+        if not _write_json(args.json_out, data):
+            return 2
     return 0 if table.recommended is not None else 1
 
 
 def _staff_scenario(args: argparse.Namespace) -> int:
     loaded = _load(args.scenario)
-    if loaded is None:
+    model = None if loaded is None else _build(loaded)
+    if loaded is None or model is None:
         return 2
-    model = Model.build(loaded)
-    replications = getattr(args, "replications", None) or loaded.spec.replications
+    replications = getattr(args, "replications", None)
+    if replications is None:  # router.cli refuses a given count below 1
+        replications = loaded.spec.replications
     verbose = not getattr(args, "no_progress", False) and sys.stderr.isatty()
 
     def show(trial: Trial) -> None:
@@ -247,5 +271,6 @@ def _staff_scenario(args: argparse.Namespace) -> int:
             "trials": [{"counts": list(t.counts), "meets": t.meets} for t in result.trials],
             "result": best.result,
         }
-        _write_json(args.json_out, data)
+        if not _write_json(args.json_out, data):
+            return 2
     return 0

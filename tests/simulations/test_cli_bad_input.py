@@ -1,0 +1,158 @@
+"""Bad input to `switchboard simulate` and `switchboard staff`: one line, exit 2, no traceback.
+
+Each case runs the real CLI in a subprocess on a tiny scenario; bad options and unusable output
+paths are refused before anything is simulated.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from router import cli
+from tests.simulations.test_commands import switchboard
+
+ROUTING = {
+    "segments": [
+        {"name": "gold", "when": "customer.value >= 2000.0"},
+        {"name": "standard", "when": "true"},
+    ],
+    "queues": [{"name": "main", "agents": "agent.skills.main >= 1"}],
+    "rules": [{"name": "default", "steps": [{"queue": "main"}]}],
+}
+ARRIVALS = {"channel": "voice", "per_hour": 20, "handle_time": 60}
+AGENTS = {"count": 2, "skills": {"main": 1}, "capacity": {"voice": 1}}
+
+
+def scenario(tmp_path: Path, **arrivals: object) -> Path:
+    """A quarter-hour scenario with the inline routing config above."""
+    data = {
+        "routing": ROUTING,
+        "duration_hours": 0.25,
+        "arrivals": [ARRIVALS | arrivals],
+        "agents": [AGENTS],
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def assert_refused(done: subprocess.CompletedProcess[str], *words: str) -> str:
+    """Exit 2 and a single ``switchboard: ...`` line on stderr naming the problem."""
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("switchboard: "), lines[0]
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+def test_staff_scenario_with_unknown_segment(tmp_path: Path) -> None:
+    """`staff --scenario` reports a segment the routing config lacks as `simulate` does."""
+    bad = scenario(tmp_path, customers={"diamond": 1})
+    done = switchboard("staff", "--scenario", str(bad), "--no-progress")
+    assert_refused(done, "unknown segment 'diamond'")
+
+
+@pytest.mark.parametrize("command", ["simulate", "staff"])
+def test_negative_seed(command: str, tmp_path: Path) -> None:
+    """numpy takes no negative seed: the option is refused up front."""
+    path = str(scenario(tmp_path))
+    args = [path] if command == "simulate" else ["--scenario", path]
+    done = switchboard(command, *args, "--seed", "-1", "--no-progress")
+    assert_refused(done, "--seed", "-1")
+    assert done.stdout == ""
+
+
+def test_seed_that_is_not_a_number(tmp_path: Path) -> None:
+    """argparse's own errors are one line too, without the usage block."""
+    done = switchboard("simulate", str(scenario(tmp_path)), "--seed", "abc")
+    assert_refused(done, "--seed", "'abc'")
+
+
+def test_large_seed_is_accepted(tmp_path: Path) -> None:
+    """numpy takes any seed >= 0, however large, so the CLI does too."""
+    done = switchboard("simulate", str(scenario(tmp_path)), "--seed", str(2**130), "--no-progress")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--per-hour", "inf"), ("--per-hour", "nan"), ("--threshold", "nan"), ("--aht", "-inf")],
+)
+def test_non_finite_erlang_option(option: str, value: str) -> None:
+    """inf and nan are refused with the option's name, not an OverflowError or a search."""
+    args = {"--per-hour": "100", "--aht": "180", "--threshold": "20"} | {option: value}
+    done = switchboard("staff", *(f"{k}={v}" for k, v in args.items()))
+    assert_refused(done, option, "finite")
+
+
+def test_load_too_large_to_compute() -> None:
+    """Finite options whose product overflows give a line, not an OverflowError."""
+    done = switchboard("staff", "--per-hour", "1e308", "--aht", "1e308")
+    assert_refused(done, "--per-hour", "--aht", "too large")
+
+
+def test_staff_scenario_zero_replications(tmp_path: Path) -> None:
+    """`staff --scenario --replications 0` is refused as `simulate` refuses it, not ignored."""
+    done = switchboard("staff", "--scenario", str(scenario(tmp_path)), "--replications", "0")
+    assert_refused(done, "--replications", "at least 1")
+    assert done.stdout == ""
+
+
+def test_report_path_is_a_file(tmp_path: Path) -> None:
+    """`--report` naming an existing file is refused before the run, not after it."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    done = switchboard("simulate", str(scenario(tmp_path)), "--report", str(afile))
+    assert_refused(done, "--report", f"{afile} is not a directory")
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("under", ["x.json", "deeper/x.json"])
+@pytest.mark.parametrize("command", ["simulate", "staff --per-hour 100 --aht 180", "staff"])
+def test_json_parent_is_a_file(command: str, under: str, tmp_path: Path) -> None:
+    """`--json` under an existing file (even a few levels down) is refused before the run."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    words = command.split()
+    if words == ["simulate"]:
+        words.append(str(scenario(tmp_path)))
+    elif words == ["staff"]:
+        words += ["--scenario", str(scenario(tmp_path))]
+    out = afile / under
+    done = switchboard(*words, "--json", str(out), "--no-progress")
+    assert_refused(done, "--json", f"{afile} is not a directory")
+    assert done.stdout == ""
+
+
+def test_json_path_is_a_directory(tmp_path: Path) -> None:
+    """`--json` naming a directory is refused before the run."""
+    done = switchboard("simulate", str(scenario(tmp_path)), "--json", str(tmp_path))
+    assert_refused(done, "--json", f"{tmp_path} is a directory")
+
+
+def test_json_directory_not_writable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A directory the user may not write to is refused (os.access faked: root writes all)."""
+    real_access = os.access
+
+    def access(path: str | Path, mode: int) -> bool:
+        return Path(path) != tmp_path and real_access(path, mode)
+
+    monkeypatch.setattr(os, "access", access)
+    out = tmp_path / "x.json"
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["simulate", str(scenario(tmp_path)), "--json", str(out), "--no-progress"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"switchboard: argument --json: cannot write {out}: {tmp_path} is not writable"
+    ]
+    assert not out.exists()
