@@ -205,9 +205,6 @@ def staff(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 2
-    except OverflowError:  # each option is finite (router.cli), their product need not be
-        print("switchboard: --per-hour x --aht is too large a load to compute", file=sys.stderr)
-        return 2
     sys.stdout.write(format_table(table))
     if args.json_out:
         data = {

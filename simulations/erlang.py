@@ -196,6 +196,11 @@ def staffing_table(
         raise ValueError(f"target must be a fraction in (0, 1), got {target}")
     rate = per_hour / 3600.0
     a = _offered_load(rate, aht, threshold)
+    if a > MAX_SEARCH_AGENTS:
+        raise ValueError(
+            f"an offered load of {a:,.0f} Erlangs needs more agents than this table computes "
+            f"(at most {MAX_SEARCH_AGENTS:,})"
+        )
 
     def metrics(n: int) -> QueueMetrics:
         if patience is None:

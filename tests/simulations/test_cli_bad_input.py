@@ -96,7 +96,14 @@ def test_non_finite_erlang_option(option: str, value: str) -> None:
 def test_load_too_large_to_compute() -> None:
     """Finite options whose product overflows give a line, not an OverflowError."""
     done = switchboard("staff", "--per-hour", "1e308", "--aht", "1e308")
-    assert_refused(done, "--per-hour", "--aht", "too large")
+    assert_refused(done, "an offered load of inf Erlangs", "at most 100,000")
+
+
+def test_load_beyond_the_table_is_refused_at_once() -> None:
+    """A load needing more agents than the table computes is refused before any work (it
+    used to compute for minutes)."""
+    done = switchboard("staff", "--per-hour", "1e12", "--aht", "180")
+    assert_refused(done, "50,000,000,000 Erlangs", "at most 100,000")
 
 
 def test_staff_scenario_zero_replications(tmp_path: Path) -> None:
