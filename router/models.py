@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from queues.keys import ID_PATTERN
 
@@ -20,12 +20,38 @@ Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=128)]
 MAX_ATTRIBUTES_BYTES = 4096
 
 
+MAX_ATTRIBUTES_DEPTH = 16
+
+
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests objects and arrays (0 for a scalar), without recursion."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            todo += [(v, depth + 1) for v in item.values()]
+        elif isinstance(item, list):
+            todo += [(v, depth + 1) for v in item]
+        else:
+            deepest = max(deepest, depth)
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_ATTRIBUTES_DEPTH:
+            break
+    return deepest
 
 
 def _check_attributes(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    if value is not None and len(orjson.dumps(value)) > MAX_ATTRIBUTES_BYTES:
+    if value is None:
+        return value
+    # (first: a serializer gives up on deep nesting with an error of its own)
+    if _depth(value) > MAX_ATTRIBUTES_DEPTH:
+        raise ValueError(f"attributes nest deeper than {MAX_ATTRIBUTES_DEPTH} levels")
+    if len(orjson.dumps(value)) > MAX_ATTRIBUTES_BYTES:
         raise ValueError(f"attributes exceed {MAX_ATTRIBUTES_BYTES} bytes serialized")
     return value
 
@@ -75,7 +101,7 @@ class Contact(BaseModel):
 
 class CallbackIn(_In):
     number: str | None = Field(default=None, min_length=3, max_length=32)
-    not_before: datetime | None = None
+    not_before: AwareDatetime | None = None  # RFC 3339: with an offset
 
 
 class CompleteIn(_In):
@@ -98,10 +124,11 @@ def _one_voice() -> dict[CapacityName, int]:
 
 class AgentIn(_In):
     name: str = Field(min_length=1, max_length=200)
-    skills: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], int] = Field(
-        default_factory=dict
-    )
-    capacity: dict[CapacityName, Annotated[int, Field(ge=0, le=100)]] = Field(
+    # (strict: "5" or true is not a level or a capacity)
+    skills: dict[
+        Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], Annotated[int, Field(strict=True)]
+    ] = Field(default_factory=dict)
+    capacity: dict[CapacityName, Annotated[int, Field(ge=0, le=100, strict=True)]] = Field(
         default_factory=_one_voice
     )
     attributes: dict[str, Any] | None = None

@@ -156,6 +156,51 @@ async def test_attributes_over_4_kib_are_refused(api: Api) -> None:
     assert fits["status"] == "queued"  # the refused request did not consume the key
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/contacts", {"channel": "chat"}),
+        ("PUT", "/v1/customers/deep", {}),
+        ("PUT", "/v1/agents/deep", {"name": "Deep"}),
+    ],
+)
+async def test_deeply_nested_attributes_are_refused(
+    api: Api, method: str, path: str, body: dict[str, Any]
+) -> None:
+    """Attributes nesting past 16 levels are a 422 naming the field (300 levels, under 2 KB,
+    used to be a 500: the serializer gave up); 16 levels are fine."""
+    deep: Any = 1
+    for _ in range(300):
+        deep = {"a": deep}
+    token = ADMIN if "agents" in path else GATEWAY
+    reply = await api.call(method, path, {**body, "attributes": deep}, token=token, headers=KEY)
+    problem = assert_problem(reply, 422, "validation")
+    assert problem["errors"][0]["loc"] == ["body", "attributes"]
+    assert "deeper than 16 levels" in problem["errors"][0]["msg"]
+    fits: Any = 1
+    for _ in range(15):
+        fits = {"a": fits}
+    ok = await api.call(method, path, {**body, "attributes": {"x": fits}}, token=token, headers=KEY)
+    assert ok.status in (200, 201)
+
+
+@pytest.mark.parametrize("skills", [{"billing": "5"}, {"billing": True}, {"billing": 5.0}])
+async def test_skill_levels_are_whole_numbers(api: Api, skills: dict[str, Any]) -> None:
+    """A level given as text, a boolean or a float is a 422, not read as a number."""
+    reply = await api.call("PUT", "/v1/agents/typed", {"name": "T", "skills": skills})
+    assert_problem(reply, 422, "validation")
+    assert (await api.call("GET", "/v1/agents/typed")).status == 404
+
+
+async def test_callback_time_needs_an_offset(api: Api) -> None:
+    """`not_before` is RFC 3339: a time without an offset is a 422."""
+    contact = await api.contact()
+    naive = {"not_before": "2030-01-01T00:00:00"}
+    reply = await api.call("POST", f"/v1/contacts/{contact['id']}/callback", naive, token=GATEWAY)
+    problem = assert_problem(reply, 422, "validation")
+    assert problem["errors"][0]["loc"] == ["body", "not_before"]
+
+
 async def test_conflicts_are_409(api: Api) -> None:
     """Accepting a taken reservation and completing a contact twice are 409 problems."""
     await api.agent("ann", billing=5)
