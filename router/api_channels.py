@@ -25,7 +25,7 @@ from router import appkeys as k
 from router import models as m
 from router.api import ADMIN, GATEWAY, Route, path_id, principal, read_body, read_limited
 from router.auth import Principal
-from router.customers import Thread
+from router.customers import Thread, UnreadableIdentities
 from router.problems import Problem, from_store, from_validation
 from router.service import Created
 from router.ws import error_message, parse_message
@@ -127,8 +127,13 @@ async def put_customer(request: web.Request) -> web.StreamResponse:
     service = request.app[k.SERVICE]
     try:
         created = await service.customers.upsert(who.tenant, customer_id, body)
-    except IdentityError as exc:
-        raise Problem(422, str(exc), kind="validation") from None
+    except UnreadableIdentities as exc:
+        raise Problem(
+            422,
+            f"an identity cannot be read: {exc}",
+            kind="validation",
+            errors=[{"loc": ["body", f, i], "msg": why} for f, i, why in exc.unreadable],
+        ) from None
     customer = await _customer(request, who.tenant, customer_id)
     return web.Response(
         body=customer.model_dump_json(),

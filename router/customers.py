@@ -400,10 +400,10 @@ class Customers:
             self.cache.contact_changed(tenant, state)
 
     async def upsert(self, tenant: str, customer_id: str, body: m.CustomerIn) -> bool:
+        """Raises ``UnreadableIdentities`` naming every phone, email or handle that cannot be
+        read (nothing is written then)."""
         assert self.store is not None
-        identities = [f"phone:{identity.phone(p, self.region)}" for p in body.phones]
-        identities += [f"email:{identity.email(e)}" for e in body.emails]
-        identities += [identity.handle(gw, h) for gw, h in _handles(body.chat_handles)]
+        identities = self._profile_identities(body)
         doc = body.model_dump(exclude_none=True)
         doc["id"] = customer_id
         cache = self.cache
@@ -419,6 +419,28 @@ class Customers:
                 written.clear()
             written[(tenant, customer_id)] = identities
         return created
+
+    def _profile_identities(self, body: m.CustomerIn) -> list[str]:
+        out: list[str] = []
+        unreadable: list[tuple[str, int, str]] = []
+        for i, number in enumerate(body.phones):
+            try:
+                out.append(f"phone:{identity.phone(number, self.region)}")
+            except identity.IdentityError as exc:
+                unreadable.append(("phones", i, str(exc)))
+        for i, address in enumerate(body.emails):
+            try:
+                out.append(f"email:{identity.email(address)}")
+            except identity.IdentityError as exc:
+                unreadable.append(("emails", i, str(exc)))
+        for i, (gateway, handle) in enumerate(_handles(body.chat_handles)):
+            try:
+                out.append(identity.handle(gateway, handle))
+            except identity.IdentityError as exc:
+                unreadable.append(("chat_handles", i, str(exc)))
+        if unreadable:
+            raise UnreadableIdentities(unreadable)
+        return out
 
     async def get(self, tenant: str, customer_id: str) -> tuple[dict[str, Any] | None, list[Any]]:
         """The profile and recent contacts, from Redis.
@@ -436,6 +458,15 @@ class Customers:
         if cache is not None and written is not None and profile is not None:
             cache.warm(tenant, customer_id, profile, wired, written, started)
         return profile, wired
+
+
+class UnreadableIdentities(identity.IdentityError):
+    """The phones, emails or chat handles of a profile that cannot be read: (field, index,
+    why) each."""
+
+    def __init__(self, unreadable: list[tuple[str, int, str]]) -> None:
+        self.unreadable = unreadable
+        super().__init__("; ".join(f"{f}[{i}]: {why}" for f, i, why in unreadable))
 
 
 def _handles(values: list[str]) -> list[tuple[str, str]]:

@@ -116,9 +116,21 @@ async def test_identity_owned_by_another_customer_is_409(api: Api) -> None:
 
 
 async def test_invalid_identity_in_profile_is_422(api: Api) -> None:
-    """A profile with an unreadable phone number is refused with a 422 problem."""
-    problem = await api.put_customer("cu-bad", 422, phones=["555-CALL-NOW-PLEASE"])
+    """A profile with unreadable identities is refused with a 422 problem listing each one by
+    field and position; nothing is written."""
+    problem = await api.put_customer(
+        "cu-bad",
+        422,
+        phones=["+1 415 555 0100", "555-CALL-NOW-PLEASE"],
+        emails=["not-an-email"],
+        chat_handles=["ok-handle", "bad handle with spaces"],
+    )
     assert "phone number" in problem["detail"]
+    assert [e["loc"] for e in problem["errors"]] == [
+        ["body", "phones", 1],
+        ["body", "emails", 0],
+        ["body", "chat_handles", 1],
+    ]
     await api.customer("cu-bad", 404)
 
 
