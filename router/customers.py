@@ -359,7 +359,8 @@ class Customers:
             if hit is not None:
                 return hit
         started = cache.begin() if cache is not None else -1
-        fresh_id = "cu" + secrets.token_hex(8)
+        # (a customer the gateway names but nobody has created yet is created under its id)
+        fresh_id = contact.customer_id or "cu" + secrets.token_hex(8)
         refs = [hashed_message_id(r) for r in thread.references] if thread else []
         own = hashed_message_id(thread.message_id) if thread and thread.message_id else ""
         found = await self.store.resolve(

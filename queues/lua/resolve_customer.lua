@@ -4,7 +4,8 @@
 -- KEYS[1]  tenant key prefix "sb:{tenant}:"
 -- ARGV[1]  identity ('' when the contact names only a customer id)
 -- ARGV[2]  customer id given by the gateway ('' for none)
--- ARGV[3]  id for a new customer (used only if the identity is unknown)
+-- ARGV[3]  id for a new customer (used only if the identity is unknown, or if the customer id
+--          the gateway gave is: it is then that id)
 -- ARGV[4]  new customer's profile document (JSON)
 -- ARGV[5]  how many recent contacts to return
 -- ARGV[6]  message ids this message replies to, oldest first (JSON list of hashed ids): the
@@ -18,6 +19,7 @@
 --   OK  {id = customer id ('' for none), created = bool, doc = profile JSON or false,
 --        contacts = history_out(id, n), thread_agent = agent of the thread ('' if none)}
 local ident, given, fresh, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5])
+local named = given  -- the id the gateway gave (a thread may give one below)
 if ARGV[9] ~= '' then
   local prev = redis.call('GET', K.idempotency(ARGV[9]))
   if prev then
@@ -76,6 +78,18 @@ local function found(id, created, doc)
 end
 if given ~= '' then
   local doc = redis.call('HGET', K.customer(given), 'doc')
+  if not doc and given == named then
+    -- a customer the gateway names and this store has not heard of (the CRM's id, before any
+    -- PUT): made now under that id (ARGV[3] and ARGV[4] then carry it), owning the sender's
+    -- identity unless another customer does
+    doc = ARGV[4]
+    local ids = '[]'
+    if ident ~= '' and redis.call('HSETNX', K.identities(), ident, given) == 1 then
+      doc, ids = listed(doc), cjson.encode({ident})
+    end
+    redis.call('HSET', K.customer(given), 'doc', doc, 'ids', ids)
+    return found(given, true, doc)
+  end
   if ident ~= '' and doc and redis.call('HSETNX', K.identities(), ident, given) == 1 then
     doc = join(given, doc)
   end

@@ -181,6 +181,23 @@ async def test_a_new_customer_lists_the_address_or_handle_it_came_from(api: Api)
     assert again["contact"]["customer"]["id"] == chat["id"]
 
 
+async def test_a_customer_id_nobody_has_created_yet_is_created(api: Api) -> None:
+    """A contact naming a customer id the store has not heard of (the CRM's, before any PUT)
+    creates that customer, owning the number it came from: the contact's customer exists, and
+    the next call from the number finds it. A PUT then fills the profile in."""
+    body = {"channel": "voice", "from": "+1 646 555 0188", "customer_id": "crm2-x"}
+    headers = {"Idempotency-Key": "named-1"}
+    first = await api.call("POST", "/v1/contacts", 201, json=body, headers=headers)
+    assert first["customer"]["id"] == "crm2-x"
+    profile = await api.customer("crm2-x")
+    assert profile["phones"] == ["+16465550188"]
+    assert [h["contact_id"] for h in profile["history"]] == [first["id"]]
+    again = await api.voice({"call_id": "CA-named", "from": "(646) 555-0188"})
+    assert again["customer"]["id"] == "crm2-x"
+    await api.put_customer("crm2-x", 200, name="Kim", value=5000.0, phones=["+16465550188"])
+    assert (await api.customer("crm2-x"))["segment"] == "gold"
+
+
 async def test_a_number_that_joins_a_named_customer_becomes_its_own(api: Api) -> None:
     """A contact naming its customer from a new number adds that number to the profile; a PUT
     of the profile without it releases it again."""
