@@ -503,8 +503,8 @@ class TenantCore:
             self.forget_declines(c)
         ag = self.agents[c.agent]
         self.release_capacity(ag, c.cc, now)
-        self.emit_state(ag)
         self.match_agent(ag, now)
+        self.emit_state(ag)  # after the offers: the load they take is in it
         self.refresh_free(ag)  # after matching: what it reserved is listed once
 
     # -------------------------------------------------------------------------- scripts
@@ -750,8 +750,8 @@ class TenantCore:
         self.set_agent_state_sets(ag, state)
         if state == "available":
             ag.idle = now
-            self.emit_state(ag)
             self.match_agent(ag, now)
+            self.emit_state(ag)  # after the offers: the load they take is in it
             self.refresh_free(ag)  # after matching: what it reserved is listed once
             return self.ok({"agent": self.agent_out(aid), "changed": True})
         self.refresh_free(ag)

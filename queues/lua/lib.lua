@@ -568,8 +568,8 @@ local function close_contact(c, now)
   local ag = load_agent(c.agent)
   local was = free_channels(ag)
   release_capacity(ag, c.cc, now)
-  emit_state(ag)
   match_agent(ag, now, true)
+  emit_state(ag)  -- after the offers: the load they take is in it
   save_agent(ag)
   refresh_free(ag, was)
 end

@@ -17,9 +17,10 @@ end
 local was = free_channels(ag)
 set_agent_state(ag, state)
 if state == 'available' then ag.idle = now end
-emit_state(ag)
--- available: it takes the best waiting contacts first, so its free sets are written once
+-- available: it takes the best waiting contacts first, so its free sets are written once (and
+-- its state event, after the offers, carries the load they take)
 if state == 'available' then match_agent(ag, now, true) end
+emit_state(ag)
 save_agent(ag)
 refresh_free(ag, was)
 return finish(E.OK, '{"agent":' .. agent_out(aid, ag) .. ',"changed":true}')

@@ -58,8 +58,8 @@ async def test_available_takes_best_waiting_contact_across_queues(
     await store.enqueue(tenant, contact("c2", ["q2"], priority_ms=5_000), T0 + 2_000)
     out = await store.set_agent_state(tenant, "a1", "available", T0 + 3_000)
     assert out.value[1] is True
-    assert kinds(out.events) == ["state", "offer"]
-    assert out.events[0] == {"t": "state", "a": "a1", "s": "available", "l": {}}
+    assert kinds(out.events) == ["offer", "state"]  # the state after the offers: their load
+    assert out.events[1] == {"t": "state", "a": "a1", "s": "available", "l": {"voice": 1}}
     assert offers(out.events) == [("a1", "c2", "q2")]
     assert (await store.contact_status(tenant, "c1")).status == "queued"
 

@@ -104,8 +104,8 @@ async def test_complete_with_wrap_up_then_next_contact(store: Store, tenant: str
     timers, events = await fire_due(store, tenant, T0 + 66_000)
     assert timers == ["w|c1"]
     assert events == [
-        {"t": "state", "a": "a1", "s": "available", "l": {}},
         {"t": "offer", "a": "a1", "r": "r2", "c": "c2", "x": T0 + 66_000 + OFFER_MS, "q": "q1"},
+        {"t": "state", "a": "a1", "s": "available", "l": {"voice": 1}},  # the offer's load in it
         {"t": "contact", "c": "c1", "s": "completed"},
     ]
     assert (await store.contact_status(tenant, "c1")).status == "completed"
