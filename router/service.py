@@ -46,6 +46,8 @@ _DECISION_PLAIN = frozenset(
         "priority_parts", "service_level", "status", "queue", "offered_via", "position",
     }
 )  # fmt: skip
+#: the channels whose sender is a phone number, which a callback without a number dials
+_DIALLABLE = frozenset({"voice", "sms", "callback"})
 #: how many accepted contacts' queues an instance remembers for ``complete``
 _ACCEPTED_QUEUES = 65536
 
@@ -322,6 +324,14 @@ class Service:
         now = self.clock.now_ms()
         not_before = int(body.not_before.timestamp() * 1000) if body.not_before else 0
         number = identity.phone(body.number, self.customers.region) if body.number else ""
+        if not number:
+            # without a number the agent dials the contact's own sender: a phone number only
+            # for a call or a text (or a callback already)
+            channel = (await self.store.contact_status(tenant, contact_id)).channel
+            if channel not in _DIALLABLE:
+                raise identity.IdentityError(
+                    f"a {channel} contact came from no phone number: give `number` to call back"
+                )
         outcome = await self.store.request_callback(tenant, contact_id, number, not_before, now)
         self.metrics.events(outcome.events)
         return self.render(outcome.value, tenant)

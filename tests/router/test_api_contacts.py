@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.router.conftest import GATEWAY, Api, ApiFactory, Desk
 
 
@@ -281,6 +283,23 @@ async def test_the_callback_offer_names_the_number_to_dial(api: Api) -> None:
     offer = await ws.recv("offer")
     assert offer["contact"]["id"] == contact["id"]
     assert offer["contact"]["callback"] == {"number": "+14155550101"}
+
+
+@pytest.mark.parametrize("channel", ["chat", "email"])
+async def test_a_callback_for_a_contact_without_a_phone_needs_a_number(
+    api: Api, channel: str
+) -> None:
+    """A chat or email contact came from no phone number: a callback without `number` is a
+    422 that changes nothing (the agent would have had a handle to dial); with one it holds."""
+    contact = await api.contact(channel=channel, intent="billing")
+    path = f"/v1/contacts/{contact['id']}/callback"
+    bad = await api.call("POST", path, {}, token=GATEWAY)
+    assert bad.status == 422
+    assert bad.body["errors"][0]["loc"] == ["body", "number"]
+    assert f"a {channel} contact came from no phone number" in bad.body["detail"]
+    assert (await api.get(f"/v1/contacts/{contact['id']}"))["channel"] == channel
+    held = await api.ok("POST", path, {"number": "+14155550101"}, token=GATEWAY)
+    assert held["channel"] == "callback"
 
 
 async def test_position_and_estimated_wait(api: Api) -> None:
