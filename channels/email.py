@@ -124,7 +124,9 @@ def from_json(payload: Any) -> Inbound:
     refs = [i for r in refs for i in (message_ids(r) or [r])]
     if reply_to:
         refs += [r for r in (message_ids(reply_to) or [reply_to]) if r not in refs]
-    contact = _contact(sender, subject, body, {})
+    # "Pat <pat@example.com>" as in a From header, or the bare address
+    named = [addr for _, addr in getaddresses([sender]) if "@" in addr]
+    contact = _contact(named[0] if named else sender, subject, body, {})
     if refs:
         contact["attributes"] = {"reply": True}
     payload_hash = digest(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))

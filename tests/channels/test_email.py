@@ -235,6 +235,15 @@ def test_json_email_to_contact() -> None:
     assert inbound.references == ["a1@mail.example.com", "a2@bank.example"]
 
 
+def test_json_from_may_carry_a_display_name() -> None:
+    """`from` may be a From header's form, "Name <address>", as a raw message's is: the
+    contact is from the address (it used to be refused as not an email address)."""
+    payload = {"message_id": "<n1@mail.example.com>", "from": "Pat Lee <pat@example.com>"}
+    assert email.from_json(payload).contact["from"] == "pat@example.com"
+    raw = b"From: Pat Lee <pat@example.com>\r\nMessage-ID: <n2@mail.example.com>\r\n\r\nhi\r\n"
+    assert email.from_raw(raw).contact["from"] == "pat@example.com"
+
+
 def test_json_references_as_header_string() -> None:
     """`references` may be the raw header text; `in_reply_to` is appended when missing."""
     inbound = email.from_json(
