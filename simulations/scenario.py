@@ -30,7 +30,14 @@ from pydantic import (
     model_validator,
 )
 
-from config.routing import CapacityChannel, Channel, RoutingConfig, load_routing, load_yaml
+from config.routing import (
+    CapacityChannel,
+    Channel,
+    ConfigInvalid,
+    RoutingConfig,
+    load_routing,
+    load_yaml,
+)
 from router.engine import Engine, cel_views
 from simulations.distributions import Constant, Distribution, Empirical, coerce, load_empirical
 
@@ -149,6 +156,34 @@ class Scenario(_Model):
         return self
 
 
+def _consistency(data: Mapping[str, Any]) -> list[str]:
+    """``Scenario._consistent`` on the raw data, for when a field error kept it from running
+    (group names aside: they need the groups read)."""
+    out = []
+    interval = data.get("interval_minutes", 30)
+    if isinstance(interval, int) and interval not in (15, 30):
+        out.append("interval_minutes must be 15 or 30")
+    duration, warmup = data.get("duration_hours"), data.get("warmup_hours", 0.0)
+    numeric = [isinstance(v, int | float) and not isinstance(v, bool) for v in (duration, warmup)]
+    if all(numeric) and warmup >= duration:
+        out.append("warmup_hours must be shorter than duration_hours")
+    return out
+
+
+def _routing_problems(routing: Any, base: Path, where: str) -> list[str]:
+    """The routing config's problems as lines of a scenario's report (none if it loads)."""
+    try:
+        if isinstance(routing, str):
+            load_routing(base / routing)
+        elif isinstance(routing, dict):
+            load_routing(routing, name=f"{where}: routing")
+    except ConfigInvalid as exc:
+        if isinstance(routing, str):  # its own file: file:line: path: message
+            return [f"  routing: {p}" for p in exc.problems]
+        return [f"  routing.{p.path}: {p.message}" for p in exc.problems]
+    return []
+
+
 @dataclass(frozen=True)
 class LoadedScenario:
     """A validated scenario with its routing config and empirical data read in."""
@@ -185,6 +220,10 @@ def load_scenario(
         lines = [
             f"  {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
         ]
+        # what a failing field keeps pydantic from checking, and the routing config's own
+        # problems: every problem of the file at once
+        lines += [f"  (top): {m}" for m in _consistency(data) if all(m not in x for x in lines)]
+        lines += _routing_problems(data.get("routing"), base, where)
         raise ScenarioInvalid(f"invalid scenario {where}:\n" + "\n".join(lines)) from None
     if isinstance(spec.routing, str):
         routing = load_routing(base / spec.routing)

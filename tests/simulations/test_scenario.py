@@ -129,6 +129,26 @@ def test_invalid_scenarios_list_the_problem(change: dict[str, Any], message: str
         load_scenario(minimal(**change))
 
 
+def test_every_problem_of_a_scenario_is_listed_at_once() -> None:
+    """A field error does not hide the scenario's consistency checks, nor its routing config's
+    problems: all are in one ScenarioInvalid."""
+    data = minimal(warmup_hours=3, duration_hours=2, interval_minutes=20)
+    data["arrivals"][0]["handle_time"] = {"dist": "constant", "seconds": -1}
+    data["routing"] = {
+        "queues": [{"name": "q", "agents": "true"}],
+        "rules": [{"name": "r", "steps": [{"queue": "nope"}]}],
+    }
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(data)
+    lines = str(caught.value).splitlines()[1:]
+    assert lines == [
+        "  arrivals.0.handle_time.constant.seconds: Input should be greater than or equal to 0",
+        "  (top): interval_minutes must be 15 or 30",
+        "  (top): warmup_hours must be shorter than duration_hours",
+        "  routing.rules[0].steps[0].queue: unknown queue 'nope'",
+    ]
+
+
 def test_infinite_patience_is_refused() -> None:
     """A distribution's numbers are finite (an infinite patience used to crash the run)."""
     data = minimal()
