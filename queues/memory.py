@@ -693,7 +693,7 @@ class TenantCore:
             self.remove_waiting(c)
         c.step += 1
         s = self.current_step(c)
-        if s.queues:
+        if s.queues and c.st != "offered":  # an offer's queue stays: an accept counts there
             c.queue = s.queues[0]
         if s.timeout_ms > 0:
             self.set_timer(now + s.timeout_ms, self.step_timer(c))

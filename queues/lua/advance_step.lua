@@ -20,7 +20,8 @@ if waiting then remove_waiting(c) end
 c.step = c.step + 1
 local s = steps[c.step + 1]
 c.s = s
-if s.q[1] then c.queue = s.q[1] end
+-- (an offered contact keeps the queue that offered it: an accept counts there)
+if s.q[1] and c.st ~= 'offered' then c.queue = s.q[1] end
 redis.call('HSET', K.contact(cid), 'step', c.step, 'queue', c.queue, 'cur', cjson.encode(s))
 if s.t > 0 then set_timer(now + s.t, step_timer(c)) end
 if waiting then

@@ -160,6 +160,25 @@ async def test_step_escalation_joins_further_queues(store: Store, tenant: str) -
     assert (await store.contact_status(tenant, "c1")).queue == "q2"
 
 
+async def test_an_offered_contact_escalates_without_leaving_its_offer_queue(
+    store: Store, tenant: str
+) -> None:
+    """A step that times out while the contact is on an offer moves it on (an offer that
+    fails goes to the next step), but the offer still belongs to the queue that made it: the
+    contact reports that queue, and an accept counts there, not in the next step's queue."""
+    await ready(store, tenant, agent("a1", ["q1"]))
+    steps = [Step(("q1",), (), 10_000), Step(("q2",))]
+    out = await store.enqueue(tenant, contact("c1", steps=steps, offer_ms={"q1": 30_000}), T0)
+    assert offers(out.events) == [("a1", "c1", "q1")]
+    timers, _ = await fire_due(store, tenant, T0 + 10_000)
+    assert timers == ["s|c1|0"]
+    assert (await store.contact_status(tenant, "c1")).queue == "q1"
+    accepted = await store.accept(tenant, "r1", "a1", T0 + 11_000)
+    assert accepted.value.contact.queue == "q1"
+    q1, q2 = await store.queue_snapshot(tenant, ["q1", "q2"], T0 + 11_000)
+    assert (q1.stats.get("answered"), q2.stats.get("answered")) == (1, None)
+
+
 async def test_step_escalation_without_agents_waits_in_both(store: Store, tenant: str) -> None:
     """After escalating, the waiting contact is counted in every queue of the new step."""
     steps = [Step(("q1",), (), 10_000), Step(("q1", "q2"))]
