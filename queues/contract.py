@@ -111,8 +111,11 @@ class QueueSnapshot:
     waiting: int
     oldest_enqueued_ms: int | None
     staffed: int
-    available: int
+    available: int  # in state available (busy or not)
     stats: dict[str, int]
+    #: the most agents with free capacity on one channel (a new contact of that channel is
+    #: offered at once)
+    free: int = 0
 
 
 @dataclass(slots=True)
@@ -231,6 +234,7 @@ def queue_snapshot(raw: dict[str, Any]) -> QueueSnapshot:
         staffed=raw["staffed"],
         available=raw["available"],
         stats={k: int(v) for k, v in _dict(raw["stats"]).items()},
+        free=raw["free"],
     )
 
 

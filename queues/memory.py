@@ -826,9 +826,10 @@ class TenantCore:
     def queue_snapshot(self, queues: list[str], channels: list[str], now: int) -> Reply:
         out = []
         for q in queues:
-            waiting = 0
+            waiting = free = 0
             for ch in channels:
                 waiting += len(self.queue_waiting.get((q, ch), ()))
+                free = max(free, len(self.queue_free.get((q, ch), ())))
             age = self.queue_age.get(q)
             first = _NEVER if age is None else age.lowest()
             staffed, available = self.queue_counts(q)
@@ -839,6 +840,7 @@ class TenantCore:
                     "oldest": -1 if first == _NEVER else first,
                     "staffed": staffed,
                     "available": available,
+                    "free": free,
                     "stats": dict(self.stats.get((q, now // 86400000), {})),
                 }
             )

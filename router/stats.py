@@ -78,8 +78,9 @@ class QueueStats:
             agents_available=snap.available,
             service_level=service_level(snap.stats),
             estimated_wait_seconds=(
+                # (an available agent may be busy: free capacity is what answers at once)
                 0.0
-                if snap.available > 0 and snap.waiting == 0
+                if snap.free > 0 and snap.waiting == 0
                 else self.estimated_wait(snap.name, snap.waiting + 1, snap.staffed, tenant)
             ),
         )

@@ -5,14 +5,16 @@
 -- ARGV[3]  channels (JSON list of capacity channels)
 -- Returns [code, payload, events]:
 --   OK  {queues = [{name, waiting, oldest (enqueued ms, -1 if empty), staffed, available,
+--                   free (the most agents with free capacity on one channel),
 --                   stats = {counter: n}}]}
 local now = tonumber(ARGV[1])
 local channels = cjson.decode(ARGV[3])
 local out = {}
 for _, q in ipairs(cjson.decode(ARGV[2])) do
-  local waiting = 0
+  local waiting, free = 0, 0
   for _, ch in ipairs(channels) do
     waiting = waiting + redis.call('ZCARD', K.queue_waiting(q, ch))
+    free = math.max(free, redis.call('ZCARD', K.queue_free(q, ch)))
   end
   local first = redis.call('ZRANGE', K.queue_age(q), 0, 0, 'WITHSCORES')
   local stats = {}
@@ -22,6 +24,6 @@ for _, q in ipairs(cjson.decode(ARGV[2])) do
   local n = tonumber(redis.call('GET', K.queue_staffed(q)) or '0')
   out[#out + 1] = {name = q, waiting = waiting, oldest = tonumber(first[2] or -1),
                    staffed = math.floor(n / 4294967296), available = n % 4294967296,
-                   stats = stats}
+                   free = free, stats = stats}
 end
 return finish(E.OK, {queues = out})

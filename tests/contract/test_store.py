@@ -23,7 +23,7 @@ async def test_queue_snapshot_counts_waiting_staffing_and_stats(store: Store, te
     await store.enqueue(tenant, contact("c2", channel="chat", now=T0 + 2_000), T0 + 2_000)
     await store.enqueue(tenant, contact("c3", channel="chat", now=T0 + 3_000), T0 + 3_000)
     q1, q9 = await store.queue_snapshot(tenant, ["q1", "q9"], T0 + 5_000)
-    assert q1 == QueueSnapshot("q1", 2, T0 + 2_000, 2, 1, {"offered": 3})
+    assert q1 == QueueSnapshot("q1", 2, T0 + 2_000, 2, 1, {"offered": 3}, free=0)
     assert q9 == QueueSnapshot("q9", 0, None, 0, 0, {})
     await store.accept(tenant, "r1", "a1", T0 + 6_000)
     await store.complete(tenant, "c1", "a1", 0, "sold", T0 + 16_000)
@@ -37,6 +37,21 @@ async def test_queue_snapshot_counts_waiting_staffing_and_stats(store: Store, te
         "handled": 1,
         "handle_ms": 10_000,
     }
+
+
+async def test_queue_snapshot_counts_agents_with_free_capacity(store: Store, tenant: str) -> None:
+    """`free` is the most agents with free capacity on one channel: an available agent busy
+    to its capacity is available but not free."""
+    await ready(store, tenant, agent("a1", capacity={"voice": 1, "chat": 2}))
+    await ready(store, tenant, agent("a2", capacity={"chat": 1}))
+    (q1,) = await store.queue_snapshot(tenant, ["q1"], T0)
+    assert (q1.available, q1.free) == (2, 2)  # both free for chat
+    await store.enqueue(tenant, contact("c1", now=T0 + 1), T0 + 1)  # voice: a1 is taken whole
+    (q1,) = await store.queue_snapshot(tenant, ["q1"], T0 + 1)
+    assert (q1.available, q1.free) == (2, 1)
+    await store.enqueue(tenant, contact("c2", channel="chat", now=T0 + 2), T0 + 2)
+    (q1,) = await store.queue_snapshot(tenant, ["q1"], T0 + 2)
+    assert (q1.available, q1.waiting, q1.free) == (2, 0, 0)
 
 
 async def test_stats_are_per_day(store: Store, tenant: str) -> None:

@@ -123,6 +123,18 @@ async def test_queues_report_depth_staffing_and_wait(api: Api) -> None:
     assert missing.status == 404
 
 
+async def test_queue_wait_is_zero_only_with_free_capacity(api: Api) -> None:
+    """A queue's estimated wait is 0.0 while an agent has free capacity; an available agent
+    busy to its capacity is no free agent (the estimate said 0.0 there)."""
+    await api.agent("ann", billing=5)
+    await api.state("ann", "available")
+    assert (await api.get("/v1/queues/billing"))["estimated_wait_seconds"] == 0.0
+    await api.contact()  # ann takes it: voice capacity 1
+    billing = await api.get("/v1/queues/billing")
+    assert (billing["agents_available"], billing["waiting"]) == (1, 0)
+    assert billing["estimated_wait_seconds"] == 180.0  # first in line x 180 s / 1 agent
+
+
 async def test_config_reload_applies_or_lists_every_error(
     make_api: ApiFactory, tmp_path: Path
 ) -> None:
