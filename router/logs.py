@@ -34,6 +34,9 @@ _PHONE_ONLY = re.compile(r"\+?[\d ().-]+")
 _CREDENTIAL = re.compile(
     r"(?i)(\bbearer\s+|\b(?:access_token|token|api_key|password)=)[^\s&\"',;]+"
 )
+#: what a credential (``_CREDENTIAL``) or a phone number (``_PHONE``) cannot do without
+_CREDENTIAL_HINT = re.compile(r"(?i)bearer|=")
+_DIGIT_RUN = re.compile(r"\d[\d ().-]{6}")
 _MAX_DEPTH = 8
 
 
@@ -101,9 +104,15 @@ class Redactor:
         return done
 
     def _scrub(self, text: str) -> str:
-        text = _CREDENTIAL.sub(lambda m: m.group(1) + "[redacted]", text)
-        text = _EMAIL.sub(lambda m: self.digest(m.group(0)), text)
-        return _PHONE.sub(self._phone, text)
+        # (each pattern only where what it needs is there: a full pass of the email pattern
+        # costs about 6 µs on a line of text, a test for "@" well under one)
+        if _CREDENTIAL_HINT.search(text):
+            text = _CREDENTIAL.sub(lambda m: m.group(1) + "[redacted]", text)
+        if "@" in text:
+            text = _EMAIL.sub(lambda m: self.digest(m.group(0)), text)
+        if _DIGIT_RUN.search(text):
+            text = _PHONE.sub(self._phone, text)
+        return text
 
     def _phone(self, match: re.Match[str]) -> str:
         text = match.group(0)

@@ -127,3 +127,27 @@ def test_a_phone_hashes_alike_in_a_field_and_in_text() -> None:
     """A phone field and the same number inside free text get the same hash."""
     out = _redact(phone="+1 415-555-0100", detail="callback to +14155550100 please")
     assert out["detail"] == f"callback to {out['phone']} please"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no candidate in billing had free voice capacity: queued at position 17",
+        "call +1 (415) 555-0100 now",
+        "mail Ana.Lee+x@Example.co.uk today",
+        "BEARER abc.def and ?access_token=xyz&b=1",
+        "on 2024-10-15 12:30, 12345678 items, id 123456789",
+        "a=b, c@d, 1234567",
+        "",
+    ],
+)
+def test_scrub_skips_a_pattern_only_where_it_cannot_match(text: str) -> None:
+    """Each pattern is skipped only when the text lacks what it needs: the result is the one
+    of running all three."""
+    from router import logs
+
+    redactor = Redactor(b"k" * 32)
+    full = logs._CREDENTIAL.sub(lambda m: m.group(1) + "[redacted]", text)
+    full = logs._EMAIL.sub(lambda m: redactor.digest(m.group(0)), full)
+    full = logs._PHONE.sub(redactor._phone, full)
+    assert redactor._scrub(text) == full
