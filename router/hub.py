@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 import structlog
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -180,12 +180,12 @@ class Hub:
                     await watcher(ev)
 
     async def _send(self, targets: set[web.WebSocketResponse], out: dict[str, Any]) -> None:
-        data = orjson.dumps(out).decode()
+        data = orjson.dumps(out)  # (a text frame of these bytes: no str in between)
         for ws in list(targets):
             if ws.closed:
                 continue
             with contextlib.suppress(ConnectionError, RuntimeError):
-                await ws.send_str(data)
+                await ws.send_frame(data, WSMsgType.TEXT)
                 self.delivered += 1
 
     async def listen(self, redis: Redis) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import WSMsgType, web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from queues.errors import SwitchboardError
 from router import appkeys as k
@@ -32,9 +32,16 @@ from router.service import Service
 log = structlog.get_logger("switchboard.ws")
 
 
-async def _send(ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+async def _send(ws: web.WebSocketResponse, message: dict[str, Any] | bytes) -> None:
+    data = message if isinstance(message, bytes) else orjson.dumps(message)
     with contextlib.suppress(ConnectionError, RuntimeError):
-        await ws.send_str(orjson.dumps(message).decode())
+        await ws.send_frame(data, WSMsgType.TEXT)
+
+
+def _typed(kind: str, model: BaseModel) -> bytes:
+    """``{"type": kind, **model}`` as JSON, the model serialized by pydantic straight to bytes
+    (no dict in between)."""
+    return b'{"type":"' + kind.encode() + b'",' + model.__pydantic_serializer__.to_json(model)[1:]
 
 
 def parse_message(raw: str) -> dict[str, Any]:
@@ -58,7 +65,7 @@ def error_message(problem: Problem, ref: Any = None) -> dict[str, Any]:
 
 async def _handle(
     request: web.Request, principal: Principal, agent_id: str, data: dict[str, Any]
-) -> dict[str, Any] | None:
+) -> dict[str, Any] | bytes | None:
     service = request.app[k.SERVICE]
     tenant = principal.tenant
     kind = data.get("type")
@@ -70,7 +77,7 @@ async def _handle(
     if kind == "accept":
         rid = str(data.get("reservation_id", ""))
         accepted = await service.accept(tenant, rid, acting or agent_id)
-        return {"type": "accepted", **accepted.model_dump(mode="json")}
+        return _typed("accepted", accepted)
     if kind == "reject":
         rid = str(data.get("reservation_id", ""))
         rejected = await service.reject(tenant, rid, acting or agent_id)
@@ -82,7 +89,8 @@ async def _handle(
         contact = await service.complete(
             tenant, str(data.get("contact_id", "")), acting or agent_id, body_c
         )
-        return {"type": "completed", "contact": contact.model_dump(mode="json")}
+        doc = contact.__pydantic_serializer__.to_json(contact)
+        return b'{"type":"completed","contact":' + doc + b"}"
     if kind == "ping":
         return {"type": "pong"}
     raise Problem(422, f"unknown message type {kind!r}", kind="validation")
@@ -234,7 +242,10 @@ async def agent_socket(
                 reply = error_message(from_store(exc), ref)
             if reply is not None:
                 if ref is not None:
-                    reply.setdefault("ref", ref)
+                    if isinstance(reply, bytes):
+                        reply = reply[:-1] + b',"ref":' + orjson.dumps(ref) + b"}"
+                    else:
+                        reply.setdefault("ref", ref)
                 await _send(ws, reply)
     finally:
         heartbeats.remove(beat)

@@ -93,6 +93,28 @@ async def test_socket_errors_echo_the_ref(api: Api) -> None:
     assert await desk.recv("pong") == {"type": "pong", "ref": 4}
 
 
+async def test_replies_echo_the_ref(api: Api) -> None:
+    """`accepted` and `completed` replies carry the contact as the API renders it, and `ref`
+    when the message had one."""
+    await api.agent("ann", billing=5)
+    desk = await api.ws("ann")
+    await desk.recv("state")
+    await desk.send({"type": "state", "state": "available"})
+    await desk.recv("state")
+    contact = await api.contact()
+    offer = await desk.recv("offer")
+    await desk.send({"type": "accept", "reservation_id": offer["reservation_id"], "ref": "a-1"})
+    accepted = await desk.recv("accepted")
+    assert (accepted["ref"], accepted["reservation_id"]) == ("a-1", offer["reservation_id"])
+    shown = await api.get(f"/v1/contacts/{contact['id']}")
+    assert accepted["contact"] == shown
+    await desk.send({"type": "complete", "contact_id": contact["id"], "ref": {"n": 7}})
+    completed = await desk.recv("completed")
+    assert completed["ref"] == {"n": 7}
+    assert completed["contact"] == await api.get(f"/v1/contacts/{contact['id']}")
+    assert completed["contact"]["status"] == "completed"
+
+
 async def test_offers_reach_a_socket_held_by_another_instance(make_api: ApiFactory) -> None:
     """Two apps on one Redis: a contact created on B is offered on the socket held by A."""
     a = await make_api()
