@@ -164,8 +164,9 @@ class Service:
         request = new.model_dump(by_alias=True, exclude_none=True)
         contact_id = self._contact_ids.next(started)
         idem = (idempotency_slot(idem_scope, idem_key), body_hash([request, extra]))
+        created_at = iso(started)
         customer = await self.customers.resolve(
-            tenant, new, contact_id, iso(started), thread, gateway, idem
+            tenant, new, contact_id, created_at, thread, gateway, idem
         )
         engine = self.engine
         cview, uview = cel_views(request, customer.profile)
@@ -174,7 +175,7 @@ class Service:
         doc = {
             "id": contact_id,
             "channel": new.channel,
-            "created_at": iso(started),
+            "created_at": created_at,
             "customer": {"id": customer.id, "segment": decision.segment, "value": uview["value"]},
             "priority": decision.priority,
             "rule": decision.rule,
