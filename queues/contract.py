@@ -92,6 +92,8 @@ class ContactState:
     position: int | None
     staffed: int
     disposition: str | None
+    #: a callback held out of line until this time (ms), else 0
+    hold_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -206,6 +208,7 @@ def contact_state(raw: dict[str, Any]) -> ContactState:
         raw["pos"] if st == "queued" else None,
         raw["staffed"],
         raw["disp"] or None,
+        int(raw.get("hold", 0)),
     )
 
 

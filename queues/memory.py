@@ -382,7 +382,7 @@ class TenantCore:
                 staffed += 1
         return ContactState(
             doc["id"], doc, st, c.ch, c.queue, c.agent or None, c.res or None, self.position(c),
-            staffed, c.disp or None,
+            staffed, c.disp or None, c.hold,
         )  # fmt: skip
 
     def reserve(self, c: _Contact, ag: _Agent, queue: str, now: int, waiting: bool = True) -> None:

@@ -297,6 +297,10 @@ class Service:
         wait = None
         if position is not None and state.staffed > 0:
             wait = self.stats.estimated_wait(state.queue, position, state.staffed, tenant)
+            if wait is not None and state.hold_ms:
+                # a callback held out of line waits at least until it is due
+                due = (state.hold_ms - self.clock.now_ms()) / 1000
+                wait = max(wait, round(due, 1))
         # (one dict validated at once, with the time already parsed: about 30 % cheaper than
         # keyword arguments and a nested model built first)
         return m.Contact.model_validate(

@@ -328,27 +328,31 @@ local function waiting_out(c)
 end
 
 -- A contact as JSON text (the decoders' contact_state), its stored document as it is.
-local function contact_json(doc, st, ch, queue, agent, res, disp, pos, staffed)
+-- hold: a held callback's not-before (ms, as stored), else nil.
+local function contact_json(doc, st, ch, queue, agent, res, disp, pos, staffed, hold)
   if disp == nil or disp == '' then disp = '""' else disp = cjson.encode(disp) end
   -- (a number in a concatenation is printed with sprintf: 0, the common case, is spelt out)
   if pos == 0 then pos = '0' end
   if staffed == 0 then staffed = '0' end
+  local tail = '}'
+  if hold then tail = ',"hold":' .. hold .. '}' end
   return '{"doc":' .. doc .. ',"st":"' .. st .. '","ch":"' .. ch .. '","queue":"' .. queue ..
          '","agent":"' .. agent .. '","res":"' .. res .. '","disp":' .. disp .. ',"pos":' ..
-         pos .. ',"staffed":' .. staffed .. '}'
+         pos .. ',"staffed":' .. staffed .. tail
 end
 
 local function contact_out(cid)
   local f = redis.call('HMGET', K.contact(cid), 'doc', 'st', 'ch', 'queue', 'agent', 'res',
                        'disp')
   if not f[1] then return nil end
-  local pos, staffed = 0, 0
+  local pos, staffed, hold = 0, 0, nil
   if f[2] == 'queued' then
-    -- what waiting_out reads of it (as load_contact would)
-    local w = redis.call('HMGET', K.contact(cid), 'cur', 'cc', 'key')
+    -- what waiting_out reads of it (as load_contact would), and a held callback's not-before
+    local w = redis.call('HMGET', K.contact(cid), 'cur', 'cc', 'key', 'hold')
     pos, staffed = waiting_out({id = cid, s = cjson.decode(w[1]), cc = w[2], ks = w[3]})
+    if w[4] and w[4] ~= '0' then hold = w[4] end
   end
-  return contact_json(f[1], f[2], f[3], f[4], f[5] or '', f[6] or '', f[7], pos, staffed)
+  return contact_json(f[1], f[2], f[3], f[4], f[5] or '', f[6] or '', f[7], pos, staffed, hold)
 end
 
 -- ---------------------------------------------------------------------------------- matching

@@ -231,7 +231,14 @@ async def test_callback_keeps_place_and_waits_until_due(store: Store, tenant: st
         await store.enqueue(tenant, contact(f"c{i}", now=T0 + i), T0 + i)
     out = await store.request_callback(tenant, "c2", "+15550100", T0 + 60_000, T0 + 10)
     c2 = out.value
-    assert (c2.status, c2.channel, c2.position) == ("queued", "callback", 2)
+    assert (c2.status, c2.channel, c2.position, c2.hold_ms) == (
+        "queued",
+        "callback",
+        2,
+        T0 + 60_000,
+    )
+    assert (await store.contact_status(tenant, "c2")).hold_ms == T0 + 60_000
+    assert (await store.contact_status(tenant, "c3")).hold_ms == 0
     assert (await store.queue_snapshot(tenant, ["q1"], T0 + 10))[0].waiting == 2
     assert offers(await ready(store, tenant, agent("a1"), T0 + 20)) == [("a1", "c1", "q1")]
     assert offers(await ready(store, tenant, agent("a2"), T0 + 30)) == [("a2", "c3", "q1")]
@@ -241,6 +248,7 @@ async def test_callback_keeps_place_and_waits_until_due(store: Store, tenant: st
     timers, events = await fire_due(store, tenant, T0 + 60_000)
     assert timers == ["b|c2"]
     assert offers(events) == [("a3", "c2", "q1")]
+    assert (await store.contact_status(tenant, "c2")).hold_ms == 0  # released: no longer held
 
 
 async def test_callback_now_is_offered_at_once(store: Store, tenant: str) -> None:

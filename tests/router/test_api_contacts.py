@@ -7,7 +7,7 @@ wrap-up ends) fire through the app's own timer loop, with the short timeouts of
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -300,6 +300,21 @@ async def test_a_callback_for_a_contact_without_a_phone_needs_a_number(
     assert (await api.get(f"/v1/contacts/{contact['id']}"))["channel"] == channel
     held = await api.ok("POST", path, {"number": "+14155550101"}, token=GATEWAY)
     assert held["channel"] == "callback"
+
+
+async def test_a_scheduled_callback_expects_to_wait_until_it_is_due(api: Api) -> None:
+    """A callback held until later says it will wait at least until then (the estimate
+    counted only the contacts ahead of it, as if it were in line now)."""
+    await api.agent("ann", billing=5)
+    await api.state("ann", "away")  # staffed, not taking contacts: an estimate exists
+    contact = await api.contact()
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    held = await api.ok(
+        "POST", f"/v1/contacts/{contact['id']}/callback", {"not_before": later}, token=GATEWAY
+    )
+    assert 3_590 <= held["estimated_wait_seconds"] <= 3_600
+    shown = await api.get(f"/v1/contacts/{contact['id']}")
+    assert 3_580 <= shown["estimated_wait_seconds"] <= 3_600
 
 
 async def test_position_and_estimated_wait(api: Api) -> None:
