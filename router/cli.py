@@ -46,6 +46,10 @@ def _count(text: str) -> int:
     return _whole(text, 1)
 
 
+def _count_or_none(text: str) -> int:
+    return _whole(text, 0)
+
+
 def _finite(text: str) -> float:
     try:
         value = float(text)
@@ -155,17 +159,19 @@ def _parser() -> argparse.ArgumentParser:
     load = sub.add_parser("loadtest", help="drive a running server with Poisson arrivals")
     load.add_argument("--url", required=True, help="server base URL")
     load.add_argument("--token", required=True, help="admin token")
-    load.add_argument("--rate", type=float, default=50.0, help="contacts per second")
-    load.add_argument("--agents", type=int, default=50)
-    load.add_argument("--duration", type=float, default=30.0, help="seconds")
-    load.add_argument("--json", dest="json_out", default=None)
+    load.add_argument("--rate", type=_non_negative, default=50.0, help="contacts per second")
+    load.add_argument("--agents", type=_count_or_none, default=50)
+    load.add_argument("--duration", type=_positive, default=30.0, help="seconds")
+    load.add_argument("--json", dest="json_out", type=_output_file, default=None)
     load.add_argument("--ws-url", default=None, help="agents' sockets here (default: --url)")
-    load.add_argument("--seed", type=int, default=1)
+    load.add_argument("--seed", type=_seed, default=1)
     load.add_argument("--mix", default=None, help='e.g. "channel:voice=0.6,chat=0.4;language:en=1"')
-    load.add_argument("--customers", type=int, default=1000, help="customer pool size")
+    load.add_argument("--customers", type=_count, default=1000, help="customer pool size")
     load.add_argument("--accept-delay", default=None, help="LOW:HIGH seconds (default 0.01:0.05)")
     load.add_argument("--handle-time", default=None, help="LOW:HIGH seconds (default 0.2:1.0)")
-    load.add_argument("--sockets", type=int, default=None, help="agents on sockets (default all)")
+    load.add_argument(
+        "--sockets", type=_count_or_none, default=None, help="agents on sockets (default all)"
+    )
     load.add_argument("--no-progress", action="store_true", help="no live progress line")
     return parser
 

@@ -163,3 +163,20 @@ def test_json_directory_not_writable(
         f"switchboard: argument --json: cannot write {out}: {tmp_path} is not writable"
     ]
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--rate", "nan", "must be a finite number"),
+        ("--rate", "-5", "must be >= 0"),
+        ("--duration", "inf", "must be a finite number"),
+        ("--agents", "-1", "must be at least 0"),
+        ("--seed", "-2", "must be at least 0"),
+        ("--customers", "0", "must be at least 1"),
+    ],
+)
+def test_loadtest_options_are_checked(option: str, value: str, message: str) -> None:
+    """loadtest refuses a non-finite or out-of-range option before it connects anywhere."""
+    done = switchboard("loadtest", "--url", "http://127.0.0.1:9", "--token", "t", option, value)
+    assert_refused(done, option, message)
