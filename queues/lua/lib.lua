@@ -236,7 +236,8 @@ local function load_contact(cid)
   return {id = cid, st = f[1], cc = f[2], key = f[3] + 0, ks = f[3],
           step = (f[4] or 0) + 0, s = cjson.decode(f[5]), agent = f[6] or '',
           res = f[7] or '', queue = f[8], enq = f[9] + 0, enq_s = f[9],
-          decl = (f[10] and f[10] ~= '[]') and cjson.decode(f[10]) or {}, slt = f[11] + 0, hold = (f[12] or 0) + 0}
+          decl = (f[10] and f[10] ~= '[]') and cjson.decode(f[10]) or {}, slt = f[11] + 0,
+          hold = (f[12] or 0) + 0}
 end
 
 -- A contact waits in the waiting sets (queue_waiting, agent_waiting) of its current step as
