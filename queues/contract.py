@@ -393,6 +393,15 @@ class Store(ABC):
         """An agent's pending offers with each contact's view (for a reconnecting socket)."""
 
     @abstractmethod
+    async def contact_view(self, tenant: str, contact_id: str) -> str | None:
+        """The view (JSON text) an offer of the contact carries, while it waits or is on offer;
+        None once it is past that (or unknown)."""
+
+    @abstractmethod
+    async def replace_view(self, tenant: str, contact_id: str, old: str, new: str) -> bool:
+        """Replace a waiting or offered contact's view by ``new`` if it is still ``old``."""
+
+    @abstractmethod
     async def list_agents(self, tenant: str) -> list[tuple[str, dict[str, Any], dict[str, int]]]:
         """Every agent as (id, document, capacity), ordered by id."""
 
@@ -406,3 +415,14 @@ def parse_timer(member: str) -> tuple[TimerKind, list[str]]:
     if kind not in ("o", "s", "w", "b"):
         raise ValueError(f"unknown timer {member!r}")
     return kind, args  # type: ignore[return-value]
+
+
+def view_text(reply: list[Any]) -> str | None:
+    payload, _ = unpack(reply)
+    view = payload["view"]
+    return view if isinstance(view, str) else None
+
+
+def view_replaced(reply: list[Any]) -> bool:
+    payload, _ = unpack(reply)
+    return bool(payload["replaced"])

@@ -969,3 +969,16 @@ class MemoryStore(Store):
 
     async def pending_offers(self, tenant: str, agent_id: str) -> list[PendingOffer]:
         return c_.pending_offers(self.core(tenant).agent_offers(agent_id), agent_id)
+
+    async def contact_view(self, tenant: str, contact_id: str) -> str | None:
+        c = self.core(tenant).contacts.get(contact_id)
+        if c is None or c.st not in ("queued", "offered"):
+            return None
+        return c.view
+
+    async def replace_view(self, tenant: str, contact_id: str, old: str, new: str) -> bool:
+        c = self.core(tenant).contacts.get(contact_id)
+        if c is None or c.st not in ("queued", "offered") or c.view != old:
+            return False
+        c.view = new
+        return True

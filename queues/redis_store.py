@@ -242,3 +242,9 @@ class RedisStore(Store):
 
     async def pending_offers(self, tenant: str, agent_id: str) -> list[PendingOffer]:
         return c_.pending_offers(await self.run("agent_offers", tenant, agent_id), agent_id)
+
+    async def contact_view(self, tenant: str, contact_id: str) -> str | None:
+        return c_.view_text(await self.run("contact_view", tenant, contact_id))
+
+    async def replace_view(self, tenant: str, contact_id: str, old: str, new: str) -> bool:
+        return c_.view_replaced(await self.run("replace_view", tenant, contact_id, old, new))

@@ -39,6 +39,8 @@ SCRIPT_NAMES = (
     "queue_snapshot",
     "list_agents",
     "agent_offers",
+    "contact_view",
+    "replace_view",
     "resolve_customer",
     "upsert_customer",
     "customer_history",

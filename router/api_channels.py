@@ -134,7 +134,13 @@ async def put_customer(request: web.Request) -> web.StreamResponse:
             kind="validation",
             errors=[{"loc": ["body", f, i], "msg": why} for f, i, why in exc.unreadable],
         ) from None
-    customer = await _customer(request, who.tenant, customer_id)
+    profile, history = await service.customers.get(who.tenant, customer_id)
+    if profile is None:
+        raise Problem(404, "no such customer")
+    if not created:
+        # the offers of the customer's waiting contacts show the new profile
+        await service.refresh_views(who.tenant, customer_id, profile, history)
+    customer = service.render_customer(profile, history)
     return web.Response(
         body=customer.model_dump_json(),
         status=201 if created else 200,

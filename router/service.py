@@ -34,7 +34,7 @@ from queues.contract import Step as StoreStep
 from router import logs
 from router import models as m
 from router.clock import Clock
-from router.customers import Customers, Thread
+from router.customers import Customers, Resolved, Thread
 from router.engine import Decision, Engine, cel_views
 from router.metrics import Metrics
 from router.stats import QueueStats
@@ -47,6 +47,8 @@ _DECISION_PLAIN = frozenset(
         "priority_parts", "service_level", "status", "queue", "offered_via", "position",
     }
 )  # fmt: skip
+#: what a contact's view keeps of its request, which the rules may read
+_REQUEST_FIELDS = ("channel", "from", "language", "intent", "subject", "body", "attributes")
 #: the channels whose sender is a phone number, which a callback without a number dials
 _DIALLABLE = frozenset({"voice", "sms", "callback"})
 #: how many accepted contacts' queues an instance remembers for ``complete``
@@ -220,6 +222,43 @@ class Service:
             )
             self._log_decision(contact_id, new.channel, decision, state, outcome.events)
         return Created(self.render(state, tenant), not outcome.value.replay)
+
+    async def refresh_views(
+        self, tenant: str, customer_id: str, profile: dict[str, Any], history: list[Any]
+    ) -> int:
+        """After a profile change, the offers of the customer's waiting contacts show it.
+
+        Each contact still queued or on offer gets its view's customer part (profile, segment,
+        other contacts) and the rules' suggestions worked out again from the new profile; its
+        routing (priority, queues) stays as decided. Returns how many views changed.
+        """
+        changed = 0
+        for item in history:
+            if item.get("status") not in ("queued", "offered"):
+                continue
+            cid = item["contact_id"]
+            old = await self.store.contact_view(tenant, cid)
+            if old is None:
+                continue
+            view = orjson.loads(old)
+            contact = view.get("contact") or {}
+            others = [h for h in history if h.get("contact_id") != cid]
+            request = {k: contact[k] for k in _REQUEST_FIELDS if contact.get(k) is not None}
+            cview, uview = cel_views(request, profile)
+            uview["contacts"] = len(others)
+            last_agent = next((h["agent_id"] for h in others if h.get("agent_id")), None)
+            decision = self.engine.decide(cview, uview, self.clock.now_ms(), last_agent)
+            single = Resolved(customer_id, profile, last_agent, others).single_view(
+                decision.segment
+            )
+            current = (view.get("customer") or {}).get("history") or []
+            single["history"] = [*current[:1], *others]
+            view["customer"] = single
+            view["suggestions"] = [s.wire() for s in decision.suggestions]
+            new = orjson.dumps(view).decode()
+            if new != old and await self.store.replace_view(tenant, cid, old, new):
+                changed += 1
+        return changed
 
     def _log_decision(
         self, cid: str, channel: str, d: Decision, state: ContactState, events: list[Event]

@@ -5,6 +5,8 @@ Every test runs on both stores (see ``conftest.store``).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from queues.contract import Store
@@ -281,3 +283,23 @@ async def test_idempotency_key_with_another_body_conflicts(store: Store, tenant:
     assert err.value.ids == {"contact": "c2"}
     (snap,) = await store.queue_snapshot(tenant, ["q1"], T0 + 1)
     assert snap.waiting == 1
+
+
+async def test_a_waiting_contacts_view_can_be_replaced(store: Store, tenant: str) -> None:
+    """A contact's view (what its offers carry) can be replaced while it waits or is on offer,
+    and only from the text it had: an offer made after sees the new view."""
+    await store.enqueue(tenant, contact("c1"), T0)
+    old = await store.contact_view(tenant, "c1")
+    assert old is not None
+    assert json.loads(old) == {"contact": "c1"}
+    new = json.dumps({"contact": "c1", "customer": {"name": "Ana"}})
+    assert await store.replace_view(tenant, "c1", '{"stale":1}', new) is False
+    assert await store.replace_view(tenant, "c1", old, new) is True
+    assert await store.contact_view(tenant, "c1") == new
+    await ready(store, tenant, agent("a1"), T0 + 1)
+    (pending,) = await store.pending_offers(tenant, "a1")
+    assert pending.view == {"contact": "c1", "customer": {"name": "Ana"}}
+    await store.accept(tenant, pending.reservation_id, "a1", T0 + 2)
+    assert await store.contact_view(tenant, "c1") is None  # past waiting
+    assert await store.replace_view(tenant, "c1", new, old) is False
+    assert await store.contact_view(tenant, "nobody") is None

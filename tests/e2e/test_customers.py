@@ -216,6 +216,31 @@ async def test_a_number_that_joins_a_named_customer_becomes_its_own(api: Api) ->
     assert released["customer"]["id"] != "cu-ana"
 
 
+async def test_an_offer_shows_the_profile_as_it_is_when_offered(api: Api) -> None:
+    """A profile pushed while the customer waits reaches the agent's offer: the new name,
+    value, segment, products and the suggestions they call for, and the customer's other
+    waiting contacts in its history. The contact keeps the routing it was given."""
+    await api.put_customer("cu-ana", **ANA)
+    call = await api.voice({"call_id": "CA-wait", "from": "(415) 555-0100"})
+    mail = await api.email(_email("ana@example.com", "a9@example.com"))
+    assert (call["status"], call["customer"]["segment"]) == ("queued", "gold")
+    richer = {**ANA, "name": "Ana García-Ruiz", "value": 25_000.0, "churn_risk": 0.8}
+    await api.put_customer("cu-ana", 200, **richer)
+    desk = await api.desk("bea", {"billing": 5})
+    offer = await desk.next("offer")
+    assert offer["contact"]["id"] == call["id"]
+    customer = offer["customer"]
+    assert (customer["name"], customer["value"], customer["churn_risk"], customer["segment"]) == (
+        "Ana García-Ruiz", 25_000.0, 0.8, "platinum"
+    )  # fmt: skip
+    assert [h["contact_id"] for h in customer["history"]] == [call["id"], mail["id"]]
+    kinds = {s["kind"] for s in offer["suggestions"]}
+    assert {"retention", "upsell"} <= kinds  # churn risk 0.8; 25,000 and no savings account
+    assert (await api.call("GET", f"/v1/contacts/{call['id']}", 200))["priority"] == call[
+        "priority"
+    ]  # routed as decided when it came in
+
+
 async def test_history_follows_the_contact(api: Api) -> None:
     """History is newest first; each entry's status, agent and disposition follow the contact."""
     await api.put_customer("cu-ana", **ANA)
