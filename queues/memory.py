@@ -449,6 +449,9 @@ class TenantCore:
 
     def requeue(self, c: _Contact) -> None:
         c.st, c.agent, c.res = "queued", "", ""
+        queues = self.current_step(c).queues
+        if queues and c.queue not in queues:  # its step moved on while it was on offer
+            c.queue = queues[0]
         if c.hold == 0:
             self.add_waiting(c)
 

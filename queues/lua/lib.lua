@@ -189,7 +189,9 @@ local function refresh_free(ag, was)
             if total > 0 then pct = math.floor(used * 100 / total) end
             score = ag.idle + pct * 1e13
           end
-          if type(score) == 'number' and score % 1 == 0 then score = fmt('%d', score) end
+          if type(score) == 'number' and score % 1 == 0 and math.abs(score) < 2^53 then
+            score = fmt('%d', score)
+          end
           scores[i] = score
         end
       end
@@ -503,7 +505,17 @@ end
 -- Puts an offered contact back in line with its original sort key.
 local function requeue(c)
   c.st, c.agent, c.res = 'queued', '', ''
-  redis.call('HSET', K.contact(c.id), 'st', 'queued', 'agent', '', 'res', '')
+  -- (a contact whose step moved on while it was on offer waits in the new step's queues: it
+  -- reports the first of them unless the queue that offered it is among them)
+  local q = c.s.q
+  if q[1] then
+    local kept = false
+    for _, name in ipairs(q) do
+      if name == c.queue then kept = true end
+    end
+    if not kept then c.queue = q[1] end
+  end
+  redis.call('HSET', K.contact(c.id), 'st', 'queued', 'agent', '', 'res', '', 'queue', c.queue)
   if c.hold == 0 then add_waiting(c) end
 end
 

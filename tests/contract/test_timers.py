@@ -179,6 +179,23 @@ async def test_an_offered_contact_escalates_without_leaving_its_offer_queue(
     assert (q1.stats.get("answered"), q2.stats.get("answered")) == (1, None)
 
 
+async def test_an_offer_that_fails_after_escalation_waits_in_the_new_step(
+    store: Store, tenant: str
+) -> None:
+    """When the offer made by the old step's queue fails after the step moved on, the contact
+    waits in the new step's queue and reports it (an abandon then counts there)."""
+    await ready(store, tenant, agent("a1", ["q1"]))
+    steps = [Step(("q1",), (), 10_000), Step(("q2",))]
+    await store.enqueue(tenant, contact("c1", steps=steps, offer_ms={"q1": 30_000}), T0)
+    await fire_due(store, tenant, T0 + 10_000)
+    await store.reject(tenant, "r1", "a1", T0 + 11_000)
+    c1 = await store.contact_status(tenant, "c1")
+    assert (c1.status, c1.queue, c1.position) == ("queued", "q2", 1)
+    await store.abandon(tenant, "c1", T0 + 12_000)
+    q1, q2 = await store.queue_snapshot(tenant, ["q1", "q2"], T0 + 12_000)
+    assert (q1.stats.get("abandoned"), q2.stats.get("abandoned")) == (None, 1)
+
+
 async def test_step_escalation_without_agents_waits_in_both(store: Store, tenant: str) -> None:
     """After escalating, the waiting contact is counted in every queue of the new step."""
     steps = [Step(("q1",), (), 10_000), Step(("q1", "q2"))]
