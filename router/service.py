@@ -385,8 +385,10 @@ class Service:
         number = identity.phone(body.number, self.customers.region) if body.number else ""
         if not number:
             # without a number the agent dials the contact's own sender: a phone number only
-            # for a call or a text (or a callback already)
-            channel = (await self.store.contact_status(tenant, contact_id)).channel
+            # for a call or a text (the channel it came on: a chat turned callback is still
+            # no number)
+            state = await self.store.contact_status(tenant, contact_id)
+            channel = str(state.doc.get("channel") or state.channel)
             if channel not in _DIALLABLE:
                 raise identity.IdentityError(
                     f"a {channel} contact came from no phone number: give `number` to call back"

@@ -298,8 +298,15 @@ async def test_a_callback_for_a_contact_without_a_phone_needs_a_number(
     assert bad.body["errors"][0]["loc"] == ["body", "number"]
     assert f"a {channel} contact came from no phone number" in bad.body["detail"]
     assert (await api.get(f"/v1/contacts/{contact['id']}"))["channel"] == channel
-    held = await api.ok("POST", path, {"number": "+14155550101"}, token=GATEWAY)
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    held = await api.ok(
+        "POST", path, {"number": "+14155550101", "not_before": later}, token=GATEWAY
+    )
     assert held["channel"] == "callback"
+    # asked again without a number (say, "call now instead"): still no number of its own
+    again = await api.call("POST", path, {}, token=GATEWAY)
+    assert again.status == 422
+    assert again.body["errors"][0]["loc"] == ["body", "number"]
 
 
 async def test_a_scheduled_callback_expects_to_wait_until_it_is_due(api: Api) -> None:
