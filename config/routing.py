@@ -334,25 +334,27 @@ def _cross_checks(data: Mapping[str, Any]) -> list[tuple[tuple[int | str, ...], 
 
 class _StrictLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that refuses a mapping with the same key twice (the default keeps
-    the last and silently drops the rest: a second `rules:` would replace the first)."""
+    the last and silently drops the rest: a second `rules:` would replace the first). Keys a
+    merge (``<<: *anchor``) brings in may be given again: that is how a merge is overridden."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
+        seen: set[tuple[str, Any]] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:  # an unhashable key: the constructor reports it
-                break
-            if duplicate:
+            if key_node.tag == _MERGE or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping",
                     node.start_mark,
-                    f"found the key {key!r} twice",
+                    f"found the key {key_node.value!r} twice",
                     key_node.start_mark,
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 def load_yaml(text: str) -> Any:

@@ -18,6 +18,7 @@ import asyncio
 import gc
 import importlib
 import json
+import math
 import random
 import secrets
 import sys
@@ -327,7 +328,7 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
             return default
         lo, _, hi = text.partition(":")
         low, high = float(lo), float(hi or lo)
-        if low < 0 or high < low:
+        if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or high < low:
             raise ValueError(f"expected LOW:HIGH seconds, got {text!r}")
         return low, high
 

@@ -440,3 +440,23 @@ def test_time_accessors_take_no_time_zone(expression: str) -> None:
     with pytest.raises(RuntimeError):  # what the check saves every evaluation from
         cel.compile(expression).execute(context)
     assert compile_expr("contact.intent == '.getHours(x)' && now.getHours() < 9", "rule")
+
+
+def test_yaml_merge_keys_load(tmp_path: Path) -> None:
+    """`<<: *anchor` shares settings between items, and a key given beside it overrides the
+    merged one: neither is a key given twice."""
+    path = tmp_path / "merge.yaml"
+    path.write_text(
+        "queues:\n"
+        "  - &q {name: billing, agents: 'agent.skills.billing >= 1', offer_timeout_seconds: 20}\n"
+        "  - <<: *q\n"
+        "    name: sales\n"
+        "rules:\n"
+        "  - {name: default, steps: [{queue: billing}]}\n",
+        encoding="utf-8",
+    )
+    cfg = load_routing(path)
+    assert [(q.name, q.offer_timeout_seconds) for q in cfg.queues] == [
+        ("billing", 20.0),
+        ("sales", 20.0),
+    ]

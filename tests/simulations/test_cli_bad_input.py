@@ -180,3 +180,14 @@ def test_loadtest_options_are_checked(option: str, value: str, message: str) -> 
     """loadtest refuses a non-finite or out-of-range option before it connects anywhere."""
     done = switchboard("loadtest", "--url", "http://127.0.0.1:9", "--token", "t", option, value)
     assert_refused(done, option, message)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--accept-delay", "nan:nan"), ("--handle-time", "1:inf")]
+)
+def test_loadtest_spans_are_finite(option: str, value: str) -> None:
+    """A LOW:HIGH span of seconds must be finite."""
+    done = switchboard("loadtest", "--url", "http://127.0.0.1:9", "--token", "t", option, value)
+    assert done.returncode == 2
+    assert f"expected LOW:HIGH seconds, got {value!r}" in done.stderr
+    assert "Traceback" not in done.stderr
