@@ -61,6 +61,11 @@ class EmbeddedRedis:
     binary: str = ""
     process: subprocess.Popen[bytes] | None = None
 
+    def __post_init__(self) -> None:
+        # absolute: redis-server changes into --dir first and reads the other paths from there
+        # (a relative "var" made it look for var/var/redis.log and refuse to start)
+        self.data_dir = Path(self.data_dir).absolute()
+
     @property
     def socket_path(self) -> Path:
         return self.data_dir / "redis.sock"

@@ -87,6 +87,18 @@ async def test_queued_contacts_survive_a_restart(
     assert (await second.get("/v1/queues/billing"))["waiting"] == 2
 
 
+def test_serve_starts_with_no_settings_at_all(
+    serve_child: Callable[..., Served], tmp_path: Path
+) -> None:
+    """The README's first command: no setting, so the embedded Redis lives in ./var of the
+    working directory (a relative data dir used to stop redis-server from starting: it looked
+    for var/var/redis.log)."""
+    served = serve_child({})
+    assert "an embedded Redis in var" in served.output()
+    assert (tmp_path / "var" / "redis.sock").exists()
+    assert http("GET", served.url + "/healthz")[0] == 200
+
+
 async def test_serve_runs_and_stops_cleanly(
     serve_child: Callable[..., Served], tmp_path: Path
 ) -> None:
