@@ -33,6 +33,7 @@ TEMPLATES: Final[dict[str, str]] = {
     "queue_age": "q:<queue>:age",
     "queue_members": "q:<queue>:members",
     "queue_staffed": "q:<queue>:staffed",
+    "queue_channels": "q:<queue>:chans",
     "queue_stats": "q:<queue>:stats",
     "customer": "cu:<customer>",
     "customer_history": "cu:<customer>:h",
@@ -100,6 +101,9 @@ class Keys:
 
     def queue_waiting(self, queue: str, channel: str) -> str:
         return self._key("queue_waiting", queue=queue, channel=channel)
+
+    def queue_channels(self, queue: str) -> str:
+        return self._key("queue_channels", queue=queue)
 
     def customer(self, customer: str) -> str:
         return self._key("customer", customer=customer)

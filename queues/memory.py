@@ -143,11 +143,13 @@ class _QueueCount:
     + available): a state change updates an agent's few counters in place.
     """
 
-    __slots__ = ("available", "staffed")
+    __slots__ = ("available", "channels", "staffed")
 
     def __init__(self) -> None:
         self.staffed = 0
         self.available = 0
+        #: members with capacity on each channel, whatever their state (q:<queue>:chans)
+        self.channels: dict[str, int] = {}
 
 
 class _Reservation:
@@ -374,8 +376,12 @@ class TenantCore:
         counts = self.queue_count
         for q in s.queues:
             n = counts.get(q)
+            # (members with capacity on its channel: else the queue staffs nobody for it; no
+            # channel listed at all, as in Redis data from before the counts: as before)
             if n is not None and n.staffed > staffed:
-                staffed = n.staffed
+                able = n.channels.get(c.cc)
+                if (able > 0) if able is not None else not n.channels:
+                    staffed = n.staffed
         for aid in s.agents:
             ag = self.agents.get(aid)
             if ag is not None and ag.st != "offline":
@@ -779,6 +785,8 @@ class TenantCore:
         for n in ag.counts:  # counted again below, in its new queues
             n.staffed -= staffed
             n.available -= available
+            for ch, cap in ag.cap.items():
+                n.channels[ch] -= cap > 0
         ag.cap = dict(spec.capacity)
         ag.qs = [(q, s, float(level)) for q, s, level in spec.memberships]
         ag.qnames = [q for q, _, _ in ag.qs]
@@ -796,6 +804,8 @@ class TenantCore:
         for n in ag.counts:
             n.staffed += staffed
             n.available += available
+            for ch, cap in ag.cap.items():
+                n.channels[ch] = n.channels.get(ch, 0) + (cap > 0)
         ag.excl = list(spec.exclusive)
         ag.doc = spec.doc
         ag.parsed = None

@@ -307,7 +307,20 @@ local function waiting_out(c)
   local s, staffed = c.s, 0
   for _, q in ipairs(s.q) do
     local n = redis.call('GET', K.queue_staffed(q))
-    if n then staffed = math.max(staffed, math.floor(n / 4294967296)) end
+    if n then
+      -- (a queue none of whose members has capacity on the contact's channel staffs nobody
+      -- for it: see upsert_agent's q:<queue>:chans)
+      -- (a hash not there at all: data from before it was kept; the queue counts as before)
+      local here = math.floor(n / 4294967296)
+      if here > staffed then
+        local able = redis.call('HGET', K.queue_channels(q), c.cc)
+        if able then
+          if able + 0 > 0 then staffed = here end
+        elseif redis.call('EXISTS', K.queue_channels(q)) == 0 then
+          staffed = here
+        end
+      end
+    end
   end
   if s.a then
     for _, aid in ipairs(s.a) do

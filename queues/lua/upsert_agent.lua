@@ -42,7 +42,21 @@ if count_in ~= 0 then
     if not had[q] then redis.call('INCRBY', K.queue_staffed(q), fmt('%d', count_in)) end
   end
 end
-ag.cap, ag.qs, ag.qn, ag.excl = cjson.decode(ARGV[4]), qs, uniq, cjson.decode(ARGV[6])
+-- q:<queue>:chans counts, per channel, the queue's members with capacity on it (whatever their
+-- state; a channel with capacity 0 is written as 0, so the hash lists every channel its members
+-- name): out of its old queues with its old capacity, into its new ones with the new
+for _, q in ipairs(ag.qn) do
+  for ch, n in pairs(ag.cap) do
+    redis.call('HINCRBY', K.queue_channels(q), ch, n > 0 and '-1' or '0')
+  end
+end
+local cap = cjson.decode(ARGV[4])
+for _, q in ipairs(uniq) do
+  for ch, n in pairs(cap) do
+    redis.call('HINCRBY', K.queue_channels(q), ch, n > 0 and '1' or '0')
+  end
+end
+ag.cap, ag.qs, ag.qn, ag.excl = cap, qs, uniq, cjson.decode(ARGV[6])
 -- prof: what most transitions need of the profile, in one field (see load_agent)
 local qj, uj = '[]', '[]'
 if #names > 0 then qj = cjson.encode(names) end

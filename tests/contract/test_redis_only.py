@@ -223,6 +223,20 @@ async def test_ended_reservations_expire(redis_client: Redis, tenant: str) -> No
         await store.accept(tenant, "r2", "a2", T0 + 20)
 
 
+async def test_queues_without_channel_counts_staff_as_before(
+    redis_client: Redis, tenant: str
+) -> None:
+    """Data from before the per-channel counts (no q:<queue>:chans) keeps counting every
+    staffed member, so an upgrade does not take every estimate away."""
+    store = RedisStore(redis_client)
+    await store.upsert_agent(tenant, agent("a1", capacity={"voice": 1}), T0)
+    await store.set_agent_state(tenant, "a1", "away", T0)
+    await store.enqueue(tenant, contact("c1", channel="chat", now=T0 + 1), T0 + 1)
+    assert (await store.contact_status(tenant, "c1")).staffed == 0
+    assert await redis_client.delete(Keys(tenant).queue_channels("q1")) == 1
+    assert (await store.contact_status(tenant, "c1")).staffed == 1
+
+
 async def test_unreachable_server_raises_store_unavailable(tmp_path: Path, tenant: str) -> None:
     """Every call on a Redis that cannot be reached raises StoreUnavailable, not a redis error."""
     # No retries: the default policy backs off for seconds before giving up.

@@ -54,6 +54,24 @@ async def test_queue_snapshot_counts_agents_with_free_capacity(store: Store, ten
     assert (q1.available, q1.waiting, q1.free) == (2, 0, 0)
 
 
+async def test_a_queue_staffs_nobody_for_a_channel_its_members_cannot_take(
+    store: Store, tenant: str
+) -> None:
+    """A waiting contact's `staffed` counts only queues with a member who has capacity on its
+    channel (so a chat in a voice-only team gets no estimate), and follows capacity changes."""
+    await store.upsert_agent(tenant, agent("a1", capacity={"voice": 1}), T0)
+    await store.set_agent_state(tenant, "a1", "away", T0)  # staffed, takes nothing
+    await store.enqueue(tenant, contact("c1", channel="chat", now=T0 + 1), T0 + 1)
+    await store.enqueue(tenant, contact("c2", now=T0 + 2), T0 + 2)
+    c1, c2 = [await store.contact_status(tenant, c) for c in ("c1", "c2")]
+    assert (c1.staffed, c2.staffed) == (0, 1)
+    await store.upsert_agent(tenant, agent("a1", capacity={"voice": 1, "chat": 2}), T0 + 3)
+    assert (await store.contact_status(tenant, "c1")).staffed == 1
+    await store.upsert_agent(tenant, agent("a1", ["q2"], capacity={"chat": 2}), T0 + 4)
+    c1, c2 = [await store.contact_status(tenant, c) for c in ("c1", "c2")]
+    assert (c1.staffed, c2.staffed) == (0, 0)  # a1 left q1
+
+
 async def test_stats_are_per_day(store: Store, tenant: str) -> None:
     """Counters restart at midnight UTC: yesterday's contacts are not in today's snapshot."""
     day = 86_400_000
