@@ -335,14 +335,24 @@ def _cross_checks(data: Mapping[str, Any]) -> list[tuple[tuple[int | str, ...], 
 class _StrictLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that refuses a mapping with the same key twice (the default keeps
     the last and silently drops the rest: a second `rules:` would replace the first). Keys a
-    merge (``<<: *anchor``) brings in may be given again: that is how a merge is overridden."""
+    merge (``<<: *anchor``) brings in may be given again: that is how a merge is overridden.
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[tuple[str, Any]] = set()
+    Each mapping is checked once, as written: before a merge elsewhere flattens it (which adds
+    the merged pairs to it), whichever comes first."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()
+
+    def _check(self, node: yaml.MappingNode) -> None:
+        if id(node) in self._checked:
+            return
+        self._checked.add(id(node))
+        seen: list[Any] = []
         for key_node, _ in node.value:
             if key_node.tag == _MERGE or not isinstance(key_node, yaml.ScalarNode):
                 continue
-            key = (key_node.tag, key_node.value)
+            key = self.construct_object(key_node)  # (1 and 0x1, true and True: one key)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping",
@@ -350,7 +360,14 @@ class _StrictLoader(yaml.SafeLoader):
                     f"found the key {key_node.value!r} twice",
                     key_node.start_mark,
                 )
-            seen.add(key)
+            seen.append(key)
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        self._check(node)
+        super().flatten_mapping(node)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self._check(node)
         return super().construct_mapping(node, deep=deep)
 
 

@@ -23,6 +23,7 @@ from config.routing import (
     RoutingConfig,
     demo_config_path,
     load_routing,
+    load_yaml,
 )
 
 BAD = Path(__file__).with_name("bad")
@@ -460,3 +461,29 @@ def test_yaml_merge_keys_load(tmp_path: Path) -> None:
         ("billing", 20.0),
         ("sales", 20.0),
     ]
+
+
+def test_a_merged_mapping_merged_again_loads() -> None:
+    """An anchored mapping with its own merge and override, merged again from elsewhere in the
+    file, loads as `yaml.safe_load` reads it (the check sees each mapping as written)."""
+    text = (
+        "base: &base {offer_timeout_seconds: 20, wrap_up_seconds: 10}\n"
+        "groups:\n"
+        "  retail:\n"
+        "    queues:\n"
+        "      - &sales\n"
+        "        <<: *base\n"
+        "        name: sales\n"
+        "        wrap_up_seconds: 30\n"
+        "vip:\n"
+        "  <<: *sales\n"
+        "  name: sales_vip\n"
+    )
+    assert load_yaml(text) == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("text", ["1: a\n0x1: b\n", "true: a\nTrue: b\n", "~: a\nnull: b\n"])
+def test_one_key_spelt_twice_is_an_error(text: str) -> None:
+    """Two spellings of one key (1 and 0x1, true and True) are the same key given twice."""
+    with pytest.raises(yaml.YAMLError, match="twice"):
+        load_yaml(text)
