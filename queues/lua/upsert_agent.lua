@@ -26,6 +26,24 @@ for _, m in ipairs(qs) do
   keep[m[1]] = true
   names[#names + 1] = m[1]
 end
+-- q:<queue>:chans counts, per channel, the queue's members with capacity on it (whatever their
+-- state; a channel with capacity 0 is written as 0, so the hash lists every channel its members
+-- name): out of its old queues with its old capacity, into its new ones with the new. A queue
+-- without the hash (data from before it was kept) first gets it counted from its members, this
+-- agent as it was included.
+local function count_channels(q)
+  if redis.call('EXISTS', K.queue_channels(q)) == 1 then return end
+  for _, member in ipairs(redis.call('SMEMBERS', K.queue_members(q))) do
+    local their = redis.call('HGET', K.agent(member), 'cap')
+    if their then
+      for ch, n in pairs(cjson.decode(their)) do
+        redis.call('HINCRBY', K.queue_channels(q), ch, n > 0 and '1' or '0')
+      end
+    end
+  end
+end
+for _, q in ipairs(ag.qn) do count_channels(q) end
+for _, q in ipairs(uniq) do count_channels(q) end
 -- the agent's state counts in the staffing counters of its queues: out of the queues it leaves,
 -- into those it joins
 local count_in, had = staffing(ag.st), {}
@@ -42,9 +60,6 @@ if count_in ~= 0 then
     if not had[q] then redis.call('INCRBY', K.queue_staffed(q), fmt('%d', count_in)) end
   end
 end
--- q:<queue>:chans counts, per channel, the queue's members with capacity on it (whatever their
--- state; a channel with capacity 0 is written as 0, so the hash lists every channel its members
--- name): out of its old queues with its old capacity, into its new ones with the new
 for _, q in ipairs(ag.qn) do
   for ch, n in pairs(ag.cap) do
     redis.call('HINCRBY', K.queue_channels(q), ch, n > 0 and '-1' or '0')

@@ -227,7 +227,8 @@ async def test_queues_without_channel_counts_staff_as_before(
     redis_client: Redis, tenant: str
 ) -> None:
     """Data from before the per-channel counts (no q:<queue>:chans) keeps counting every
-    staffed member, so an upgrade does not take every estimate away."""
+    staffed member, so an upgrade does not take every estimate away; the next upsert of a
+    member counts the queue's channels from all its members, and they stay right."""
     store = RedisStore(redis_client)
     await store.upsert_agent(tenant, agent("a1", capacity={"voice": 1}), T0)
     await store.set_agent_state(tenant, "a1", "away", T0)
@@ -235,6 +236,18 @@ async def test_queues_without_channel_counts_staff_as_before(
     assert (await store.contact_status(tenant, "c1")).staffed == 0
     assert await redis_client.delete(Keys(tenant).queue_channels("q1")) == 1
     assert (await store.contact_status(tenant, "c1")).staffed == 1
+    # the next upsert of any member counts the queue's channels from all its members first
+    await store.upsert_agent(tenant, agent("a2", capacity={"voice": 1}), T0 + 2)
+    await store.set_agent_state(tenant, "a2", "away", T0 + 2)
+    await store.enqueue(tenant, contact("c2", now=T0 + 3), T0 + 3)
+    for _ in range(2):  # the same spec again changes nothing
+        await store.upsert_agent(tenant, agent("a1", capacity={"voice": 1}), T0 + 4)
+    chans = await redis_client.hgetall(Keys(tenant).queue_channels("q1"))
+    assert chans == {b"voice": b"2"}
+    c1, c2 = [await store.contact_status(tenant, c) for c in ("c1", "c2")]
+    assert (c1.staffed, c2.staffed) == (0, 2)
+    await store.upsert_agent(tenant, agent("a1", ["q2"], capacity={"voice": 1}), T0 + 5)
+    assert await redis_client.hgetall(Keys(tenant).queue_channels("q1")) == {b"voice": b"1"}
 
 
 async def test_unreachable_server_raises_store_unavailable(tmp_path: Path, tenant: str) -> None:
