@@ -874,6 +874,19 @@ class TenantCore:
                 out.append({"r": rid, "c": r.c, "x": r.x, "q": r.q, "view": view})
         return self.ok({"offers": out})
 
+    def read_view(self, cid: str) -> Reply:
+        c = self.contacts.get(cid)
+        if c is None or c.st not in ("queued", "offered") or c.view is None:
+            return self.ok({"view": False})
+        return self.ok({"view": c.view})
+
+    def replace_view(self, cid: str, old: str, new: str) -> Reply:
+        c = self.contacts.get(cid)
+        if c is None or c.st not in ("queued", "offered") or c.view != old:
+            return self.ok({"replaced": False})
+        c.view = new
+        return self.ok({"replaced": True})
+
     def fire_timer(self, member: str, now: int) -> Reply:
         kind, args = c_.parse_timer(member)
         if kind == "o":
@@ -984,14 +997,7 @@ class MemoryStore(Store):
         return c_.pending_offers(self.core(tenant).agent_offers(agent_id), agent_id)
 
     async def contact_view(self, tenant: str, contact_id: str) -> str | None:
-        c = self.core(tenant).contacts.get(contact_id)
-        if c is None or c.st not in ("queued", "offered"):
-            return None
-        return c.view
+        return c_.view_text(self.core(tenant).read_view(contact_id))
 
     async def replace_view(self, tenant: str, contact_id: str, old: str, new: str) -> bool:
-        c = self.core(tenant).contacts.get(contact_id)
-        if c is None or c.st not in ("queued", "offered") or c.view != old:
-            return False
-        c.view = new
-        return True
+        return c_.view_replaced(self.core(tenant).replace_view(contact_id, old, new))

@@ -244,7 +244,7 @@ class RedisStore(Store):
         return c_.pending_offers(await self.run("agent_offers", tenant, agent_id), agent_id)
 
     async def contact_view(self, tenant: str, contact_id: str) -> str | None:
-        return c_.view_text(await self.run("contact_view", tenant, contact_id))
+        return c_.view_text(await self.run("read_view", tenant, contact_id))
 
     async def replace_view(self, tenant: str, contact_id: str, old: str, new: str) -> bool:
         return c_.view_replaced(await self.run("replace_view", tenant, contact_id, old, new))

@@ -39,7 +39,7 @@ SCRIPT_NAMES = (
     "queue_snapshot",
     "list_agents",
     "agent_offers",
-    "contact_view",
+    "read_view",
     "replace_view",
     "resolve_customer",
     "upsert_customer",

@@ -46,7 +46,7 @@ def _count(text: str) -> int:
     return _whole(text, 1)
 
 
-def _count_or_none(text: str) -> int:
+def _whole_or_zero(text: str) -> int:
     return _whole(text, 0)
 
 
@@ -160,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--url", required=True, help="server base URL")
     load.add_argument("--token", required=True, help="admin token")
     load.add_argument("--rate", type=_non_negative, default=50.0, help="contacts per second")
-    load.add_argument("--agents", type=_count_or_none, default=50)
+    load.add_argument("--agents", type=_whole_or_zero, default=50)
     load.add_argument("--duration", type=_positive, default=30.0, help="seconds")
     load.add_argument("--json", dest="json_out", type=_output_file, default=None)
     load.add_argument("--ws-url", default=None, help="agents' sockets here (default: --url)")
@@ -170,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--accept-delay", default=None, help="LOW:HIGH seconds (default 0.01:0.05)")
     load.add_argument("--handle-time", default=None, help="LOW:HIGH seconds (default 0.2:1.0)")
     load.add_argument(
-        "--sockets", type=_count_or_none, default=None, help="agents on sockets (default all)"
+        "--sockets", type=_whole_or_zero, default=None, help="agents on sockets (default all)"
     )
     load.add_argument("--no-progress", action="store_true", help="no live progress line")
     return parser

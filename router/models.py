@@ -28,20 +28,14 @@ class _In(BaseModel):
 
 
 def _depth(value: Any) -> int:
-    """How deeply ``value`` nests objects and arrays (0 for a scalar), without recursion."""
-    deepest, todo = 0, [(value, 0)]
-    while todo:
+    """How deeply ``value`` nests objects and arrays (0 for a scalar), without recursion; it
+    stops counting past ``MAX_ATTRIBUTES_DEPTH``."""
+    deepest, todo = 0, [(value, 1)]
+    while todo and deepest <= MAX_ATTRIBUTES_DEPTH:
         item, depth = todo.pop()
-        if isinstance(item, dict):
-            todo += [(v, depth + 1) for v in item.values()]
-        elif isinstance(item, list):
-            todo += [(v, depth + 1) for v in item]
-        else:
+        if isinstance(item, dict | list):
             deepest = max(deepest, depth)
-            continue
-        deepest = max(deepest, depth + 1)
-        if deepest > MAX_ATTRIBUTES_DEPTH:
-            break
+            todo += [(v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)]
     return deepest
 
 

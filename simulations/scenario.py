@@ -146,10 +146,10 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
-        if self.interval_minutes not in (15, 30):
-            raise ValueError("interval_minutes must be 15 or 30")
-        if self.warmup_hours >= self.duration_hours:
-            raise ValueError("warmup_hours must be shorter than duration_hours")
+        fields = ("interval_minutes", "duration_hours", "warmup_hours")
+        problems = _consistency({k: getattr(self, k) for k in fields})
+        if problems:
+            raise ValueError(problems[0])
         names = [g.label(i) for i, g in enumerate(self.agents)]
         if len(set(names)) != len(names):
             raise ValueError("agent group names must be unique")
@@ -157,8 +157,9 @@ class Scenario(_Model):
 
 
 def _consistency(data: Mapping[str, Any]) -> list[str]:
-    """``Scenario._consistent`` on the raw data, for when a field error kept it from running
-    (group names aside: they need the groups read)."""
+    """The interval and the warm-up against the duration: ``Scenario._consistent``, and the raw
+    data's own when a field error kept that from running (values of the wrong type are the
+    field errors' business)."""
     out = []
     interval = data.get("interval_minutes", 30)
     if isinstance(interval, int) and interval not in (15, 30):

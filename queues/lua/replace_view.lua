@@ -2,7 +2,7 @@
 -- callback's note or the contact's end since it was read leaves it as it is).
 -- KEYS[1]  tenant key prefix "sb:{tenant}:"
 -- ARGV[1]  contact id
--- ARGV[2]  the view as read (contact_view)
+-- ARGV[2]  the view as read (read_view)
 -- ARGV[3]  the new view
 -- Returns [code, payload, events]:
 --   OK  {replaced = bool}

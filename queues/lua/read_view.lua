@@ -1,4 +1,4 @@
--- contact_view (read only): the agent's view of a contact that still waits or is on offer (the
+-- read_view (read only): the agent's view of a contact that still waits or is on offer (the
 -- JSON an offer carries), for refreshing it when the customer's profile changes.
 -- KEYS[1]  tenant key prefix "sb:{tenant}:"
 -- ARGV[1]  contact id
