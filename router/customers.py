@@ -422,23 +422,30 @@ class Customers:
         return created
 
     def _profile_identities(self, body: m.CustomerIn) -> list[str]:
+        region = self.region
+
+        def phone(text: str) -> str:
+            return f"phone:{identity.phone(text, region)}"
+
+        def email(text: str) -> str:
+            return f"email:{identity.email(text)}"
+
+        def handle(text: str) -> str:
+            ((gateway, name),) = _handles([text])
+            return identity.handle(gateway, name)
+
         out: list[str] = []
         unreadable: list[tuple[str, int, str]] = []
-        for i, number in enumerate(body.phones):
-            try:
-                out.append(f"phone:{identity.phone(number, self.region)}")
-            except identity.IdentityError as exc:
-                unreadable.append(("phones", i, str(exc)))
-        for i, address in enumerate(body.emails):
-            try:
-                out.append(f"email:{identity.email(address)}")
-            except identity.IdentityError as exc:
-                unreadable.append(("emails", i, str(exc)))
-        for i, (gateway, handle) in enumerate(_handles(body.chat_handles)):
-            try:
-                out.append(identity.handle(gateway, handle))
-            except identity.IdentityError as exc:
-                unreadable.append(("chat_handles", i, str(exc)))
+        for name, values, read in (
+            ("phones", body.phones, phone),
+            ("emails", body.emails, email),
+            ("chat_handles", body.chat_handles, handle),
+        ):
+            for i, value in enumerate(values):
+                try:
+                    out.append(read(value))
+                except identity.IdentityError as exc:
+                    unreadable.append((name, i, str(exc)))
         if unreadable:
             raise UnreadableIdentities(unreadable)
         return out
