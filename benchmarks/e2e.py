@@ -40,9 +40,10 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from queues.embedded import EmbeddedRedis, find_redis_server, server_version
+from router.fastredis import serve_client
 from router.serve import event_loop
 from simulations.loadgen_agents import Behaviour
 from simulations.loadtest import LoadConfig, run_sync
@@ -72,9 +73,8 @@ def bare_app(redis_url: str, token: str) -> web.Application:
     expected = f"Bearer {token}"
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-        # A blocking pool: a burst waits for a connection instead of failing past 100.
-        pool = BlockingConnectionPool.from_url(redis_url, max_connections=64, timeout=30)
-        app[client_key] = Redis(connection_pool=pool)
+        # the client ``switchboard serve`` uses: its EVALSHA is as cheap as the server's
+        app[client_key] = serve_client(redis_url)
         app[sha_key] = await app[client_key].script_load("return 1")
         yield
         await app[client_key].aclose()

@@ -13,10 +13,12 @@ put the state back (accept + complete after ``enqueue``; offline after ``availab
 requeues the contact with its place), so every decision sees the case's sizes.
 
 Every case is measured beside the smallest case (another tenant of the same store), in
-alternating blocks, together with a trivial EVALSHA (``return 1``) on the same connection: the
-ceiling of any one-round-trip call. Cost growth and the Redis ratio are therefore ratios taken
-in the same minute, which matters on a machine whose speed drifts. Cases grow in place along a
-chain (agents or contacts are added), so 100,000 contacts are loaded only twice per store.
+alternating blocks, together with a trivial EVALSHA (``return 1``) on the same client: the
+ceiling of any one-round-trip call. The client is the one ``switchboard serve`` builds (scripts
+on one pipelined connection); ``--client redis-py`` runs both on a plain redis-py client. Cost
+growth and the Redis ratio are therefore ratios taken in the same minute, which matters on a
+machine whose speed drifts. Cases grow in place along a chain (agents or contacts are added),
+so 100,000 contacts are loaded only twice per store.
 Ratios are printed as ``mean/median``: preemption by other work on the machine lands in means.
 
     python -m benchmarks.engine            # the full grid, 3 to 6 minutes
@@ -51,6 +53,7 @@ from queues.embedded import EmbeddedRedis, find_redis_server, server_version
 from queues.keys import tenant_prefix
 from queues.memory import MemoryStore
 from queues.redis_store import RedisStore
+from router.fastredis import serve_client
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MEMBERSHIPS = 4
@@ -58,6 +61,12 @@ STRATEGIES = ("longest_idle", "most_skilled", "least_busy")
 PRIORITIES_MS = (0, 0, 0, 45_000, 120_000)  # standard, gold, platinum wait credit
 SETUP_PARALLEL = 32  # concurrent setup calls on Redis (untimed)
 TARGET_MEMORY_RATE = 50_000.0
+#: the Redis client of a run: ``serve`` is the one ``switchboard serve`` builds (its scripts on
+#: one pipelined connection); ``redis-py`` a plain redis-py client, as earlier runs used
+CLIENTS: dict[str, Callable[[str], Redis]] = {
+    "serve": serve_client,
+    "redis-py": lambda url: Redis.from_url(url),
+}
 TARGET_REDIS_RATIO = 0.5
 TARGET_GROWTH = 2.0
 PACKAGES = ("redis", "hiredis", "orjson", "sortedcontainers", "switchboard")
@@ -317,7 +326,12 @@ async def bench_store(
 
 
 async def bench(
-    chains: Sequence[Sequence[Case]], rounds: int, block: int, redis_block: int, fsync: bool
+    chains: Sequence[Sequence[Case]],
+    rounds: int,
+    block: int,
+    redis_block: int,
+    fsync: bool,
+    client_kind: str = "serve",
 ) -> list[Row]:
     async def memory() -> Store:
         gc.collect()
@@ -331,7 +345,7 @@ async def bench(
             servers.append(("redis-aof-always", aof, ()))
         for label, server, server_chains in servers:
             server.start()
-            client = Redis(unix_socket_path=str(server.socket_path))
+            client = CLIENTS[client_kind](server.url)
 
             async def redis(client: Redis = client) -> Store:
                 await client.flushall()
@@ -399,6 +413,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small cases, few decisions")
     parser.add_argument("--json", type=Path, default=None, help="results file")
     parser.add_argument("--no-fsync", action="store_true", help="skip the appendfsync-always run")
+    parser.add_argument(
+        "--client",
+        choices=sorted(CLIENTS),
+        default="serve",
+        help="the Redis client: serve's own (default) or a plain redis-py one",
+    )
     args = parser.parse_args(argv)
     chains, rounds, block, redis_block = (
         (QUICK_CHAINS, 2, 100, 100) if args.quick else (CHAINS, 5, 1_000, 300)
@@ -407,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started, load_before = datetime.now(UTC), os.getloadavg()
     print(HEADER, file=sys.stderr)
     fsync = not (args.quick or args.no_fsync)
-    rows = asyncio.run(bench(chains, rounds, block, redis_block, fsync))
+    rows = asyncio.run(bench(chains, rounds, block, redis_block, fsync, args.client))
     largest = max(
         (c for chain in chains for c in chain), key=lambda c: c.agents * c.contacts * c.queues
     )
@@ -417,6 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
         "quick": args.quick,
         "method": {
+            "redis_client": args.client,
             "memberships_per_agent": MEMBERSHIPS,
             "rounds": rounds,
             "block": {"memory": block, "redis": redis_block},

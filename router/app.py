@@ -19,7 +19,7 @@ import structlog
 from aiohttp import WSCloseCode, web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from config.routing import RoutingConfig, demo_config_path, load_routing
 from config.settings import Settings
@@ -34,7 +34,7 @@ from router.auth import Authenticator, TokenIssuer
 from router.clock import WallClock
 from router.customers import CustomerCache, Customers
 from router.engine import Engine
-from router.fastredis import PipelinedRedis, ScriptRunner
+from router.fastredis import PipelinedRedis, serve_client
 from router.hub import Hub
 from router.metrics import Metrics, QueueCollector, thresholds
 from router.openapi import build as build_openapi
@@ -69,26 +69,11 @@ async def request_context(
     return response
 
 
-# A bounded pool that waits for a free connection: redis-py's default pool raises once 100
-# connections are busy, which a burst of requests or sockets closing at once turns into 503s.
-_POOL = {"max_connections": 64, "timeout": 10}
-
-
-def _redis_client(url: str) -> Redis:
-    """redis-py on a blocking pool; its scripts (every store call) pipelined on one connection."""
-    pool = BlockingConnectionPool.from_url(
-        url, socket_connect_timeout=2, socket_timeout=10, **_POOL
-    )
-    if ScriptRunner.supports(url):
-        return PipelinedRedis(pool, ScriptRunner(url, connect_timeout=2, reply_timeout=10))
-    return Redis(connection_pool=pool)
-
-
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[k.SETTINGS]
     embedded: EmbeddedRedis | None = None
     if settings.redis_url:
-        client = _redis_client(settings.redis_url)
+        client = serve_client(settings.redis_url)
     else:
         embedded = EmbeddedRedis(
             Path(settings.data_dir),
@@ -98,7 +83,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         await asyncio.get_running_loop().run_in_executor(None, embedded.start)
         log.info("redis.embedded_started", dir=str(settings.data_dir))
-        client = _redis_client(f"unix://{embedded.socket_path}")
+        client = serve_client(f"unix://{embedded.socket_path}")
     app[k.REDIS] = client
     supervisor = asyncio.create_task(_supervise(embedded)) if embedded else None
     yield

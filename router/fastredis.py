@@ -32,7 +32,7 @@ from typing import Any, cast
 import hiredis
 from redis._parsers.base import BaseParser
 from redis.asyncio import Redis
-from redis.asyncio.connection import ConnectionPool, parse_url
+from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool, parse_url
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, NoScriptError
@@ -377,3 +377,19 @@ class PipelinedRedis(Redis):
         with contextlib.suppress(Exception):
             await self.runner.close()
         await super().aclose(close_connection_pool)
+
+
+# A bounded pool that waits for a free connection: redis-py's default pool raises once 100
+# connections are busy, which a burst of requests or sockets closing at once turns into 503s.
+_POOL = {"max_connections": 64, "timeout": 10}
+
+
+def serve_client(url: str) -> Redis:
+    """The client ``switchboard serve`` uses: redis-py on a blocking pool, its scripts (every
+    store call) pipelined on one connection where the URL allows it."""
+    pool = BlockingConnectionPool.from_url(
+        url, socket_connect_timeout=2, socket_timeout=10, **_POOL
+    )
+    if ScriptRunner.supports(url):
+        return PipelinedRedis(pool, ScriptRunner(url, connect_timeout=2, reply_timeout=10))
+    return Redis(connection_pool=pool)
