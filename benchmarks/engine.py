@@ -54,6 +54,7 @@ from queues.keys import tenant_prefix
 from queues.memory import MemoryStore
 from queues.redis_store import RedisStore
 from router.fastredis import serve_client
+from router.serve import event_loop
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MEMBERSHIPS = 4
@@ -69,7 +70,7 @@ CLIENTS: dict[str, Callable[[str], Redis]] = {
 }
 TARGET_REDIS_RATIO = 0.5
 TARGET_GROWTH = 2.0
-PACKAGES = ("redis", "hiredis", "orjson", "sortedcontainers", "switchboard")
+PACKAGES = ("redis", "hiredis", "orjson", "sortedcontainers", "uvloop", "switchboard")
 Row = dict[str, Any]
 
 
@@ -408,6 +409,11 @@ def _line(r: Row) -> str:
     )
 
 
+def _loop(name: str) -> asyncio.AbstractEventLoop:
+    """A new event loop of the kind ``serve`` would run for ``name``."""
+    return event_loop(name) or asyncio.new_event_loop()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Routing-core decisions per second (issue 2).")
     parser.add_argument("--quick", action="store_true", help="small cases, few decisions")
@@ -419,6 +425,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="serve",
         help="the Redis client: serve's own (default) or a plain redis-py one",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="the event loop, as serve's SWITCHBOARD_EVENT_LOOP (auto: uvloop when installed)",
+    )
     args = parser.parse_args(argv)
     chains, rounds, block, redis_block = (
         (QUICK_CHAINS, 2, 100, 100) if args.quick else (CHAINS, 5, 1_000, 300)
@@ -427,7 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started, load_before = datetime.now(UTC), os.getloadavg()
     print(HEADER, file=sys.stderr)
     fsync = not (args.quick or args.no_fsync)
-    rows = asyncio.run(bench(chains, rounds, block, redis_block, fsync, args.client))
+    with asyncio.Runner(loop_factory=partial(_loop, args.loop)) as runner:
+        loop_kind = type(runner.get_loop()).__module__.split(".")[0]  # uvloop or asyncio
+        rows = runner.run(bench(chains, rounds, block, redis_block, fsync, args.client))
     largest = max(
         (c for chain in chains for c in chain), key=lambda c: c.agents * c.contacts * c.queues
     )
@@ -438,6 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quick": args.quick,
         "method": {
             "redis_client": args.client,
+            "event_loop": loop_kind,
             "memberships_per_agent": MEMBERSHIPS,
             "rounds": rounds,
             "block": {"memory": block, "redis": redis_block},

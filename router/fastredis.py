@@ -44,20 +44,32 @@ def pack(args: Sequence[Any]) -> bytes:
     """One command in RESP, encoded as redis-py does (str UTF-8, numbers as text)."""
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
+        kind = arg.__class__  # exact types first: every script call packs a dozen arguments
+        if kind is str:
             data = arg.encode()
-        elif isinstance(arg, bool):
-            raise DataError("a bool is not a Redis argument")
-        elif isinstance(arg, int):
+        elif kind is int:
             data = b"%d" % arg
-        elif isinstance(arg, float):
-            data = repr(arg).encode()
+        elif kind is bytes:
+            data = arg
         else:
-            raise DataError(f"cannot send a {type(arg).__name__} to Redis")
+            data = _encode(arg)
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
+
+
+def _encode(arg: Any) -> bytes:
+    """An argument of any other type (a subclass, a float), or a ``DataError``."""
+    if isinstance(arg, bytes):
+        return bytes(arg)
+    if isinstance(arg, str):
+        return str.encode(arg)
+    if isinstance(arg, bool):
+        raise DataError("a bool is not a Redis argument")
+    if isinstance(arg, int):
+        return b"%d" % arg
+    if isinstance(arg, float):
+        return repr(arg).encode()
+    raise DataError(f"cannot send a {type(arg).__name__} to Redis")
 
 
 _INCOMPLETE = object()  # what the reader returns until a whole reply is in (False is a reply)
