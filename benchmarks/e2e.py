@@ -34,13 +34,14 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from queues.embedded import EmbeddedRedis, find_redis_server, server_version
 from router.fastredis import serve_client
@@ -54,9 +55,12 @@ BIN = Path(sys.executable).parent
 TOKEN = "bench-" + secrets.token_hex(8)
 P99_LIMIT_MS = 50.0
 RATES = [100.0, 200.0, 400.0, 600.0, 800.0, 1000.0, 1200.0, 1500.0]
-CEILING = [400.0, 800.0, 1200.0, 1600.0, 2000.0, 2500.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0]
+CEILING = [400.0, 800.0, 1600.0, 2500.0, 4000.0, 6000.0, 8000.0, 10000.0, 12000.0, 16000.0]
 ALWAYS_RATE = 200.0  # the targets' rate is measured even when a lower rate already failed
 PARTS = ("sweep", "big", "ceiling", "two", "embedded")
+#: parts run only when named in --only (the ceiling on a plain redis-py pool, as runs before
+#: 2026-11-24 measured it)
+EXTRA_PARTS = ("ceiling-redis-py",)
 #: agents answer fast and briefly, so agent capacity is not what limits the rate
 BEHAVIOUR = Behaviour(accept_delay=(0.005, 0.02), handle_time=(0.1, 0.3))
 PACKAGES = ("aiohttp", "redis", "hiredis", "orjson", "hdrhistogram", "uvloop")
@@ -66,15 +70,22 @@ Row = dict[str, Any]
 # --------------------------------------------------------------------------- the ceiling
 
 
-def bare_app(redis_url: str, token: str) -> web.Application:
-    """POST /v1/contacts: check the token, parse the body, one EVALSHA, answer 201."""
+def bare_app(redis_url: str, token: str, client: str = "serve") -> web.Application:
+    """POST /v1/contacts: check the token, parse the body, one EVALSHA, answer 201.
+
+    ``client`` ``serve``: the Redis client ``switchboard serve`` uses (scripts pipelined on one
+    connection); ``redis-py``: redis-py on a blocking pool of up to 64 connections.
+    """
     client_key = web.AppKey("client", Redis)
     sha_key = web.AppKey("sha", str)
     expected = f"Bearer {token}"
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-        # the client ``switchboard serve`` uses: its EVALSHA is as cheap as the server's
-        app[client_key] = serve_client(redis_url)
+        if client == "serve":  # its EVALSHA is as cheap as the server's
+            app[client_key] = serve_client(redis_url)
+        else:
+            pool = BlockingConnectionPool.from_url(redis_url, max_connections=64, timeout=30)
+            app[client_key] = Redis(connection_pool=pool)
         app[sha_key] = await app[client_key].script_load("return 1")
         yield
         await app[client_key].aclose()
@@ -191,9 +202,9 @@ def serve_env(redis_url: str, data_dir: Path) -> dict[str, str]:
     }
 
 
-def bare_command(redis_url: str) -> list[str]:
+def bare_command(redis_url: str, client: str = "serve") -> list[str]:
     return [sys.executable, "-m", "benchmarks.e2e", "--bare", "--redis-url", redis_url, "--token",
-            TOKEN, "--loop", SERVER_LOOP]  # fmt: skip
+            TOKEN, "--loop", SERVER_LOOP, "--bare-client", client]  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ runs
@@ -251,7 +262,7 @@ class Bench:
         return result
 
     def record(self, label: str, kind: str, result: Row) -> Row:
-        metric = "offer_ms" if kind != "ceiling" else "create_ms"
+        metric = "create_ms" if kind.startswith("ceiling") else "offer_ms"
         p99 = result[metric]["p99"]
         result["label"], result["kind"], result["load"] = label, kind, os.getloadavg()[0]
         result["passed"] = bool(
@@ -291,11 +302,13 @@ class Bench:
             result = self.load(url, rate, agents, {"server": pid})
         return self.record(f"embedded fsync always {agents}", "embedded", result)
 
-    def ceiling(self, rate: float) -> Row:
+    def ceiling(self, rate: float, client: str = "serve") -> Row:
         self.flush()
-        with server(bare_command(self.redis.url), {}, self.log) as (url, pid):
+        with server(bare_command(self.redis.url, client), {}, self.log) as (url, pid):
             result = self.load(url, rate, 0, {"server": pid, "redis": self.redis_pid})
-        return self.record("bare aiohttp+EVALSHA", "ceiling", result)
+        if client == "serve":
+            return self.record("bare aiohttp+EVALSHA", "ceiling", result)
+        return self.record("bare, redis-py pool", "ceiling-redis-py", result)
 
     def highest(self, measure: Callable[[float], Row], rates: list[float], steps: int) -> float:
         """Climb ``rates`` to the first failure, then bisect ``steps`` times between.
@@ -421,7 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--token", default="", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
-    parser.add_argument("--only", default="", help=f"comma list of {','.join(PARTS)},base")
+    parser.add_argument("--bare-client", default="serve", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only", default="", help=f"comma list of {','.join(PARTS + EXTRA_PARTS)},base"
+    )
     parser.add_argument("--server-root", default="", help="run serve from this source tree")
     parser.add_argument(
         "--loader-http",
@@ -438,8 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.bare:
-        web.run_app(bare_app(args.redis_url, args.token), port=args.port, print=None,
-                    access_log=None, loop=event_loop(args.loop))  # fmt: skip
+        app = bare_app(args.redis_url, args.token, args.bare_client)
+        web.run_app(app, port=args.port, print=None, access_log=None, loop=event_loop(args.loop))
         return 0
     global SERVER_ROOT, LEAN_HTTP
     LEAN_HTTP = args.loader_http == "lean"
@@ -451,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(args.only.split(",")) if args.only else set(PARTS)
     out = Path(args.out or RESULTS / ("e2e-quick.json" if quick else "e2e.json"))
     best = ceiling = 0.0
+    extra: Row = {}
     with tempfile.TemporaryDirectory(prefix="sb-e2e-") as tmp:
         work = Path(tmp)
         redis = EmbeddedRedis(work / "redis", persistent=False)
@@ -471,13 +488,18 @@ def main(argv: list[str] | None = None) -> int:
                 bench.switchboard(200, 10_000)
             if "ceiling" in parts:
                 ceiling = bench.highest(bench.ceiling, up, 0 if quick else 2)
+            if "ceiling-redis-py" in parts:
+                redis_py = partial(bench.ceiling, client="redis-py")
+                extra["max_ceiling_redis_py_per_second"] = bench.highest(
+                    redis_py, up, 0 if quick else 2
+                )
             if "two" in parts:
                 bench.two_instances(rates[0] if quick else 200.0, agents)
             if "embedded" in parts and not quick:
                 bench.embedded(200, agents)
         finally:
             redis.stop()
-    summary = summarise(bench, best, ceiling)
+    summary = {**summarise(bench, best, ceiling), **extra}
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
