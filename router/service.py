@@ -34,7 +34,7 @@ from queues.contract import Step as StoreStep
 from router import logs
 from router import models as m
 from router.clock import Clock
-from router.customers import Customers, Resolved, Thread
+from router.customers import Customers, Resolved, Thread, history_item
 from router.engine import Decision, Engine, cel_views
 from router.metrics import Metrics
 from router.stats import QueueStats
@@ -63,6 +63,11 @@ def _created_at(text: str) -> datetime | str:
         return datetime.fromisoformat(text)
     except ValueError:
         return text
+
+
+def _waiting(history: list[Any], statuses: tuple[str, ...]) -> list[Any]:
+    """The items of a customer's history whose contact is in one of ``statuses``."""
+    return [item for item in history if item.get("status") in statuses]
 
 
 def iso(ms: int) -> str:
@@ -216,6 +221,10 @@ class Service:
         if self.offers_out is not None and outcome.events:
             await self.offers_out(tenant, outcome.events)
         await self.customers.created(tenant, customer, state, outcome.value.replay)
+        if customer.id and not outcome.value.replay and _waiting(customer.history, ("queued",)):
+            # the customer's contacts still in line will show this one when they are offered
+            history = [history_item(state), *customer.history]
+            await self.refresh_views(tenant, customer.id, customer.profile, history, ("queued",))
         if not outcome.value.replay:
             self.metrics.routed(
                 tenant, decision, new.channel, outcome.events, time.perf_counter() - t0
@@ -224,18 +233,23 @@ class Service:
         return Created(self.render(state, tenant), not outcome.value.replay)
 
     async def refresh_views(
-        self, tenant: str, customer_id: str, profile: dict[str, Any], history: list[Any]
+        self,
+        tenant: str,
+        customer_id: str,
+        profile: dict[str, Any],
+        history: list[Any],
+        statuses: tuple[str, ...] = ("queued", "offered"),
     ) -> int:
-        """After a profile change, the offers of the customer's waiting contacts show it.
+        """After a profile change or a new contact, the offers of the customer's waiting
+        contacts show it.
 
-        Each contact still queued or on offer gets its view's customer part (profile, segment,
-        other contacts) and the rules' suggestions worked out again from the new profile; its
-        routing (priority, queues) stays as decided. Returns how many views changed.
+        Each contact of ``history`` in one of ``statuses`` gets its view's customer part
+        (profile, segment, other contacts) and the rules' suggestions worked out again from
+        ``profile`` and ``history``; its routing (priority, queues) stays as decided. Returns
+        how many views changed.
         """
         changed = 0
-        for item in history:
-            if item.get("status") not in ("queued", "offered"):
-                continue
+        for item in _waiting(history, statuses):
             cid = item["contact_id"]
             old = await self.store.contact_view(tenant, cid)
             if old is None:

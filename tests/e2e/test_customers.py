@@ -241,6 +241,23 @@ async def test_an_offer_shows_the_profile_as_it_is_when_offered(api: Api) -> Non
     ]  # routed as decided when it came in
 
 
+async def test_an_offer_shows_the_contacts_that_came_after_it(api: Api) -> None:
+    """A customer who calls, then emails while the call waits: the call's offer lists the
+    email in its history, though the call was queued before the email existed."""
+    await api.put_customer("cu-ana", **ANA)
+    call = await api.voice({"call_id": "CA-first", "from": "(415) 555-0100"})
+    mail = await api.email(_email("ana@example.com", "a10@example.com"))
+    assert (call["status"], mail["status"]) == ("queued", "queued")
+    desk = await api.desk("bea", {"billing": 5})
+    offer = await desk.next("offer")
+    assert offer["contact"]["id"] == call["id"]
+    history = offer["customer"]["history"]
+    assert [(h["contact_id"], h["channel"]) for h in history] == [
+        (call["id"], "voice"),
+        (mail["id"], "email"),
+    ]
+
+
 async def test_history_follows_the_contact(api: Api) -> None:
     """History is newest first; each entry's status, agent and disposition follow the contact."""
     await api.put_customer("cu-ana", **ANA)
