@@ -43,6 +43,19 @@ def _phone(text: str, region: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@functools.lru_cache(maxsize=16384)
+def country(text: str, region: str = "US") -> str:
+    """The ISO 3166 region a phone number belongs to (``MX`` for +52 55 ...), read as
+    ``phone`` reads it; '' when it cannot be read or belongs to no single region."""
+    try:
+        number = phonenumbers.parse(phone(text, region))
+    except (IdentityError, phonenumbers.NumberParseException):
+        return ""
+    found = phonenumbers.region_code_for_number(number) or ""
+    # non-geographic numbers (+800 freephone, satellites) have the region "001"
+    return found if found.isalpha() and found != phonenumbers.UNKNOWN_REGION else ""
+
+
 def email(text: str) -> str:
     value = text.strip().casefold()
     if not _EMAIL.match(value):

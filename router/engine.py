@@ -23,6 +23,7 @@ from typing import Any
 import cel
 import orjson
 
+from channels import identity
 from config.cel import ROOTS, Expr, Projection, compile_expr
 from config.routing import MAX_PRIORITY_SECONDS, RoutingConfig, ServiceLevel
 from queues.contract import (
@@ -37,6 +38,8 @@ from queues.contract import (
 from queues.contract import Step as StoreStep
 
 CONTACT_FIELDS = ("channel", "language", "intent", "subject", "body")
+#: the channels whose sender is a phone number: their contacts' ``country`` comes from it
+PHONE_CHANNELS = frozenset({"voice", "sms", "callback"})
 _DECISION_CACHE = 8192
 _MEMO_SIZE = 4096
 _SKILL_REF = re.compile(r"\bagent\s*\.\s*skills\s*\.\s*([A-Za-z_]\w*)")
@@ -463,15 +466,22 @@ class Engine:
 
 
 def cel_views(
-    contact: Mapping[str, Any], customer: Mapping[str, Any] | None
+    contact: Mapping[str, Any], customer: Mapping[str, Any] | None, region: str = "US"
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``contact`` and ``customer`` variables rules see, with every field present.
 
     Missing text fields are '' and missing numbers 0.0, so ``contact.language == 'es'`` is
     simply false for a contact without a language instead of an evaluation error.
+    ``contact.country`` is the ISO 3166 region of a phone sender (numbers without a country
+    code read in ``region``), or the ``country`` given (the simulator's streams), else ''.
+    Rules never see the number itself.
     """
     cview: dict[str, Any] = {f: str(contact.get(f) or "") for f in CONTACT_FIELDS}
     cview["attributes"] = dict(contact.get("attributes") or {})
+    country = contact.get("country") or ""
+    if not country and cview["channel"] in PHONE_CHANNELS and contact.get("from"):
+        country = identity.country(str(contact["from"]), region)
+    cview["country"] = str(country)
     cust = customer or {}
     products: Sequence[Any] = cust.get("products") or []
     uview: dict[str, Any] = {

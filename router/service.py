@@ -176,7 +176,7 @@ class Service:
             tenant, new, contact_id, created_at, thread, gateway, idem
         )
         engine = self.engine
-        cview, uview = cel_views(request, customer.profile)
+        cview, uview = cel_views(request, customer.profile, self.customers.region)
         uview["contacts"] = len(customer.history)
         decision = engine.decide(cview, uview, started, customer.last_agent)
         doc = {
@@ -258,7 +258,7 @@ class Service:
             contact = view.get("contact") or {}
             others = [h for h in history if h.get("contact_id") != cid]
             request = {k: contact[k] for k in _REQUEST_FIELDS if contact.get(k) is not None}
-            cview, uview = cel_views(request, profile)
+            cview, uview = cel_views(request, profile, self.customers.region)
             uview["contacts"] = len(others)
             last_agent = next((h["agent_id"] for h in others if h.get("agent_id")), None)
             decision = self.engine.decide(cview, uview, self.clock.now_ms(), last_agent)

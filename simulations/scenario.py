@@ -88,6 +88,8 @@ class Stream(_Model):
     channel: Channel
     intent: str = ""
     language: str = ""
+    #: the callers' ISO 3166 region, which live contacts take from a phone sender
+    country: str = Field(default="", pattern=r"^([A-Z]{2})?$")
     attributes: dict[str, Any] = Field(default_factory=dict)
     per_hour: float | None = Field(default=None, ge=0)
     profile: Profile | None = None
@@ -275,6 +277,7 @@ def contact_fields(stream: Stream) -> dict[str, Any]:
         "channel": stream.channel,
         "intent": stream.intent,
         "language": stream.language,
+        "country": stream.country,
         "attributes": dict(stream.attributes),
     }
 

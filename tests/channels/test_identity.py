@@ -143,3 +143,20 @@ def test_sender_of_the_wrong_kind_raises(channel: str, sender: str) -> None:
     """An email address on a phone channel, or a number on email, is unreadable."""
     with pytest.raises(IdentityError):
         identity.of_sender(channel, sender)
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "country"),
+    [
+        ("+52 55 1234 5678", "US", "MX"),
+        ("(415) 555-0100", "US", "US"),
+        ("+44 20 7946 0958", "US", "GB"),
+        ("612 34 56 78", "ES", "ES"),
+        ("+1 416 555 0100", "US", "CA"),  # one calling code, two countries: the number decides
+        ("not a number", "US", ""),
+        ("+800 1234 5678", "US", ""),  # an international freephone number belongs to no country
+    ],
+)
+def test_country_of_a_phone_number(raw: str, region: str, country: str) -> None:
+    """A number's ISO 3166 region, read as ``phone`` reads it; '' when there is none."""
+    assert identity.country(raw, region) == country

@@ -424,3 +424,32 @@ async def test_same_key_other_body_is_a_conflict(api: Api) -> None:
         "detail": "this Idempotency-Key was already used with a different request body",
     }
     assert (await api.get("/v1/queues/billing"))["waiting"] == 1
+
+
+BY_COUNTRY = """\
+queues:
+  - {name: billing, agents: "agent.skills.billing >= 1"}
+  - {name: mexico, agents: "agent.skills.spanish >= 5"}
+rules:
+  - {name: from-mexico, when: "contact.country == 'MX'", steps: [{queue: mexico}]}
+  - {name: default, when: "true", steps: [{queue: billing}]}
+"""
+
+
+async def test_rules_route_by_the_callers_country(make_api: ApiFactory, tmp_path: Path) -> None:
+    """`contact.country` is the region of a phone sender: a call from a Mexican number goes to
+    the Mexico queue, one from a US number (read in the default region) and an email do not."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(BY_COUNTRY)
+    api = await make_api(config=str(path))
+    mexico = await api.contact(**{"from": "+52 55 1234 5678"})
+    home = await api.contact(**{"from": "(415) 555-0100"})
+    sms = await api.contact(channel="sms", body="hola", **{"from": "+52 33 1234 5678"})
+    mail = await api.contact(channel="email", subject="hola", **{"from": "ana@example.mx"})
+    routed = [(c["queue"], c["rule"]) for c in (mexico, home, sms, mail)]
+    assert routed == [
+        ("mexico", "from-mexico"),
+        ("billing", "default"),
+        ("mexico", "from-mexico"),
+        ("billing", "default"),
+    ]

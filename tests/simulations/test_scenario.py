@@ -104,6 +104,29 @@ def test_explicit_customer_fields_are_checked() -> None:
         Model.build(load_scenario(data))
 
 
+def test_a_streams_country_reaches_the_rules() -> None:
+    """A stream's ``country`` is the ``contact.country`` its contacts' rules read, as a live
+    call's is its number's region; it must be an ISO 3166 code."""
+    routing: dict[str, Any] = {
+        "queues": [{"name": "q", "agents": "true"}, {"name": "mx", "agents": "true"}],
+        "rules": [
+            {"name": "mexico", "when": "contact.country == 'MX'", "steps": [{"queue": "mx"}]},
+            {"name": "r", "when": "true", "steps": [{"queue": "q"}]},
+        ],
+    }
+    data = minimal(routing=routing)
+    data["arrivals"][0]["customers"] = {}
+    data["arrivals"].append({**data["arrivals"][0], "country": "MX"})
+    model = Model.build(load_scenario(data))
+    rules = [
+        model.engine.decide(s.views[0].contact, s.views[0].customer, 0).rule for s in model.streams
+    ]
+    assert rules == ["r", "mexico"]
+    data["arrivals"][1]["country"] = "Mexico"
+    with pytest.raises(ScenarioInvalid, match="country"):
+        load_scenario(data)
+
+
 def test_unknown_segment_is_refused() -> None:
     """A segment the routing config does not define is an error naming the known ones."""
     data = minimal()
