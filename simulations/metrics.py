@@ -13,7 +13,8 @@ half-widths. Definitions (also in docs/planning.md):
   who left the queue (abandoners included), as in Erlang A.
 * ``occupancy`` is time with a contact in handle or wrap-up over time on shift in the window,
   for the agents of the slice (a queue's members, a channel's capable agents, everyone per
-  interval). A segment owns no agents: its figure is its share of all staffed time.
+  interval). A segment owns no agents: its figure is the overall busy time, split by the
+  handling time of its contacts, over all staffed time (the segments add up to the overall).
 """
 
 from __future__ import annotations
@@ -113,10 +114,13 @@ def summarise(model: Model, run: Run) -> Summary:
     end = np.where(every[:, END] >= 0, every[:, END], run.end_ms)
     worked = np.clip(np.minimum(end, hi) - np.maximum(every[:, START], lo), 0, None)
     worked[every[:, START] < 0] = 0
+    # A segment's occupancy is its part of the overall busy time, split by the handling time
+    # its contacts took: an agent with three chats at once is busy once, not three times.
+    total_busy, total_worked = float(busy.sum()), float(worked.sum())
     by_segment = {}
     for si, name in enumerate(model.segments):
-        share = _ratio(float(worked[every[:, SEGMENT] == si].sum()), total_staffed)
-        by_segment[name] = _slice(c[c[:, SEGMENT] == si], share)
+        part = float(worked[every[:, SEGMENT] == si].sum()) / total_worked if total_worked else 0.0
+        by_segment[name] = _slice(c[c[:, SEGMENT] == si], _ratio(total_busy * part, total_staffed))
     by_channel = {}
     for ci, name in enumerate(model.channels):
         cap = "voice" if name == "callback" else name
@@ -145,7 +149,7 @@ def summarise(model: Model, run: Run) -> Summary:
         picked = c[(c[:, SEGMENT] == si) & (c[:, OUTCOME] == ANSWERED), WAIT]
         waits[name] = np.histogram(picked, ms_edges)[0].tolist()
     return {
-        "overall": _slice(c, _ratio(float(busy.sum()), total_staffed)),
+        "overall": _slice(c, _ratio(total_busy, total_staffed)),
         "by_queue": by_queue,
         "by_segment": by_segment,
         "by_channel": by_channel,

@@ -169,7 +169,9 @@ def write_report(result: dict[str, Any], directory: Path) -> Path:
         _table(result["by_queue"]),
         "<h2>By segment</h2>",
         _table(result["by_segment"]),
-        "<p class='note'>A segment's occupancy is its share of all staffed agent time.</p>",
+        "<p class='note'>A segment's occupancy is its part of the busy time (split by its"
+        " contacts' handling time) over all staffed agent time: the segments add up to the"
+        " overall occupancy.</p>",
         "<h2>By channel</h2>",
         _table(result["by_channel"]),
         "<h2>Intervals</h2>",

@@ -348,11 +348,14 @@ class _Replication:
         return self._finish(now, events)
 
     def _finish(self, end: int, events: int) -> Run:
+        # Nothing left to happen before the horizon (arrivals over early, or none at all):
+        # agents still on shift stay so until the horizon, idle, and that time is staffed.
+        until = max(end, self.horizon_ms)
         for agent, active in enumerate(self.active):
             if active:
-                self.busy_ms[agent] += self._window(self.busy_since[agent], end)
+                self.busy_ms[agent] += self._window(self.busy_since[agent], until)
             if self.on_shift[agent]:
-                self.staffed_ms[agent] += self._window(self.staffed_since[agent], end)
+                self.staffed_ms[agent] += self._window(self.staffed_since[agent], until)
         rows = self.contacts
         contacts = np.array(rows, dtype=np.float64) if rows else np.zeros((0, 11))
         traces = {

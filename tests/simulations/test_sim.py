@@ -161,6 +161,46 @@ def test_wrap_up_counts_as_occupied() -> None:
     assert result["overall"]["occupancy"] == pytest.approx(expected, abs=0.03)
 
 
+def test_occupancy_counts_the_whole_shift_when_arrivals_stop_early() -> None:
+    """Agents staffed all day are staffed after the last arrival too: occupancy is the work
+    over the whole day's staffed time, and 0.0 (not unknown) on a day without contacts."""
+    data = _one_queue(warmup_hours=0)
+    data["arrivals"][0].pop("per_hour")
+    data["arrivals"][0]["profile"] = {"interval_minutes": 60, "per_hour": [60, 0, 0, 0]}
+    data["arrivals"][0]["handle_time"] = {"dist": "constant", "seconds": 60}
+    data["agents"][0]["count"] = 2
+    result = simulate(inline_model(data), seed=4, replications=1)
+    answered = result["overall"]["answered"]
+    assert answered > 30
+    assert result["overall"]["occupancy"] == pytest.approx(answered * 60 / (2 * 4 * 3600))
+    data["arrivals"][0]["profile"]["per_hour"] = [0]
+    quiet = simulate(inline_model(data), seed=4, replications=1)
+    assert quiet["overall"]["occupancy"] == 0.0
+
+
+def test_segment_occupancies_add_up_with_several_chats_at_once() -> None:
+    """An agent with three chats at once is busy once: the segments' occupancies add up to
+    the overall occupancy, however many contacts overlap."""
+    data = _one_queue(duration_hours=6, warmup_hours=1)
+    data["routing"]["segments"] = [
+        {"name": "gold", "when": "customer.value >= 2000.0", "priority": 30},
+        {"name": "standard", "when": "true"},
+    ]
+    data["arrivals"] = [
+        {
+            "channel": "chat",
+            "per_hour": 120,
+            "customers": {"gold": 0.3, "standard": 0.7},
+            "handle_time": {"dist": "exponential", "mean_seconds": 300},
+        }
+    ]
+    data["agents"][0]["capacity"] = {"chat": 3}
+    result = simulate(inline_model(data), seed=5, replications=1)
+    parts = [s["occupancy"] for s in result["by_segment"].values()]
+    assert all(0.0 < p < 1.0 for p in parts)
+    assert sum(parts) == pytest.approx(result["overall"]["occupancy"])
+
+
 def test_acceptance_delay_adds_to_every_wait() -> None:
     """Agents who take 5 s to accept make every contact wait at least 5 s."""
     data = _one_queue(accept_delay={"dist": "constant", "seconds": 5})
