@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from queues import contract as c_
+from queues.errors import Code, CustomerIdentityTaken
 from queues.redis_store import RedisStore
 
 
@@ -91,9 +92,19 @@ class CustomerStore:
     async def upsert(
         self, tenant: str, customer_id: str, doc: dict[str, Any], identities: list[str]
     ) -> bool:
+        """Raises ``CustomerIdentityTaken`` with the ``identity`` and its ``owner`` in its ids."""
         reply = await self.store.run(
             "upsert_customer", tenant, customer_id, json.dumps(doc), json.dumps(identities)
         )
+        if reply[0] == Code.CUSTOMER_IDENTITY_TAKEN:
+            taken = reply[1]
+            raise CustomerIdentityTaken(
+                "a phone number, email or handle in the profile already belongs to another"
+                " customer",
+                customer=customer_id,
+                identity=str(taken["identity"]),
+                owner=str(taken["owner"]),
+            )
         payload, _ = c_.unpack(reply, customer=customer_id)
         return bool(payload["created"])
 

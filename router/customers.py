@@ -33,6 +33,7 @@ import structlog
 from channels import identity
 from queues.contract import ContactState
 from queues.customers import CustomerStore
+from queues.errors import CustomerIdentityTaken
 from router import models as m
 
 log = structlog.get_logger("switchboard.customers")
@@ -410,6 +411,16 @@ class Customers:
         cache = self.cache
         try:
             created = await self.store.upsert(tenant, customer_id, doc, sorted(set(identities)))
+        except CustomerIdentityTaken as exc:
+            # say which entry of the profile it was, and whose it is (never the value: the
+            # detail may be logged)
+            where = _entry_of(body, identities, exc.ids.get("identity", ""))
+            owner = exc.ids.get("owner", "")
+            raise CustomerIdentityTaken(
+                f"{where} already belongs to customer {owner!r}; a PUT of that customer"
+                " without it releases it",
+                **exc.ids,
+            ) from None
         finally:
             if cache is not None:
                 cache.invalidate(tenant, customer_id)
@@ -422,6 +433,7 @@ class Customers:
         return created
 
     def _profile_identities(self, body: m.CustomerIn) -> list[str]:
+        """The profile's phones, emails and chat handles as identities, in that order."""
         region = self.region
 
         def phone(text: str) -> str:
@@ -484,3 +496,21 @@ def _handles(values: list[str]) -> list[tuple[str, str]]:
         gateway, sep, handle = value.partition(":")
         out.append((gateway, handle) if sep else ("web", value))
     return out
+
+
+def _entry_of(body: m.CustomerIn, identities: list[str], wanted: str) -> str:
+    """``phones[1]``: where in the profile the identity ``wanted`` came from (identities are
+    the profile's phones, emails and chat handles in that order)."""
+    entries = [
+        f"{name}[{i}]"
+        for name, values in (
+            ("phones", body.phones),
+            ("emails", body.emails),
+            ("chat_handles", body.chat_handles),
+        )
+        for i in range(len(values))
+    ]
+    for entry, ident in zip(entries, identities, strict=False):
+        if ident == wanted:
+            return entry
+    return "a phone number, email or handle"

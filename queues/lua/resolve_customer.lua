@@ -13,7 +13,9 @@
 -- ARGV[7]  this message's hashed id ('' for none), remembered for replies to it
 -- ARGV[8]  the contact id this message becomes
 -- ARGV[9]  the contact's idempotency key ('' for none) and ARGV[10] its body hash: a request
---          that will be refused as a conflicting replay must not create a customer first
+--          that will be refused as a conflicting replay must not create a customer first, and
+--          a replay resolves to the customer of the contact it replays, creating nothing (its
+--          sender may have left that customer since, by a profile PUT)
 -- Returns [code, payload, events]:
 --   IDEMPOTENCY_CONFLICT  {c = the contact first created with this key}; nothing changed
 --   OK  {id = customer id ('' for none), created = bool, doc = profile JSON or false,
@@ -24,9 +26,14 @@ if ARGV[9] ~= '' then
   local prev = redis.call('GET', K.idempotency(ARGV[9]))
   if prev then
     local sep = string.find(prev, '|', 1, true)
+    local first = string.sub(prev, sep + 1)
     if string.sub(prev, 1, sep - 1) ~= ARGV[10] then
-      return finish(E.IDEMPOTENCY_CONFLICT, {c = string.sub(prev, sep + 1)})
+      return finish(E.IDEMPOTENCY_CONFLICT, {c = first})
     end
+    local cust = redis.call('HGET', K.contact(first), 'cust') or ''
+    local doc = cust ~= '' and redis.call('HGET', K.customer(cust), 'doc')
+    return finish(E.OK, {id = cust, created = false, doc = doc or false,
+                         contacts = history_out(cust, n), thread_agent = ''})
   end
 end
 local thread_agent = ''

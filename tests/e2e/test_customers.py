@@ -102,12 +102,15 @@ async def test_chat_handles_are_scoped_by_gateway(api: Api) -> None:
 
 
 async def test_identity_owned_by_another_customer_is_409(api: Api) -> None:
-    """A profile claiming another customer's email is 409 and nothing is written."""
+    """A profile claiming another customer's email is 409 naming the entry and its owner (not
+    the address), and nothing is written."""
     await api.put_customer("cu-ana", **ANA)
     problem = await api.put_customer(
         "cu-imposter", 409, name="Not Ana", emails=["Ana@Example.com"], phones=["+1 212 555 0199"]
     )
     assert problem["status"] == 409
+    assert problem["detail"].startswith("emails[0] already belongs to customer 'cu-ana'")
+    assert "example.com" not in problem["detail"].lower()
     await api.customer("cu-imposter", 404)
     call = await api.voice({"call_id": "CA2", "from": "+1 212 555 0199"})
     assert call["customer"]["id"] != "cu-imposter"
@@ -256,6 +259,18 @@ async def test_an_offer_shows_the_contacts_that_came_after_it(api: Api) -> None:
         (call["id"], "voice"),
         (mail["id"], "email"),
     ]
+
+
+async def test_a_replay_after_its_sender_left_the_customer_creates_nobody(api: Api) -> None:
+    """A call replayed after a profile PUT released its number answers the same contact and
+    customer, and leaves the number free: no hidden customer takes it."""
+    call = {"call_id": "CA-orphan", "from": "+1 503 555 0123"}
+    first = await api.voice(call)
+    customer = first["customer"]["id"]
+    await api.put_customer(customer, 200, name="Released", phones=[])
+    again = await api.voice(call, 200)
+    assert (again["id"], again["customer"]["id"]) == (first["id"], customer)
+    await api.put_customer("crm-503", 201, name="Real owner", phones=["+1 503 555 0123"])
 
 
 async def test_history_follows_the_contact(api: Api) -> None:
