@@ -20,6 +20,25 @@ class IdentityError(ValueError):
     """A sender that cannot be read as a phone number, an email address or a handle."""
 
 
+#: What telephony networks and gateways put in place of a caller's number when it is withheld:
+#: the words, and the digits Twilio sends for them (ANONYMOUS, RESTRICTED, UNAVAILABLE and
+#: BLOCKED spelt on a keypad).
+_WITHHELD = frozenset(
+    {
+        "anonymous", "restricted", "private", "unavailable", "unknown", "withheld", "blocked",
+        "266696687", "7378742833", "86282452253", "2562533",
+    }
+)  # fmt: skip
+_NOT_DIGITS = re.compile(r"[\s+()-]")
+
+
+def withheld(sender: str) -> bool:
+    """Whether a call's or text's ``from`` says the number is withheld (``anonymous``,
+    ``Restricted``, ``+266696687``): such a contact comes from nobody in particular."""
+    text = sender.strip().casefold()
+    return not text or text in _WITHHELD or _NOT_DIGITS.sub("", text) in _WITHHELD
+
+
 def phone(text: str, region: str = "US") -> str:
     """E.164 for a phone number in any common format (``00`` international prefix included).
 
@@ -46,7 +65,10 @@ def _phone(text: str, region: str) -> str:
 @functools.lru_cache(maxsize=16384)
 def country(text: str, region: str = "US") -> str:
     """The ISO 3166 region a phone number belongs to (``MX`` for +52 55 ...), read as
-    ``phone`` reads it; '' when it cannot be read or belongs to no single region."""
+    ``phone`` reads it; '' when it cannot be read, is withheld or belongs to no single
+    region."""
+    if withheld(text):
+        return ""
     try:
         number = phonenumbers.parse(phone(text, region))
     except (IdentityError, phonenumbers.NumberParseException):
@@ -73,6 +95,8 @@ def handle(gateway: str, text: str) -> str:
 def of_sender(channel: str, sender: str, region: str = "US", gateway: str = "web") -> str:
     """The identity key of a contact's ``from`` on its channel."""
     if channel in ("voice", "sms", "callback"):
+        if channel != "callback" and withheld(sender):
+            return ""  # a withheld number is no one's: the contact has no customer
         return "phone:" + phone(sender, region)
     if channel == "email":
         return "email:" + email(sender)

@@ -13,7 +13,7 @@ def from_webhook(payload: Any) -> Inbound:
     if not isinstance(payload, dict):
         raise AdapterError("the webhook body must be a JSON object", ("body",))
     call_id = text_field(payload, "call_id", True, 128)
-    sender = text_field(payload, "from", True, 64)
+    sender = text_field(payload, "from", False, 64)  # none: the network withheld it
     dialled = text_field(payload, "to", False, 64)
     ivr = payload.get("ivr") or {}
     if not isinstance(ivr, dict):
@@ -27,7 +27,9 @@ def from_webhook(payload: Any) -> Inbound:
     digits = text_field(ivr, "digits", False, 32)
     if digits:
         attributes["ivr_digits"] = digits
-    contact: dict[str, Any] = {"channel": "voice", "from": sender, "attributes": attributes}
+    contact: dict[str, Any] = {"channel": "voice", "attributes": attributes}
+    if sender:
+        contact["from"] = sender
     for name in ("language", "intent"):
         value = text_field(ivr, name, False, 64)
         if value:

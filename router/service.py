@@ -407,6 +407,12 @@ class Service:
                 raise identity.IdentityError(
                     f"a {channel} contact came from no phone number: give `number` to call back"
                 )
+            view = await self.store.contact_view(tenant, contact_id)
+            sender = (orjson.loads(view).get("contact") or {}).get("from") if view else None
+            if identity.withheld(str(sender or "")):
+                raise identity.IdentityError(
+                    "the caller's number was withheld: give `number` to call back"
+                )
         outcome = await self.store.request_callback(tenant, contact_id, number, not_before, now)
         self.metrics.events(outcome.events)
         return self.render(outcome.value, tenant)

@@ -160,3 +160,25 @@ def test_sender_of_the_wrong_kind_raises(channel: str, sender: str) -> None:
 def test_country_of_a_phone_number(raw: str, region: str, country: str) -> None:
     """A number's ISO 3166 region, read as ``phone`` reads it; '' when there is none."""
     assert identity.country(raw, region) == country
+
+
+@pytest.mark.parametrize(
+    "sender", ["anonymous", " Restricted ", "PRIVATE", "unavailable", "+266696687", "", "  "]
+)
+def test_a_withheld_number_is_nobody(sender: str) -> None:
+    """A call or text whose number is withheld has no identity (no customer); a callback,
+    which must be dialled, still needs a real number."""
+    assert identity.withheld(sender)
+    assert identity.of_sender("voice", sender) == ""
+    assert identity.of_sender("sms", sender) == ""
+    assert identity.country(sender) == ""
+    with pytest.raises(IdentityError):
+        identity.of_sender("callback", sender)
+
+
+def test_a_number_is_not_withheld() -> None:
+    """Real numbers and unreadable text are not taken for a withheld number."""
+    assert not identity.withheld("+1 415 555 0100")
+    assert not identity.withheld("call me maybe")
+    with pytest.raises(IdentityError):
+        identity.of_sender("voice", "call me maybe")

@@ -52,13 +52,17 @@ def test_voice_payload_hash_ignores_key_order_not_values() -> None:
     assert other.native_id == same.native_id
 
 
+@pytest.mark.parametrize("payload", [{"call_id": "CA1"}, {"call_id": "CA1", "from": ""}])
+def test_a_call_without_caller_id_is_a_call_from_nobody(payload: dict[str, Any]) -> None:
+    """A network that withholds the caller's number may send no ``from``: still a call."""
+    assert voice.from_webhook(payload).contact == {"channel": "voice", "attributes": {}}
+
+
 @pytest.mark.parametrize(
     ("payload", "message", "loc"),
     [
         ([CALL], "the webhook body must be a JSON object", ("body",)),
         ({"from": "+14155550100"}, "`call_id` is required", ("body", "call_id")),
-        ({"call_id": "CA1"}, "`from` is required", ("body", "from")),
-        ({"call_id": "CA1", "from": ""}, "`from` is required", ("body", "from")),
         ({"call_id": 7, "from": "+14155550100"}, "`call_id` must be a string", ("body", "call_id")),
         ({**CALL, "call_id": "C" * 129}, "`call_id` is longer than 128", ("body", "call_id")),
         ({**CALL, "ivr": ["1"]}, "`ivr` must be an object", ("body", "ivr")),

@@ -28,7 +28,6 @@ def _raw_email(sender: str = "ana@example.com", message_id: str = "<m1@example.c
 
 BAD: list[tuple[str, str, Any, str | None, int, str]] = [
     # (case, path, body, content type (None: JSON body), status, phrase in the detail)
-    ("voice no from", "/v1/channels/voice", {"call_id": "CA1"}, None, 422, "`from` is required"),
     ("voice no call id", "/v1/channels/voice", {"from": "+14155550100"}, None, 422, "call_id"),
     (
         "voice unparseable number",
@@ -288,3 +287,22 @@ async def test_voice_webhook_becomes_a_contact(api: Api) -> None:
     assert (contact["rule"], contact["queue"]) == ("spanish-billing", "billing-es")
     assert contact["status"] == "queued"
     assert contact["position"] == 1
+
+
+@pytest.mark.parametrize("sender", ["anonymous", "Restricted", "+266696687", None])
+async def test_a_call_from_a_withheld_number_is_routed_with_no_customer(
+    api: Api, sender: str | None
+) -> None:
+    """A caller whose number is withheld still gets in line, as nobody in particular: no
+    customer, no identity kept; a callback then needs a number to dial (422 without one)."""
+    call: dict[str, Any] = {"call_id": f"CA-anon-{sender}"}
+    if sender is not None:
+        call["from"] = sender
+    contact = await api.voice(call)
+    assert (contact["status"], contact["customer"]["id"]) == ("queued", None)
+    assert (await api.footprint())[1] == {}
+    path = f"/v1/contacts/{contact['id']}/callback"
+    problem = await api.call("POST", path, 422, json={})
+    assert "withheld" in problem["detail"]
+    done = await api.call("POST", path, 200, json={"number": "+1 415 555 0100"})
+    assert done["channel"] == "callback"
