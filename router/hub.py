@@ -37,6 +37,10 @@ _NOTICES = NOTICES.encode()
 ContactWatcher = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+#: the events whose dispatch ``Hub.offers_out`` can wait for
+_AWAITED = frozenset({"offer", "rescind"})
+
+
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
@@ -114,22 +118,25 @@ class Hub:
     # -------------------------------------------------------------------------- delivery
 
     async def offers_out(self, tenant: str, events: list[Event]) -> None:
-        """Wait until the hub has dispatched the offers among ``events`` for sockets held here.
+        """Wait until the hub has dispatched the offers and rescinds among ``events`` for
+        sockets held here.
 
         A transition's reply and its events (pub/sub) reach this process together; the caller
-        (creating a contact) waits for its offers to go out first, so the agent hears of the
-        contact before the caller spends time on its own reply. The hub stays the only sender,
-        which keeps each socket's messages in publication order. Gives up after
-        ``OFFER_WAIT_SECONDS`` (pub/sub lagging or down).
+        (creating a contact, an agent changing state) waits for its offers to go out first, so
+        the agent hears of the contact before the caller spends time on its own reply, and a
+        state reply's load never counts an offer the agent has not been sent. The hub stays
+        the only sender, which keeps each socket's messages in publication order. Gives up
+        after ``OFFER_WAIT_SECONDS`` (pub/sub lagging or down).
         """
         if not self.ready.is_set():
             return
         waits: list[asyncio.Future[None]] = []
         keys: list[tuple[str, str]] = []
         for ev in events:
-            if ev.get("t") != "offer" or (tenant, ev.get("a")) not in self.agents:
+            kind = ev.get("t")
+            if kind not in _AWAITED or (tenant, ev.get("a")) not in self.agents:
                 continue
-            key = (tenant, str(ev.get("r")))
+            key = (tenant, f"{kind}|{ev.get('r')}")
             if key in self._dispatched:
                 continue
             future = self._awaited.get(key)
@@ -172,8 +179,9 @@ class Hub:
                     out = agent_message(ev, views)
                     if out is not None:
                         await self._send(targets, out)
-                if ev.get("t") == "offer" and (targets or self._awaited):
-                    self._offer_dispatched(tenant, str(ev.get("r")))
+                kind = ev.get("t")
+                if kind in _AWAITED and (targets or self._awaited):
+                    self._offer_dispatched(tenant, f"{kind}|{ev.get('r')}")
             contact = ev.get("c")
             if contact is not None and (tenant, contact) in self.watchers:
                 for watcher in list(self.watchers.get((tenant, contact), ())):

@@ -510,6 +510,10 @@ class Service:
     async def set_state(self, tenant: str, agent_id: str, state: AgentStateName) -> m.Agent:
         outcome = await self.engine.set_agent_state(tenant, agent_id, state, self.clock.now_ms())
         self.metrics.events(outcome.events)
+        if self.offers_out is not None and outcome.events:
+            # the reply's load counts the offers made (or takes away those rescinded): they
+            # reach the agent's sockets here first
+            await self.offers_out(tenant, outcome.events)
         return self.render_agent(outcome.value[0])
 
     async def pending_offers(self, tenant: str, agent_id: str) -> list[PendingOffer]:

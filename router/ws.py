@@ -63,6 +63,25 @@ def error_message(problem: Problem, ref: Any = None) -> dict[str, Any]:
     return out
 
 
+def _body(data: dict[str, Any], *names: str) -> dict[str, Any]:
+    """A message's fields but ``type``, ``ref`` and ``names`` (the ids a REST call has in
+    its path): what the REST call's body model validates."""
+    return {key: value for key, value in data.items() if key not in ("type", "ref", *names)}
+
+
+def _id(data: dict[str, Any], name: str) -> str:
+    """The id a message names (in REST, a path segment): a non-empty string, else 422."""
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise Problem(
+            422,
+            f"`{name}` must be a non-empty string",
+            kind="validation",
+            errors=[{"loc": [name], "msg": "a non-empty string is required"}],
+        )
+    return value
+
+
 async def _handle(
     request: web.Request, principal: Principal, agent_id: str, data: dict[str, Any]
 ) -> dict[str, Any] | bytes | None:
@@ -70,25 +89,25 @@ async def _handle(
     tenant = principal.tenant
     kind = data.get("type")
     acting = None if principal.role == "admin" else agent_id
+    # each message is validated like the body of the REST call it stands for
     if kind == "state":
-        body = m.AgentStateIn.model_validate({"state": data.get("state")})
+        body = m.AgentStateIn.model_validate(_body(data))
         agent = await service.set_state(tenant, agent_id, body.state)
         return {"type": "state", "state": agent.state, "load": agent.load}
     if kind == "accept":
-        rid = str(data.get("reservation_id", ""))
+        rid = _id(data, "reservation_id")
+        m.AcceptIn.model_validate(_body(data, "reservation_id"))
         accepted = await service.accept(tenant, rid, acting or agent_id)
         return _typed("accepted", accepted)
     if kind == "reject":
-        rid = str(data.get("reservation_id", ""))
+        rid = _id(data, "reservation_id")
+        m.RejectIn.model_validate(_body(data, "reservation_id"))
         rejected = await service.reject(tenant, rid, acting or agent_id)
         return {"type": "rejected", **rejected.model_dump(mode="json")}
     if kind == "complete":
-        body_c = m.CompleteIn.model_validate(
-            {key: data[key] for key in ("disposition", "notes", "wrap_up_seconds") if key in data}
-        )
-        contact = await service.complete(
-            tenant, str(data.get("contact_id", "")), acting or agent_id, body_c
-        )
+        cid = _id(data, "contact_id")
+        body_c = m.CompleteIn.model_validate(_body(data, "contact_id"))
+        contact = await service.complete(tenant, cid, acting or agent_id, body_c)
         doc = contact.__pydantic_serializer__.to_json(contact)
         return b'{"type":"completed","contact":' + doc + b"}"
     if kind == "ping":
@@ -189,6 +208,13 @@ class Heartbeats:
 HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
 
 
+#: the longest message an agent may send; longer ones get an ``error`` and change nothing
+_MESSAGE_LIMIT = 64 * 1024
+#: the frame size past which aiohttp closes the socket (1009): far above the message limit, so
+#: that a client's oversized message is answered, not taken for a disconnect (which would set
+#: the agent offline and take back its offers)
+_FRAME_LIMIT = 4 * 1024 * 1024
+
 #: agents going offline after their last socket closed (kept until done)
 _OFFLINE: set[asyncio.Task[None]] = set()
 
@@ -207,7 +233,7 @@ async def agent_socket(
     tenant = principal.tenant
     agent = await service.get_agent(tenant, agent_id)  # 404 before the upgrade
 
-    ws = web.WebSocketResponse(autoping=False, max_msg_size=64 * 1024)
+    ws = web.WebSocketResponse(autoping=False, max_msg_size=_FRAME_LIMIT)
     await ws.prepare(request)
     app[k.SOCKETS].add(ws)
     hub.add_agent(tenant, agent_id, ws)
@@ -225,10 +251,16 @@ async def agent_socket(
             if msg.type == WSMsgType.PING:
                 await ws.pong(msg.data)
                 continue
+            if msg.type == WSMsgType.BINARY:
+                problem = Problem(400, "messages are JSON in text frames, not binary frames")
+                await _send(ws, error_message(problem))
+                continue
             if msg.type != WSMsgType.TEXT:
                 continue
             ref = None
             try:
+                if len(msg.data) > _MESSAGE_LIMIT:
+                    raise Problem(413, f"a message is at most {_MESSAGE_LIMIT:,} characters")
                 data = parse_message(msg.data)
                 ref = data.get("ref")
                 reply = await _handle(request, principal, agent_id, data)

@@ -46,19 +46,31 @@ def sample(name: str) -> bytes:
 
 
 class Desk:
-    """An agent's websocket: reads pushed messages by type, skipping unrelated ones."""
+    """An agent's websocket: reads pushed messages by type; one read while waiting for
+    another type is kept for a later ``next`` of its type (an offer may come before the
+    reply to the state change that caused it)."""
 
     def __init__(self, agent_id: str, ws: ClientWebSocketResponse) -> None:
         self.agent_id = agent_id
         self.ws = ws
         self.seen: list[dict[str, Any]] = []
+        self.unread: list[dict[str, Any]] = []
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send_json(message)
 
     async def next(self, kind: str, wait: float = WAIT) -> dict[str, Any]:
-        """The next message of type ``kind`` (others are kept in ``seen``)."""
-        return await next_of(self.ws, kind, self.seen, wait)
+        """The next message of type ``kind`` (every message is kept in ``seen``)."""
+        for i, data in enumerate(self.unread):
+            if data.get("type") == kind:
+                return self.unread.pop(i)
+        async with asyncio.timeout(wait):
+            while True:
+                data = await _read(self.ws, kind)
+                self.seen.append(data)
+                if data.get("type") == kind:
+                    return data
+                self.unread.append(data)
 
     async def quiet(self, kind: str, seconds: float = 0.5) -> None:
         """Fail if a ``kind`` message arrives within ``seconds``."""
@@ -84,13 +96,18 @@ async def next_of(
     """Read ``ws`` until a JSON message of type ``kind``; ``TimeoutError`` if none comes."""
     async with asyncio.timeout(wait):
         while True:
-            msg = await ws.receive()
-            if msg.type != WSMsgType.TEXT:
-                raise AssertionError(f"socket closed or non-text while waiting for {kind}: {msg}")
-            data: dict[str, Any] = msg.json()
+            data = await _read(ws, kind)
             seen.append(data)
             if data.get("type") == kind:
                 return data
+
+
+async def _read(ws: ClientWebSocketResponse, kind: str) -> dict[str, Any]:
+    msg = await ws.receive()
+    if msg.type != WSMsgType.TEXT:
+        raise AssertionError(f"socket closed or non-text while waiting for {kind}: {msg}")
+    data: dict[str, Any] = msg.json()
+    return data
 
 
 class Api:

@@ -93,6 +93,80 @@ async def test_socket_errors_echo_the_ref(api: Api) -> None:
     assert await desk.recv("pong") == {"type": "pong", "ref": 4}
 
 
+async def test_messages_are_checked_like_the_rest_calls_they_stand_for(api: Api) -> None:
+    """A message with a missing or non-string id, an unknown field or an over-long reason is
+    a 422 naming the field, as its REST call would be; nothing changes."""
+    await api.agent("ann", billing=5)
+    desk = await api.ws("ann")
+    await desk.send({"type": "state", "state": "available", "ref": 0})
+    await desk.recv("state")
+    contact = await api.contact()
+    offer = await desk.recv("offer")
+    rid = offer["reservation_id"]
+    bad = [
+        {"type": "accept"},
+        {"type": "accept", "reservation_id": 12},
+        {"type": "reject", "reservation_id": {"a": 1}},
+        {"type": "complete"},
+        {"type": "reject", "reservation_id": rid, "reason": "x" * 201},
+        {"type": "accept", "reservation_id": rid, "note": "hi"},
+        {"type": "state", "state": "away", "extra": 1},
+    ]
+    for n, message in enumerate(bad):
+        await desk.send({**message, "ref": n})
+        error = await desk.recv("error")
+        assert (error["ref"], error["status"]) == (n, 422), error
+        assert error["errors"], error
+    agent = await api.get("/v1/agents/ann")
+    assert (agent["state"], agent["reservations"]) == ("available", [rid])
+    assert (await api.get(f"/v1/contacts/{contact['id']}"))["status"] == "offered"
+
+
+async def test_an_oversized_or_binary_message_is_an_error_not_a_logout(api: Api) -> None:
+    """A message past 64 KiB gets a 413 error and a binary frame a 400: the socket stays open
+    and the agent keeps its state and its offers (a closed socket would log it off)."""
+    await api.agent("ann", billing=5)
+    desk = await api.ws("ann")
+    await desk.send({"type": "state", "state": "available", "ref": 0})
+    await desk.recv("state")
+    await api.contact()
+    offer = await desk.recv("offer")
+    await desk.send({"type": "ping", "pad": "x" * 70_000, "ref": "big"})
+    big = await desk.recv("error")  # (no ref: a refused message is not read)
+    assert big["status"] == 413
+    await desk.ws.send_bytes(b'{"type": "ping"}')
+    binary = await desk.recv("error")
+    assert binary["status"] == 400
+    await desk.send({"type": "ping", "ref": 1})
+    assert await desk.recv("pong") == {"type": "pong", "ref": 1}
+    agent = await api.get("/v1/agents/ann")
+    assert (agent["state"], agent["reservations"]) == ("available", [offer["reservation_id"]])
+
+
+async def test_a_state_reply_follows_the_offers_it_caused(api: Api) -> None:
+    """Going available with a contact waiting: the offer reaches the socket before the reply,
+    whose load counts it; going offline: the rescind comes before the reply."""
+    await api.agent("ann", billing=5)
+    await api.contact()
+    desk = await api.ws("ann")
+    assert (await desk.recv("state"))["state"] == "offline"
+    await desk.send({"type": "state", "state": "available", "ref": "on"})
+    first = await desk.inbox.get()
+    assert first is not None
+    assert first["type"] == "offer", first
+    while (reply := await desk.recv("state")).get("ref") is None:
+        pass  # the state event, which every socket of the agent gets
+    assert (reply["ref"], reply["load"]) == ("on", {"voice": 1})
+    await desk.send({"type": "state", "state": "offline", "ref": "off"})
+    while (message := await desk.inbox.get()) is not None and message["type"] == "state":
+        assert message.get("ref") != "off", "the reply came before the rescind"
+    assert message is not None
+    assert message["type"] == "rescinded", message
+    while (reply := await desk.recv("state")).get("ref") is None:
+        pass
+    assert (reply["ref"], reply["load"]) == ("off", {})
+
+
 async def test_replies_echo_the_ref(api: Api) -> None:
     """`accepted` and `completed` replies carry the contact as the API renders it, and `ref`
     when the message had one."""
