@@ -1,14 +1,15 @@
 """Identity normalisation: the same person writes the same key from any channel.
 
 Phones become E.164 (``phone:+14155550100``), read in a default region when they carry no
-country code; emails are validated and case-folded (``email:ann@example.com``); chat handles
-are scoped by gateway (``chat:<gateway>:<handle>``).
+country code; emails are validated and lower-cased, domains in ASCII
+(``email:ann@example.com``); chat handles are scoped by gateway (``chat:<gateway>:<handle>``).
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from email.utils import getaddresses
 
 import phonenumbers
 
@@ -79,7 +80,22 @@ def country(text: str, region: str = "US") -> str:
 
 
 def email(text: str) -> str:
-    value = text.strip().casefold()
+    """An address in lower case, its domain in ASCII (``bücher.de`` is ``xn--bcher-kva.de``);
+    ``Name <address>`` is read as the address. Lower case, not case-folded: folding would
+    make ``maße@`` and ``masse@`` one mailbox."""
+    raw = text.strip()
+    if "<" in raw:
+        named = [address for _, address in getaddresses([raw]) if "@" in address]
+        if len(named) != 1:
+            raise IdentityError("not a valid email address")
+        raw = named[0]
+    local, at, domain = raw.rpartition("@")
+    if at and not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise IdentityError("not a valid email address") from None
+    value = (local + at + domain).lower()
     if not _EMAIL.match(value):
         raise IdentityError("not a valid email address")
     return value
@@ -100,6 +116,6 @@ def of_sender(channel: str, sender: str, region: str = "US", gateway: str = "web
         return "phone:" + phone(sender, region)
     if channel == "email":
         return "email:" + email(sender)
-    if "@" in sender and _EMAIL.match(sender.strip().casefold()):
+    if "@" in sender and _EMAIL.match(sender.strip().lower()):
         return "email:" + email(sender)
     return handle(gateway, sender)

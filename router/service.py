@@ -407,9 +407,10 @@ class Service:
                 raise identity.IdentityError(
                     f"a {channel} contact came from no phone number: give `number` to call back"
                 )
+            # (a contact no longer waiting is the store's to refuse: 409)
             view = await self.store.contact_view(tenant, contact_id)
             sender = (orjson.loads(view).get("contact") or {}).get("from") if view else None
-            if identity.withheld(str(sender or "")):
+            if view and identity.withheld(str(sender or "")):
                 raise identity.IdentityError(
                     "the caller's number was withheld: give `number` to call back"
                 )

@@ -87,7 +87,6 @@ def test_email_is_case_folded(raw: str, folded: str) -> None:
         "ana@localhost",
         "ana@@example.com",
         "ana garcia@example.com",
-        "Ana <ana@example.com>",
         "ana@example.c",
         "ana@exa_mple.com",
         "a" * 65 + "@example.com",

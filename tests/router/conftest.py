@@ -185,6 +185,9 @@ class Desk:
         self.ws = ws
         self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.reader = asyncio.create_task(self._read())
+        #: messages read while waiting for another type, for a later ``recv`` of theirs (an
+        #: offer may come before the reply to the state change that caused it)
+        self.unread: list[dict[str, Any]] = []
 
     async def _read(self) -> None:
         async for msg in self.ws:
@@ -196,7 +199,11 @@ class Desk:
         await self.ws.send_json(message)
 
     async def recv(self, kind: str, within: float = 5.0) -> dict[str, Any]:
-        """The next message of type ``kind``, skipping others; fails on close or timeout."""
+        """The next message of type ``kind`` (others are kept for later); fails on close or
+        timeout."""
+        for i, data in enumerate(self.unread):
+            if data.get("type") == kind:
+                return self.unread.pop(i)
         deadline = time.monotonic() + within
         while True:
             try:
@@ -208,6 +215,7 @@ class Desk:
                 raise AssertionError(f"socket closed ({self.ws.close_code}) before {kind!r}")
             if data.get("type") == kind:
                 return data
+            self.unread.append(data)
 
     async def silent(self, kind: str, seconds: float) -> None:
         """Assert no message of type ``kind`` arrives within ``seconds``."""
