@@ -201,8 +201,8 @@ class Desk:
     async def recv(self, kind: str, within: float = 5.0) -> dict[str, Any]:
         """The next message of type ``kind`` (others are kept for later); fails on close or
         timeout."""
-        for i, data in enumerate(self.unread):
-            if data.get("type") == kind:
+        for i, kept in enumerate(self.unread):
+            if kept.get("type") == kind:
                 return self.unread.pop(i)
         deadline = time.monotonic() + within
         while True:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType
 
@@ -103,7 +104,7 @@ async def test_messages_are_checked_like_the_rest_calls_they_stand_for(api: Api)
     contact = await api.contact()
     offer = await desk.recv("offer")
     rid = offer["reservation_id"]
-    bad = [
+    bad: list[dict[str, Any]] = [
         {"type": "accept"},
         {"type": "accept", "reservation_id": 12},
         {"type": "reject", "reservation_id": {"a": 1}},
