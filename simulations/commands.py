@@ -150,6 +150,15 @@ def render(result: dict[str, Any]) -> str:
                 f"{_cell(e, 'asa_seconds', '.1f'):>14}{_cell(e, 'abandon_rate', '.1f', 100):>13}%"
                 f"{_cell(e, 'occupancy', '.1f', 100):>13}%"
             )
+    unresolved = result["overall"].get("unresolved") or 0
+    if unresolved:
+        lines.append(
+            f"\n{unresolved:,.0f} contacts were still waiting when the drain ended (unresolved):"
+            " counted as offered and not answered in time."
+        )
+    for name, e in result["by_queue"].items():
+        if e["offered"] and e.get("occupancy") is None:
+            lines.append(f"queue {name!r} had contacts but no agent on shift ever staffed it.")
     run = result["run"]
     lines.append(
         f"\n{run['contacts']} contacts in {run['wall_seconds']:.1f} s "

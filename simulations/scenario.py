@@ -13,6 +13,7 @@ checks the value/churn_risk the scenario gives explicitly.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -126,6 +127,19 @@ class AgentGroup(_Model):
     shifts: list[Shift] = Field(default_factory=list)  # empty: the whole run
     accept_delay: Duration | None = None  # None: the scenario's
 
+    @field_validator("shifts")
+    @classmethod
+    def _apart(cls, value: list[Shift]) -> list[Shift]:
+        ordered = sorted(value, key=lambda shift: shift.start_hour)
+        for before, after in itertools.pairwise(ordered):
+            if after.start_hour < before.end_hour:
+                raise ValueError(
+                    f"shifts overlap: {before.start_hour:g}-{before.end_hour:g} h and"
+                    f" {after.start_hour:g}-{after.end_hour:g} h (one agent works one shift"
+                    " at a time: give the group one shift from the first start to the last end)"
+                )
+        return value
+
     def label(self, index: int) -> str:
         return self.name or f"group-{index + 1}"
 
@@ -155,6 +169,13 @@ class Scenario(_Model):
         names = [g.label(i) for i, g in enumerate(self.agents)]
         if len(set(names)) != len(names):
             raise ValueError("agent group names must be unique")
+        for name, group in zip(names, self.agents, strict=True):
+            for shift in group.shifts:
+                if shift.start_hour >= self.duration_hours:
+                    raise ValueError(
+                        f"agent group {name!r}: the shift from {shift.start_hour:g} h starts after"
+                        f" the run ({self.duration_hours:g} h)"
+                    )
         return self
 
 

@@ -130,6 +130,34 @@ def test_simulate_rejects_a_bad_scenario(tmp_path: Path) -> None:
     assert not (tmp_path / "x.json").exists()
 
 
+OVERLOADED = """\
+routing:
+  queues:
+    - {name: main, agents: "agent.skills.main >= 1"}
+    - {name: other, agents: "agent.skills.other >= 1"}
+  rules:
+    - {name: chat, when: "contact.channel == 'chat'", steps: [{queue: other}]}
+    - {name: default, when: "true", steps: [{queue: main}]}
+duration_hours: 2
+drain_hours: 0
+arrivals:
+  - {channel: voice, per_hour: 400, handle_time: {dist: exponential, mean_seconds: 180}}
+  - {channel: chat, per_hour: 10, handle_time: 60}
+agents: [{count: 14, skills: {main: 1}, capacity: {voice: 1}}]
+"""
+
+
+def test_simulate_says_what_the_table_cannot_show(tmp_path: Path) -> None:
+    """The text output names the contacts still waiting at the end and a queue that got
+    contacts but had nobody to staff it (the table alone shows only 0 answered)."""
+    scenario = tmp_path / "over.yaml"
+    scenario.write_text(OVERLOADED)
+    done = switchboard("simulate", str(scenario), "--seed", "1", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "still waiting when the drain ended (unresolved)" in done.stdout
+    assert "queue 'other' had contacts but no agent on shift ever staffed it" in done.stdout
+
+
 @pytest.mark.slow
 def test_staff_scenario_search_matches_erlang_c(tmp_path: Path) -> None:
     """Searching M/M/N by simulation at an 85 % target finds Erlang C's 14 agents."""

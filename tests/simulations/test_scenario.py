@@ -127,6 +127,29 @@ def test_a_streams_country_reaches_the_rules() -> None:
         load_scenario(data)
 
 
+@pytest.mark.parametrize(
+    ("shifts", "message"),
+    [
+        ([{"start_hour": 0, "end_hour": 2}, {"start_hour": 1, "end_hour": 3}], "shifts overlap"),
+        ([{"start_hour": 0, "end_hour": 1}, {"start_hour": 6, "end_hour": 8}], "after the run"),
+    ],
+)
+def test_shifts_that_cannot_be_worked_are_refused(
+    shifts: list[dict[str, float]], message: str
+) -> None:
+    """Overlapping shifts in one group (the agent would leave at the end of the first) and a
+    shift starting after the run are errors, not a silently different day."""
+    data = minimal()
+    data["agents"][0]["shifts"] = shifts
+    with pytest.raises(ScenarioInvalid, match=message):
+        load_scenario(data)
+    data["agents"][0]["shifts"] = [
+        {"start_hour": 0, "end_hour": 1},
+        {"start_hour": 1, "end_hour": 2},
+    ]
+    assert load_scenario(data).spec.agents[0].shifts[1].start_hour == 1
+
+
 def test_unknown_segment_is_refused() -> None:
     """A segment the routing config does not define is an error naming the known ones."""
     data = minimal()
