@@ -21,6 +21,10 @@ class IdentityError(ValueError):
     """A sender that cannot be read as a phone number, an email address or a handle."""
 
 
+#: the channels whose sender is a phone number
+PHONE_CHANNELS = frozenset({"voice", "sms", "callback"})
+
+
 #: What telephony networks and gateways put in place of a caller's number when it is withheld:
 #: the words, and the digits Twilio sends for them (ANONYMOUS, RESTRICTED, UNAVAILABLE and
 #: BLOCKED spelt on a keypad).
@@ -110,7 +114,7 @@ def handle(gateway: str, text: str) -> str:
 
 def of_sender(channel: str, sender: str, region: str = "US", gateway: str = "web") -> str:
     """The identity key of a contact's ``from`` on its channel."""
-    if channel in ("voice", "sms", "callback"):
+    if channel in PHONE_CHANNELS:
         if channel != "callback" and withheld(sender):
             return ""  # a withheld number is no one's: the contact has no customer
         return "phone:" + phone(sender, region)

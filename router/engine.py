@@ -38,8 +38,6 @@ from queues.contract import (
 from queues.contract import Step as StoreStep
 
 CONTACT_FIELDS = ("channel", "language", "intent", "subject", "body")
-#: the channels whose sender is a phone number: their contacts' ``country`` comes from it
-PHONE_CHANNELS = frozenset({"voice", "sms", "callback"})
 _DECISION_CACHE = 8192
 _MEMO_SIZE = 4096
 _SKILL_REF = re.compile(r"\bagent\s*\.\s*skills\s*\.\s*([A-Za-z_]\w*)")
@@ -479,7 +477,7 @@ def cel_views(
     cview: dict[str, Any] = {f: str(contact.get(f) or "") for f in CONTACT_FIELDS}
     cview["attributes"] = dict(contact.get("attributes") or {})
     country = contact.get("country") or ""
-    if not country and cview["channel"] in PHONE_CHANNELS and contact.get("from"):
+    if not country and cview["channel"] in identity.PHONE_CHANNELS and contact.get("from"):
         country = identity.country(str(contact["from"]), region)
     cview["country"] = str(country)
     cust = customer or {}

@@ -49,8 +49,6 @@ _DECISION_PLAIN = frozenset(
 )  # fmt: skip
 #: what a contact's view keeps of its request, which the rules may read
 _REQUEST_FIELDS = ("channel", "from", "language", "intent", "subject", "body", "attributes")
-#: the channels whose sender is a phone number, which a callback without a number dials
-_DIALLABLE = frozenset({"voice", "sms", "callback"})
 #: how many accepted contacts' queues an instance remembers for ``complete``
 _ACCEPTED_QUEUES = 65536
 
@@ -398,22 +396,22 @@ class Service:
         not_before = int(body.not_before.timestamp() * 1000) if body.not_before else 0
         number = identity.phone(body.number, self.customers.region) if body.number else ""
         if not number:
-            # without a number the agent dials the contact's own sender: a phone number only
-            # for a call or a text (the channel it came on: a chat turned callback is still
-            # no number)
-            state = await self.store.contact_status(tenant, contact_id)
-            channel = str(state.doc.get("channel") or state.channel)
-            if channel not in _DIALLABLE:
-                raise identity.IdentityError(
-                    f"a {channel} contact came from no phone number: give `number` to call back"
-                )
-            # (a contact no longer waiting is the store's to refuse: 409)
+            # without a number the agent dials the contact's own sender, which its view holds:
+            # a phone number only for a call or a text (the channel it came on: a chat turned
+            # callback is still no number), and not one the network withheld; a contact with
+            # no view is not waiting (or not there), which the store answers (409, 404)
             view = await self.store.contact_view(tenant, contact_id)
-            sender = (orjson.loads(view).get("contact") or {}).get("from") if view else None
-            if view and identity.withheld(str(sender or "")):
-                raise identity.IdentityError(
-                    "the caller's number was withheld: give `number` to call back"
-                )
+            came = (orjson.loads(view).get("contact") or {}) if view else None
+            if came is not None:
+                channel = str(came.get("channel") or "")
+                if channel not in identity.PHONE_CHANNELS:
+                    raise identity.IdentityError(
+                        f"a {channel} contact came from no phone number: give `number` to call back"
+                    )
+                if identity.withheld(str(came.get("from") or "")):
+                    raise identity.IdentityError(
+                        "the caller's number was withheld: give `number` to call back"
+                    )
         outcome = await self.store.request_callback(tenant, contact_id, number, not_before, now)
         self.metrics.events(outcome.events)
         return self.render(outcome.value, tenant)
