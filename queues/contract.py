@@ -183,9 +183,12 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def unpack(reply: list[Any], **ids: str) -> tuple[Any, list[Event]]:
-    """Raise for an error code, else return (payload, events)."""
+    """Raise for an error code, else return (payload, events). An error's payload fields (the
+    identity taken and its owner, the contact an Idempotency-Key first made) join its ids."""
     code, payload, events = reply
     if code:
+        if isinstance(payload, dict):
+            ids = {**{k: str(v) for k, v in payload.items()}, **ids}
         raise_for(code, **ids)
     return payload, events if type(events) is list else _list(events)
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from queues import contract as c_
-from queues.errors import Code, CustomerIdentityTaken
 from queues.redis_store import RedisStore
 
 
@@ -96,15 +95,6 @@ class CustomerStore:
         reply = await self.store.run(
             "upsert_customer", tenant, customer_id, json.dumps(doc), json.dumps(identities)
         )
-        if reply[0] == Code.CUSTOMER_IDENTITY_TAKEN:
-            taken = reply[1]
-            raise CustomerIdentityTaken(
-                "a phone number, email or handle in the profile already belongs to another"
-                " customer",
-                customer=customer_id,
-                identity=str(taken["identity"]),
-                owner=str(taken["owner"]),
-            )
         payload, _ = c_.unpack(reply, customer=customer_id)
         return bool(payload["created"])
 

@@ -524,7 +524,7 @@ class TenantCore:
             prev = self.idempotency.get(idem)
             if prev is not None and prev[2] > now:
                 if prev[0] != new.idempotency_hash:
-                    return self.finish(Code.IDEMPOTENCY_CONFLICT, {"c": prev[1]})
+                    return self.finish(Code.IDEMPOTENCY_CONFLICT, {"first": prev[1]})
                 return self.ok({"replay": True, "contact": self.contact_out(prev[1])})
             self.idempotency[idem] = (
                 new.idempotency_hash,

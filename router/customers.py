@@ -410,11 +410,11 @@ class Customers:
         doc["id"] = customer_id
         cache = self.cache
         try:
-            created = await self.store.upsert(tenant, customer_id, doc, sorted(set(identities)))
+            created = await self.store.upsert(tenant, customer_id, doc, sorted(identities))
         except CustomerIdentityTaken as exc:
             # say which entry of the profile it was, and whose it is (never the value: the
             # detail may be logged)
-            where = _entry_of(body, identities, exc.ids.get("identity", ""))
+            where = identities.get(exc.ids.get("identity", ""), "a phone number, email or handle")
             owner = exc.ids.get("owner", "")
             raise CustomerIdentityTaken(
                 f"{where} already belongs to customer {owner!r}; a PUT of that customer"
@@ -429,11 +429,12 @@ class Customers:
             written = self._written
             if len(written) >= _IDENTITY_MEMO:
                 written.clear()
-            written[(tenant, customer_id)] = identities
+            written[(tenant, customer_id)] = list(identities)
         return created
 
-    def _profile_identities(self, body: m.CustomerIn) -> list[str]:
-        """The profile's phones, emails and chat handles as identities, in that order."""
+    def _profile_identities(self, body: m.CustomerIn) -> dict[str, str]:
+        """The profile's phones, emails and chat handles as identities, in that order, each
+        with the entry it was read from (``phones[0]``; the first, for one given twice)."""
         region = self.region
 
         def phone(text: str) -> str:
@@ -446,7 +447,7 @@ class Customers:
             ((gateway, name),) = _handles([text])
             return identity.handle(gateway, name)
 
-        out: list[str] = []
+        out: dict[str, str] = {}
         unreadable: list[tuple[str, int, str]] = []
         for name, values, read in (
             ("phones", body.phones, phone),
@@ -455,7 +456,7 @@ class Customers:
         ):
             for i, value in enumerate(values):
                 try:
-                    out.append(read(value))
+                    out.setdefault(read(value), f"{name}[{i}]")
                 except identity.IdentityError as exc:
                     unreadable.append((name, i, str(exc)))
         if unreadable:
@@ -496,21 +497,3 @@ def _handles(values: list[str]) -> list[tuple[str, str]]:
         gateway, sep, handle = value.partition(":")
         out.append((gateway, handle) if sep else ("web", value))
     return out
-
-
-def _entry_of(body: m.CustomerIn, identities: list[str], wanted: str) -> str:
-    """``phones[1]``: where in the profile the identity ``wanted`` came from (identities are
-    the profile's phones, emails and chat handles in that order)."""
-    entries = [
-        f"{name}[{i}]"
-        for name, values in (
-            ("phones", body.phones),
-            ("emails", body.emails),
-            ("chat_handles", body.chat_handles),
-        )
-        for i in range(len(values))
-    ]
-    for entry, ident in zip(entries, identities, strict=False):
-        if ident == wanted:
-            return entry
-    return "a phone number, email or handle"

@@ -23,7 +23,7 @@
 --            16 contact document (JSON: the static fields of the public Contact)
 -- Returns [code, payload, events]:
 --   OK                    {replay = bool, contact = contact_out}
---   IDEMPOTENCY_CONFLICT  {c = the contact first created with this key}
+--   IDEMPOTENCY_CONFLICT  {first = the contact first created with this key}
 -- (the twelve short fields in one match, the customer field split into keep, the history
 -- length, and cust; the long fields with find: a pattern reads a long field a character at a
 -- time)
@@ -48,7 +48,7 @@ if idem ~= '' then
     local sep = find(prev, '|', 1, true)
     local first = sub(prev, sep + 1)
     if sub(prev, 1, sep - 1) ~= hash then
-      return finish(E.IDEMPOTENCY_CONFLICT, {c = first})
+      return finish(E.IDEMPOTENCY_CONFLICT, {first = first})
     end
     return finish(E.OK, '{"replay":true,"contact":' .. (contact_out(first) or 'null') .. '}')
   end

@@ -17,7 +17,7 @@
 --          a replay resolves to the customer of the contact it replays, creating nothing (its
 --          sender may have left that customer since, by a profile PUT)
 -- Returns [code, payload, events]:
---   IDEMPOTENCY_CONFLICT  {c = the contact first created with this key}; nothing changed
+--   IDEMPOTENCY_CONFLICT  {first = the contact first created with this key}; nothing changed
 --   OK  {id = customer id ('' for none), created = bool, doc = profile JSON or false,
 --        contacts = history_out(id, n), thread_agent = agent of the thread ('' if none)}
 local ident, given, fresh, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5])
@@ -28,7 +28,7 @@ if ARGV[9] ~= '' then
     local sep = string.find(prev, '|', 1, true)
     local first = string.sub(prev, sep + 1)
     if string.sub(prev, 1, sep - 1) ~= ARGV[10] then
-      return finish(E.IDEMPOTENCY_CONFLICT, {c = first})
+      return finish(E.IDEMPOTENCY_CONFLICT, {first = first})
     end
     local cust = redis.call('HGET', K.contact(first), 'cust') or ''
     local doc = cust ~= '' and redis.call('HGET', K.customer(cust), 'doc')

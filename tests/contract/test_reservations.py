@@ -280,7 +280,7 @@ async def test_idempotency_key_with_another_body_conflicts(store: Store, tenant:
     with pytest.raises(IdempotencyConflict) as err:
         await store.enqueue(tenant, contact("c2", idempotency=("k1", "h2")), T0 + 1)
     assert isinstance(err.value, Conflict)
-    assert err.value.ids == {"contact": "c2"}
+    assert err.value.ids == {"contact": "c2", "first": "c1"}  # the contact the key made
     (snap,) = await store.queue_snapshot(tenant, ["q1"], T0 + 1)
     assert snap.waiting == 1
 
