@@ -156,7 +156,7 @@ class Hub:
             for key in keys:
                 self._awaited.pop(key, None)
 
-    def _offer_dispatched(self, tenant: str, rid: str) -> None:
+    def _event_dispatched(self, tenant: str, rid: str) -> None:
         key = (tenant, rid)
         future = self._awaited.pop(key, None)
         if future is not None:
@@ -181,7 +181,7 @@ class Hub:
                         await self._send(targets, out)
                 kind = ev.get("t")
                 if kind in _AWAITED and (targets or self._awaited):
-                    self._offer_dispatched(tenant, f"{kind}|{ev.get('r')}")
+                    self._event_dispatched(tenant, f"{kind}|{ev.get('r')}")
             contact = ev.get("c")
             if contact is not None and (tenant, contact) in self.watchers:
                 for watcher in list(self.watchers.get((tenant, contact), ())):

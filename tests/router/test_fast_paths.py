@@ -106,9 +106,9 @@ async def test_offers_out_waits_only_for_offers_held_here() -> None:
     waiting = asyncio.create_task(hub.offers_out("t", [{"t": "offer", "a": "ann", "r": "r2"}]))
     await asyncio.sleep(0.01)
     assert not waiting.done()
-    hub._offer_dispatched("t", "offer|r2")
+    hub._event_dispatched("t", "offer|r2")
     await asyncio.wait_for(waiting, 1.0)
-    hub._offer_dispatched("t", "offer|r3")  # dispatched first: nothing to wait for
+    hub._event_dispatched("t", "offer|r3")  # dispatched first: nothing to wait for
     await asyncio.wait_for(hub.offers_out("t", [{"t": "offer", "a": "ann", "r": "r3"}]), 0.01)
     started = asyncio.get_running_loop().time()
     await hub.offers_out("t", [{"t": "offer", "a": "ann", "r": "r4"}])  # never: gives up
