@@ -156,8 +156,9 @@ class Hub:
             for key in keys:
                 self._awaited.pop(key, None)
 
-    def _event_dispatched(self, tenant: str, rid: str) -> None:
-        key = (tenant, rid)
+    def _event_dispatched(self, tenant: str, event: str) -> None:
+        """``event`` (``offer|r1``, ``rescind|r1``) went out: wake whoever waits for it."""
+        key = (tenant, event)
         future = self._awaited.pop(key, None)
         if future is not None:
             if not future.done():
