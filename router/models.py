@@ -257,7 +257,9 @@ class VoiceCall(BaseModel):
     """Telephony webhook body (documented shape; the adapter reads it leniently)."""
 
     call_id: str
-    from_: str = Field(alias="from")
+    from_: str | None = Field(
+        default=None, alias="from", description="none or `anonymous` etc.: the number was withheld"
+    )
     to: str | None = None
     ivr: dict[str, str] | None = None
 
