@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -112,7 +113,9 @@ class _Contact:
         self.queue = new.home_queue
         self.agent = ""
         self.res = ""
-        self.decl: list[str] = []
+        # (decl and places share one empty tuple until they have members: a contact record
+        # outlives its routing, and every list it keeps is one more object for the collector)
+        self.decl: Sequence[str] = ()
         self.hold = 0
         self.disp = ""
         self.ans = 0
@@ -120,7 +123,7 @@ class _Contact:
         self.cb = ""
         self.parsed: dict[str, Any] | None = None
         # the waiting sets add_waiting put it in (its lines and queue ages), for remove_waiting
-        self.places: list[ZSet | MinSet] = []
+        self.places: Sequence[ZSet | MinSet] = ()
 
 
 _VIEW_HEAD = '{"contact":{'
@@ -320,7 +323,7 @@ class TenantCore:
         cid = c.id
         for z in c.places:
             z.remove(cid)
-        c.places = []
+        c.places = ()
 
     def position(self, c: _Contact) -> int:
         s = c.steps[c.step]
@@ -576,7 +579,7 @@ class TenantCore:
             timers.remove(f"s|{c.id}|{c.step}")
         if c.decl:
             self.forget_declines(c)
-            c.decl = []
+            c.decl = ()
         c.st, c.ans = "assigned", now
         wait = now - c.enq
         within = wait <= c.slt
@@ -593,7 +596,7 @@ class TenantCore:
         if code != Code.OK:
             return self.finish(code)
         c, ag = self.end_offer(rid, "rejected", now)
-        c.decl.append(ag.id)
+        c.decl = [*c.decl, ag.id]
         ag.declined.add(c.id)
         self.requeue(c)
         self.save_agent_load(ag)
