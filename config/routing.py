@@ -8,6 +8,7 @@ Nothing is applied from an invalid config.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -374,9 +375,12 @@ class _StrictLoader(yaml.SafeLoader):
 _MERGE = "tag:yaml.org,2002:merge"
 
 
-def load_yaml(text: str) -> Any:
-    """``yaml.safe_load``, except that a key given twice in one mapping is an error."""
-    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
+def load_yaml(text: str, name: str = "<unicode string>") -> Any:
+    """``yaml.safe_load``, except that a key given twice in one mapping is an error. ``name``
+    (the file's) is what a syntax error's position names."""
+    stream = io.StringIO(text)
+    stream.name = name  # (the reader names the marks of a stream by it)
+    return yaml.load(stream, Loader=_StrictLoader)  # a SafeLoader
 
 
 def load_routing(source: Path | str | Mapping[str, Any], name: str | None = None) -> RoutingConfig:
@@ -395,7 +399,7 @@ def load_routing(source: Path | str | Mapping[str, Any], name: str | None = None
                 [ConfigProblem(file=file, line=None, path="", message=str(exc))]
             ) from None
         try:
-            data = load_yaml(text)
+            data = load_yaml(text, file)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark else None

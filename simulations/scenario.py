@@ -233,7 +233,7 @@ def load_scenario(
         path = Path(source)
         where, base = str(path), base or path.resolve().parent
         try:
-            data = load_yaml(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"), where)
         except (OSError, yaml.YAMLError) as exc:
             raise ScenarioInvalid(f"{where}: {exc}") from None
     if not isinstance(data, dict):

@@ -487,3 +487,13 @@ def test_one_key_spelt_twice_is_an_error(text: str) -> None:
     """Two spellings of one key (1 and 0x1, true and True) are the same key given twice."""
     with pytest.raises(yaml.YAMLError, match="twice"):
         load_yaml(text)
+
+
+def test_a_syntax_error_names_the_file(tmp_path: Path) -> None:
+    """A YAML syntax error's position names the config file, not the parser's string."""
+    path = tmp_path / "routing.yaml"
+    path.write_text("queues:\n  - name: a\n   agents: [\n", encoding="utf-8")
+    (problem,) = problems_of(path)
+    assert problem.file == str(path)
+    assert f'in "{path}", line 3' in problem.message
+    assert "<unicode string>" not in problem.message

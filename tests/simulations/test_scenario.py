@@ -273,3 +273,13 @@ def test_samplers_have_the_stated_mean_and_spread(dist: dict[str, Any]) -> None:
     assert x.mean() == pytest.approx(dist["mean_seconds"], rel=0.02)
     assert x.std() == pytest.approx(sd, rel=0.05)
     assert x.min() >= 0
+
+
+def test_a_syntax_error_names_the_file(tmp_path: Path) -> None:
+    """A scenario's YAML syntax error names the file where the parser points."""
+    path = tmp_path / "day.yaml"
+    path.write_text("duration_hours: 1\n arrivals: [\n", encoding="utf-8")
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(path)
+    assert f'in "{path}", line 2' in str(caught.value)
+    assert "<unicode string>" not in str(caught.value)
