@@ -143,10 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     staff = sub.add_parser("staff", help="Erlang C/A staffing table, or search a scenario")
     staff.add_argument("--per-hour", type=_non_negative, help="arrivals per hour")
     staff.add_argument("--aht", type=_positive, help="average handle time (s)")
-    staff.add_argument(
-        "--threshold", type=_non_negative, default=20.0, help="service-level threshold (s)"
-    )
-    staff.add_argument("--target", type=_fraction, default=0.8, help="service-level target (0..1)")
+    staff.add_argument("--threshold", type=_non_negative, help="service-level threshold (s; 20)")
+    staff.add_argument("--target", type=_fraction, help="service-level target (0..1; 0.8)")
     staff.add_argument("--patience", type=_positive, help="mean patience (s): Erlang A")
     staff.add_argument("--scenario", default=None, help="search agent counts by simulation")
     staff.add_argument("--seed", type=_seed, default=1)

@@ -204,13 +204,30 @@ def _finite(value: Any) -> Any:
 
 def staff(args: argparse.Namespace) -> int:
     """``switchboard staff``: an Erlang C/A table, or a simulated search over a scenario."""
+    table_only = [
+        "--" + name.replace("_", "-")
+        for name in ("per_hour", "aht", "threshold", "target", "patience")
+        if getattr(args, name, None) is not None
+    ]
     if args.scenario:
+        if table_only:  # (the scenario has its own arrivals, handle times and service levels)
+            print(
+                f"switchboard: {', '.join(table_only)} make an Erlang table; --scenario takes "
+                "the arrivals, handle times and service levels of the scenario",
+                file=sys.stderr,
+            )
+            return 2
         return _staff_scenario(args)
+    if getattr(args, "replications", None) is not None:
+        print("switchboard: --replications is for --scenario", file=sys.stderr)
+        return 2
     if args.per_hour is None or args.aht is None:
         print("switchboard: staff needs --per-hour and --aht, or --scenario", file=sys.stderr)
         return 2
+    threshold = 20.0 if args.threshold is None else args.threshold
+    target = 0.8 if args.target is None else args.target
     try:
-        table = staffing_table(args.per_hour, args.aht, args.threshold, args.target, args.patience)
+        table = staffing_table(args.per_hour, args.aht, threshold, target, args.patience)
     except ValueError as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 2

@@ -191,3 +191,27 @@ def test_loadtest_spans_are_finite(option: str, value: str) -> None:
     assert done.returncode == 2
     assert f"expected LOW:HIGH seconds, got {value!r}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--per-hour", "200"], "--per-hour"),
+        (["--aht", "180", "--threshold", "30"], "--aht, --threshold"),
+        (["--target", "0.9", "--patience", "300"], "--target, --patience"),
+    ],
+)
+def test_staff_scenario_refuses_the_erlang_options(
+    tmp_path: Path, options: list[str], named: str
+) -> None:
+    """The Erlang table's options beside `--scenario` are refused, not silently ignored: the
+    scenario's own arrivals and service levels are what the search uses."""
+    done = switchboard("staff", "--scenario", str(scenario(tmp_path)), *options, "--no-progress")
+    assert_refused(done, named, "--scenario")
+    assert done.stdout == ""
+
+
+def test_replications_without_a_scenario_is_refused() -> None:
+    """`--replications` belongs to the simulated search; the Erlang table would ignore it."""
+    done = switchboard("staff", "--per-hour", "200", "--aht", "180", "--replications", "3")
+    assert_refused(done, "--replications", "--scenario")
