@@ -1,4 +1,5 @@
-"""SMS: ``{message_id, from, to, text}``; language and intent read from the text."""
+"""SMS: ``{message_id, from, to, text}``; language and intent read from the text (which may
+be empty, but not missing)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ def from_webhook(payload: Any) -> Inbound:
         raise AdapterError(f"unknown fields: {', '.join(sorted(unknown))}", ("body",))
     message_id = text_field(payload, "message_id", True, 128)
     sender = text_field(payload, "from", True, 64)
-    text = text_field(payload, "text", True, 1600) or ""
+    # (a blank message is still the customer writing in, a picture the gateway dropped or a
+    # slip of the thumb: it is routed with an empty body; only a missing `text` is an error)
+    text = "" if payload.get("text") == "" else text_field(payload, "text", True, 1600) or ""
     contact: dict[str, Any] = {"channel": "sms", "from": sender, "body": text}
     if (lang := classify.language(text)) is not None:
         contact["language"] = lang

@@ -105,6 +105,12 @@ def test_sms_without_recognisable_words() -> None:
     assert inbound.contact == {"channel": "sms", "from": "+14155550100", "body": "?? 42"}
 
 
+def test_a_blank_sms_is_a_contact() -> None:
+    """An SMS whose text is empty is routed with an empty body, not refused."""
+    inbound = sms.from_webhook({"message_id": "SM2", "from": "+14155550100", "text": ""})
+    assert inbound.contact == {"channel": "sms", "from": "+14155550100", "body": ""}
+
+
 @pytest.mark.parametrize(
     ("payload", "message"),
     [

@@ -264,6 +264,14 @@ async def test_sms_replay_by_message_id(api: Api) -> None:
     assert (await api.waiting())["billing"] == 1
 
 
+async def test_a_blank_sms_gets_in_line(api: Api) -> None:
+    """An SMS with empty text is a customer writing in: routed and queued, not a 422."""
+    contact = await api.sms({**SMS, "message_id": "SM-blank", "text": ""})
+    assert (contact["channel"], contact["status"]) == ("sms", "queued")
+    assert contact.get("body", "") == ""
+    assert sum((await api.waiting()).values()) == 1
+
+
 async def test_native_ids_are_scoped_per_channel(api: Api) -> None:
     """A call and an SMS that share a native id are two contacts, not a replay conflict."""
     call = await api.voice({"call_id": "X1", "from": "+14155550100"})
