@@ -2,7 +2,9 @@
 
 Phones become E.164 (``phone:+14155550100``), read in a default region when they carry no
 country code; emails are validated and lower-cased, domains in ASCII
-(``email:ann@example.com``); chat handles are scoped by gateway (``chat:<gateway>:<handle>``).
+(``email:ann@example.com``); chat handles are scoped by gateway (``chat:<gateway>:<handle>``):
+a sender or profile entry written ``gateway:handle`` names its gateway, a bare handle is on the
+connection's (``web``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import phonenumbers
 
 _EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]{1,64}@([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}$")
 _HANDLE = re.compile(r"^[\w.@+-]{1,128}$")
+_GATEWAY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 class IdentityError(ValueError):
@@ -112,6 +115,18 @@ def handle(gateway: str, text: str) -> str:
     return f"chat:{gateway}:{value}"
 
 
+def scoped_handle(text: str, gateway: str = "web") -> str:
+    """A chat handle written ``gateway:handle`` (``whatsapp:ana_92``), or bare: then it is on
+    ``gateway``. Profiles and inbound chats read handles alike, so a handle a CRM lists for a
+    gateway is the one a chat from that gateway resolves to."""
+    scope, sep, name = text.strip().partition(":")
+    if not sep:
+        return handle(gateway, text)
+    if not _GATEWAY.match(scope):
+        raise IdentityError("not a valid chat gateway")
+    return handle(scope, name)
+
+
 def of_sender(channel: str, sender: str, region: str = "US", gateway: str = "web") -> str:
     """The identity key of a contact's ``from`` on its channel."""
     if channel in PHONE_CHANNELS:
@@ -122,4 +137,4 @@ def of_sender(channel: str, sender: str, region: str = "US", gateway: str = "web
         return "email:" + email(sender)
     if "@" in sender and _EMAIL.match(sender.strip().lower()):
         return "email:" + email(sender)
-    return handle(gateway, sender)
+    return scoped_handle(sender, gateway)

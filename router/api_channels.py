@@ -182,7 +182,8 @@ class ChatSocket:
     async def start(self, data: dict[str, Any]) -> dict[str, Any]:
         inbound = chat.from_start(data)
         session = inbound.native_id
-        # bare handles belong to the default ("web") gateway, as in PUT /v1/customers
+        # a bare handle is on the default ("web") gateway, `gateway:handle` on its own, as in
+        # PUT /v1/customers (identity.scoped_handle)
         contact = (await ingest(self.request, self.who, inbound)).contact
         self.sessions[session] = contact
         if session not in self.watchers:

@@ -444,8 +444,7 @@ class Customers:
             return f"email:{identity.email(text)}"
 
         def handle(text: str) -> str:
-            ((gateway, name),) = _handles([text])
-            return identity.handle(gateway, name)
+            return identity.scoped_handle(text)
 
         out: dict[str, str] = {}
         unreadable: list[tuple[str, int, str]] = []
@@ -488,12 +487,3 @@ class UnreadableIdentities(identity.IdentityError):
     def __init__(self, unreadable: list[tuple[str, int, str]]) -> None:
         self.unreadable = unreadable
         super().__init__("; ".join(f"{f}[{i}]: {why}" for f, i, why in unreadable))
-
-
-def _handles(values: list[str]) -> list[tuple[str, str]]:
-    """``gateway:handle`` pairs; a bare handle belongs to the ``web`` chat gateway."""
-    out = []
-    for value in values:
-        gateway, sep, handle = value.partition(":")
-        out.append((gateway, handle) if sep else ("web", value))
-    return out

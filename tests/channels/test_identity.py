@@ -129,6 +129,18 @@ def test_identity_of_sender_by_channel(channel: str, sender: str, key: str) -> N
     assert identity.of_sender(channel, sender) == key
 
 
+def test_a_sender_may_name_its_gateway() -> None:
+    """`gateway:handle` is read as a profile's chat handle is: on that gateway, not the
+    connection's; a gateway name with spaces or markup is refused."""
+    assert identity.of_sender("chat", "whatsapp:ana_92") == "chat:whatsapp:ana_92"
+    assert identity.of_sender("chat", "whatsapp:ana_92", gateway="app") == "chat:whatsapp:ana_92"
+    assert identity.scoped_handle("whatsapp:ana_92") == identity.handle("whatsapp", "ana_92")
+    assert identity.scoped_handle(" ana_92 ") == "chat:web:ana_92"
+    for bad in ("what sapp:ana", "<b>:ana", ":ana", "web:ana:92"):
+        with pytest.raises(IdentityError):
+            identity.scoped_handle(bad)
+
+
 def test_of_sender_uses_region_and_gateway() -> None:
     """The region reads national numbers; the gateway scopes chat handles."""
     assert identity.of_sender("voice", "020 7946 0958", region="GB") == "phone:+442079460958"

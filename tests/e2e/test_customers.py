@@ -101,6 +101,28 @@ async def test_chat_handles_are_scoped_by_gateway(api: Api) -> None:
     assert queued["contact"]["customer"]["id"] not in (None, "cu-ana")
 
 
+async def test_a_chat_from_a_gateway_handle_finds_its_profile(api: Api) -> None:
+    """A profile's `partner:ana_92` is the customer of a chat from `partner:ana_92`, over the
+    chat gateway's websocket and over POST /v1/contacts alike (inbound chats read handles as
+    profiles do); a bare `ana_92` is still someone else, and a bad gateway name is a 422."""
+    await api.put_customer("cu-ana", **{**ANA, "chat_handles": ["partner:ana_92"]})
+    async with api.client.ws_connect("/v1/channels/chat", headers=api.auth(ADMIN_TOKEN)) as ws:
+        await ws.send_json({"type": "start", "session_id": "s1", "from": "partner:ana_92"})
+        queued = await ws.receive_json(timeout=5)
+    assert queued["contact"]["customer"]["id"] == "cu-ana"
+
+    async def chat(sender: str, status: int = 201) -> Any:
+        body = {"channel": "chat", "from": sender}
+        headers = {"Idempotency-Key": f"chat-{sender}"}
+        return await api.call("POST", "/v1/contacts", status, json=body, headers=headers)
+
+    assert (await chat("partner:ana_92"))["customer"]["id"] == "cu-ana"
+    assert (await chat("ana_92"))["customer"]["id"] != "cu-ana"
+    problem = await chat("part ner:ana_92", 422)
+    assert "not a valid chat gateway" in problem["detail"]
+    assert (await api.customer("cu-ana"))["chat_handles"] == ["partner:ana_92"]
+
+
 async def test_identity_owned_by_another_customer_is_409(api: Api) -> None:
     """A profile claiming another customer's email is 409 naming the entry and its owner (not
     the address), and nothing is written."""
