@@ -162,35 +162,55 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
-        fields = ("interval_minutes", "duration_hours", "warmup_hours")
-        problems = _consistency({k: getattr(self, k) for k in fields})
+        problems = _consistency(self.model_dump(include=set(_CROSS_FIELDS)))
         if problems:
-            raise ValueError(problems[0])
-        names = [g.label(i) for i, g in enumerate(self.agents)]
-        if len(set(names)) != len(names):
-            raise ValueError("agent group names must be unique")
-        for name, group in zip(names, self.agents, strict=True):
-            for shift in group.shifts:
-                if shift.start_hour >= self.duration_hours:
-                    raise ValueError(
-                        f"agent group {name!r}: the shift from {shift.start_hour:g} h starts after"
-                        f" the run ({self.duration_hours:g} h)"
-                    )
+            raise ValueError("; ".join(problems))
         return self
 
 
+_CROSS_FIELDS = ("interval_minutes", "duration_hours", "warmup_hours", "agents")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _consistency(data: Mapping[str, Any]) -> list[str]:
-    """The interval and the warm-up against the duration: ``Scenario._consistent``, and the raw
-    data's own when a field error kept that from running (values of the wrong type are the
-    field errors' business)."""
+    """What no single field can check: the interval, the warm-up and the shifts against the
+    duration, and the groups' names. ``Scenario._consistent`` runs it on a valid scenario; the
+    loader runs it on the raw data when field errors kept that from running, so a file's
+    problems are all listed at once (values of the wrong type are the field errors' business
+    and are passed over here)."""
     out = []
     interval = data.get("interval_minutes", 30)
     if isinstance(interval, int) and interval not in (15, 30):
         out.append("interval_minutes must be 15 or 30")
-    duration, warmup = data.get("duration_hours"), data.get("warmup_hours", 0.0)
-    numeric = [isinstance(v, int | float) and not isinstance(v, bool) for v in (duration, warmup)]
-    if all(numeric) and warmup >= duration:
+    raw: Any = data.get("duration_hours")
+    warmup: Any = data.get("warmup_hours", 0.0)
+    duration = float(raw) if _number(raw) else None
+    if duration is not None and _number(warmup) and warmup >= duration:
         out.append("warmup_hours must be shorter than duration_hours")
+    groups = data.get("agents")
+    if not isinstance(groups, list):
+        return out
+    names = []
+    for i, group in enumerate(groups):
+        if not isinstance(group, Mapping):
+            continue
+        name = group.get("name") or f"group-{i + 1}"
+        names.append(name)
+        shifts = group.get("shifts")
+        if not isinstance(shifts, list) or duration is None:
+            continue
+        for shift in shifts:
+            start: Any = shift.get("start_hour") if isinstance(shift, Mapping) else None
+            if _number(start) and start >= duration:
+                out.append(
+                    f"agent group {name!r}: the shift from {start:g} h starts after the run"
+                    f" ({duration:g} h)"
+                )
+    if len(set(map(str, names))) != len(names):
+        out.append("agent group names must be unique")
     return out
 
 
@@ -253,31 +273,59 @@ def load_scenario(
         routing = load_routing(base / spec.routing)
     else:
         routing = load_routing(spec.routing, name=f"{where}: routing")
-    try:
-        spec = _read_empirical(spec, base)
-    except ValueError as exc:
-        raise ScenarioInvalid(f"invalid scenario {where}: {exc}") from None
+    # the segments and the empirical files, each stream's and group's: every problem at once
+    spec, problems = _read_empirical(spec, base)
+    problems = _unknown_segments(spec, routing) + problems
+    if len(problems) == 1:
+        raise ScenarioInvalid(f"{where}: {problems[0]}")
+    if problems:
+        listed = "\n".join(f"  {p}" for p in problems)
+        raise ScenarioInvalid(f"invalid scenario {where}:\n{listed}")
     return LoadedScenario(spec, routing, base, where)
 
 
-def _read_empirical(spec: Scenario, base: Path) -> Scenario:
-    def read(dist: Distribution | None) -> Distribution | None:
-        return load_empirical(dist, base) if isinstance(dist, Empirical) else dist
+def _unknown_segments(spec: Scenario, routing: RoutingConfig) -> list[str]:
+    """Each stream's customer segments that the routing config does not define."""
+    known = [s.name for s in routing.segments]
+    return [
+        f"arrivals[{i}]: unknown segment {name!r} (the routing config has {', '.join(known)})"
+        for i, stream in enumerate(spec.arrivals)
+        for name in stream.customers or {}
+        if name not in known
+    ]
+
+
+def _read_empirical(spec: Scenario, base: Path) -> tuple[Scenario, list[str]]:
+    """The scenario with its empirical distributions' files read in, and a line for each one
+    that could not be."""
+    problems: list[str] = []
+
+    def read(dist: Distribution | None, where: str) -> Distribution | None:
+        if not isinstance(dist, Empirical):
+            return dist
+        try:
+            return load_empirical(dist, base)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+            return dist
 
     streams = [
         s.model_copy(
             update={
-                "handle_time": read(s.handle_time),
-                "patience": read(s.patience),
-                "wrap_up": read(s.wrap_up),
+                "handle_time": read(s.handle_time, f"arrivals[{i}].handle_time"),
+                "patience": read(s.patience, f"arrivals[{i}].patience"),
+                "wrap_up": read(s.wrap_up, f"arrivals[{i}].wrap_up"),
             }
         )
-        for s in spec.arrivals
+        for i, s in enumerate(spec.arrivals)
     ]
-    groups = [g.model_copy(update={"accept_delay": read(g.accept_delay)}) for g in spec.agents]
-    return spec.model_copy(
-        update={"arrivals": streams, "agents": groups, "accept_delay": read(spec.accept_delay)}
-    )
+    groups = [
+        g.model_copy(update={"accept_delay": read(g.accept_delay, f"agents[{i}].accept_delay")})
+        for i, g in enumerate(spec.agents)
+    ]
+    accept_delay = read(spec.accept_delay, "accept_delay")
+    update = {"arrivals": streams, "agents": groups, "accept_delay": accept_delay}
+    return spec.model_copy(update=update), problems
 
 
 # ------------------------------------------------------------------------- customers

@@ -283,3 +283,41 @@ def test_a_syntax_error_names_the_file(tmp_path: Path) -> None:
         load_scenario(path)
     assert f'in "{path}", line 2' in str(caught.value)
     assert "<unicode string>" not in str(caught.value)
+
+
+def test_field_errors_and_group_problems_are_listed_together() -> None:
+    """A field error does not hide the groups' problems: a shift after the run and two groups
+    of one name are reported with it, in one report."""
+    data = minimal(duration_hours=2, interval_minutes="half an hour")
+    group = {"name": "day", "count": 2, "skills": {"billing": 5}, "capacity": {"voice": 1}}
+    data["agents"] = [group, {**group, "shifts": [{"start_hour": 3, "end_hour": 4}]}]
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(data)
+    report = str(caught.value)
+    assert "interval_minutes" in report
+    assert "agent group 'day': the shift from 3 h starts after the run (2 h)" in report
+    assert "agent group names must be unique" in report
+
+
+def test_segment_and_file_problems_are_listed_together(tmp_path: Path) -> None:
+    """Unknown segments in two streams and two missing empirical files are one report, each
+    line naming where it is."""
+    data = minimal()
+    second = {**data["arrivals"][0], "customers": {"bronze": 1.0}}
+    data["arrivals"][0] = {**data["arrivals"][0], "customers": {"diamond": 1.0}}
+    second["handle_time"] = {"dist": "empirical", "file": "nowhere.csv"}
+    second["patience"] = {"dist": "empirical", "file": "neither.csv"}
+    data["arrivals"].append(second)
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(data, base=tmp_path)
+    lines = str(caught.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "arrivals[0]",
+        "arrivals[1]",
+        "arrivals[1].handle_time",
+        "arrivals[1].patience",
+    ]
+    assert "unknown segment 'diamond'" in lines[0]
+    assert "unknown segment 'bronze'" in lines[1]
+    assert "nowhere.csv" in lines[2]
+    assert "neither.csv" in lines[3]
