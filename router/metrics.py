@@ -43,9 +43,16 @@ def _segment(doc: dict[str, Any]) -> str:
     return str(customer.get("segment", "")) if isinstance(customer, dict) else ""
 
 
+def _channel(c: ContactState) -> str:
+    """The channel a contact came in on: a call turned into a callback is still counted where
+    it was offered, so a channel's series add up (and its service level) over its life."""
+    channel = c.doc.get("channel")
+    return channel if isinstance(channel, str) and channel else c.channel
+
+
 def _labels(tenant: str, c: ContactState) -> tuple[str, str, str, str]:
     """The ``_CONTACT`` label values of a contact, in their order."""
-    return (tenant, c.queue, c.channel, _segment(c.doc))
+    return (tenant, c.queue, _channel(c), _segment(c.doc))
 
 
 class Metrics:
@@ -185,7 +192,7 @@ class Metrics:
         c = value.contact
         self._child(self.handle, _labels(tenant, c)).observe(value.handle_ms / 1000)
         if wrap_seconds > 0:
-            self.wrap.labels(tenant, c.queue, c.channel).inc(wrap_seconds)
+            self.wrap.labels(tenant, c.queue, _channel(c)).inc(wrap_seconds)
         self.events(events)
 
 

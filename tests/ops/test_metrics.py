@@ -27,6 +27,7 @@ from router.metrics import Metrics, thresholds
 from tests.ops.conftest import (
     ADMIN,
     DASHBOARD,
+    GATEWAY,
     PROMETHEUS_DIR,
     AppFactory,
     Ops,
@@ -103,6 +104,32 @@ async def test_counters_follow_the_contacts_driven(
     assert value(text, "switchboard_routing_decision_seconds_count") == 4
     # series for combinations not seen yet exist at 0, so `increase` sees their first contact
     assert value(text, "switchboard_contacts_answered_total", **{**lab, "segment": "platinum"}) == 0
+
+
+async def test_a_callback_is_counted_under_the_channel_it_came_in_on(
+    make_app: AppFactory, routing_file: Path
+) -> None:
+    """A call turned into a callback is offered, answered and handled under one channel label
+    (the one it came in on), so a channel's service level counts it once, in and out."""
+    ops = await make_app(config=str(routing_file))
+    call = await ops.contact(**{"from": "+1 415 555 0100"})
+    assert call["status"] == "queued"
+    await ops.call("POST", f"/v1/contacts/{call['id']}/callback", {}, token=GATEWAY)
+    await ops.agent("a1", billing=5)
+    offered = await ops.call("GET", f"/v1/contacts/{call['id']}")
+    assert (offered["status"], offered["channel"]) == ("offered", "callback")
+    await ops.call("POST", f"/v1/reservations/{offered['reservation_id']}/accept")
+    await ops.call("POST", f"/v1/contacts/{call['id']}/complete", {})
+    text = await ops.metrics()
+    lab = {"tenant": ops.tenant, "queue": "billing", "segment": "standard"}
+    for name in (
+        "switchboard_contacts_offered_total",
+        "switchboard_contacts_answered_total",
+        "switchboard_queue_wait_seconds_count",
+        "switchboard_handle_time_seconds_count",
+    ):
+        assert value(text, name, **lab, channel="voice") == 1, name
+        assert not value(text, name, **lab, channel="callback"), name
 
 
 async def test_queue_gauges_match_get_queues(make_app: AppFactory, routing_file: Path) -> None:
