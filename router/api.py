@@ -21,6 +21,7 @@ from router import appkeys as k
 from router import models as m
 from router.auth import AuthError, Principal, RoleName
 from router.problems import Problem, from_validation
+from router.reloads import QueuesStillWaiting
 from router.ws import agent_socket
 
 M = TypeVar("M", bound=BaseModel)
@@ -262,6 +263,8 @@ async def reload_config(request: web.Request) -> web.StreamResponse:
         raise Problem(
             422, "the routing config is invalid; nothing was applied", kind="config", errors=errors
         ) from None
+    except QueuesStillWaiting as exc:
+        raise Problem(409, str(exc), kind="queues-in-use") from None
     return _json(applied)
 
 
@@ -313,7 +316,7 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/queues/{name}", get_queue, "One queue", ANY, None, m.QueueOut, 200, (404,),
           tags=("queues",)),
     Route("POST", "/v1/config/reload", reload_config, "Validate and apply the routing config",
-          ADMIN, None, m.ReloadOut, 200, (422,), tags=("operations",)),
+          ADMIN, None, m.ReloadOut, 200, (409, 422), tags=("operations",)),
     Route("GET", "/healthz", healthz, "Liveness", (), tags=("operations",)),
     Route("GET", "/readyz", readyz, "Readiness: Redis and the event subscription", (), None, None,
           200, (503,), tags=("operations",)),

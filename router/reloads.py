@@ -33,6 +33,18 @@ def digest(config: RoutingConfig) -> str:
     return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
+class QueuesStillWaiting(Exception):
+    """A reload would remove queues that contacts still wait in: nobody could take them."""
+
+    def __init__(self, waiting: dict[str, int]) -> None:
+        self.waiting = waiting  # queue -> contacts waiting in it, over every tenant
+        listed = ", ".join(f"{q!r} ({n} waiting)" for q, n in sorted(waiting.items()))
+        super().__init__(
+            f"the new config removes queues that contacts still wait in: {listed}; nothing was"
+            " applied (keep the queues until they are empty, or move their contacts first)"
+        )
+
+
 class ConfigReloads:
     def __init__(
         self,
@@ -52,10 +64,23 @@ class ConfigReloads:
     async def reload(self) -> m.ReloadOut:
         """Validate and apply the config file here, then tell the other instances.
 
-        Raises ``ConfigInvalid`` (nothing applied anywhere) for an invalid file.
+        Raises ``ConfigInvalid`` (nothing applied anywhere) for an invalid file, and
+        ``QueuesStillWaiting`` for one that removes (or renames) a queue contacts wait in: no
+        agent would be a member of it any more, so they would wait for good.
         """
         config = load_routing(self.path)
-        out = await self.service().reload(self.tenants, config)
+        service = self.service()
+        removed = sorted({q.name for q in service.config.queues} - {q.name for q in config.queues})
+        if removed:
+            waiting: dict[str, int] = {}
+            now = service.clock.now_ms()
+            for tenant in self.tenants:
+                for snap in await service.store.queue_snapshot(tenant, removed, now):
+                    if snap.waiting:
+                        waiting[snap.name] = waiting.get(snap.name, 0) + snap.waiting
+            if waiting:
+                raise QueuesStillWaiting(waiting)
+        out = await service.reload(self.tenants, config)
         out.instances_notified = await self._announce(digest(config))
         return out
 

@@ -232,3 +232,27 @@ async def test_metrics_are_prometheus_text(api: Api) -> None:
     assert reply.status == 200
     assert reply.headers["Content-Type"].startswith("text/plain")
     assert "# TYPE" in reply.body
+
+
+async def test_a_reload_that_would_strand_waiting_contacts_is_refused(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """A reload that removes (or renames) a queue contacts wait in is 409, naming the queue
+    and how many wait, and changes nothing; once the queue is empty the same file applies."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(FAST_ROUTING.replace("rules:", SUPPORT_QUEUE))
+    api = await make_api(config=str(path))
+    waiting = [await api.contact(), await api.contact()]
+    assert [c["status"] for c in waiting] == ["queued", "queued"]
+    renamed = FAST_ROUTING.replace("billing", "accounts").replace("rules:", SUPPORT_QUEUE)
+    path.write_text(renamed)
+    refused = await api.call("POST", "/v1/config/reload")
+    assert refused.status == 409, refused.body
+    assert "'billing' (2 waiting)" in refused.body["detail"]
+    assert "nothing was applied" in refused.body["detail"]
+    assert await queue_names(api) == ["billing", "support"]
+    for contact in waiting:
+        await api.call("POST", f"/v1/contacts/{contact['id']}/abandon", token=GATEWAY)
+    applied = await api.call("POST", "/v1/config/reload")
+    assert applied.status == 200, applied.body
+    assert await queue_names(api) == ["accounts", "support"]
