@@ -35,9 +35,12 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:32]
 
 
-def text_field(payload: dict[str, Any], name: str, required: bool, limit: int) -> str | None:
+def text_field(
+    payload: dict[str, Any], name: str, required: bool, limit: int, empty: bool = False
+) -> str | None:
+    """A string field of a webhook; '' counts as missing unless ``empty``."""
     value = payload.get(name)
-    if value is None or value == "":
+    if value is None or (value == "" and not empty):
         if required:
             raise AdapterError(f"`{name}` is required", ("body", name))
         return None

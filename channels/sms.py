@@ -21,7 +21,7 @@ def from_webhook(payload: Any) -> Inbound:
     sender = text_field(payload, "from", True, 64)
     # (a blank message is still the customer writing in, a picture the gateway dropped or a
     # slip of the thumb: it is routed with an empty body; only a missing `text` is an error)
-    text = "" if payload.get("text") == "" else text_field(payload, "text", True, 1600) or ""
+    text = text_field(payload, "text", True, 1600, empty=True) or ""
     contact: dict[str, Any] = {"channel": "sms", "from": sender, "body": text}
     if (lang := classify.language(text)) is not None:
         contact["language"] = lang
