@@ -6,13 +6,19 @@ arguments instead of patching the environment.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from queues.keys import TENANT_PATTERN
+
 Role = Literal["admin", "gateway"]
+
+#: a tenant name sits inside every Redis key's hash tag ("sb:{tenant}:...")
+_TENANT = re.compile(TENANT_PATTERN)
 
 
 class Settings(BaseSettings):
@@ -33,7 +39,7 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     #: further static tokens: token -> "role:tenant", e.g. {"gw-1": "gateway:default"}
     tokens: dict[str, str] = Field(default_factory=dict)
-    default_tenant: str = "default"
+    default_tenant: str = Field(default="default", pattern=TENANT_PATTERN)
     #: HMAC key for agent tokens; empty: a random key kept in Redis, shared by all instances
     secret_key: SecretStr | None = None
     agent_token_ttl_seconds: int = Field(default=12 * 3600, gt=0)
@@ -73,13 +79,27 @@ class Settings(BaseSettings):
     rate_limit_per_second: float = Field(default=0.0, ge=0)
     rate_limit_burst: int = Field(default=0, ge=0)
 
+    @field_validator("tokens")
+    @classmethod
+    def _token_specs(cls, tokens: dict[str, str]) -> dict[str, str]:
+        for spec in tokens.values():
+            role, _, tenant = spec.partition(":")
+            if role not in ("admin", "gateway"):
+                raise ValueError(
+                    f"each token's value is role:tenant with role admin or gateway, not {spec!r}"
+                )
+            if tenant and not _TENANT.match(tenant):
+                raise ValueError(
+                    f"tenant {tenant!r} in {spec!r}: letters, digits, '_' and '-' only, at most"
+                    " 64, starting with a letter or digit"
+                )
+        return tokens
+
     def static_tokens(self) -> dict[str, tuple[Role, str]]:
         """token -> (role, tenant), including the bootstrap admin token."""
         out: dict[str, tuple[Role, str]] = {}
         for token, spec in self.tokens.items():
             role, _, tenant = spec.partition(":")
-            if role not in ("admin", "gateway"):
-                raise ValueError(f"token role must be admin or gateway, not {role!r}")
             out[token] = (role, tenant or self.default_tenant)  # type: ignore[assignment]
         if self.admin_token is not None and self.admin_token.get_secret_value():
             out[self.admin_token.get_secret_value()] = ("admin", self.default_tenant)

@@ -52,10 +52,15 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     )
 
 
-async def principal(request: web.Request, roles: tuple[RoleName, ...]) -> Principal:
+async def principal(
+    request: web.Request, roles: tuple[RoleName, ...], websocket: bool = False
+) -> Principal:
+    """Who is calling, if one of ``roles``. A websocket handler passes ``websocket``: browsers
+    cannot set headers on the handshake, so a token may come as ``?access_token=`` there (and
+    only there: on other URLs it would end up in access logs and browser history)."""
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else None
-    if token is None and request.path.endswith("/ws"):
+    if token is None and websocket:
         token = request.query.get("access_token")
     try:
         who = await request.app[k.AUTH].principal(token)
@@ -229,7 +234,7 @@ async def mint_token(request: web.Request) -> web.StreamResponse:
 
 
 async def agent_ws(request: web.Request) -> web.StreamResponse:
-    who = await principal(request, AGENT)
+    who = await principal(request, AGENT, websocket=True)
     agent_id = path_id(request)
     _agent_scope(who, agent_id)
     return await agent_socket(request, who, agent_id)

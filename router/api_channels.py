@@ -249,7 +249,7 @@ class ChatSocket:
 
 
 async def chat_socket(request: web.Request) -> web.StreamResponse:
-    who = await principal(request, GATEWAY)
+    who = await principal(request, GATEWAY, websocket=True)
     ws = web.WebSocketResponse(heartbeat=request.app[k.SETTINGS].heartbeat_interval_seconds)
     await ws.prepare(request)
     request.app[k.SOCKETS].add(ws)

@@ -15,12 +15,15 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import re
 import secrets
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from config.routing import ConfigInvalid
 from config.settings import Settings
@@ -114,13 +117,35 @@ class GcFreezer:
             gc.callbacks.remove(self)
 
 
+def settings_problems(exc: ValidationError | SettingsError) -> list[str]:
+    """One line per bad setting, naming its env var, without the value given (it may be a
+    token or a key)."""
+    if isinstance(exc, SettingsError):
+        # pydantic-settings could not parse a JSON-valued variable: its message names the field
+        named = re.search(r'field "(\w+)"', str(exc))
+        name = f"SWITCHBOARD_{named.group(1).upper()}" if named else "a SWITCHBOARD_ variable"
+        return [f"{name}: not valid JSON"]
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = f"SWITCHBOARD_{field.upper()}" if field else "settings"
+        msg = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}: {msg}")
+    return lines
+
+
 def serve(args: argparse.Namespace) -> int:
     overrides = {
         name: value
         for name, value in (("host", args.host), ("port", args.port), ("config", args.config))
         if value is not None
     }
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except (ValidationError, SettingsError) as exc:
+        for line in settings_problems(exc):
+            print(f"switchboard: {line}", file=sys.stderr)
+        return 2
     key = settings.log_hash_key or settings.secret_key
     logs.configure(
         key.get_secret_value().encode() if key else secrets.token_bytes(32),

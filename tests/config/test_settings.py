@@ -90,8 +90,21 @@ def test_empty_admin_token_is_not_a_token() -> None:
     assert Settings(admin_token=SecretStr("")).static_tokens() == {}
 
 
-def test_unknown_token_role_is_rejected() -> None:
-    """A token with a role other than admin or gateway is an error naming the role."""
-    s = Settings(tokens={"t": "agent:acme"})
-    with pytest.raises(ValueError, match="token role must be admin or gateway, not 'agent'"):
-        s.static_tokens()
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("tokens", {"t": "agent:acme"}, "role admin or gateway, not 'agent:acme'"),
+        ("tokens", {"t": "gateway:a{b}"}, "tenant 'a{b}' in 'gateway:a{b}'"),
+        ("tokens", {"t": "gateway:a:b"}, "tenant 'a:b'"),
+        ("default_tenant", "x y", "String should match pattern"),
+        ("default_tenant", "", "String should match pattern"),
+    ],
+)
+def test_bad_tokens_and_tenants_are_rejected(field: str, value: object, message: str) -> None:
+    """A token's role must be admin or gateway, and a tenant name must fit in a key's hash tag:
+    both fail when the settings are read, naming the field (not later, in a request)."""
+    with pytest.raises(ValidationError) as caught:
+        Settings.model_validate({field: value})
+    (error,) = caught.value.errors()
+    assert error["loc"] == (field,)
+    assert message in error["msg"]

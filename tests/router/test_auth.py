@@ -113,7 +113,8 @@ async def test_tenants_cannot_see_each_other(api: Api) -> None:
 
 
 async def test_access_token_query_works_only_on_the_websocket(api: Api) -> None:
-    """?access_token= opens the agent's socket but is ignored on every other URL."""
+    """?access_token= opens the agent's and the chat gateway's sockets but is ignored on every
+    other URL."""
     await api.agent("ann", billing=5)
     ann = await api.token("ann")
     plain = await api.call("GET", f"/v1/agents/ann?access_token={ann}", token=None)
@@ -122,6 +123,11 @@ async def test_access_token_query_works_only_on_the_websocket(api: Api) -> None:
     assert await handshake_status(api, f"/v1/agents/ann/ws?access_token={ann}") == 101
     assert await handshake_status(api, "/v1/agents/ann/ws?access_token=wrong") == 401
     assert await handshake_status(api, "/v1/agents/ann/ws") == 401
+    # the chat gateway's socket too (a browser chat widget cannot set headers either)
+    assert await handshake_status(api, f"/v1/channels/chat?access_token={GATEWAY}") == 101
+    assert await handshake_status(api, "/v1/channels/chat?access_token=wrong") == 401
+    chats = await api.call("GET", f"/v1/queues?access_token={GATEWAY}", token=None)
+    assert chats.status == 401
 
 
 async def test_tampered_agent_tokens_are_refused(api: Api) -> None:

@@ -150,3 +150,34 @@ def test_serve_refuses_an_invalid_config(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "nowhere" in done.stderr
     assert not (tmp_path / "var").exists()
+
+
+def test_serve_refuses_bad_settings_in_one_line_each(tmp_path: Path) -> None:
+    """Bad SWITCHBOARD_ variables stop serve with exit 2 and one line per variable naming it,
+    no traceback, and no token in the output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env["SWITCHBOARD_DATA_DIR"] = str(tmp_path / "var")
+    cases = [
+        ({"SWITCHBOARD_TOKENS": '{"tok-9f3e": "agent:acme"}'}, ["SWITCHBOARD_TOKENS: "]),
+        ({"SWITCHBOARD_TOKENS": "not json"}, ["SWITCHBOARD_TOKENS: not valid JSON"]),
+        (
+            {"SWITCHBOARD_MAX_BODY_BYTES": "lots", "SWITCHBOARD_DEFAULT_TENANT": "a:b"},
+            ["SWITCHBOARD_DEFAULT_TENANT: ", "SWITCHBOARD_MAX_BODY_BYTES: "],
+        ),
+    ]
+    for extra, lines in cases:
+        done = subprocess.run(
+            [str(SWITCHBOARD), "serve", "--port", "0"],
+            env=env | extra,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2, done.stderr
+        got = done.stderr.splitlines()
+        assert len(got) == len(lines), done.stderr
+        for line, start in zip(sorted(got), lines, strict=True):
+            assert line.startswith("switchboard: " + start)
+        assert "Traceback" not in done.stderr
+        assert "tok-9f3e" not in done.stderr
+    assert not (tmp_path / "var").exists()
