@@ -7,7 +7,9 @@ contact and reserves a free agent. ``Engine.agent_spec`` computes an agent's que
 from the queues' CEL expressions; the store only ever sees the result.
 
 CEL runtime errors never stop routing: a failing condition is false, a failing priority is 0,
-and each error is counted in ``Engine.cel_errors`` by expression location.
+and each error is counted in ``Engine.cel_errors`` by expression location (exported as
+``switchboard_cel_errors_total``) and logged, by location only, at its 1st, 10th, 100th...
+occurrence: the message of a CEL error may quote the customer's data.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import cel
 import orjson
+import structlog
 
 from channels import identity
 from config.cel import ROOTS, Expr, Projection, compile_expr
@@ -38,6 +41,8 @@ from queues.contract import (
 from queues.contract import Step as StoreStep
 
 CONTACT_FIELDS = ("channel", "language", "intent", "subject", "body")
+log = structlog.get_logger("switchboard.engine")
+
 _DECISION_CACHE = 8192
 _MEMO_SIZE = 4096
 _SKILL_REF = re.compile(r"\bagent\s*\.\s*skills\s*\.\s*([A-Za-z_]\w*)")
@@ -179,10 +184,14 @@ class _Queue:
 class Engine:
     """Compiled routing config plus the store it routes into."""
 
-    def __init__(self, config: RoutingConfig, store: Store) -> None:
+    def __init__(
+        self, config: RoutingConfig, store: Store, cel_errors: Counter[str] | None = None
+    ) -> None:
         self.config = config
         self.store = store
-        self.cel_errors: Counter[str] = Counter()
+        #: runtime errors by expression location ("rules.vip.when"); a reloaded engine is
+        #: given its predecessor's, so the exported counter never goes back
+        self.cel_errors: Counter[str] = Counter() if cel_errors is None else cel_errors
         self.segments = [
             _Segment(s.name, _Memo(compile_expr(s.when, "segment")), s.priority, s.service_level)
             for s in config.segments
@@ -233,17 +242,37 @@ class Engine:
 
     # ------------------------------------------------------------------------- decisions
 
+    def expressions(self) -> list[str]:
+        """Every location a CEL runtime error is counted under, in config order (so the exported
+        counter can start each at 0: ``increase`` misses the first error of a series born at 1).
+        """
+        where = [f"segments.{seg.name}" for seg in self.segments]
+        for rule in self.rules:
+            where.append(f"rules.{rule.name}.when")
+            if not isinstance(rule.priority, float):
+                where.append(f"rules.{rule.name}.priority")
+            if any(st.agents is not None for st in rule.steps):
+                where.append(f"rules.{rule.name}.agents")
+        where += [f"suggestions.{name}" for name, _, _, _ in self.suggestions]
+        return where + [f"queues.{q.name}.agents" for q in self.queues]
+
+    def _failed(self, where: str) -> None:
+        self.cel_errors[where] += 1
+        count = self.cel_errors[where]
+        if count == 10 ** (len(str(count)) - 1):  # 1, 10, 100, ...
+            log.warning("cel.failed", expression=where, count=count)
+
     def _test(self, expr: Expr, ctx: cel.Context, where: str) -> bool:
         ok, failed = expr.test(ctx)
         if failed:
-            self.cel_errors[where] += 1
+            self._failed(where)
         return ok
 
     def _holds(self, memo: _Memo, inputs: _Inputs, where: str) -> bool:
         """A condition: true only for ``true``; an evaluation error counts and is false."""
         value, failed = memo.result(inputs)
         if failed:
-            self.cel_errors[where] += 1
+            self._failed(where)
         return value is True
 
     def _context(self, contact: Mapping[str, Any], customer: Mapping[str, Any], now_ms: int) -> Any:
@@ -359,12 +388,12 @@ class Engine:
         value, failed = rule.priority.result(inputs)
         if failed or isinstance(value, bool) or not isinstance(value, int | float):
             # an evaluation error, or not a number
-            self.cel_errors[f"rules.{rule.name}.priority"] += 1
+            self._failed(f"rules.{rule.name}.priority")
             return 0.0
         credit = float(value)
         if not math.isfinite(credit) or abs(credit) > MAX_PRIORITY_SECONDS:
             # (a division by zero, or a credit no sort key can hold): an error, 0 or the bound
-            self.cel_errors[f"rules.{rule.name}.priority"] += 1
+            self._failed(f"rules.{rule.name}.priority")
             if math.isnan(credit):
                 return 0.0
             return math.copysign(MAX_PRIORITY_SECONDS, credit)
@@ -379,7 +408,7 @@ class Engine:
                 return [str(v) for v in value]
             except TypeError:
                 pass
-        self.cel_errors[f"rules.{rule}.agents"] += 1
+        self._failed(f"rules.{rule}.agents")
         return []
 
     def new_contact(

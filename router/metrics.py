@@ -9,11 +9,11 @@ each family means.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from config.routing import Channel, RoutingConfig
@@ -218,7 +218,7 @@ class QueueCollector(Collector):
     def describe(self) -> list[Any]:
         return []
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         up = _gauge(
             "switchboard_redis_up",
             "1 when this instance's last read of Redis (at this scrape) succeeded, else 0.",
@@ -231,8 +231,22 @@ class QueueCollector(Collector):
         except KeyError:  # scraped before startup finished
             return
         yield from self._targets(service.config)
+        yield self._cel_errors(service.engine.expressions(), service.engine.cel_errors)
         if self.redis_up:
             yield from self._queues(service)
+
+    @staticmethod
+    def _cel_errors(expressions: list[str], counts: Mapping[str, int]) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            "switchboard_cel_errors",
+            "CEL expressions that failed at run time on this instance (treated as false, or a "
+            "priority of 0), by config location.",
+            labels=["expression"],
+        )
+        # every expression of the config from 0, and any a reload has since removed
+        for where in dict.fromkeys([*expressions, *sorted(counts)]):
+            family.add_metric([where], counts.get(where, 0))
+        return family
 
     @staticmethod
     def _targets(config: RoutingConfig) -> Iterator[GaugeMetricFamily]:

@@ -538,7 +538,7 @@ class Service:
 
     async def reload(self, tenants: list[str], config: RoutingConfig) -> m.ReloadOut:
         """Swap in a validated config, then recompute every agent's queue membership."""
-        self.engine = Engine(config, self.store)
+        self.engine = Engine(config, self.store, self.engine.cel_errors)
         self.stats.configure(config)
         self.metrics.prepare(tenants, config)
         count = 0

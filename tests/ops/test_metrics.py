@@ -28,6 +28,7 @@ from tests.ops.conftest import (
     ADMIN,
     DASHBOARD,
     GATEWAY,
+    OPS_ROUTING,
     PROMETHEUS_DIR,
     AppFactory,
     Ops,
@@ -35,6 +36,7 @@ from tests.ops.conftest import (
     tool,
     value,
 )
+from tests.support import json_logs
 
 _SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
 
@@ -130,6 +132,45 @@ async def test_a_callback_is_counted_under_the_channel_it_came_in_on(
     ):
         assert value(text, name, **lab, channel="voice") == 1, name
         assert not value(text, name, **lab, channel="callback"), name
+
+
+async def test_cel_errors_are_exported_from_zero_and_logged_sparingly(
+    make_app: AppFactory, routing_file: Path
+) -> None:
+    """A rule condition that fails at run time is counted under its config location, from a
+    series at 0 (so ``increase`` sees the first error), kept across a config reload, and logged
+    by location only at its 1st and 10th failure."""
+    vip = '  - {name: vip, when: "contact.attributes.vip == true", steps: [{queue: sales}]}\n'
+    await asyncio.to_thread(
+        routing_file.write_text, OPS_ROUTING.replace("rules:\n", "rules:\n" + vip)
+    )
+    ops = await make_app(config=str(routing_file))
+    errors = "switchboard_cel_errors_total"
+    text = await ops.metrics()
+    for where in ("segments.platinum", "rules.vip.when", "rules.default.when"):
+        assert value(text, errors, expression=where) == 0, where
+    assert value(text, errors, expression="queues.sales.agents") == 0
+    with json_logs(b"cel-test") as stream:
+        for n in range(11):
+            # no `vip` attribute: the comparison is an error, so the rule is skipped
+            contact = await ops.contact(attributes={"case": f"n{n}", "email": "ann@example.com"})
+            assert contact["queue"] == "billing"
+        sales = await ops.contact(attributes={"vip": True})
+        assert sales["queue"] == "sales"
+    text = await ops.metrics()
+    assert value(text, errors, expression="rules.vip.when") == 11
+    assert value(text, errors, expression="rules.default.when") == 0
+    logged = [json.loads(line) for line in stream.getvalue().splitlines()]
+    failed = [e for e in logged if e.get("event") == "cel.failed"]
+    assert [(e["expression"], e["count"]) for e in failed] == [
+        ("rules.vip.when", 1),
+        ("rules.vip.when", 10),
+    ]
+    assert "ann@example.com" not in stream.getvalue()
+    # a reload builds a new engine: the counter carries on instead of going back to 0
+    await asyncio.to_thread(routing_file.write_text, OPS_ROUTING)
+    assert (await ops.call("POST", "/v1/config/reload"))["rules"] == 2
+    assert value(await ops.metrics(), errors, expression="rules.vip.when") == 11
 
 
 async def test_queue_gauges_match_get_queues(make_app: AppFactory, routing_file: Path) -> None:
