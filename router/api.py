@@ -14,7 +14,6 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from channels.identity import IdentityError
 from config.routing import ConfigInvalid
 from queues.keys import valid_id
 from router import appkeys as k
@@ -22,6 +21,7 @@ from router import models as m
 from router.auth import AuthError, Principal, RoleName
 from router.problems import Problem, from_validation
 from router.reloads import QueuesStillWaiting
+from router.service import FieldRefused
 from router.ws import agent_socket
 
 M = TypeVar("M", bound=BaseModel)
@@ -162,12 +162,12 @@ async def callback_contact(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, m.CallbackIn, required=False)
     try:
         contact = await request.app[k.SERVICE].callback(who.tenant, path_id(request), body)
-    except IdentityError as exc:
+    except FieldRefused as exc:
         raise Problem(
             422,
-            f"the number to call back cannot be read: {exc}",
+            f"{exc.field}: {exc}",
             kind="validation",
-            errors=[{"loc": ["body", "number"], "msg": str(exc)}],
+            errors=[{"loc": ["body", exc.field], "msg": str(exc)}],
         ) from None
     return _json(contact)
 

@@ -95,7 +95,17 @@ class Contact(BaseModel):
 
 class CallbackIn(_In):
     number: str | None = Field(default=None, min_length=3, max_length=32)
-    not_before: AwareDatetime | None = None  # RFC 3339: with an offset
+    #: RFC 3339, with an offset; at most MAX_CALLBACK_DAYS ahead (checked against the clock
+    #: by the service)
+    not_before: AwareDatetime | None = None
+
+    @field_validator("not_before", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> Any:
+        # (pydantic would read a number as Unix seconds: the contract's times are strings)
+        if value is not None and not isinstance(value, str):
+            raise ValueError("expected an RFC 3339 time, e.g. 2026-11-23T18:00:00Z")
+        return value
 
 
 class CompleteIn(_In):

@@ -72,6 +72,19 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
+#: how far ahead a callback may be scheduled
+MAX_CALLBACK_DAYS = 30
+
+
+class FieldRefused(ValueError):
+    """A request field the service refuses once it reads the store or the clock (the API
+    answers 422 naming the field)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class ContactIds:
     """Contact ids in creation order: ``c``, the creation time (ms, 11 hex digits), a counter
     within the millisecond (4 hex digits) and 48 random bits (12 hex digits).
@@ -390,11 +403,17 @@ class Service:
         return self.render(outcome.value.contact, tenant)
 
     async def callback(self, tenant: str, contact_id: str, body: m.CallbackIn) -> m.Contact:
-        """Virtual hold; the number (the agent dials it) is read like a caller's, as E.164:
-        raises ``identity.IdentityError`` for one that cannot be read."""
+        """Virtual hold; the number (the agent dials it) is read like a caller's, as E.164.
+        Raises ``FieldRefused`` for a number that cannot be read or is needed and missing, and
+        for a time more than ``MAX_CALLBACK_DAYS`` ahead."""
         now = self.clock.now_ms()
         not_before = int(body.not_before.timestamp() * 1000) if body.not_before else 0
-        number = identity.phone(body.number, self.customers.region) if body.number else ""
+        if not_before > now + MAX_CALLBACK_DAYS * 86_400_000:
+            raise FieldRefused("not_before", f"at most {MAX_CALLBACK_DAYS} days ahead")
+        try:
+            number = identity.phone(body.number, self.customers.region) if body.number else ""
+        except identity.IdentityError as exc:
+            raise FieldRefused("number", f"cannot be read: {exc}") from None
         if not number:
             # without a number the agent dials the contact's own sender, which its view holds:
             # a phone number only for a call or a text (the channel it came on: a chat turned
@@ -405,12 +424,13 @@ class Service:
             if came is not None:
                 channel = str(came.get("channel") or "")
                 if channel not in identity.PHONE_CHANNELS:
-                    raise identity.IdentityError(
-                        f"a {channel} contact came from no phone number: give `number` to call back"
+                    raise FieldRefused(
+                        "number",
+                        f"a {channel} contact came from no phone number: give one to call back",
                     )
                 if identity.withheld(str(came.get("from") or "")):
-                    raise identity.IdentityError(
-                        "the caller's number was withheld: give `number` to call back"
+                    raise FieldRefused(
+                        "number", "the caller's number was withheld: give one to call back"
                     )
         outcome = await self.store.request_callback(tenant, contact_id, number, not_before, now)
         self.metrics.events(outcome.events)

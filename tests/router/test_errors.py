@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -199,6 +201,33 @@ async def test_callback_time_needs_an_offset(api: Api) -> None:
     reply = await api.call("POST", f"/v1/contacts/{contact['id']}/callback", naive, token=GATEWAY)
     problem = assert_problem(reply, 422, "validation")
     assert problem["errors"][0]["loc"] == ["body", "not_before"]
+
+
+@pytest.mark.parametrize(
+    ("not_before", "msg"),
+    [
+        (1_900_000_000, "expected an RFC 3339 time"),
+        ("9999-12-31T23:59:59Z", "at most 30 days ahead"),
+        (timedelta(days=30, minutes=1), "at most 30 days ahead"),
+    ],
+)
+async def test_callback_time_is_a_string_at_most_30_days_ahead(
+    api: Api, not_before: Any, msg: str
+) -> None:
+    """A number (pydantic would read Unix seconds) or a time past the 30-day bound is a 422
+    naming `not_before`, and the contact is left as it was; 29 days ahead is held."""
+    contact = await api.contact(**{"from": "+1 415 555 0100"})
+    if isinstance(not_before, timedelta):
+        not_before = (datetime.now(UTC) + not_before).isoformat()
+    path = f"/v1/contacts/{contact['id']}/callback"
+    reply = await api.call("POST", path, {"not_before": not_before}, token=GATEWAY)
+    problem = assert_problem(reply, 422, "validation")
+    assert problem["errors"] == [{"loc": ["body", "not_before"], "msg": ANY}]
+    assert msg in problem["errors"][0]["msg"]
+    assert (await api.get(f"/v1/contacts/{contact['id']}"))["channel"] == "voice"
+    soon = (datetime.now(UTC) + timedelta(days=29)).isoformat()
+    held = await api.ok("POST", path, {"not_before": soon}, token=GATEWAY)
+    assert held["channel"] == "callback"
 
 
 async def test_conflicts_are_409(api: Api) -> None:
