@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     #: further static tokens: token -> "role:tenant", e.g. {"gw-1": "gateway:default"}
     tokens: dict[str, str] = Field(default_factory=dict)
     default_tenant: str = Field(default="default", pattern=TENANT_PATTERN)
+    #: when set, GET /metrics needs "Authorization: Bearer <this>" (its series name every
+    #: tenant's queues); unset, it is open like most exporters
+    metrics_token: SecretStr | None = None
     #: HMAC key for agent tokens; empty: a random key kept in Redis, shared by all instances
     secret_key: SecretStr | None = None
     agent_token_ttl_seconds: int = Field(default=12 * 3600, gt=0)

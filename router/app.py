@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -38,7 +39,7 @@ from router.fastredis import PipelinedRedis, serve_client
 from router.hub import Hub
 from router.metrics import Metrics, QueueCollector, thresholds
 from router.openapi import build as build_openapi
-from router.problems import problem_middleware
+from router.problems import Problem, problem_middleware
 from router.ratelimit import rate_limit_middleware
 from router.reloads import ConfigReloads
 from router.service import Service
@@ -236,6 +237,17 @@ async def metrics_handler(request: web.Request) -> web.StreamResponse:
     Redis cannot push the scrape past Prometheus's own timeout.
     """
     app = request.app
+    wanted = app[k.SETTINGS].metrics_token
+    if wanted is not None and wanted.get_secret_value():
+        header = request.headers.get("Authorization", "")
+        given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        if not hmac.compare_digest(given.encode(), wanted.get_secret_value().encode()):
+            raise Problem(
+                401,
+                "/metrics needs the SWITCHBOARD_METRICS_TOKEN bearer token",
+                kind="unauthorized",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
     ok = True
     try:
         async with asyncio.timeout(METRICS_READ_TIMEOUT_SECONDS):

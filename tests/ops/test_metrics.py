@@ -278,6 +278,20 @@ async def test_promtool_check_metrics_passes(make_app: AppFactory, routing_file:
     assert not result.stdout.strip(), result.stdout
 
 
+async def test_metrics_token_guards_the_scrape(make_app: AppFactory, routing_file: Path) -> None:
+    """With SWITCHBOARD_METRICS_TOKEN set, /metrics is a 401 problem without that bearer token
+    (an admin token is not it) and the usual text with it."""
+    ops = await make_app(config=str(routing_file), metrics_token="scrape-7d1e")
+    for headers in ({}, {"Authorization": f"Bearer {ADMIN}"}, {"Authorization": "scrape-7d1e"}):
+        async with ops.client.get("/metrics", headers=headers) as resp:
+            assert resp.status == 401, headers
+            assert resp.content_type == "application/problem+json"
+            assert resp.headers["WWW-Authenticate"] == "Bearer"
+    async with ops.client.get("/metrics", headers={"Authorization": "Bearer scrape-7d1e"}) as ok:
+        assert ok.status == 200
+        assert value(await ok.text(), "switchboard_redis_up") == 1
+
+
 @pytest.mark.redis
 async def test_scrape_succeeds_with_redis_down(
     aiohttp_client: AiohttpClient, tmp_path: Path, routing_file: Path
