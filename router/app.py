@@ -90,7 +90,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     if supervisor is not None:
         await _stop([supervisor])
-    await client.aclose()
+    await client.aclose(close_connection_pool=True)  # (a pool given to it is not closed else)
     if embedded is not None:
         await asyncio.get_running_loop().run_in_executor(None, embedded.stop)
         log.info("redis.embedded_stopped")

@@ -21,22 +21,28 @@ from typing import Any
 
 import orjson
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 _SECRET_FIELDS = frozenset({"token", "access_token", "authorization", "password", "secret"})
 _SECRET_PARTS = ("token", "password", "secret", "authorization", "api_key", "cookie")
 _PERSONAL_FIELDS = frozenset({"from", "from_", "phone", "email", "number", "to", "address"})
 _PERSONAL_PARTS = ("phone", "email", "msisdn")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-_PHONE = re.compile(r"(?<![\w.])\+?\d[\d ().-]{6,}\d")
+#: a local part of RFC 5322's characters but "/", "=" and "?" (which join it to the URL or the
+#: key=value before it), or a quoted one; a domain, dotted or not ("localhost")
+_EMAIL = re.compile(r"(?:\"[^\"\n]{1,64}\"|[\w.!#$%&'*+^`{|}~-]+)@[\w-]+(\.[\w-]+)*")
+#: separators between a number's digits: spaces (also no-break), dots, dashes (also
+#: typographic), brackets and slashes ("030/12345678")
+_SEP = " \u00a0().\u2010-\u2015/-"
+_PHONE = re.compile(rf"(?<![\w.])\+?\d[\d{_SEP}]{{6,}}\d")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?!\d)")
-_PHONE_ONLY = re.compile(r"\+?[\d ().-]+")
+_PHONE_ONLY = re.compile(rf"\+?[\d{_SEP}]+")
 #: a bearer credential, or a token passed in a query string (``?access_token=...``)
 _CREDENTIAL = re.compile(
     r"(?i)(\bbearer\s+|\b(?:access_token|token|api_key|password)=)[^\s&\"',;]+"
 )
 #: what a credential (``_CREDENTIAL``) or a phone number (``_PHONE``) cannot do without
 _CREDENTIAL_HINT = re.compile(r"(?i)bearer|=")
-_DIGIT_RUN = re.compile(r"\d[\d ().-]{6}")
+_DIGIT_RUN = re.compile(rf"\d[\d{_SEP}]{{6}}")
 _MAX_DEPTH = 8
 
 
@@ -116,9 +122,11 @@ class Redactor:
 
     def _phone(self, match: re.Match[str]) -> str:
         text = match.group(0)
-        # a date, or a date and time ("2024-10-15 12:30"), is not a phone number
-        if _DATE.match(text):
-            return text
+        # a date, or a date and time ("2024-10-15 12:30"), is not a phone number, but what
+        # follows the date may be one ("2024-05-11 415 555 0123")
+        date = _DATE.match(text)
+        if date:
+            return text[: date.end()] + _PHONE.sub(self._phone, text[date.end() :])
         digits = re.sub(r"\D", "", text)
         # numbers have at least 9 digits; shorter runs are counts, times or ids
         return self.digest(digits) if len(digits) >= 9 else text
@@ -183,8 +191,30 @@ class _Direct:
 _DIRECT: _Direct | None = None
 
 
+class _Bridge(logging.Handler):
+    """Other libraries' stdlib log records (aiohttp's errors on requests it could not parse,
+    asyncio's) as lines of the same log, through the same redaction: aiohttp's own message
+    for a bad header quotes the header, token or email address and all."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            logger = structlog.get_logger(record.name)
+            exc = record.exc_info[1] if record.exc_info else None
+            if isinstance(exc, HttpProcessingError):
+                # a client's malformed request (aiohttp answered it 400): one line, no traceback
+                logger.warning("http.unparsable", logger=record.name, error=str(exc))
+                return
+            fields: dict[str, Any] = {"logger": record.name}
+            if record.exc_info:
+                fields["exc_info"] = record.exc_info
+            logger.log(record.levelno, record.getMessage(), **fields)
+        except Exception:  # pragma: no cover - logging must not raise
+            self.handleError(record)
+
+
 def configure(key: bytes, fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
-    """Configure structlog for the process (the server calls this once at startup)."""
+    """Configure structlog for the process (the server calls this once at startup), and send
+    the stdlib loggers' records through it."""
     global _DIRECT
     out = stream or sys.stderr
     json_lines = fmt == "json" or (fmt == "auto" and not out.isatty())
@@ -210,6 +240,24 @@ def configure(key: bytes, fmt: str = "auto", level: str = "info", stream: Any = 
         cache_logger_on_first_use=False,
     )
     _DIRECT = _Direct(processors, redactor, out, level_no) if json_lines else None
+    _unbridge()
+    root = logging.getLogger()
+    root.addHandler(_Bridge())
+    root.setLevel(level_no)
+
+
+def _unbridge() -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _Bridge)]:
+        root.removeHandler(handler)
+
+
+def reset() -> None:
+    """Undo ``configure`` (tests): structlog's defaults, stdlib records no longer bridged."""
+    global _DIRECT
+    structlog.reset_defaults()
+    _DIRECT = None
+    _unbridge()
 
 
 def info(logger: Any, event: str, fields: dict[str, Any], plain: frozenset[str]) -> None:

@@ -33,5 +33,5 @@ def json_logs(key: bytes, level: str = "info") -> Iterator[io.StringIO]:
     try:
         yield stream
     finally:
-        structlog.reset_defaults()
+        logs.reset()
         structlog.contextvars.clear_contextvars()

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Iterator
@@ -74,6 +75,29 @@ def test_free_text_is_scrubbed_everywhere() -> None:
     assert "access_token=[redacted]&x=1" in out["path"]
 
 
+@pytest.mark.parametrize(
+    ("text", "leak"),
+    [
+        ("2024-05-11 415 555 0123", "555 0123"),  # a number after a date
+        ("Anruf 030/12345678", "12345678"),  # slashes between the digits
+        ("0171/1234567", "1234567"),
+        ("415/555/0123", "555/0123"),
+        ("415\u00a0555\u00a00123", "0123"),  # no-break spaces
+        ("415\u2013555\u20130123", "0123"),  # en dashes
+        ('"quoted name"@example.com', "quoted name"),
+        ("bob@localhost", "bob@"),
+        ("o'brien@example.com", "o'"),  # (not "o'h:...")
+        ("jane%doe@example.com", "jane"),
+    ],
+)
+def test_less_common_spellings_are_scrubbed_too(text: str, leak: str) -> None:
+    """Phone numbers split by slashes, no-break spaces or typographic dashes, or following a
+    date, and emails with quoted or unusual local parts or a bare host, are hashed."""
+    out = _redact(detail=text)["detail"]
+    assert leak not in out, out
+    assert "h:" in out
+
+
 def test_ordinary_values_pass_untouched() -> None:
     """Ids, timestamps, short numbers and non-string values are not mangled."""
     event = {
@@ -82,6 +106,8 @@ def test_ordinary_values_pass_untouched() -> None:
         "position": 3,
         "priority": 120.0,
         "why": "queued at position 12 of billing",
+        "dates": "2024-10-15 12:30, 10/12/2024, 2026-11-23T16:49:32.281000Z",
+        "path": "/v1/contacts/c123/callback",
     }
     assert _redact(**event) == event
 
@@ -121,6 +147,33 @@ async def test_routing_decision_explains_the_match(
     assert "queued at position 1" in queued["why"]
     assert all(d.get("request_id") for d in decisions)
     assert "4155550100" not in captured.getvalue()
+
+
+async def test_unparsable_requests_are_one_redacted_line(
+    make_app: AppFactory, routing_file: Path, captured: io.StringIO
+) -> None:
+    """A request aiohttp cannot parse (it answers 400 itself, quoting the bad header) is one
+    http.unparsable warning in the JSON log, the token, email and number in it redacted, and
+    no traceback."""
+    ops = await make_app(config=str(routing_file))
+    server = ops.client.server
+    bad_headers = [
+        b"Authorization: Bearer tok-5e1c\x7f",
+        b"X-Note: ann@example.com \x01 +1 415 555 0100",
+    ]
+    for header in bad_headers:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(b"GET /v1/queues HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n")
+        await writer.drain()
+        assert (await reader.read()).startswith(b"HTTP/1.0 400")  # and the server closes
+        writer.close()
+        await writer.wait_closed()
+    lines = _events(captured, "http.unparsable")
+    assert len(lines) == 2
+    assert all(line["level"] == "warning" for line in lines)
+    text = captured.getvalue()
+    for leak in ("tok-5e1c", "ann@example.com", "555 0100", "Traceback"):
+        assert leak not in text, leak
 
 
 def test_a_phone_hashes_alike_in_a_field_and_in_text() -> None:
