@@ -91,7 +91,7 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"each token's value is role:tenant with role admin or gateway, not {spec!r}"
                 )
-            if tenant and not _TENANT.match(tenant):
+            if tenant and not _TENANT.fullmatch(tenant):
                 raise ValueError(
                     f"tenant {tenant!r} in {spec!r}: letters, digits, '_' and '-' only, at most"
                     " 64, starting with a letter or digit"

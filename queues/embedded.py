@@ -7,6 +7,7 @@ for ``serve``, keeps an append-only file there so contacts survive a restart.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -20,8 +21,16 @@ from pathlib import Path
 import redis
 
 
+def _private() -> None:
+    """In the child: its files (the append-only file holds customers' phone numbers and the
+    agent-token signing keys) readable by this user only."""
+    os.umask(0o077)
+
+
 def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the parent dies, even by SIGKILL, so nothing is orphaned."""
+    """In the child: get SIGTERM if the parent dies, even by SIGKILL, so nothing is orphaned;
+    and ``_private``."""
+    _private()
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_pdeathsig = 1
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
@@ -99,6 +108,9 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # this user's only, as the files in it (also one made before this was the rule)
+        with contextlib.suppress(PermissionError):
+            self.data_dir.chmod(0o700)
         if self.socket_path.exists():
             self.socket_path.unlink()
         # C collation: Lua string comparison in Redis follows the server's locale.
@@ -108,7 +120,7 @@ class EmbeddedRedis:
             env=env,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else _private,
         )
         deadline = time.monotonic() + timeout
         client = redis.Redis(unix_socket_path=str(self.socket_path))

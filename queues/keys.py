@@ -51,12 +51,12 @@ _PART = re.compile(r"<(\w+)>")
 
 def valid_id(value: str) -> bool:
     """True when ``value`` may be used as a contact, agent, queue or customer id."""
-    return _ID.match(value) is not None
+    return _ID.fullmatch(value) is not None
 
 
 def tenant_prefix(tenant: str) -> str:
     """The key prefix of a tenant; also what scripts receive as ``KEYS[1]``."""
-    if not _TENANT.match(tenant):
+    if not _TENANT.fullmatch(tenant):
         raise ValueError(f"invalid tenant name {tenant!r}")
     return f"{ROOT}:{{{tenant}}}:"
 

@@ -84,7 +84,8 @@ class TokenIssuer:
             raise AuthError("unknown token")
         scope, expires, signature = pieces
         tenant, _, agent_id = scope.partition(".")
-        if not _TENANT.match(tenant) or not valid_id(agent_id) or not expires.isdigit():
+        well_formed = expires.isascii() and expires.isdigit()
+        if not _TENANT.fullmatch(tenant) or not valid_id(agent_id) or not well_formed:
             raise AuthError("malformed token")
         key = await self.key(tenant, create=False)
         if key is None:

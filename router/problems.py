@@ -14,6 +14,8 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from channels.identity import IdentityError
@@ -133,6 +135,18 @@ def problem_middleware(retry_after: int) -> Any:
             if status == 404:
                 detail = f"no such resource: {request.path}"
             return Problem(status, detail or exc.reason, headers=_allow(exc)).response()
+        except (HttpProcessingError, RequestPayloadError) as exc:
+            # met while reading the body, one whose Content-Encoding does not decode say
+            cause = exc if isinstance(exc, HttpProcessingError) else exc.__cause__
+            detail = cause.message.strip() if isinstance(cause, HttpProcessingError) else ""
+            detail = detail or "the request body cannot be read"
+            # the rest of the body is unreadable: mark it read, or aiohttp tries to drain it
+            # after the response, fails again and drops the connection before the client
+            # reads the answer; the connection then closes
+            request.content.feed_eof()
+            response = Problem(400, detail, kind="malformed-body").response()
+            response.force_close()
+            return response
         except Exception:
             _log.exception("http.unhandled", path=request.path, method=request.method)
             return Problem(500, "internal error", kind="internal").response()

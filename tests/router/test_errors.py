@@ -230,6 +230,41 @@ async def test_callback_time_is_a_string_at_most_30_days_ahead(
     assert held["channel"] == "callback"
 
 
+@pytest.mark.parametrize(
+    ("path", "ctype", "encoding"),
+    [
+        ("/v1/contacts", "application/json", "gzip"),
+        ("/v1/contacts", "application/json", "deflate"),
+        ("/v1/channels/email", "message/rfc822", "gzip"),
+    ],
+)
+async def test_a_body_that_does_not_decode_is_400(
+    api: Api, path: str, ctype: str, encoding: str
+) -> None:
+    """A body whose Content-Encoding does not decode is a 400 problem (it was a 500), and the
+    same key then creates the contact."""
+    headers = {"Content-Type": ctype, "Content-Encoding": encoding, "Idempotency-Key": "enc-1"}
+    reply = await api.call("POST", path, token=GATEWAY, headers=headers, data=b"not " + b"z" * 64)
+    problem = assert_problem(reply, 400, "malformed-body")
+    assert encoding in problem["detail"]
+    if path == "/v1/contacts":
+        created = await api.call(
+            "POST", path, {"channel": "voice"}, token=GATEWAY, headers={"Idempotency-Key": "enc-1"}
+        )
+        assert created.status == 201
+
+
+@pytest.mark.parametrize("bad", ["ann%0A", "ann%0D", "an%20n", "ann%7D", "-ann"])
+async def test_an_id_outside_the_pattern_is_404(api: Api, bad: str) -> None:
+    """Ids are letters, digits and ``_.@+=-``: one with a trailing newline (which ``$`` let
+    through), a space, a brace or a leading dash names nothing, and nothing is created."""
+    made = await api.call("PUT", f"/v1/agents/{bad}", {"name": "Ann"})
+    assert_problem(made, 404, "not-found")
+    customer = await api.call("PUT", f"/v1/customers/{bad}", {"name": "Ann"})
+    assert_problem(customer, 404, "not-found")
+    assert (await api.call("POST", f"/v1/agents/{bad}/tokens")).status == 404
+
+
 async def test_conflicts_are_409(api: Api) -> None:
     """Accepting a taken reservation and completing a contact twice are 409 problems."""
     await api.agent("ann", billing=5)

@@ -85,6 +85,11 @@ async def test_queued_contacts_survive_a_restart(
     )
     assert (replay.status, replay.body["id"]) == (200, made[0]["id"])
     assert (await second.get("/v1/queues/billing"))["waiting"] == 2
+    # the data (customers' numbers, the agent-token signing key) is this user's alone
+    data = settings.data_dir
+    assert data.stat().st_mode & 0o777 == 0o700
+    for path in data.iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
 
 
 def test_serve_starts_with_no_settings_at_all(
