@@ -1,4 +1,5 @@
-"""Per-client request rate limits: a token bucket for each bearer token (or address without one).
+"""Per-client request rate limits: a token bucket for each valid bearer token (or address without
+one).
 
 Off unless ``SWITCHBOARD_RATE_LIMIT_PER_SECOND`` is set. Each instance counts its own requests,
 so N instances behind a balancer allow up to N times the rate. Websocket messages are not
@@ -17,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from router import appkeys as k
+from router.auth import AuthError
 from router.problems import Problem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -49,11 +52,19 @@ class Buckets:
         return wait
 
 
-def client_key(request: web.Request) -> str:
-    """The bearer token (hashed: never kept in clear), else the peer address."""
+async def client_key(request: web.Request) -> str:
+    """The bearer token (hashed: never kept in clear) if it is a valid one, else the peer
+    address: keyed by whatever the header says, a client guessing tokens would get a fresh
+    bucket for each guess (and could push real clients' buckets out)."""
     auth = request.headers.get("Authorization", "")
-    if auth:
-        return "t:" + hashlib.blake2b(auth.encode(), digest_size=12).hexdigest()
+    token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    if token:
+        try:
+            await request.app[k.AUTH].principal(token)
+        except AuthError:
+            pass
+        else:
+            return "t:" + hashlib.blake2b(token.encode(), digest_size=12).hexdigest()
     return "a:" + (request.remote or "")
 
 
@@ -63,7 +74,7 @@ def rate_limit_middleware(rate: float, burst: int) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path not in EXEMPT:
-            wait = buckets.take(client_key(request))
+            wait = buckets.take(await client_key(request))
             if wait > 0:
                 raise Problem(
                     429,

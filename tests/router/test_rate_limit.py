@@ -44,5 +44,16 @@ async def test_over_the_limit_is_a_429_that_records_nothing(make_api: ApiFactory
     assert (await api.call("GET", "/healthz")).status == 200  # probes are never limited
 
 
+async def test_bad_tokens_share_the_address_bucket(make_api: ApiFactory) -> None:
+    """A request whose token does not authenticate counts against the client's address, as
+    one with no token does: guessing tokens gets no fresh bucket per guess."""
+    api = await make_api(rate_limit_per_second=1, rate_limit_burst=2)
+    statuses = [(await api.call("GET", "/v1/queues", token=f"guess-{i}")).status for i in range(4)]
+    assert statuses == [401, 401, 429, 429]
+    assert (await api.call("GET", "/v1/queues", token=None)).status == 429
+    # a valid token is its own client
+    assert (await api.call("GET", "/v1/queues", token=GATEWAY)).status == 200
+
+
 def test_no_limit_by_default() -> None:
     assert Settings(_env_file=None).rate_limit_per_second == 0  # type: ignore[call-arg]
