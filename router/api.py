@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
+import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -68,8 +69,11 @@ async def principal(
         raise Problem(
             401, str(exc), kind="unauthorized", headers={"WWW-Authenticate": "Bearer"}
         ) from None
+    # every log line of the request names its tenant (ids are per tenant)
+    structlog.contextvars.bind_contextvars(tenant=who.tenant)
     if who.role not in roles:
-        raise Problem(403, f"a {who.role} token cannot do this", kind="forbidden")
+        article = "an" if who.role[0] in "aeiou" else "a"
+        raise Problem(403, f"{article} {who.role} token cannot do this", kind="forbidden")
     return who
 
 

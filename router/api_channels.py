@@ -28,7 +28,7 @@ from router.auth import Principal
 from router.customers import Thread, UnreadableIdentities
 from router.problems import Problem, from_store, from_validation
 from router.service import Created
-from router.ws import error_message, parse_message
+from router.ws import BINARY_FRAME, error_message, parse_message
 
 log = structlog.get_logger("switchboard.channels")
 POSITION_PUSH_SECONDS = 2.0
@@ -257,6 +257,9 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     pusher = asyncio.create_task(sock.push_positions())
     try:
         async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                await sock.send(error_message(BINARY_FRAME))
+                continue
             if msg.type != WSMsgType.TEXT:
                 continue
             ref = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -55,18 +56,24 @@ def config_path(settings: Settings) -> str:
     return settings.config or str(demo_config_path())
 
 
+#: a request id a caller may choose: a UUID, a trace id, a hex or base64url string
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=-]{0,63}")
+
+
 @web.middleware
 async def request_context(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id") or secrets.token_hex(8)
-    structlog.contextvars.bind_contextvars(request_id=request_id[:64])
+    given = request.headers.get("X-Request-Id", "")
+    # a caller's id is kept only if it looks like one (it goes into every log line)
+    request_id = given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
+    structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
         response = await handler(request)
     finally:
         structlog.contextvars.clear_contextvars()
     if not response.prepared:
-        response.headers["X-Request-Id"] = request_id[:64]
+        response.headers["X-Request-Id"] = request_id
     return response
 
 

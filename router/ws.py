@@ -52,6 +52,10 @@ def parse_message(raw: str) -> dict[str, Any]:
     return data
 
 
+#: the answer to a binary frame on either socket
+BINARY_FRAME = Problem(400, "messages are JSON in text frames, not binary frames")
+
+
 def error_message(problem: Problem, ref: Any = None) -> dict[str, Any]:
     """A problem as a websocket ``error`` message (agent and chat sockets alike)."""
     out: dict[str, Any] = {"type": "error", "title": problem.title, "detail": problem.detail}
@@ -252,8 +256,7 @@ async def agent_socket(
                 await ws.pong(msg.data)
                 continue
             if msg.type == WSMsgType.BINARY:
-                problem = Problem(400, "messages are JSON in text frames, not binary frames")
-                await _send(ws, error_message(problem))
+                await _send(ws, error_message(BINARY_FRAME))
                 continue
             if msg.type != WSMsgType.TEXT:
                 continue

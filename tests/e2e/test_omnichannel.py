@@ -133,6 +133,13 @@ async def test_chat_start_errors_are_reported_on_the_socket(api: Api) -> None:
     assert (error["status"], error["ref"]) == (422, "r1")
     assert "session_id" in error["detail"]
     assert (await api.waiting())["billing"] == 0
+    # a binary frame is answered too (it was dropped without a word), and the socket stays
+    await gateway.send_bytes(b'{"type": "start"}')
+    binary = await next_of(gateway, "error", [])
+    assert binary["status"] == 400
+    assert "text frames" in binary["detail"]
+    await gateway.send_json({"type": "start", "ref": "r2"})
+    assert (await next_of(gateway, "error", []))["ref"] == "r2"
     await gateway.close()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from router.logs import Redactor
-from tests.ops.conftest import AppFactory
+from tests.ops.conftest import GATEWAY, AppFactory
 from tests.support import json_logs
 
 KEY = b"ops-test-hash-key"
@@ -147,6 +148,31 @@ async def test_routing_decision_explains_the_match(
     assert "queued at position 1" in queued["why"]
     assert all(d.get("request_id") for d in decisions)
     assert "4155550100" not in captured.getvalue()
+
+
+async def test_log_lines_name_the_tenant_and_a_well_formed_request_id(
+    make_app: AppFactory, routing_file: Path, captured: io.StringIO
+) -> None:
+    """A request's log lines carry its tenant and its X-Request-Id when that looks like an id;
+    any other value (free text, which may hold a phone number) is replaced by a fresh id, which
+    the response echoes."""
+    ops = await make_app(config=str(routing_file))
+    sent = {"Authorization": f"Bearer {GATEWAY}", "Content-Type": "application/json"}
+    ids = []
+    for i, given in enumerate(["trace-7f3a.01", "call me on 415 555 0100"]):
+        headers = {**sent, "Idempotency-Key": f"rid-{i}", "X-Request-Id": given}
+        body = json.dumps({"channel": "voice"})
+        async with ops.client.post("/v1/contacts", data=body, headers=headers) as resp:
+            assert resp.status == 201
+            ids.append(resp.headers["X-Request-Id"])
+    assert ids[0] == "trace-7f3a.01"
+    assert re.fullmatch("[0-9a-f]{16}", ids[1])
+    decisions = _events(captured, "routing.decision")
+    assert [(d["request_id"], d["tenant"]) for d in decisions] == [
+        (ids[0], ops.tenant),
+        (ids[1], ops.tenant),
+    ]
+    assert "415 555" not in captured.getvalue()
 
 
 async def test_unparsable_requests_are_one_redacted_line(

@@ -69,6 +69,8 @@ async def test_an_agent_token_is_bound_to_its_agent(api: Api) -> None:
     """ann's token cannot read, change or open bob, nor manage agents; admin can do all."""
     ann, _ = await two_agents(api)
     assert (await api.call("GET", "/v1/agents/bob", token=ann)).status == 403
+    refused = await api.call("POST", "/v1/agents/ann/tokens", token=ann)
+    assert refused.body["detail"] == "an agent token cannot do this"
     away = {"state": "away"}
     assert (await api.call("POST", "/v1/agents/bob/state", away, token=ann)).status == 403
     assert (await api.call("PUT", "/v1/agents/ann", {"name": "Ann"}, token=ann)).status == 403
