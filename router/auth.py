@@ -34,6 +34,8 @@ class Principal:
     role: RoleName
     tenant: str
     agent_id: str | None = None
+    #: when an agent token stops being valid (Unix seconds); None: a static token
+    expires: float | None = None
 
     def may_act_as_agent(self, agent_id: str) -> bool:
         return self.role == "admin" or (self.role == "agent" and self.agent_id == agent_id)
@@ -95,7 +97,7 @@ class TokenIssuer:
             raise AuthError("token signature does not verify")
         if int(expires) < (time.time() if now_s is None else now_s):
             raise AuthError("token expired")
-        return Principal("agent", tenant, agent_id)
+        return Principal("agent", tenant, agent_id, float(expires))
 
 
 def _sign(key: bytes, body: str) -> str:

@@ -120,13 +120,16 @@ async def _handle(
 
 
 class _Beat:
-    __slots__ = ("agent_id", "due", "last_seen", "ws")
+    __slots__ = ("agent_id", "due", "expires", "last_seen", "ws")
 
-    def __init__(self, ws: web.WebSocketResponse, agent_id: str, now: float, due: float) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, agent_id: str, now: float, due: float, expires: float
+    ) -> None:
         self.ws: web.WebSocketResponse | None = ws
         self.agent_id = agent_id
         self.last_seen = now
         self.due = due
+        self.expires = expires
 
 
 #: pings sent before the heartbeat task lets other work run
@@ -134,7 +137,9 @@ _PINGS_PER_TURN = 16
 
 
 class Heartbeats:
-    """Pings every agent socket each ``interval`` and closes one silent past ``timeout``.
+    """Pings every agent socket each ``interval`` and closes one silent past ``timeout``, or
+    opened with a token that has since expired (so within an interval of the expiry: a socket
+    does not keep rights its token has lost).
 
     One task for all sockets of the app, started with the first: it wakes a few times per
     interval and serves the sockets whose turn has come (they are in a queue in the order
@@ -151,9 +156,12 @@ class Heartbeats:
         self.task: asyncio.Task[None] | None = None
         self.closing: set[asyncio.Task[None]] = set()
 
-    def add(self, ws: web.WebSocketResponse, agent_id: str) -> _Beat:
+    def add(self, ws: web.WebSocketResponse, agent_id: str, expires: float | None = None) -> _Beat:
+        """Watch ``ws``; ``expires``: when its token expires (Unix seconds), if it does."""
         now = time.monotonic()
-        beat = _Beat(ws, agent_id, now, now + self.interval)
+        beat = _Beat(
+            ws, agent_id, now, now + self.interval, math.inf if expires is None else expires
+        )
         self.queue.append(beat)
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run(), name="heartbeats")
@@ -175,6 +183,7 @@ class Heartbeats:
         while queue:
             await asyncio.sleep(self.tick)
             now = time.monotonic()
+            wall = time.time()
             # at most the steady rate (every socket once per interval) and a little more: a
             # thousand sockets that connected together are pinged over the next interval, not
             # in one burst, and since each is due again an interval after its ping, the rounds
@@ -193,20 +202,26 @@ class Heartbeats:
                 if ws is None or ws.closed:
                     continue
                 if now - beat.last_seen > self.timeout:
-                    closing = asyncio.create_task(self._close(ws, beat.agent_id))
-                    self.closing.add(closing)
-                    closing.add_done_callback(self.closing.discard)
+                    self._closing(ws, beat.agent_id, 4000, "heartbeat timeout")
+                    continue
+                if wall >= beat.expires:
+                    self._closing(ws, beat.agent_id, 4001, "token expired")
                     continue
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     await ws.ping()
                 beat.due = now + self.interval
                 queue.append(beat)
 
+    def _closing(self, ws: web.WebSocketResponse, agent_id: str, code: int, why: str) -> None:
+        closing = asyncio.create_task(self._close(ws, agent_id, code, why))
+        self.closing.add(closing)
+        closing.add_done_callback(self.closing.discard)
+
     @staticmethod
-    async def _close(ws: web.WebSocketResponse, agent_id: str) -> None:
-        log.info("ws.heartbeat_timeout", agent_id=agent_id)
+    async def _close(ws: web.WebSocketResponse, agent_id: str, code: int, why: str) -> None:
+        log.info("ws." + why.replace(" ", "_"), agent_id=agent_id)
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await ws.close(code=4000, message=b"heartbeat timeout")
+            await ws.close(code=code, message=why.encode())
 
 
 HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
@@ -243,7 +258,7 @@ async def agent_socket(
     hub.add_agent(tenant, agent_id, ws)
     structlog.contextvars.bind_contextvars(agent_id=agent_id)
     heartbeats = app[HEARTBEATS]
-    beat = heartbeats.add(ws, agent_id)
+    beat = heartbeats.add(ws, agent_id, principal.expires)
     try:
         await _send(ws, {"type": "state", "state": agent.state, "load": agent.load})
         for offer in await service.pending_offers(tenant, agent_id):

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType
 
 from router.ws import _PINGS_PER_TURN, Heartbeats
-from tests.router.conftest import Api, ApiFactory, bearer
+from tests.router.conftest import ADMIN, Api, ApiFactory, bearer
 
 
 async def test_a_socket_that_stops_answering_pings_is_closed(api: Api) -> None:
@@ -39,6 +39,27 @@ async def test_a_socket_that_stops_answering_pings_is_closed(api: Api) -> None:
     assert (agent["reservations"], agent["load"]) == ([], {})
     back = await api.get(f"/v1/contacts/{contact['id']}")
     assert (back["status"], back["position"], back["agent_id"]) == ("queued", 1, None)
+
+
+async def test_a_socket_closes_when_its_token_expires(make_api: ApiFactory) -> None:
+    """A socket opened with an agent token is closed (4001) within a heartbeat interval of the
+    token's expiry, even while it answers pings: it kept the agent's rights after a new
+    handshake with the same token was refused. The admin's socket (a static token) stays."""
+    api = await make_api(agent_token_ttl_seconds=1)
+    await api.agent("ann", billing=5)
+    token = await api.token("ann")
+    ws = await api.client.ws_connect("/v1/agents/ann/ws", headers=bearer(token))
+    admin = await api.client.ws_connect("/v1/agents/ann/ws", headers=bearer(ADMIN))
+    started = time.monotonic()
+    while not ws.closed:
+        msg = await ws.receive(timeout=5)
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
+            break
+    assert ws.close_code == 4001
+    assert time.monotonic() - started < 3  # (expiry at most 1 s away, then an interval)
+    assert not admin.closed
+    assert (await api.call("GET", "/v1/agents/ann", token=token)).status == 401
+    await admin.close()
 
 
 async def test_a_socket_that_answers_pings_stays_open(api: Api) -> None:
