@@ -118,6 +118,8 @@ class QueueSnapshot:
     #: the most agents with free capacity on one channel (a new contact of that channel is
     #: offered at once)
     free: int = 0
+    #: scheduled callbacks, out of line until their time (not in ``waiting``)
+    held: int = 0
 
 
 @dataclass(slots=True)
@@ -241,6 +243,7 @@ def queue_snapshot(raw: dict[str, Any]) -> QueueSnapshot:
         available=raw["available"],
         stats={k: int(v) for k, v in _dict(raw["stats"]).items()},
         free=raw["free"],
+        held=raw["held"],
     )
 
 

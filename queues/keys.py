@@ -31,6 +31,7 @@ TEMPLATES: Final[dict[str, str]] = {
     "queue_waiting": "q:<queue>:w:<channel>",
     "queue_free": "q:<queue>:f:<channel>",
     "queue_age": "q:<queue>:age",
+    "queue_held": "q:<queue>:held",
     "queue_members": "q:<queue>:members",
     "queue_staffed": "q:<queue>:staffed",
     "queue_channels": "q:<queue>:chans",

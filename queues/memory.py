@@ -199,6 +199,8 @@ class TenantCore:
         self.agent_waiting: dict[tuple[str, str], ZSet] = {}
         self.queue_free: dict[tuple[str, str], FreeSet] = {}
         self.queue_age: dict[str, MinSet] = {}
+        #: queue -> scheduled callbacks of its current step, out of line until their time
+        self.queue_held: dict[str, set[str]] = {}
         self.queue_members: dict[str, set[str]] = {}
         self.queue_count: dict[str, _QueueCount] = {}
         self.stats: dict[tuple[str, int], dict[str, int]] = {}
@@ -324,6 +326,14 @@ class TenantCore:
         for z in c.places:
             z.remove(cid)
         c.places = ()
+
+    def add_held(self, c: _Contact) -> None:
+        for q in c.steps[c.step].queues:
+            self.queue_held.setdefault(q, set()).add(c.id)
+
+    def remove_held(self, c: _Contact) -> None:
+        for q in c.steps[c.step].queues:
+            self.queue_held.get(q, set()).discard(c.id)
 
     def position(self, c: _Contact) -> int:
         s = c.steps[c.step]
@@ -637,7 +647,10 @@ class TenantCore:
             self.refresh_free(ag)
             self.emit({"t": "rescind", "a": ag.id, "r": rid, "c": cid, "why": why})
         elif c.st == "queued":
-            self.remove_waiting(c)
+            if c.hold > 0:
+                self.remove_held(c)
+            else:
+                self.remove_waiting(c)
         else:
             return self.finish(Code.CONTACT_NOT_WAITING)
         c.st, c.ended, c.agent, c.res = why, now, "", ""
@@ -701,14 +714,19 @@ class TenantCore:
         ):
             return self.ok({"fired": False, "step": -1})
         waiting = c.st == "queued" and c.hold == 0
+        held = c.st == "queued" and c.hold > 0
         if waiting:
             self.remove_waiting(c)
+        if held:
+            self.remove_held(c)
         c.step += 1
         s = self.current_step(c)
         if s.queues and c.st != "offered":  # an offer's queue stays: an accept counts there
             c.queue = s.queues[0]
         if s.timeout_ms > 0:
             self.set_timer(now + s.timeout_ms, self.step_timer(c))
+        if held:
+            self.add_held(c)
         if waiting:
             self.add_waiting(c)
             self.match_contact(c, now)
@@ -720,12 +738,16 @@ class TenantCore:
             return self.finish(Code.CONTACT_NOT_FOUND)
         if c.st != "queued":
             return self.finish(Code.CONTACT_NOT_WAITING)
-        self.remove_waiting(c)
+        if c.hold > 0:
+            self.remove_held(c)
+        else:
+            self.remove_waiting(c)
         c.cc = "voice"
         c.ch, c.cb = "callback", number
         c.view = _callback_view(c.view, number)
         if not_before > now:
             c.hold = not_before
+            self.add_held(c)
             self.set_timer(not_before, "b|" + cid)
         else:
             c.hold = 0
@@ -741,6 +763,7 @@ class TenantCore:
         self.timers.remove("b|" + cid)
         if c is None or c.st != "queued" or c.hold == 0:
             return self.ok({"fired": False})
+        self.remove_held(c)
         c.hold = 0
         self.add_waiting(c)
         self.match_contact(c, now)
@@ -853,6 +876,7 @@ class TenantCore:
                 {
                     "name": q,
                     "waiting": waiting,
+                    "held": len(self.queue_held.get(q, ())),
                     "oldest": -1 if first == _NEVER else first,
                     "staffed": staffed,
                     "available": available,

@@ -275,6 +275,11 @@ class QueueCollector(Collector):
         now = service.clock.now_ms()
         lab = ["tenant", "queue"]
         waiting = _gauge("switchboard_queue_waiting", "Contacts waiting in the queue.", lab)
+        held = _gauge(
+            "switchboard_queue_scheduled_callbacks",
+            "Callbacks scheduled for later, out of line until their time (not in waiting).",
+            lab,
+        )
         oldest = _gauge(
             "switchboard_queue_oldest_wait_seconds",
             "Wait so far of the queue's oldest waiting contact (0 when none waits).",
@@ -320,6 +325,7 @@ class QueueCollector(Collector):
             out = stats.render(tenant, snap, now)
             key = [tenant, snap.name]
             waiting.add_metric(key, snap.waiting)
+            held.add_metric(key, snap.held)
             oldest.add_metric(key, out.oldest_wait_seconds or 0.0)
             if out.estimated_wait_seconds is not None:
                 ewt.add_metric(key, out.estimated_wait_seconds)
@@ -332,7 +338,7 @@ class QueueCollector(Collector):
                 today.add_metric([*key, outcome], snap.stats.get(field, 0))
             wait_s.add_metric(key, snap.stats.get("wait_ms", 0) / 1000)
             handle_s.add_metric(key, snap.stats.get("handle_ms", 0) / 1000)
-        yield from (waiting, oldest, ewt, staffed, agents, sl, today, wait_s, handle_s)
+        yield from (waiting, held, oldest, ewt, staffed, agents, sl, today, wait_s, handle_s)
 
 
 #: (outcome label, the store's per-queue per-day counter)

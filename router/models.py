@@ -182,6 +182,10 @@ class RejectedOut(BaseModel):
 class QueueOut(BaseModel):
     name: str
     waiting: int
+    scheduled_callbacks: int = Field(
+        description="callbacks scheduled for later (not_before): out of line, not in `waiting`, "
+        "until their time"
+    )
     oldest_wait_seconds: float | None
     agents_staffed: int
     agents_available: int

@@ -65,8 +65,9 @@ class ConfigReloads:
         """Validate and apply the config file here, then tell the other instances.
 
         Raises ``ConfigInvalid`` (nothing applied anywhere) for an invalid file, and
-        ``QueuesStillWaiting`` for one that removes (or renames) a queue contacts wait in: no
-        agent would be a member of it any more, so they would wait for good.
+        ``QueuesStillWaiting`` for one that removes (or renames) a queue contacts wait in
+        (scheduled callbacks included): no agent would be a member of it any more, so they
+        would wait for good.
         """
         config = load_routing(self.path)
         service = self.service()
@@ -76,8 +77,10 @@ class ConfigReloads:
             now = service.clock.now_ms()
             for tenant in self.tenants:
                 for snap in await service.store.queue_snapshot(tenant, removed, now):
-                    if snap.waiting:
-                        waiting[snap.name] = waiting.get(snap.name, 0) + snap.waiting
+                    # (a scheduled callback comes back to its queue at its time)
+                    if snap.waiting + snap.held:
+                        count = snap.waiting + snap.held
+                        waiting[snap.name] = waiting.get(snap.name, 0) + count
             if waiting:
                 raise QueuesStillWaiting(waiting)
         out = await service.reload(self.tenants, config)

@@ -73,6 +73,7 @@ class QueueStats:
         return m.QueueOut(
             name=snap.name,
             waiting=snap.waiting,
+            scheduled_callbacks=snap.held,
             oldest_wait_seconds=None if oldest is None else max(0.0, (now_ms - oldest) / 1000),
             agents_staffed=snap.staffed,
             agents_available=snap.available,

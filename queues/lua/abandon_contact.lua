@@ -23,7 +23,7 @@ if c.st == 'offered' then
   refresh_free(ag, was)
   emit({t = 'rescind', a = ag.id, r = rid, c = cid, why = why})
 elseif c.st == 'queued' then
-  remove_waiting(c)
+  if c.hold > 0 then remove_held(c) else remove_waiting(c) end
 else
   return finish(E.CONTACT_NOT_WAITING)
 end

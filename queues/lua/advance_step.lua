@@ -16,7 +16,9 @@ local steps = cjson.decode(redis.call('HGET', K.contact(cid), 'steps'))
 if c.step + 1 >= #steps then return finish(E.OK, {fired = false, step = -1}) end
 
 local waiting = c.st == 'queued' and c.hold == 0
+local held = c.st == 'queued' and c.hold > 0
 if waiting then remove_waiting(c) end
+if held then remove_held(c) end
 c.step = c.step + 1
 local s = steps[c.step + 1]
 c.s = s
@@ -24,6 +26,7 @@ c.s = s
 if s.q[1] and c.st ~= 'offered' then c.queue = s.q[1] end
 redis.call('HSET', K.contact(cid), 'step', c.step, 'queue', c.queue, 'cur', cjson.encode(s))
 if s.t > 0 then set_timer(now + s.t, step_timer(c)) end
+if held then add_held(c) end
 if waiting then
   add_waiting(c)
   match_contact(c, now)

@@ -281,6 +281,17 @@ local function remove_waiting(c)
   end
 end
 
+-- A scheduled callback (hold > 0) is out of line until its time, but the queues of its current
+-- step list it in queue_held (member id, scored by its not-before), so their figures and a
+-- config reload still see it.
+local function add_held(c)
+  for _, q in ipairs(c.s.q) do redis.call('ZADD', K.queue_held(q), c.hold, c.id) end
+end
+
+local function remove_held(c)
+  for _, q in ipairs(c.s.q) do redis.call('ZREM', K.queue_held(q), c.id) end
+end
+
 local function stats_key(queue, now)
   return K.queue_stats(queue) .. fmt(':%d', math.floor(now / 86400000))
 end

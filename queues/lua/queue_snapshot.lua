@@ -4,7 +4,8 @@
 -- ARGV[2]  queue names (JSON list)
 -- ARGV[3]  channels (JSON list of capacity channels)
 -- Returns [code, payload, events]:
---   OK  {queues = [{name, waiting, oldest (enqueued ms, -1 if empty), staffed, available,
+--   OK  {queues = [{name, waiting, held (scheduled callbacks out of line until their time),
+--                   oldest (enqueued ms of the oldest waiting, -1 if none), staffed, available,
 --                   free (the most agents with free capacity on one channel),
 --                   stats = {counter: n}}]}
 local now = tonumber(ARGV[1])
@@ -22,7 +23,8 @@ for _, q in ipairs(cjson.decode(ARGV[2])) do
   for i = 1, #flat, 2 do stats[flat[i]] = tonumber(flat[i + 1]) end
   -- (staffed * 2^32 + available: see staffing)
   local n = tonumber(redis.call('GET', K.queue_staffed(q)) or '0')
-  out[#out + 1] = {name = q, waiting = waiting, oldest = tonumber(first[2] or -1),
+  out[#out + 1] = {name = q, waiting = waiting, held = redis.call('ZCARD', K.queue_held(q)),
+                   oldest = tonumber(first[2] or -1),
                    staffed = math.floor(n / 4294967296), available = n % 4294967296,
                    free = free, stats = stats}
 end

@@ -13,6 +13,7 @@ if c and c.st == 'queued' and c.hold > now then
 end
 redis.call('ZREM', K.timers(), 'b|' .. cid)
 if not c or c.st ~= 'queued' or c.hold == 0 then return finish(E.OK, {fired = false}) end
+remove_held(c)
 c.hold = 0
 redis.call('HSET', K.contact(cid), 'hold', 0)
 add_waiting(c)

@@ -14,7 +14,7 @@ local c = load_contact(cid)
 if not c then return finish(E.CONTACT_NOT_FOUND) end
 if c.st ~= 'queued' then return finish(E.CONTACT_NOT_WAITING) end
 
-remove_waiting(c)
+if c.hold > 0 then remove_held(c) else remove_waiting(c) end
 c.cc = 'voice'
 redis.call('HSET', K.contact(cid), 'ch', 'callback', 'cc', 'voice', 'cb', ARGV[3])
 -- The agent's offer says to call back, and which number (null: the contact's own). The view
@@ -33,6 +33,7 @@ end
 if not_before > now then
   c.hold = not_before
   redis.call('HSET', K.contact(cid), 'hold', not_before)
+  add_held(c)
   set_timer(not_before, 'b|' .. cid)
 else
   c.hold = 0

@@ -336,6 +336,12 @@ class StoreMachine(RuleBasedStateMachine):
                 if c.st == "queued" and c.hold == 0 and snap.name in c.steps[c.step].queues
             ]
             assert snap.waiting == len(waiting)
+            held = [
+                c
+                for c in core.contacts.values()
+                if c.st == "queued" and c.hold > 0 and snap.name in c.steps[c.step].queues
+            ]
+            assert snap.held == len(held)
             oldest = min((c.enq for c in waiting), default=None)
             assert snap.oldest_enqueued_ms == oldest
 

@@ -256,7 +256,8 @@ async def test_callback_keeps_place_and_waits_until_due(store: Store, tenant: st
     )
     assert (await store.contact_status(tenant, "c2")).hold_ms == T0 + 60_000
     assert (await store.contact_status(tenant, "c3")).hold_ms == 0
-    assert (await store.queue_snapshot(tenant, ["q1"], T0 + 10))[0].waiting == 2
+    snap = (await store.queue_snapshot(tenant, ["q1"], T0 + 10))[0]
+    assert (snap.waiting, snap.held) == (2, 1)  # the scheduled one is counted apart
     assert offers(await ready(store, tenant, agent("a1"), T0 + 20)) == [("a1", "c1", "q1")]
     assert offers(await ready(store, tenant, agent("a2"), T0 + 30)) == [("a2", "c3", "q1")]
     assert offers(await ready(store, tenant, agent("a3"), T0 + 40)) == []
@@ -266,6 +267,30 @@ async def test_callback_keeps_place_and_waits_until_due(store: Store, tenant: st
     assert timers == ["b|c2"]
     assert offers(events) == [("a3", "c2", "q1")]
     assert (await store.contact_status(tenant, "c2")).hold_ms == 0  # released: no longer held
+    assert (await store.queue_snapshot(tenant, ["q1"], T0 + 60_000))[0].held == 0
+
+
+async def test_a_scheduled_callback_is_counted_where_it_will_come_back(
+    store: Store, tenant: str
+) -> None:
+    """A held callback counts in the queues of its current step: it moves with a step
+    escalation, is counted once when rescheduled, and not at all once abandoned."""
+    steps = [Step(("q1",), (), 5_000), Step(("q2",), (), 0)]
+    await store.enqueue(tenant, contact("c1", steps=steps), T0)
+    await store.request_callback(tenant, "c1", "", T0 + 60_000, T0 + 1)
+    await store.request_callback(tenant, "c1", "", T0 + 90_000, T0 + 2)  # rescheduled
+
+    async def held(now: int) -> tuple[int, int]:
+        q1, q2 = await store.queue_snapshot(tenant, ["q1", "q2"], now)
+        assert q1.waiting == q2.waiting == 0
+        return q1.held, q2.held
+
+    assert await held(T0 + 2) == (1, 0)
+    timers, _ = await fire_due(store, tenant, T0 + 5_000)
+    assert timers == ["s|c1|0"]
+    assert await held(T0 + 5_000) == (0, 1)
+    await store.abandon(tenant, "c1", T0 + 6_000)
+    assert await held(T0 + 6_000) == (0, 0)
 
 
 async def test_callback_now_is_offered_at_once(store: Store, tenant: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.router.conftest import FAST_ROUTING, GATEWAY, Api, ApiFactory
@@ -242,8 +242,14 @@ async def test_a_reload_that_would_strand_waiting_contacts_is_refused(
     path = tmp_path / "routing.yaml"
     path.write_text(FAST_ROUTING.replace("rules:", SUPPORT_QUEUE))
     api = await make_api(config=str(path))
-    waiting = [await api.contact(), await api.contact()]
+    waiting = [await api.contact(), await api.contact(**{"from": "+1 415 555 0100"})]
     assert [c["status"] for c in waiting] == ["queued", "queued"]
+    # one of them is a callback scheduled for later: out of line, but it comes back here
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    path_cb = f"/v1/contacts/{waiting[1]['id']}/callback"
+    await api.ok("POST", path_cb, {"not_before": later}, token=GATEWAY)
+    billing = await api.get("/v1/queues/billing")
+    assert (billing["waiting"], billing["scheduled_callbacks"]) == (1, 1)
     renamed = FAST_ROUTING.replace("billing", "accounts").replace("rules:", SUPPORT_QUEUE)
     path.write_text(renamed)
     refused = await api.call("POST", "/v1/config/reload")
