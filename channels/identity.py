@@ -47,6 +47,17 @@ def withheld(sender: str) -> bool:
     return not text or text in _WITHHELD or _NOT_DIGITS.sub("", text) in _WITHHELD
 
 
+def sip_user(sender: str) -> str:
+    """The user part of a SIP URI (``sip:+14155550100@pbx.example.com;user=phone`` ->
+    ``+14155550100``); anything else as it is."""
+    text = sender.strip()
+    low = text[:5].lower()
+    if low.startswith(("sip:", "sips:")):
+        user = text.split(":", 1)[1].split("@", 1)[0]
+        return user.split(";", 1)[0]
+    return text
+
+
 def phone(text: str, region: str = "US") -> str:
     """E.164 for a phone number in any common format (``00`` international prefix included).
 
@@ -132,7 +143,15 @@ def of_sender(channel: str, sender: str, region: str = "US", gateway: str = "web
     if channel in PHONE_CHANNELS:
         if channel != "callback" and withheld(sender):
             return ""  # a withheld number is no one's: the contact has no customer
-        return "phone:" + phone(sender, region)
+        try:
+            return "phone:" + phone(sip_user(sender), region)
+        except IdentityError:
+            if channel == "callback":
+                raise  # the number an agent is to dial
+            # a caller id that is no number this can read (a SIP URI of a name, a softphone's
+            # "client:dana", a short code, a national number of another country): the call or
+            # text is still taken, from no known customer
+            return ""
     if channel == "email":
         return "email:" + email(sender)
     if "@" in sender and _EMAIL.match(sender.strip().lower()):

@@ -148,12 +148,24 @@ def test_of_sender_uses_region_and_gateway() -> None:
 
 
 @pytest.mark.parametrize(
-    ("channel", "sender"), [("voice", "ana@example.com"), ("email", "+14155550100")]
+    ("channel", "sender"), [("callback", "ana@example.com"), ("email", "+14155550100")]
 )
 def test_sender_of_the_wrong_kind_raises(channel: str, sender: str) -> None:
-    """An email address on a phone channel, or a number on email, is unreadable."""
+    """An email address as the number to call back, or a number on email, is unreadable."""
     with pytest.raises(IdentityError):
         identity.of_sender(channel, sender)
+
+
+@pytest.mark.parametrize("channel", ["voice", "sms"])
+@pytest.mark.parametrize(
+    "sender", ["ana@example.com", "client:dana", "sip:alice@pbx.example.com", "72345", "call me"]
+)
+def test_a_caller_id_that_is_no_number_is_nobody(channel: str, sender: str) -> None:
+    """On a call or a text, a sender that is no readable number is no identity (the contact
+    is routed from no known customer), not an error; a SIP URI's number is read."""
+    assert identity.of_sender(channel, sender) == ""
+    sip = "sip:+14155550100@pbx.example.com;user=phone"
+    assert identity.of_sender(channel, sip) == "phone:+14155550100"
 
 
 @pytest.mark.parametrize(
@@ -191,5 +203,3 @@ def test_a_number_is_not_withheld() -> None:
     """Real numbers and unreadable text are not taken for a withheld number."""
     assert not identity.withheld("+1 415 555 0100")
     assert not identity.withheld("call me maybe")
-    with pytest.raises(IdentityError):
-        identity.of_sender("voice", "call me maybe")

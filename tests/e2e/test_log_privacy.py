@@ -74,7 +74,7 @@ async def test_logs_carry_no_phone_email_or_token(
     await api.email(sample("base64_spanish.eml"))
     text = {"message_id": "SM1", "text": "call me on +44 20 7946 0958"}
     await api.sms({**text, "from": "00 33 1 42 68 53 00"})
-    await api.voice({"call_id": "CA2", "from": "+1 555 0100"}, 422)
+    await api.voice({"call_id": "CA2", "from": "+1 555 0100", "caller_name": "Ana"}, 422)
     await api.call("GET", "/v1/agents/olga", 401, token="not-a-token-5550100")
     async with client.ws_connect("/v1/channels/chat", headers=api.auth(GATEWAY_TOKEN)) as chat:
         await chat.send_json({"type": "start", "session_id": "s1", "from": "ana@example.com"})
