@@ -43,6 +43,30 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.casefold())
 
 
+#: a BCP 47 tag as the contract takes it: a 2-3 letter language, then subtags
+LANGUAGE_TAG = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$"
+_TAG = re.compile(LANGUAGE_TAG)
+
+
+def language_tag(text: str) -> str | None:
+    """A BCP 47 tag in its conventional case (``ES-mx`` -> ``es-MX``, ``zh-hant-tw`` ->
+    ``zh-Hant-TW``), so rules compare one spelling whatever the gateway sent; None for text
+    that is no tag."""
+    tag = text.strip()
+    if not _TAG.fullmatch(tag):
+        return None
+    first, *rest = tag.split("-")
+    out = [first.lower()]
+    for part in rest:
+        if len(part) == 4 and part.isalpha():
+            out.append(part.title())  # script
+        elif (len(part) == 2 and part.isalpha()) or (len(part) == 3 and part.isdigit()):
+            out.append(part.upper())  # region
+        else:
+            out.append(part.lower())
+    return "-".join(out)
+
+
 def language(text: str) -> str | None:
     tokens = words(text)
     es = sum(t in _SPANISH for t in tokens)

@@ -66,8 +66,8 @@ def _contact(sender: str, subject: str, body: str, headers: dict[str, str]) -> d
     if body:
         contact["body"] = body[:MAX_BODY_CHARS]
     text = f"{subject}\n{body}"
-    lang = headers.get("content-language", "").split(",")[0].strip()[:2].lower()
-    lang = lang or (classify.language(text) or "")
+    given = headers.get("content-language", "").split(",")[0]
+    lang = classify.language_tag(given) or classify.language(text) or ""
     if lang:
         contact["language"] = lang
     if (topic := classify.intent(text)) is not None:

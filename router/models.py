@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from channels import classify
+from channels.classify import LANGUAGE_TAG
 from queues.keys import ID_PATTERN
 
 ChannelName = Literal["voice", "chat", "email", "sms", "callback"]
@@ -58,13 +60,19 @@ class ContactIn(_In):
     channel: ChannelName
     from_: str | None = Field(default=None, alias="from", min_length=1, max_length=320)
     customer_id: Id | None = None
-    language: str | None = Field(default=None, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+    language: str | None = Field(default=None, pattern=LANGUAGE_TAG, max_length=64)
     intent: str | None = Field(default=None, max_length=64)
     subject: str | None = Field(default=None, max_length=998)
     body: str | None = Field(default=None, max_length=32768)
     attributes: dict[str, Any] | None = None
 
     _attributes = field_validator("attributes")(_check_attributes)
+
+    @field_validator("language")
+    @classmethod
+    def _language_case(cls, value: str | None) -> str | None:
+        # one spelling per tag whichever channel brought it ("ES-mx" and "es-MX" alike)
+        return None if value is None else classify.language_tag(value)
 
 
 class CustomerBrief(BaseModel):

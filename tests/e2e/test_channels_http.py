@@ -318,3 +318,26 @@ async def test_a_sip_uri_with_a_number_is_read_as_that_number(api: Api) -> None:
     again = await api.voice({"call_id": "CA-sip2", "from": "+1 415 555 0100"})
     assert first["customer"]["id"] is not None
     assert first["customer"]["id"] == again["customer"]["id"]
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"), [("es-MX", "es-MX"), ("ES", "es"), ("es-419", "es-419")]
+)
+async def test_regional_spanish_routes_as_spanish_on_every_channel(
+    api: Api, given: str, kept: str
+) -> None:
+    """A language tag keeps its region in its conventional case, and the demo's Spanish rules
+    take every Spanish tag (es-MX went to the English queue by voice but the Spanish one by
+    email, whose adapter cut the tag to two letters)."""
+    call = await api.voice(
+        {"call_id": f"CA-{given}", "from": "+1 415 555 0100",
+         "ivr": {"language": given, "intent": "billing"}}
+    )  # fmt: skip
+    routed = (call["language"], call["rule"], call["queue"])
+    assert routed == (kept, "spanish-billing", "billing-es")
+    mail = await api.email(
+        _raw_email(message_id=f"<{given}@example.com>").replace(
+            b"Content-Type", f"Content-Language: {given}\r\nContent-Type".encode(), 1
+        )
+    )
+    assert (mail["language"], mail["rule"]) == (kept, "spanish-billing")
