@@ -46,6 +46,13 @@ def iso(ms: int) -> str:
 
 
 def offer_message(rid: str, expires_ms: int, queue: str, view: dict[str, Any]) -> dict[str, Any]:
+    """An offer for the agent's socket. ``queue`` is the queue that offered the contact, '' for
+    an offer to this agent by name (a ``last_agent`` or ``preferred_agents`` step): the agent
+    is then shown the queue the contact is counted in (the first line of its history)."""
+    if not queue:
+        history = (view.get("customer") or {}).get("history") or [{}]
+        if history[0].get("contact_id") == (view.get("contact") or {}).get("id"):
+            queue = str(history[0].get("queue") or "")
     return {
         "type": "offer",
         "reservation_id": rid,

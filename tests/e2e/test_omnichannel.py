@@ -223,6 +223,9 @@ async def test_email_reply_joins_thread_and_prefers_its_agent(api: Api, form: st
     assert profile["emails"] == [address, "ana.garcia@example.com"]
     offer = await bob.next("offer")
     assert offer["contact"]["id"] == reply["id"]
+    # offered to bob by name (the thread's agent), shown the queue the reply counts in (it
+    # was "")
+    assert offer["queue"] == reply["queue"] == "billing"
     assert [h["contact_id"] for h in offer["customer"]["history"]] == [reply["id"], first["id"]]
     await alice.quiet("offer", 0.3)
 
