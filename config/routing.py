@@ -394,9 +394,14 @@ def load_routing(source: Path | str | Mapping[str, Any], name: str | None = None
         file = name or str(path)
         try:
             text = path.read_text(encoding="utf-8")
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
+            message = (
+                f"not UTF-8 text (byte {exc.start})"
+                if isinstance(exc, UnicodeDecodeError)
+                else str(exc)
+            )
             raise ConfigInvalid(
-                [ConfigProblem(file=file, line=None, path="", message=str(exc))]
+                [ConfigProblem(file=file, line=None, path="", message=message)]
             ) from None
         try:
             data = load_yaml(text, file)

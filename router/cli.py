@@ -46,6 +46,14 @@ def _count(text: str) -> int:
     return _whole(text, 1)
 
 
+def _replications(text: str) -> int:
+    """1..1000, as a scenario's ``replications``."""
+    value = _whole(text, 1)
+    if value > 1000:
+        raise argparse.ArgumentTypeError(f"must be at most 1000, got {value}")
+    return value
+
+
 def _whole_or_zero(text: str) -> int:
     return _whole(text, 0)
 
@@ -131,7 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="run a scenario in virtual time")
     simulate.add_argument("scenario", help="scenario YAML")
     simulate.add_argument("--seed", type=_seed, default=1)
-    simulate.add_argument("--replications", type=_count, default=1)
+    simulate.add_argument(
+        "--replications", type=_replications, default=None, help="default: the scenario's (1)"
+    )
     simulate.add_argument(
         "--json", dest="json_out", type=_output_file, default=None, help="write results JSON here"
     )
@@ -148,7 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     staff.add_argument("--patience", type=_positive, help="mean patience (s): Erlang A")
     staff.add_argument("--scenario", default=None, help="search agent counts by simulation")
     staff.add_argument("--seed", type=_seed, default=1)
-    staff.add_argument("--replications", type=_count, default=None, help="per candidate staffing")
+    staff.add_argument(
+        "--replications", type=_replications, default=None, help="per candidate staffing"
+    )
     staff.add_argument("--no-progress", action="store_true", help="no progress bar")
     staff.add_argument(
         "--json", dest="json_out", type=_output_file, default=None, help="write results JSON here"
@@ -176,6 +188,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # Ctrl-C: stop quietly, as a shell expects (128 + SIGINT)
+        print("switchboard: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from router.serve import serve
 

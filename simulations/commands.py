@@ -26,6 +26,9 @@ from simulations.search import Trial, search
 # The bar appears only once a run has lasted this long: short runs stay quiet.
 _PROGRESS_AFTER_SECONDS = 2.0
 _PROGRESS_WIDTH = 30
+#: contacts one replication may expect (a run holds them all in memory)
+MAX_CONTACTS = 20_000_000
+
 # Below this many contacts in all replications, one process finishes before workers start.
 _PARALLEL_FROM_CONTACTS = 50_000
 
@@ -83,10 +86,19 @@ def _build(loaded: LoadedScenario) -> Model | None:
     """The model of a loaded scenario; building it runs the routing engine on the scenario's
     customers, so this is where a scenario and its routing config are checked together."""
     try:
-        return Model.build(loaded)
+        model = Model.build(loaded)
     except (ScenarioInvalid, ConfigInvalid, ValueError) as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
-    return None
+        return None
+    expected = model.expected_contacts
+    if expected > MAX_CONTACTS:
+        print(
+            f"switchboard: {loaded.name} expects {expected:,.0f} contacts per replication; a "
+            f"run holds at most {MAX_CONTACTS:,} (shorten it or lower the rates)",
+            file=sys.stderr,
+        )
+        return None
+    return model
 
 
 def _cannot_write(path: str, exc: OSError) -> None:
@@ -174,14 +186,15 @@ def simulate(args: argparse.Namespace) -> int:
     model = None if loaded is None else _build(loaded)
     if loaded is None or model is None:
         return 2
+    replications = args.replications or loaded.spec.replications
     bar = ProgressBar(f"simulating {loaded.name}", not args.no_progress)
     try:
         result = run_scenario(
-            model, args.seed, args.replications, bar, workers=_workers(model, args.replications)
+            model, args.seed, replications, bar, workers=_workers(model, replications)
         )
     finally:
         bar.close()
-    result = {"scenario": _meta(loaded, args.seed, args.replications), **result}
+    result = {"scenario": _meta(loaded, args.seed, replications), **result}
     if args.json_out != "-":  # stdout carries the JSON itself
         sys.stdout.write(render(result))
     if args.json_out and not _write_json(args.json_out, result):
@@ -231,7 +244,8 @@ def staff(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 2
-    sys.stdout.write(format_table(table))
+    if args.json_out != "-":  # stdout carries the JSON itself
+        sys.stdout.write(format_table(table))
     if args.json_out:
         data = {
             "model": "erlang_c" if args.patience is None else "erlang_a",
@@ -269,21 +283,24 @@ def _staff_scenario(args: argparse.Namespace) -> int:
             print(f"  trial {list(trial.counts)}: {verdict}", file=sys.stderr)
 
     result = search(model, args.seed, replications, show, workers=_workers(model, replications))
+    # with --json -, stdout carries the JSON alone and the table goes to stderr
+    out = sys.stderr if args.json_out == "-" else sys.stdout
     print(
         f"Staffing search for {loaded.name}: {len(result.trials)} trials, "
-        f"{replications} replication(s) each"
+        f"{replications} replication(s) each",
+        file=out,
     )
     if result.best is None:
-        print("No staffing up to 64x the scenario's counts meets every target.")
+        print("No staffing up to 64x the scenario's counts meets every target.", file=out)
         return 1
     best = result.best
-    print(f"\n{'group':<24}{'scenario':>10}{'smallest':>10}")
+    print(f"\n{'group':<24}{'scenario':>10}{'smallest':>10}", file=out)
     for name, before, after in zip(result.groups, result.initial, best.counts, strict=True):
-        print(f"{name:<24}{before:>10}{after:>10}")
-    print(f"{'total':<24}{sum(result.initial):>10}{sum(best.counts):>10}")
-    print(f"\n{'queue':<24}{'service level':>14}{'target':>10}")
+        print(f"{name:<24}{before:>10}{after:>10}", file=out)
+    print(f"{'total':<24}{sum(result.initial):>10}{sum(best.counts):>10}", file=out)
+    print(f"\n{'queue':<24}{'service level':>14}{'target':>10}", file=out)
     for name, q in best.result["by_queue"].items():
-        print(f"{name:<24}{q['service_level']:>14.1%}{q['target']:>10.1%}")
+        print(f"{name:<24}{q['service_level']:>14.1%}{q['target']:>10.1%}", file=out)
     if args.json_out:
         data = {
             "scenario": _meta(loaded, args.seed, replications),

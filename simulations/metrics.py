@@ -263,12 +263,15 @@ def combine(summaries: Sequence[Summary]) -> dict[str, Any]:
         },
     }
     contacts = sum(s["contacts"] for s in summaries)
-    wall = sum(s["wall_seconds"] for s in summaries)
+    busy = sum(s["wall_seconds"] for s in summaries)
     result["run"] = {
         "replications": len(summaries),
         "contacts": contacts,
         "events": sum(s["events"] for s in summaries),
-        "wall_seconds": wall,
-        "contacts_per_second": contacts / wall if wall > 0 else None,
+        # the replications' own times added up (they may run side by side: the caller puts
+        # the run's elapsed time in wall_seconds)
+        "replication_seconds": busy,
+        "wall_seconds": busy,
+        "contacts_per_second": contacts / busy if busy > 0 else None,
     }
     return result

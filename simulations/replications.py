@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -84,10 +85,25 @@ class Runner:
         """The combined figures of ``replications`` runs (api-v1 §7, without the metadata),
         with other agent counts per group if ``counts`` is given.
 
-        ``run.contacts_per_second`` is per second of replication time, so per core.
+        ``run.contacts_per_second`` is per second of replication time (``replication_seconds``,
+        the replications' times added up), so per core; ``run.wall_seconds`` is the elapsed
+        time of the whole run.
         """
         if replications < 1:
             raise ValueError("replications must be >= 1")
+        started = time.perf_counter()
+        result = self._simulate(seed, replications, progress, counts)
+        # elapsed, not the replications' times added up: they may run side by side
+        result["run"]["wall_seconds"] = time.perf_counter() - started
+        return result
+
+    def _simulate(
+        self,
+        seed: int,
+        replications: int,
+        progress: Progress | None,
+        counts: Sequence[int] | None,
+    ) -> dict[str, Any]:
         model = self.model if counts is None else self.model.with_counts(counts)
         children = np.random.SeedSequence(seed).spawn(replications)
         if self.pool is None or replications == 1:

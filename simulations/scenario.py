@@ -46,6 +46,14 @@ Duration = Annotated[Distribution, BeforeValidator(coerce)]
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
+# Bounds that keep one run within what this machine can hold (a run's contacts and agents
+# live in memory): a year of simulated time, a million arrivals an hour per stream, 100,000
+# agents per group; simulations.commands also bounds the contacts a replication expects.
+MAX_HOURS = 24 * 366
+MAX_PER_HOUR = 1_000_000
+MAX_AGENTS = 100_000
+
+
 class ScenarioInvalid(ValueError):
     """A scenario that does not validate; the message lists every problem."""
 
@@ -71,7 +79,7 @@ class Profile(_Model):
     """Arrival rates per interval, repeated if the run is longer than the profile."""
 
     interval_minutes: float = Field(gt=0)
-    per_hour: list[Annotated[float, Field(ge=0)]] = Field(min_length=1)
+    per_hour: list[Annotated[float, Field(ge=0, le=MAX_PER_HOUR)]] = Field(min_length=1)
 
 
 class Customer(_Model):
@@ -92,7 +100,7 @@ class Stream(_Model):
     #: the callers' ISO 3166 region, which live contacts take from a phone sender
     country: str = Field(default="", pattern=r"^([A-Z]{2})?$")
     attributes: dict[str, Any] = Field(default_factory=dict)
-    per_hour: float | None = Field(default=None, ge=0)
+    per_hour: float | None = Field(default=None, ge=0, le=MAX_PER_HOUR)
     profile: Profile | None = None
     customers: dict[str, Customer] = Field(default_factory=dict)
     handle_time: Duration
@@ -120,7 +128,7 @@ class Stream(_Model):
 
 class AgentGroup(_Model):
     name: str | None = None
-    count: int = Field(ge=0)
+    count: int = Field(ge=0, le=MAX_AGENTS)
     skills: dict[str, float] = Field(default_factory=dict)
     capacity: dict[CapacityChannel, Annotated[int, Field(ge=0)]] = Field(min_length=1)
     attributes: dict[str, Any] = Field(default_factory=dict)
@@ -153,11 +161,11 @@ class Scenario(_Model):
     name: str = ""
     description: str = ""
     routing: str | dict[str, Any]
-    duration_hours: float = Field(gt=0)
+    duration_hours: float = Field(gt=0, le=MAX_HOURS)
     warmup_hours: float = Field(default=0.0, ge=0)
     interval_minutes: int = 30
     #: after the horizon no one arrives; contacts still waiting are served for up to this long
-    drain_hours: float = Field(default=8.0, ge=0)
+    drain_hours: float = Field(default=8.0, ge=0, le=MAX_HOURS)
     accept_delay: Duration = Constant(dist="constant", seconds=0.0)
     #: an agent who lets an offer time out is `away` (api-v1 §3) for this long, then back
     missed_offer_away_seconds: float = Field(default=0.0, ge=0)
@@ -259,6 +267,8 @@ def load_scenario(
         where, base = str(path), base or path.resolve().parent
         try:
             data = load_yaml(path.read_text(encoding="utf-8"), where)
+        except UnicodeDecodeError as exc:
+            raise ScenarioInvalid(f"{where}: not UTF-8 text (byte {exc.start})") from None
         except (OSError, yaml.YAMLError) as exc:
             raise ScenarioInvalid(f"{where}: {exc}") from None
     if not isinstance(data, dict):
@@ -267,7 +277,9 @@ def load_scenario(
         spec = Scenario.model_validate(data)
     except ValidationError as exc:
         lines = [
-            f"  {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+            f"  {'.'.join(str(p) for p in e['loc']) or '(top)'}: "
+            + str(e["msg"]).removeprefix("Value error, ")
+            for e in exc.errors()
         ]
         # what a failing field keeps pydantic from checking, and the routing config's own
         # problems: every problem of the file at once

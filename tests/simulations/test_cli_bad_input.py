@@ -215,3 +215,45 @@ def test_replications_without_a_scenario_is_refused() -> None:
     """`--replications` belongs to the simulated search; the Erlang table would ignore it."""
     done = switchboard("staff", "--per-hour", "200", "--aht", "180", "--replications", "3")
     assert_refused(done, "--replications", "--scenario")
+
+
+@pytest.mark.parametrize("command", ["simulate", "staff"])
+def test_a_scenario_that_is_not_utf8_is_one_line(command: str, tmp_path: Path) -> None:
+    """A scenario file of other bytes is a one-line error naming the file (a traceback)."""
+    bad = tmp_path / "binary.yaml"
+    bad.write_bytes(b"\xe7\x00\xff" + bytes(range(200, 256)))
+    args = [command, str(bad)] if command == "simulate" else [command, "--scenario", str(bad)]
+    assert_refused(switchboard(*args, "--no-progress"), "binary.yaml", "not UTF-8")
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"duration_hours": 1e9}, ["duration_hours", "less than or equal to 8784"]),
+        ({"arrivals": [ARRIVALS | {"per_hour": 1e12}]}, ["per_hour", "1000000"]),
+        ({"agents": [AGENTS | {"count": 100_000_000}]}, ["count", "100000"]),
+        (
+            {"duration_hours": 8000, "arrivals": [ARRIVALS | {"per_hour": 900_000}]},
+            ["expects 7,200,000,000 contacts", "at most 20,000,000"],
+        ),
+    ],
+)
+def test_a_scenario_too_large_to_run_is_refused_up_front(
+    change: dict[str, object], words: list[str], tmp_path: Path
+) -> None:
+    """Durations, rates and head counts past what a run can hold are refused before it
+    starts (each ran for minutes and took gigabytes until killed)."""
+    path = scenario(tmp_path)
+    data = yaml.safe_load(path.read_text()) | change
+    path.write_text(yaml.safe_dump(data))
+    done = switchboard("simulate", str(path), "--no-progress")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    for word in words:
+        assert word in done.stderr, (word, done.stderr)
+
+
+def test_replications_past_the_scenario_bound_are_refused(tmp_path: Path) -> None:
+    """--replications is bounded as the scenario's field is (1..1000)."""
+    done = switchboard("simulate", str(scenario(tmp_path)), "--replications", "100000")
+    assert_refused(done, "--replications", "at most 1000")

@@ -192,3 +192,36 @@ def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> Non
     off = _Terminal()
     ProgressBar("run", False, off)(1.0)
     assert off.getvalue() == ""
+
+
+def test_simulate_runs_the_scenarios_replications_unless_told(tmp_path: Path) -> None:
+    """A scenario's `replications` is what `simulate` runs (it ran 1 and showed no interval);
+    --replications overrides it. `wall_seconds` is the run's elapsed time, the replications'
+    own times added up are `replication_seconds`."""
+    scenario = _small_scenario(tmp_path, hours=2)  # replications: 2
+    done = switchboard("simulate", str(scenario), "--json", "-", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["scenario"]["replications"] == data["run"]["replications"] == 2
+    assert "half_widths" in data["overall"]
+    run = data["run"]
+    assert run["wall_seconds"] > 0
+    assert run["replication_seconds"] > 0
+    one = switchboard(
+        "simulate", str(scenario), "--replications", "1", "--json", "-", "--no-progress"
+    )
+    assert json.loads(one.stdout)["run"]["replications"] == 1
+
+
+@pytest.mark.parametrize("scenario", [False, True])
+def test_staff_json_to_stdout_is_json_alone(tmp_path: Path, scenario: bool) -> None:
+    """`staff --json -` writes only the JSON to stdout (the table went first, so it did not
+    parse); the table goes to stderr for a scenario search, and is left out for a table."""
+    if scenario:
+        args = ["--scenario", str(_small_scenario(tmp_path, hours=2)), "--no-progress"]
+    else:
+        args = ["--per-hour", "200", "--aht", "180"]
+    done = switchboard("staff", *args, "--json", "-")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert ("groups" if scenario else "rows") in data
