@@ -6,19 +6,15 @@ arguments instead of patching the environment.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from queues.keys import TENANT_PATTERN
+from queues.keys import TENANT_PATTERN, valid_tenant
 
 Role = Literal["admin", "gateway"]
-
-#: a tenant name sits inside every Redis key's hash tag ("sb:{tenant}:...")
-_TENANT = re.compile(TENANT_PATTERN)
 
 
 class Settings(BaseSettings):
@@ -91,7 +87,7 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"each token's value is role:tenant with role admin or gateway, not {spec!r}"
                 )
-            if tenant and not _TENANT.fullmatch(tenant):
+            if tenant and not valid_tenant(tenant):
                 raise ValueError(
                     f"tenant {tenant!r} in {spec!r}: letters, digits, '_' and '-' only, at most"
                     " 64, starting with a letter or digit"

@@ -55,9 +55,14 @@ def valid_id(value: str) -> bool:
     return _ID.fullmatch(value) is not None
 
 
+def valid_tenant(value: str) -> bool:
+    """True when ``value`` may be used as a tenant name (it goes into every key's hash tag)."""
+    return _TENANT.fullmatch(value) is not None
+
+
 def tenant_prefix(tenant: str) -> str:
     """The key prefix of a tenant; also what scripts receive as ``KEYS[1]``."""
-    if not _TENANT.fullmatch(tenant):
+    if not valid_tenant(tenant):
         raise ValueError(f"invalid tenant name {tenant!r}")
     return f"{ROOT}:{{{tenant}}}:"
 

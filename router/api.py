@@ -19,7 +19,7 @@ from config.routing import ConfigInvalid
 from queues.keys import valid_id
 from router import appkeys as k
 from router import models as m
-from router.auth import AuthError, Principal, RoleName
+from router.auth import AuthError, Principal, RoleName, bearer_token
 from router.problems import Problem, from_validation
 from router.reloads import QueuesStillWaiting
 from router.service import FieldRefused
@@ -59,10 +59,9 @@ async def principal(
     """Who is calling, if one of ``roles``. A websocket handler passes ``websocket``: browsers
     cannot set headers on the handshake, so a token may come as ``?access_token=`` there (and
     only there: on other URLs it would end up in access logs and browser history)."""
-    header = request.headers.get("Authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else None
-    if token is None and websocket:
-        token = request.query.get("access_token")
+    token = bearer_token(request)
+    if not token and websocket:
+        token = request.query.get("access_token", "")
     try:
         who = await request.app[k.AUTH].principal(token)
     except AuthError as exc:

@@ -32,7 +32,7 @@ from queues.redis_store import RedisStore
 from router import appkeys as k
 from router.api import ROUTES
 from router.api_channels import CHANNEL_ROUTES
-from router.auth import Authenticator, TokenIssuer
+from router.auth import Authenticator, TokenIssuer, bearer_token
 from router.clock import WallClock
 from router.customers import CustomerCache, Customers
 from router.engine import Engine
@@ -246,8 +246,7 @@ async def metrics_handler(request: web.Request) -> web.StreamResponse:
     app = request.app
     wanted = app[k.SETTINGS].metrics_token
     if wanted is not None and wanted.get_secret_value():
-        header = request.headers.get("Authorization", "")
-        given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        given = bearer_token(request)
         if not hmac.compare_digest(given.encode(), wanted.get_secret_value().encode()):
             raise Problem(
                 401,

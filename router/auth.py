@@ -12,19 +12,24 @@ import base64
 import hashlib
 import hmac
 import math
-import re
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Literal
 
+from aiohttp import web
 from redis.asyncio import Redis
 
-from queues.keys import TENANT_PATTERN, Keys, valid_id
+from queues.keys import Keys, valid_id, valid_tenant
 
 RoleName = Literal["admin", "gateway", "agent"]
 _PREFIX = "sba1"
-_TENANT = re.compile(TENANT_PATTERN)
+
+
+def bearer_token(request: web.Request) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; '' without one."""
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header[:7].lower() == "bearer " else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +92,7 @@ class TokenIssuer:
         scope, expires, signature = pieces
         tenant, _, agent_id = scope.partition(".")
         well_formed = expires.isascii() and expires.isdigit()
-        if not _TENANT.fullmatch(tenant) or not valid_id(agent_id) or not well_formed:
+        if not valid_tenant(tenant) or not valid_id(agent_id) or not well_formed:
             raise AuthError("malformed token")
         key = await self.key(tenant, create=False)
         if key is None:

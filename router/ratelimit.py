@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from router import appkeys as k
-from router.auth import AuthError
+from router.auth import AuthError, bearer_token
 from router.problems import Problem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -56,8 +56,7 @@ async def client_key(request: web.Request) -> str:
     """The bearer token (hashed: never kept in clear) if it is a valid one, else the peer
     address: keyed by whatever the header says, a client guessing tokens would get a fresh
     bucket for each guess (and could push real clients' buckets out)."""
-    auth = request.headers.get("Authorization", "")
-    token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    token = bearer_token(request)
     if token:
         try:
             await request.app[k.AUTH].principal(token)

@@ -78,8 +78,8 @@ class ConfigReloads:
             for tenant in self.tenants:
                 for snap in await service.store.queue_snapshot(tenant, removed, now):
                     # (a scheduled callback comes back to its queue at its time)
-                    if snap.waiting + snap.held:
-                        count = snap.waiting + snap.held
+                    count = snap.waiting + snap.held
+                    if count:
                         waiting[snap.name] = waiting.get(snap.name, 0) + count
             if waiting:
                 raise QueuesStillWaiting(waiting)

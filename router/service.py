@@ -428,18 +428,11 @@ class Service:
                         "number",
                         f"a {channel} contact came from no phone number: give one to call back",
                     )
+                # (no identity: withheld, or no number to read, such as a SIP name)
                 sender = str(came.get("from") or "")
-                if identity.withheld(sender):
-                    raise FieldRefused(
-                        "number", "the caller's number was withheld: give one to call back"
-                    )
-                try:
-                    identity.phone(identity.sip_user(sender), self.customers.region)
-                except identity.IdentityError:
-                    # (taken from no known customer: a SIP name, a softphone's client id)
-                    raise FieldRefused(
-                        "number", "the caller's id is no phone number: give one to call back"
-                    ) from None
+                if not identity.of_sender(channel, sender, self.customers.region):
+                    why = "was withheld" if identity.withheld(sender) else "is no phone number"
+                    raise FieldRefused("number", f"the caller's id {why}: give one to call back")
         outcome = await self.store.request_callback(tenant, contact_id, number, not_before, now)
         self.metrics.events(outcome.events)
         return self.render(outcome.value, tenant)
