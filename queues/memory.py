@@ -24,6 +24,7 @@ import orjson
 
 from queues import contract as c_
 from queues.contract import (
+    CAPACITY_CHANNELS,
     Abandoned,
     Accepted,
     AgentSpec,
@@ -466,13 +467,75 @@ class TenantCore:
                 return
             self.reserve(self.contacts[best], ag, best_queue, now)
 
-    def requeue(self, c: _Contact) -> None:
+    def step_timer(self, c: _Contact) -> str:
+        return f"s|{c.id}|{c.step}"
+
+    def step_dead(self, c: _Contact) -> bool:
+        s = c.steps[c.step]
+        if s.queues or not s.agents:
+            return False
+        for aid in s.agents:
+            if aid not in c.decl:
+                ag = self.agents.get(aid)
+                if ag is not None and ag.st != "offline" and ag.cap.get(c.cc, 0) > 0:
+                    return False
+        return True
+
+    def pass_dead(self, c: _Contact) -> bool:
+        last = len(c.steps) - 1
+        if c.step >= last:
+            return False
+        c.step += 1
+        while c.step < last and self.step_dead(c):
+            c.step += 1
+        queues = c.steps[c.step].queues
+        if queues and c.queue not in queues:
+            c.queue = queues[0]
+        return True
+
+    def leave_dead_step(self, c: _Contact, now: int) -> bool:
+        if not self.step_dead(c) or c.step + 1 >= len(c.steps):
+            return False
+        held = c.hold > 0
+        if held:
+            self.remove_held(c)
+        else:
+            self.remove_waiting(c)
+        self.timers.remove(self.step_timer(c))
+        self.pass_dead(c)
+        s = c.steps[c.step]
+        if s.timeout_ms > 0:
+            self.set_timer(now + s.timeout_ms, self.step_timer(c))
+        if held:
+            self.add_held(c)
+        else:
+            self.add_waiting(c)
+        return True
+
+    def match_best_first(self, cs: list[_Contact], now: int) -> None:
+        for c in sorted(cs, key=lambda c: (c.key, c.id)):
+            self.match_contact(c, now)
+
+    def leave_agent_lines(
+        self, aid: str, channels: Sequence[str], now: int, moved: list[_Contact]
+    ) -> None:
+        for ch in channels:
+            z = self.agent_waiting.get((aid, ch))
+            if z is None:
+                continue
+            for cid in list(z):
+                c = self.contacts[cid]
+                if c.st == "queued" and c.hold == 0 and self.leave_dead_step(c, now):
+                    moved.append(c)
+
+    def requeue(self, c: _Contact, now: int) -> None:
         c.st, c.agent, c.res = "queued", "", ""
         queues = self.current_step(c).queues
         if queues and c.queue not in queues:  # its step moved on while it was on offer
             c.queue = queues[0]
         if c.hold == 0:
             self.add_waiting(c)
+        self.leave_dead_step(c, now)
 
     def release_capacity(self, ag: _Agent, ch: str, now: int) -> None:
         n = ag.load.get(ch, 0) - 1
@@ -500,9 +563,6 @@ class TenantCore:
 
     def set_timer(self, due: int, member: str) -> None:
         self.timers.add(member, due)
-
-    def step_timer(self, c: _Contact) -> str:
-        return f"s|{c.id}|{c.step}"
 
     def set_agent_state_sets(self, ag: _Agent, state: str) -> None:
         old, ag.st = ag.st, state
@@ -555,11 +615,15 @@ class TenantCore:
                 del hist[new.history_length :]
         stats = self.counters(c.queue, now)
         stats["offered"] = stats.get("offered", 0) + 1
-        first_step = c.steps[0]
-        if first_step.timeout_ms > 0:
-            self.set_timer(now + first_step.timeout_ms, f"s|{c.id}|0")
-        # Matched at once, it never joins the waiting sets; otherwise it waits there.
-        if not self.match_contact(c, now, waiting=False):
+        # Matched at once, it never joins the waiting sets; otherwise it waits there (from the
+        # first step somebody can answer).
+        matched = self.match_contact(c, now, waiting=False)
+        if not matched and self.step_dead(c) and self.pass_dead(c):
+            matched = self.match_contact(c, now, waiting=False)
+        step = c.steps[c.step]
+        if step.timeout_ms > 0:
+            self.set_timer(now + step.timeout_ms, self.step_timer(c))
+        if not matched:
             self.add_waiting(c)
         return self.ok({"replay": False, "contact": self.contact_view(c)})
 
@@ -608,7 +672,7 @@ class TenantCore:
         c, ag = self.end_offer(rid, "rejected", now)
         c.decl = [*c.decl, ag.id]
         ag.declined.add(c.id)
-        self.requeue(c)
+        self.requeue(c, now)
         self.save_agent_load(ag)
         self.refresh_free(ag)
         self.match_contact(c, now)
@@ -628,7 +692,7 @@ class TenantCore:
         self.refresh_free(ag)
         self.emit({"t": "rescind", "a": ag.id, "r": rid, "c": c.id, "why": "timeout"})
         self.emit_state(ag)
-        self.requeue(c)
+        self.requeue(c, now)
         self.match_contact(c, now)
         return self.ok({"fired": True, "contact_id": c.id, "agent_id": ag.id})
 
@@ -723,12 +787,13 @@ class TenantCore:
         s = self.current_step(c)
         if s.queues and c.st != "offered":  # an offer's queue stays: an accept counts there
             c.queue = s.queues[0]
-        if s.timeout_ms > 0:
-            self.set_timer(now + s.timeout_ms, self.step_timer(c))
         if held:
             self.add_held(c)
         if waiting:
             self.add_waiting(c)
+        if not ((waiting or held) and self.leave_dead_step(c, now)) and s.timeout_ms > 0:
+            self.set_timer(now + s.timeout_ms, self.step_timer(c))
+        if waiting:
             self.match_contact(c, now)
         return self.ok({"fired": True, "step": c.step})
 
@@ -749,10 +814,12 @@ class TenantCore:
             c.hold = not_before
             self.add_held(c)
             self.set_timer(not_before, "b|" + cid)
+            self.leave_dead_step(c, now)
         else:
             c.hold = 0
             self.timers.remove("b|" + cid)
             self.add_waiting(c)
+            self.leave_dead_step(c, now)
             self.match_contact(c, now)
         return self.ok({"contact": self.contact_out(cid)})
 
@@ -766,6 +833,7 @@ class TenantCore:
         self.remove_held(c)
         c.hold = 0
         self.add_waiting(c)
+        self.leave_dead_step(c, now)
         self.match_contact(c, now)
         return self.ok({"fired": True})
 
@@ -780,7 +848,6 @@ class TenantCore:
             for rid in sorted(ag.offers):
                 c, _ = self.end_offer(rid, "rescinded", now, ag)
                 self.emit({"t": "rescind", "a": aid, "r": rid, "c": c.id, "why": "agent_offline"})
-                self.requeue(c)
                 requeued.append(c)
         self.set_agent_state_sets(ag, state)
         if state == "available":
@@ -791,9 +858,12 @@ class TenantCore:
             return self.ok({"agent": self.agent_out(aid), "changed": True})
         self.refresh_free(ag)
         self.emit_state(ag)
-        # best first: each agent must receive the best contact it may take
-        for c in sorted(requeued, key=lambda c: (c.key, c.id)):
-            self.match_contact(c, now)
+        if state == "offline":
+            # back in line once the agent is offline: a step waiting for it alone is passed
+            for c in requeued:
+                self.requeue(c, now)
+            self.leave_agent_lines(aid, CAPACITY_CHANNELS, now, requeued)
+        self.match_best_first(requeued, now)
         return self.ok({"agent": self.agent_out(aid), "changed": True})
 
     def upsert_agent(self, spec: AgentSpec, now: int) -> Reply:
@@ -841,6 +911,11 @@ class TenantCore:
         self.refresh_free(ag)
         if ag.st == "available":
             self.match_agent(ag, now)
+        # contacts waiting for it by name on a channel it no longer has capacity on
+        lost = [ch for ch in CAPACITY_CHANNELS if ag.cap.get(ch, 0) == 0]
+        moved: list[_Contact] = []
+        self.leave_agent_lines(ag.id, lost, now, moved)
+        self.match_best_first(moved, now)
         return self.ok({"agent": self.agent_out(ag.id), "created": created})
 
     def claim_timers(self, now: int, limit: int, lease: int) -> Reply:

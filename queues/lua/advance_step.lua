@@ -1,5 +1,6 @@
 -- advance_step (timer "s|<contact>|<step>"): the contact waited out a workflow step and moves
--- to the next one (its targets replace the step's), keeping its place in line.
+-- to the next one (its targets replace the step's), keeping its place in line; on past any step
+-- nobody can answer (leave_dead_step).
 -- KEYS[1]  tenant key prefix "sb:{tenant}:"
 -- ARGV[1]  now (ms)
 -- ARGV[2]  contact id
@@ -25,10 +26,11 @@ c.s = s
 -- (an offered contact keeps the queue that offered it: an accept counts there)
 if s.q[1] and c.st ~= 'offered' then c.queue = s.q[1] end
 redis.call('HSET', K.contact(cid), 'step', c.step, 'queue', c.queue, 'cur', cjson.encode(s))
-if s.t > 0 then set_timer(now + s.t, step_timer(c)) end
 if held then add_held(c) end
-if waiting then
-  add_waiting(c)
-  match_contact(c, now)
+if waiting then add_waiting(c) end
+-- (a step nobody can answer is passed at once, and the timer is the step's it stops at)
+if not ((waiting or held) and leave_dead_step(c, now)) and s.t > 0 then
+  set_timer(now + s.t, step_timer(c))
 end
+if waiting then match_contact(c, now) end
 return finish(E.OK, {fired = true, step = c.step})

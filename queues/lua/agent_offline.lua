@@ -1,5 +1,6 @@
 -- agent_offline: set_agent_state to offline. Pending offers are rescinded: their contacts go
--- back in line and look for other agents, best first.
+-- back in line and look for other agents, best first, as do the contacts that waited for this
+-- agent alone (a last_agent or preferred_agents step nobody else can answer moves on).
 -- KEYS[1]  tenant key prefix "sb:{tenant}:"
 -- ARGV[1]  now (ms)
 -- ARGV[2]  agent id
@@ -20,16 +21,14 @@ table.sort(offers, str_lt)
 for _, rid in ipairs(offers) do
   local c = end_offer(rid, 'rescinded', now, ag)
   emit({t = 'rescind', a = aid, r = rid, c = c.id, why = 'agent_offline'})
-  requeue(c)
   requeued[#requeued + 1] = c
 end
 set_agent_state(ag, 'offline')
 emit_state(ag)
 save_agent(ag)
 refresh_free(ag, was)
--- best first: each agent must receive the best contact it may take, not the first rescinded
-table.sort(requeued, function(a, b)
-  return a.key < b.key or (a.key == b.key and str_lt(a.id, b.id))
-end)
-for _, c in ipairs(requeued) do match_contact(c, now) end
+-- (back in line once the agent is stored offline: a step waiting for it alone is passed)
+for _, c in ipairs(requeued) do requeue(c, now) end
+if ag.tw ~= '0' then leave_agent_lines(aid, CAPACITY_CHANNELS, now, requeued) end
+match_best_first(requeued, now)
 return finish(E.OK, '{"agent":' .. agent_out(aid, ag) .. ',"changed":true}')

@@ -69,11 +69,21 @@ if q1 ~= '' then s = {q = {q1}, o = {o1 + 0}, t = t1 + 0} else s = cjson.decode(
 local c = {id = cid, st = 'queued', cc = cc, ks = ks, s = s, agent = '', res = '', queue = home,
            enq_s = now_s, view = view}
 count(c.queue, now, 'offered')
-if s.t > 0 then
-  TIMERS[1], TIMERS[2] = fmt('%d', now + s.t), 's|' .. cid .. '|0'
-end
 -- Matched at once, the contact is stored once, as offered, and never joins the waiting sets.
 local ag, queue, timeout = pick_agent(c)
+local step = nil
+if not ag and s.a and not s.q[1] and step_dead(c) then
+  -- its first step names agents alone, none of whom can answer: it starts at the first step
+  -- after that somebody can
+  c.step = 0
+  if pass_dead(c, cjson.decode(steps)) then
+    s, step, cur = c.s, fmt('%d', c.step), cjson.encode(c.s)
+    ag, queue, timeout = pick_agent(c)
+  end
+end
+if s.t > 0 then
+  TIMERS[1], TIMERS[2] = fmt('%d', now + s.t), 's|' .. cid .. '|' .. (step or '0')
+end
 -- (step, agent, res, decl, hold, disp: stored only once they differ from their defaults)
 local pos, staffed = 0, 0
 if ag then
@@ -88,6 +98,7 @@ else
   add_waiting(c)
   pos, staffed = waiting_out(c)
 end
+if step then redis.call('HSET', K.contact(cid), 'step', step) end
 return finish(E.OK, '{"replay":false,"contact":' ..
                     contact_json(doc, c.st, ch, c.queue, c.agent, c.res, nil, pos, staffed) ..
                     '}')

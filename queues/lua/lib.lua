@@ -227,7 +227,7 @@ end
 -- resolve_customer), queue, 'steps' (its
 -- workflow: JSON [{q = queues, a = agent ids, t = timeout ms (0: the last step), o = the offer
 -- timeout of each queue of q, ao = the offer timeout for the agents; a and ao only when there
--- are agents}], read by advance_step alone) and 'cur', the current step alone (decoded as
+-- are agents}], read by advance_step and leave_dead_step alone) and 'cur', the current step alone (decoded as
 -- c.s). It is stored without the fields
 -- still at their defaults: step 0, agent '', res '', decl [] (agents who declined it), hold 0
 -- (a callback's not-before), disp ''.
@@ -526,8 +526,102 @@ local function match_agent(ag, now, defer)
   end
 end
 
--- Puts an offered contact back in line with its original sort key.
-local function requeue(c)
+local function step_timer(c)
+  return fmt('s|%s|%d', c.id, c.step)
+end
+
+-- Whether nobody can answer contact c's current step: it names agents (last_agent,
+-- preferred_agents) and no queue, and each of them is unknown, offline, without capacity on the
+-- contact's channel, or has declined it (c.decl). Such a step is passed at once, not waited
+-- out: its agents may come back, but its timeout is the wait the rule allows for them, not for
+-- an agent nobody has.
+local function step_dead(c)
+  local s, decl = c.s, c.decl
+  if s.q[1] or not s.a then return false end
+  for _, aid in ipairs(s.a) do
+    local declined = false
+    if decl then
+      for _, d in ipairs(decl) do
+        if d == aid then declined = true end
+      end
+    end
+    if not declined then
+      local f = redis.call('HMGET', K.agent(aid), 'st', 'prof')
+      if f[1] and f[1] ~= 'offline' and (cjson.decode(f[2])[1][c.cc] or 0) > 0 then
+        return false
+      end
+    end
+  end
+  return true
+end
+
+-- Moves c past its current step, which step_dead holds, and past each dead step after it, to
+-- its last step at most (steps: its workflow, decoded). Sets c.step, c.s and c.queue (the new
+-- step's first queue, unless the one it counts in is among them); stores nothing. Returns
+-- whether it moved.
+local function pass_dead(c, steps)
+  if c.step + 1 >= #steps then return false end
+  repeat
+    c.step = c.step + 1
+    c.s = steps[c.step + 1]
+  until c.step + 1 >= #steps or not step_dead(c)
+  local q = c.s.q
+  if q[1] then
+    local kept = false
+    for _, name in ipairs(q) do
+      if name == c.queue then kept = true end
+    end
+    if not kept then c.queue = q[1] end
+  end
+  return true
+end
+
+-- A contact in line (waiting, or held for a callback) whose current step nobody can answer
+-- moves on (pass_dead): out of the step's sets and timer, into the new step's. Returns whether
+-- it moved; the caller then looks for an agent for it.
+local function leave_dead_step(c, now)
+  if not step_dead(c) then return false end
+  local steps = cjson.decode(redis.call('HGET', K.contact(c.id), 'steps'))
+  if c.step + 1 >= #steps then return false end
+  local held = c.hold > 0
+  if held then remove_held(c) else remove_waiting(c) end
+  if c.s.t > 0 then redis.call('ZREM', K.timers(), step_timer(c)) end
+  pass_dead(c, steps)
+  redis.call('HSET', K.contact(c.id), 'step', c.step, 'queue', c.queue, 'cur', cjson.encode(c.s))
+  if c.s.t > 0 then set_timer(now + c.s.t, step_timer(c)) end
+  if held then add_held(c) else add_waiting(c) end
+  return true
+end
+
+-- Contacts put back in line, each offered its best agent, best first (each agent must receive
+-- the best contact it may take, not the first one handled).
+local function match_best_first(cs, now)
+  table.sort(cs, function(a, b)
+    return a.key < b.key or (a.key == b.key and str_lt(a.id, b.id))
+  end)
+  for _, c in ipairs(cs) do match_contact(c, now) end
+end
+
+-- The channels an agent has capacity on (queues/contract.py CAPACITY_CHANNELS).
+local CAPACITY_CHANNELS = {'voice', 'chat', 'email', 'sms'}
+
+-- The contacts waiting for agent aid by name on the given channels, after it went offline or
+-- lost its capacity there: those whose step nobody else can answer move on (leave_dead_step)
+-- and are added to the list moved, for match_best_first.
+local function leave_agent_lines(aid, channels, now, moved)
+  for _, ch in ipairs(channels) do
+    for _, member in ipairs(redis.call('ZRANGE', K.agent_waiting(aid, ch), '0', '-1')) do
+      local c = load_contact(sub(member, find(member, '|', 1, true) + 1))
+      if c and c.st == 'queued' and c.hold == 0 and leave_dead_step(c, now) then
+        moved[#moved + 1] = c
+      end
+    end
+  end
+end
+
+-- Puts an offered contact back in line with its original sort key (and on past a step nobody
+-- can answer any more: leave_dead_step).
+local function requeue(c, now)
   c.st, c.agent, c.res = 'queued', '', ''
   -- (a contact whose step moved on while it was on offer waits in the new step's queues: it
   -- reports the first of them unless the queue that offered it is among them)
@@ -541,6 +635,7 @@ local function requeue(c)
   end
   redis.call('HSET', K.contact(c.id), 'st', 'queued', 'agent', '', 'res', '', 'queue', c.queue)
   if c.hold == 0 then add_waiting(c) end
+  leave_dead_step(c, now)
 end
 
 local function release_capacity(ag, ch, now)
@@ -575,10 +670,6 @@ local function forget_declines(c)
   for _, aid in ipairs(c.decl) do
     redis.call('SREM', K.agent_declined(aid), c.id)
   end
-end
-
-local function step_timer(c)
-  return fmt('s|%s|%d', c.id, c.step)
 end
 
 -- What an agent in state st adds to the counter q:<queue>:staffed of each of its queues: the

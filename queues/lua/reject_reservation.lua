@@ -18,7 +18,7 @@ local c, ag, was = end_offer(rid, 'rejected', now)
 c.decl[#c.decl + 1] = ag.id
 redis.call('HSET', K.contact(c.id), 'decl', cjson.encode(c.decl))
 redis.call('SADD', K.agent_declined(ag.id), c.id)
-requeue(c)
+requeue(c, now)
 save_agent(ag)
 refresh_free(ag, was)
 match_contact(c, now)

@@ -17,5 +17,6 @@ remove_held(c)
 c.hold = 0
 redis.call('HSET', K.contact(cid), 'hold', 0)
 add_waiting(c)
+leave_dead_step(c, now)
 match_contact(c, now)
 return finish(E.OK, {fired = true})

@@ -35,11 +35,14 @@ if not_before > now then
   redis.call('HSET', K.contact(cid), 'hold', not_before)
   add_held(c)
   set_timer(not_before, 'b|' .. cid)
+  -- (a voice call now: a step's agents without voice capacity cannot make it)
+  leave_dead_step(c, now)
 else
   c.hold = 0
   redis.call('HSET', K.contact(cid), 'hold', 0)
   redis.call('ZREM', K.timers(), 'b|' .. cid)
   add_waiting(c)
+  leave_dead_step(c, now)
   match_contact(c, now)
 end
 return finish(E.OK, '{"contact":' .. contact_out(cid) .. '}')

@@ -83,4 +83,15 @@ redis.call('HSET', K.agent(aid), 'doc', ARGV[3], 'st', ag.st, 'cap', ARGV[4], 'q
 for _, q in ipairs(names) do redis.call('SADD', K.queue_members(q), aid) end
 refresh_free(ag)
 if ag.st == 'available' then match_agent(ag, now) end
+-- contacts waiting for it by name on a channel it no longer has capacity on: a step nobody
+-- else can answer moves on
+if ag.tw ~= '0' then
+  local lost = {}
+  for _, ch in ipairs(CAPACITY_CHANNELS) do
+    if (cap[ch] or 0) == 0 then lost[#lost + 1] = ch end
+  end
+  local moved = {}
+  leave_agent_lines(aid, lost, now, moved)
+  match_best_first(moved, now)
+end
 return finish(E.OK, '{"agent":' .. agent_out(aid) .. ',"created":' .. tostring(created) .. '}')

@@ -35,6 +35,20 @@ def may_take(ag: _Agent, c: _Contact) -> bool:
     return ag.id in step.agents or any(q in step.queues for q, _, _ in ag.qs)
 
 
+def answerable(core: TenantCore, c: _Contact) -> bool:
+    """Somebody could answer ``c``'s current step: it names a queue, or an agent who exists, is
+    not offline, has capacity on the contact's channel and has not declined it."""
+    step = c.steps[c.step]
+    if step.queues:
+        return True
+    for aid in step.agents:
+        ag = core.agents.get(aid)
+        able = ag is not None and ag.st != "offline" and ag.cap.get(c.cc, 0) > 0
+        if able and aid not in c.decl:
+            return True
+    return False
+
+
 def rank(ag: _Agent, strategy: str, level: float) -> tuple[Any, ...]:
     """An agent's place in a queue's line of free agents, lower first, without score packing."""
     if strategy == "most_skilled":
@@ -125,6 +139,8 @@ def check_core(core: TenantCore) -> None:
             want = {("q", q, c.cc) for q in step["q"]} | {("age", q) for q in step["q"]}
             want |= {("a", a, c.cc) for a in step["a"]}
         assert places[c.id] == want, f"{c.id} ({c.st}) is in {places[c.id]}, not {want}"
+        if c.st == "queued" and c.hold == 0 and c.step + 1 < len(c.steps):
+            assert answerable(core, c), f"{c.id} waits out step {c.step}, which nobody can answer"
         mine = [r for r in reservations.values() if r.c == c.id]
         assert sum(r.st == "accepted" for r in mine) <= 1, f"{c.id} accepted twice"
         assert sum(r.st == "pending" for r in mine) == (c.st == "offered")

@@ -375,6 +375,33 @@ async def test_spanish_billing_goes_to_a_spanish_speaker(api: Api) -> None:
     assert (await english.recv("offer"))["contact"]["id"] == other["id"]
 
 
+async def test_a_valuable_customer_whose_agent_is_offline_goes_to_retention_at_once(
+    api: Api,
+) -> None:
+    """The demo's valuable-at-risk rule tries the customer's last agent for 20 s; with that agent
+    logged off the contact goes to the retention desk at once, not after the 20 s."""
+    caller = {"from": "+1 415 555 0142"}
+    profile = {"name": "Dana", "phones": [caller["from"]], "value": 5000.0, "churn_risk": 0.9}
+    await api.ok("PUT", "/v1/customers/cu-dana", profile)
+    ann = await available(api, "ann", retention=5)
+    first = await api.contact(**caller)
+    assert (first["rule"], first["agent_id"]) == ("valuable-at-risk", "ann")
+    offer = await ann.recv("offer")
+    await ann.send({"type": "accept", "reservation_id": offer["reservation_id"]})
+    await ann.recv("accepted")
+    await ann.send({"type": "complete", "contact_id": first["id"], "ref": "done"})
+    await ann.recv("completed")
+    await api.state("ann", "offline")
+    bea = await available(api, "bea", retention=4)
+    again = await api.contact(**caller)
+    assert (again["rule"], again["status"], again["agent_id"]) == (
+        "valuable-at-risk",
+        "offered",
+        "bea",
+    )
+    assert (await bea.recv("offer"))["queue"] == "retention"
+
+
 async def test_oldest_contact_first_across_an_agents_queues(api: Api) -> None:
     """An agent of two queues takes the longest-waiting contact of either, in arrival order."""
     created = [
