@@ -831,6 +831,7 @@ class TenantCore:
         if c is None or c.st != "queued" or c.hold == 0:
             return self.ok({"fired": False})
         self.remove_held(c)
+        c.enq = max(c.enq, c.hold)  # its wait counts from when it was due
         c.hold = 0
         self.add_waiting(c)
         self.leave_dead_step(c, now)

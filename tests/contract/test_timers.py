@@ -293,6 +293,21 @@ async def test_a_scheduled_callback_is_counted_where_it_will_come_back(
     assert await held(T0 + 6_000) == (0, 0)
 
 
+async def test_a_scheduled_callback_waits_from_when_it_is_due(store: Store, tenant: str) -> None:
+    """The hour the customer chose to wait for the call is no wait for an agent: speed of
+    answer, service level and the queue's oldest wait count from the time it was due (its
+    place in line is still its first)."""
+    await store.enqueue(tenant, contact("c1"), T0)
+    await store.request_callback(tenant, "c1", "", T0 + 3_600_000, T0 + 1_000)
+    await store.enqueue(tenant, contact("c2", now=T0 + 3_000_000), T0 + 3_000_000)
+    await fire_due(store, tenant, T0 + 3_600_500)  # the timer runs half a second late
+    (q1,) = await store.queue_snapshot(tenant, ["q1"], T0 + 3_600_500)
+    assert (q1.waiting, q1.oldest_enqueued_ms) == (2, T0 + 3_000_000)
+    assert offers(await ready(store, tenant, agent("a1"), T0 + 3_605_000)) == [("a1", "c1", "q1")]
+    out = await store.accept(tenant, "r1", "a1", T0 + 3_605_000)
+    assert (out.value.wait_ms, out.value.within_threshold) == (5_000, True)
+
+
 async def test_callback_now_is_offered_at_once(store: Store, tenant: str) -> None:
     """A callback for as soon as possible stays in line and goes to a free agent at once."""
     await store.enqueue(tenant, contact("c1", channel="chat"), T0)
