@@ -76,21 +76,38 @@ async def principal(
     return who
 
 
+def is_json(content_type: str) -> bool:
+    """application/json, or a JSON type with the +json suffix (RFC 6839)."""
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+_BLANK = object()  # read_json: no default for a blank body
+_EMPTY = object()  # read_body: a blank body where none is required
+
+
+async def read_json(request: web.Request, blank: Any = _BLANK) -> Any:
+    """The parsed JSON body (415 for another type, 400 for malformed JSON); a body of only
+    white space is ``blank`` when one is given."""
+    ctype = request.content_type
+    if not is_json(ctype):
+        raise Problem(415, f"expected application/json, got {ctype or 'nothing'}")
+    raw = await read_limited(request, request.app[k.SETTINGS].max_body_bytes)
+    if blank is not _BLANK and not raw.strip():
+        return blank
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"malformed JSON: {exc}", kind="malformed-json") from None
+
+
 async def read_body(request: web.Request, model: type[M], required: bool = True) -> M:
     if not request.body_exists:
         if required:
             raise Problem(400, "this request needs a JSON body")
         return model()
-    ctype = request.content_type
-    if ctype != "application/json" and not ctype.endswith("+json"):
-        raise Problem(415, f"expected application/json, got {ctype or 'nothing'}")
-    raw = await read_limited(request, request.app[k.SETTINGS].max_body_bytes)
-    if not raw.strip() and not required:
+    data = await read_json(request, _BLANK if required else _EMPTY)
+    if data is _EMPTY:
         return model()
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Problem(400, f"malformed JSON: {exc}", kind="malformed-json") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:

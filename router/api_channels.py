@@ -23,7 +23,17 @@ from channels.inbound import AdapterError, Inbound
 from queues.errors import SwitchboardError
 from router import appkeys as k
 from router import models as m
-from router.api import ADMIN, GATEWAY, Route, path_id, principal, read_body, read_limited
+from router.api import (
+    ADMIN,
+    GATEWAY,
+    Route,
+    is_json,
+    path_id,
+    principal,
+    read_body,
+    read_json,
+    read_limited,
+)
 from router.auth import Principal
 from router.customers import Thread, UnreadableIdentities
 from router.problems import Problem, from_store, from_validation
@@ -72,23 +82,13 @@ def _reply(created: Created) -> web.Response:
     )
 
 
-async def _json_payload(request: web.Request) -> Any:
-    if request.content_type != "application/json":
-        raise Problem(415, f"expected application/json, got {request.content_type or 'nothing'}")
-    raw = await read_limited(request, request.app[k.SETTINGS].max_body_bytes)
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Problem(400, f"malformed JSON: {exc}", kind="malformed-json") from None
-
-
 async def _json_adapter(
     request: web.Request, adapter: Callable[[Any], Inbound]
 ) -> web.StreamResponse:
     """A JSON webhook: authorise, adapt the native payload, then route it as a contact."""
     who = await principal(request, GATEWAY)
     try:
-        inbound = adapter(await _json_payload(request))
+        inbound = adapter(await read_json(request))
     except AdapterError as exc:
         raise _adapter_problem(exc) from None
     return _reply(await ingest(request, who, inbound))
@@ -108,8 +108,8 @@ async def email_message(request: web.Request) -> web.StreamResponse:
     try:
         if request.content_type == "message/rfc822":
             inbound = email.from_raw(await read_limited(request, settings.max_email_bytes))
-        elif request.content_type == "application/json":
-            inbound = email.from_json(await _json_payload(request))
+        elif is_json(request.content_type):
+            inbound = email.from_json(await read_json(request))
         else:
             raise Problem(415, "expected message/rfc822 or application/json")
     except AdapterError as exc:

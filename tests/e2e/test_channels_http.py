@@ -9,6 +9,7 @@ native id answers 200 with the same Contact; the same id with another payload is
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import pytest
@@ -341,3 +342,28 @@ async def test_regional_spanish_routes_as_spanish_on_every_channel(
         )
     )
     assert (mail["language"], mail["rule"]) == (kept, "spanish-billing")
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("/v1/channels/voice", {"call_id": "CA-vnd", "from": "+1 415 555 0100"}),
+        ("/v1/channels/sms", {"message_id": "SM-vnd", "from": "+1 415 555 0100", "text": "hi"}),
+        ("/v1/channels/email", {"from": "ana@example.com", "message_id": "<vnd@x>", "body": "hi"}),
+        ("/v1/contacts", {"channel": "chat", "from": "web:ana"}),
+    ],
+)
+async def test_a_json_type_with_the_json_suffix_is_json_everywhere(
+    api: Api, path: str, payload: dict[str, Any]
+) -> None:
+    """``application/<vendor>+json`` (RFC 6839) is read as JSON by every endpoint that takes
+    JSON, the gateways' webhooks as ``POST /v1/contacts`` (the webhooks used to refuse it)."""
+    created = await api.call(
+        "POST",
+        path,
+        201,
+        data=json.dumps(payload),
+        content_type="application/vnd.gateway+json",
+        headers={"Idempotency-Key": "vnd-1"},
+    )
+    assert created["status"] == "queued"
