@@ -21,6 +21,10 @@ def from_webhook(payload: Any) -> Inbound:
     unknown = set(payload) - {"call_id", "from", "to", "ivr"}
     if unknown:
         raise AdapterError(f"unknown fields: {', '.join(sorted(unknown))}", ("body",))
+    # (a misspelt key would route the call as if the caller had chosen nothing)
+    unknown = set(ivr) - {"language", "intent", "digits"}
+    if unknown:
+        raise AdapterError(f"unknown `ivr` fields: {', '.join(sorted(unknown))}", ("body", "ivr"))
     attributes: dict[str, Any] = {}
     if dialled:
         attributes["dnis"] = dialled

@@ -46,6 +46,14 @@ BAD: list[tuple[str, str, Any, str | None, int, str]] = [
         422,
         "`ivr` must be an object",
     ),
+    (
+        "voice misspelt ivr key",
+        "/v1/channels/voice",
+        {**CALL, "ivr": {"intnet": "billing"}},
+        None,
+        422,
+        "unknown `ivr` fields: intnet",
+    ),
     ("voice not an object", "/v1/channels/voice", [CALL], None, 422, "JSON object"),
     (
         "voice malformed JSON",
