@@ -21,6 +21,10 @@ class AdapterError(ValueError):
         self.status = status
 
 
+#: what each scope's native id is called in its gateway's payload (for a replay conflict)
+NATIVE_ID = {"voice": "call_id", "sms": "message_id", "email": "Message-ID", "chat": "session_id"}
+
+
 @dataclass(slots=True)
 class Inbound:
     contact: dict[str, Any]

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 from channels import chat, email, sms, voice
 from channels.identity import IdentityError
-from channels.inbound import AdapterError, Inbound
-from queues.errors import SwitchboardError
+from channels.inbound import NATIVE_ID, AdapterError, Inbound
+from queues.errors import IdempotencyConflict, SwitchboardError
 from router import appkeys as k
 from router import models as m
 from router.api import (
@@ -62,16 +62,24 @@ async def ingest(
     except ValidationError as exc:
         raise from_validation(exc) from None
     thread = Thread(inbound.references, inbound.message_id) if inbound.scope == "email" else None
-    created = await request.app[k.SERVICE].create_contact(
-        who.tenant,
-        contact,
-        inbound.scope,
-        inbound.native_id,
-        extra=inbound.payload_hash,
-        thread=thread,
-        gateway=gateway,
-    )
-    return created
+    try:
+        return await request.app[k.SERVICE].create_contact(
+            who.tenant,
+            contact,
+            inbound.scope,
+            inbound.native_id,
+            extra=inbound.payload_hash,
+            thread=thread,
+            gateway=gateway,
+        )
+    except IdempotencyConflict:
+        # (the gateway sent no Idempotency-Key: its own id is the key)
+        name = NATIVE_ID.get(inbound.scope, "id")
+        raise Problem(
+            409,
+            f"this {name} was already used with a different payload",
+            kind="idempotency-conflict",
+        ) from None
 
 
 def _reply(created: Created) -> web.Response:

@@ -207,6 +207,8 @@ async def test_voice_replay_with_another_payload_is_409(api: Api) -> None:
     depth = await api.waiting()
     problem = await api.voice({**CALL, "from": "+1 (415) 555-0100"}, 409)
     assert problem["title"] == "Conflict"
+    assert problem["detail"] == "this call_id was already used with a different payload"
+    assert problem["type"].endswith("/idempotency-conflict")
     assert await api.waiting() == depth
 
 

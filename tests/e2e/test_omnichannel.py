@@ -256,3 +256,19 @@ async def test_agent_desk_sees_history_of_a_returning_caller(api: Api) -> None:
         ("voice", "completed", "olga", "resolved"),
     ]
     assert offer["customer"]["history"][1]["contact_id"] == first["id"]
+
+
+async def test_a_chat_session_started_again_with_other_fields_is_a_named_conflict(
+    api: Api,
+) -> None:
+    """The gateway's session_id is the chat's idempotency key: the same id with another first
+    message is a 409 that names session_id (not an Idempotency-Key the gateway never sent)."""
+    gateway = await _chat(api)
+    start = {"type": "start", "session_id": "web-dup", "from": "zed_1", "text": "hi"}
+    await gateway.send_json(start)
+    await next_of(gateway, "queued", [])
+    await gateway.send_json({**start, "text": "hello?", "ref": 2})
+    error = await next_of(gateway, "error", [])
+    assert (error["status"], error["ref"]) == (409, 2)
+    assert error["detail"] == "this session_id was already used with a different payload"
+    await gateway.close()
