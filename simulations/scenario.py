@@ -129,7 +129,8 @@ class Stream(_Model):
 class AgentGroup(_Model):
     name: str | None = None
     count: int = Field(ge=0, le=MAX_AGENTS)
-    skills: dict[str, float] = Field(default_factory=dict)
+    # (the levels the agent API takes: 0..10)
+    skills: dict[str, Annotated[float, Field(ge=0, le=10)]] = Field(default_factory=dict)
     capacity: dict[CapacityChannel, Annotated[int, Field(ge=0)]] = Field(min_length=1)
     attributes: dict[str, Any] = Field(default_factory=dict)
     shifts: list[Shift] = Field(default_factory=list)  # empty: the whole run

@@ -167,6 +167,10 @@ def test_unknown_segment_is_refused() -> None:
         ({"speed": 2}, "Extra inputs"),
         ({"duration_hours": float("inf")}, "duration_hours: Input should be a finite number"),
         ({"accept_delay": {"dist": "constant", "seconds": float("nan")}}, "finite number"),
+        (
+            {"agents": [{"count": 1, "skills": {"billing": 99}, "capacity": {"voice": 1}}]},
+            r"agents.0.skills.billing: Input should be less than or equal to 10",
+        ),
     ],
 )
 def test_invalid_scenarios_list_the_problem(change: dict[str, Any], message: str) -> None:
