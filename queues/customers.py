@@ -46,6 +46,14 @@ class Resolution:
     thread_agent: str | None
 
 
+@dataclass(slots=True)
+class Upserted:
+    created: bool
+    #: placeholders (customers made for an unknown sender) merged into this customer because
+    #: the profile claimed their identities
+    merged: list[str]
+
+
 class CustomerStore:
     def __init__(self, store: RedisStore) -> None:
         self.store = store
@@ -89,14 +97,29 @@ class CustomerStore:
         )
 
     async def upsert(
-        self, tenant: str, customer_id: str, doc: dict[str, Any], identities: list[str]
-    ) -> bool:
-        """Raises ``CustomerIdentityTaken`` with the ``identity`` and its ``owner`` in its ids."""
+        self,
+        tenant: str,
+        customer_id: str,
+        doc: dict[str, Any],
+        identities: list[str],
+        history: int,
+    ) -> Upserted:
+        """Write the profile, taking over placeholders that own its identities (their
+        identities and last ``history`` contacts join it).
+
+        Raises ``CustomerIdentityTaken`` with the ``identity`` and its ``owner`` in its ids
+        when one belongs to a customer that is not a placeholder.
+        """
         reply = await self.store.run(
-            "upsert_customer", tenant, customer_id, json.dumps(doc), json.dumps(identities)
+            "upsert_customer",
+            tenant,
+            customer_id,
+            json.dumps(doc),
+            json.dumps(identities),
+            history,
         )
         payload, _ = c_.unpack(reply, customer=customer_id)
-        return bool(payload["created"])
+        return Upserted(bool(payload["created"]), list(payload.get("merged") or []))
 
     async def history(
         self, tenant: str, customer_id: str, limit: int

@@ -145,9 +145,9 @@ async def put_customer(request: web.Request) -> web.StreamResponse:
     profile, history = await service.customers.get(who.tenant, customer_id)
     if profile is None:
         raise Problem(404, "no such customer")
-    if not created:
-        # the offers of the customer's waiting contacts show the new profile
-        await service.refresh_views(who.tenant, customer_id, profile, history)
+    # the offers of the customer's waiting contacts show the new profile (a new customer has
+    # some when it took over a placeholder's)
+    await service.refresh_views(who.tenant, customer_id, profile, history)
     customer = service.render_customer(profile, history)
     return web.Response(
         body=customer.model_dump_json(),

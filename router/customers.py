@@ -12,10 +12,11 @@ customer. This instance's own contacts are added to the entry as they are create
 up to date from the replies of ``complete`` and ``abandon``; a contact that moved elsewhere
 leaves the entry unusable, so the next contact resolves in Redis again and refreshes it.
 Other instances are covered by notices on a pub/sub channel (``CHANNEL``): a profile change
-always sends one, and, once an instance has heard another instance exists (each announces
-itself when it subscribes), so does every new contact. While the subscription is down the
-cache is off and emptied; when it comes back and another instance is there, nothing is stored
-for a grace period (that instance may not have heard this one's announcement yet).
+always sends one (and one for each placeholder customer it took over: see ``upsert``), and,
+once an instance has heard another instance exists (each announces itself when it
+subscribes), so does every new contact. While the subscription is down the cache is off and
+emptied; when it comes back and another instance is there, nothing is stored for a grace
+period (that instance may not have heard this one's announcement yet).
 """
 
 from __future__ import annotations
@@ -402,15 +403,24 @@ class Customers:
             self.cache.contact_changed(tenant, state)
 
     async def upsert(self, tenant: str, customer_id: str, body: m.CustomerIn) -> bool:
-        """Raises ``UnreadableIdentities`` naming every phone, email or handle that cannot be
-        read (nothing is written then)."""
+        """Write a profile; True if it created the customer.
+
+        A placeholder (a customer made here for an unknown sender) that owns one of the
+        profile's identities is merged into this customer: its identities and contacts pass to
+        it. Raises ``UnreadableIdentities`` naming every phone, email or handle that cannot be
+        read, ``CustomerIdentityTaken`` for one another customer owns (nothing is written
+        then)."""
         assert self.store is not None
         identities = self._profile_identities(body)
         doc = body.model_dump(exclude_none=True)
         doc["id"] = customer_id
         cache = self.cache
+        merged: list[str] = []
         try:
-            created = await self.store.upsert(tenant, customer_id, doc, sorted(identities))
+            done = await self.store.upsert(
+                tenant, customer_id, doc, sorted(identities), self.history_length
+            )
+            merged = done.merged
         except CustomerIdentityTaken as exc:
             # say which entry of the profile it was, and whose it is (never the value: the
             # detail may be logged)
@@ -423,14 +433,19 @@ class Customers:
             ) from None
         finally:
             if cache is not None:
-                cache.invalidate(tenant, customer_id)
-                await cache.notify(tenant, customer_id)
+                # every instance forgets the merged placeholders too: their identities and
+                # contacts are this customer's now
+                for changed in (customer_id, *merged):
+                    cache.invalidate(tenant, changed)
+                    await cache.notify(tenant, changed)
+        if merged:
+            log.info("customers.merged", customer=customer_id, placeholders=merged)
         if cache is not None:
             written = self._written
             if len(written) >= _IDENTITY_MEMO:
                 written.clear()
             written[(tenant, customer_id)] = list(identities)
-        return created
+        return done.created
 
     def _profile_identities(self, body: m.CustomerIn) -> dict[str, str]:
         """The profile's phones, emails and chat handles as identities, in that order, each

@@ -1,6 +1,10 @@
 -- resolve_customer: the customer an identity (normalised phone, email or chat handle) belongs
 -- to, creating a new customer for an unknown sender. Atomic, so two first contacts from the
--- same new sender at once become one customer.
+-- same new sender at once become one customer. A customer made here is marked 'made' =
+-- 'sender' (a placeholder under a generated id, which a profile PUT claiming its identity
+-- takes over: see upsert_customer) or 'named' (under an id the gateway gave: the CRM's own).
+-- A placeholder taken over keeps only 'to', the customer it was merged into: a thread, a
+-- replay or a gateway naming its id is led there.
 -- KEYS[1]  tenant key prefix "sb:{tenant}:"
 -- ARGV[1]  identity ('' when the contact names only a customer id)
 -- ARGV[2]  customer id given by the gateway ('' for none)
@@ -22,6 +26,11 @@
 --        contacts = history_out(id, n), thread_agent = agent of the thread ('' if none)}
 local ident, given, fresh, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5])
 local named = given  -- the id the gateway gave (a thread may give one below)
+-- The customer an id stands for now: itself, or the one a placeholder was merged into.
+local function current(id)
+  if id == '' then return id end
+  return redis.call('HGET', K.customer(id), 'to') or id
+end
 if ARGV[9] ~= '' then
   local prev = redis.call('GET', K.idempotency(ARGV[9]))
   if prev then
@@ -30,7 +39,7 @@ if ARGV[9] ~= '' then
     if string.sub(prev, 1, sep - 1) ~= ARGV[10] then
       return finish(E.IDEMPOTENCY_CONFLICT, {first = first})
     end
-    local cust = redis.call('HGET', K.contact(first), 'cust') or ''
+    local cust = current(redis.call('HGET', K.contact(first), 'cust') or '')
     local doc = cust ~= '' and redis.call('HGET', K.customer(cust), 'doc')
     return finish(E.OK, {id = cust, created = false, doc = doc or false,
                          contacts = history_out(cust, n), thread_agent = ''})
@@ -42,7 +51,7 @@ for i = #refs, 1, -1 do
   local cid = redis.call('HGET', K.messages(), refs[i])
   local f = cid and redis.call('HMGET', K.contact(cid), 'cust', 'agent')
   if f and f[1] then
-    if given == '' then given = f[1] end
+    if given == '' then given = current(f[1]) end
     thread_agent = f[2] or ''
     break
   end
@@ -84,7 +93,12 @@ local function found(id, created, doc)
                        contacts = history_out(id, n), thread_agent = thread_agent})
 end
 if given ~= '' then
-  local doc = redis.call('HGET', K.customer(given), 'doc')
+  local f = redis.call('HMGET', K.customer(given), 'doc', 'to')
+  local doc = f[1]
+  if f[2] then
+    given = f[2]
+    doc = redis.call('HGET', K.customer(given), 'doc')
+  end
   if not doc and given == named then
     -- a customer the gateway names and this store has not heard of (the CRM's id, before any
     -- PUT): made now under that id (ARGV[3] and ARGV[4] then carry it), owning the sender's
@@ -94,7 +108,7 @@ if given ~= '' then
     if ident ~= '' and redis.call('HSETNX', K.identities(), ident, given) == 1 then
       doc, ids = listed(doc), cjson.encode({ident})
     end
-    redis.call('HSET', K.customer(given), 'doc', doc, 'ids', ids)
+    redis.call('HSET', K.customer(given), 'doc', doc, 'ids', ids, 'made', 'named')
     return found(given, true, doc)
   end
   if ident ~= '' and doc and redis.call('HSETNX', K.identities(), ident, given) == 1 then
@@ -107,5 +121,5 @@ local owner = redis.call('HGET', K.identities(), ident)
 if owner then return found(owner, false, redis.call('HGET', K.customer(owner), 'doc')) end
 redis.call('HSET', K.identities(), ident, fresh)
 local doc = listed(ARGV[4])  -- a new customer lists the identity it was first heard from
-redis.call('HSET', K.customer(fresh), 'doc', doc, 'ids', cjson.encode({ident}))
+redis.call('HSET', K.customer(fresh), 'doc', doc, 'ids', cjson.encode({ident}), 'made', 'sender')
 return found(fresh, true, doc)

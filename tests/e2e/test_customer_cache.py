@@ -158,6 +158,41 @@ async def test_two_instances_keep_each_others_caches_right(
     await a.close()
 
 
+@pytest.mark.redis
+async def test_a_takeover_on_one_instance_drops_the_placeholder_on_the_other(
+    aiohttp_client: AiohttpClient, redis_url: str, tenant: str
+) -> None:
+    """A CRM profile PUT on A that takes over the placeholder B made for a first-time caller
+    drops B's cached placeholder: B's next call from the number is the CRM customer's, with
+    the first call in its history."""
+    a = Api(await aiohttp_client(create_app(e2e_settings(tenant, redis_url=redis_url))), tenant)
+    b = Api(await aiohttp_client(create_app(e2e_settings(tenant, redis_url=redis_url))), tenant)
+    cache_a = a.client.app[k.SERVICE].customers.cache
+    cache_b = b.client.app[k.SERVICE].customers.cache
+    assert cache_a is not None
+    assert cache_b is not None
+    await _until(lambda: cache_a.shared and cache_b.shared)
+    await asyncio.sleep(cache_b.grace_seconds)
+
+    desk = await b.desk("olga", {"billing": 5}, {"voice": 1})
+    first = await b.voice({"call_id": "CB1", "from": PHONE})
+    placeholder = first["customer"]["id"]
+    await desk.take(await desk.next("offer"), "kept")
+    hit = cache_b.lookup(tenant, f"phone:{PHONE}")
+    assert hit is not None
+    assert hit.id == placeholder  # B would route the number from its cache
+
+    await a.put_customer("cu-ana", **ANA)
+    await _until(lambda: (tenant, placeholder) not in cache_b.entries)
+    second = await b.voice({"call_id": "CB2", "from": PHONE})
+    assert second["customer"]["id"] == "cu-ana"
+    offer = await desk.next("offer")
+    assert [h["contact_id"] for h in offer["customer"]["history"]] == [second["id"], first["id"]]
+    assert offer["customer"]["history"][1]["agent_id"] == "olga"
+    await a.close()
+    await b.close()
+
+
 # ------------------------------------------------------------------------------ unit
 
 
