@@ -65,15 +65,21 @@ class Resolved:
     cached: bool = False
 
     def single_view(self, segment: str) -> dict[str, Any]:
-        """What the agent sees of the customer on an offer."""
+        """What the agent sees of the customer on an offer: the profile (with the numbers,
+        addresses and handles the customer is known by, to call or write back on any channel),
+        the segment and the recent contacts."""
+        profile = self.profile
         return {
             "id": self.id,
-            "name": self.profile.get("name"),
+            "name": profile.get("name"),
+            "phones": list(profile.get("phones") or []),
+            "emails": list(profile.get("emails") or []),
+            "chat_handles": list(profile.get("chat_handles") or []),
             "segment": segment,
-            "value": float(self.profile.get("value") or 0.0),
-            "churn_risk": float(self.profile.get("churn_risk") or 0.0),
-            "products": list(self.profile.get("products") or []),
-            "attributes": self.profile.get("attributes") or {},
+            "value": float(profile.get("value") or 0.0),
+            "churn_risk": float(profile.get("churn_risk") or 0.0),
+            "products": list(profile.get("products") or []),
+            "attributes": profile.get("attributes") or {},
             "history": self.history,
         }
 

@@ -201,7 +201,9 @@ class Service:
             "intent": new.intent,
         }
         single = customer.single_view(decision.segment)
-        single["history"] = [_current(doc, decision.home_queue), *single["history"]]
+        # (this contact first: the history keeps history_length contacts, this one included)
+        keep = self.customers.history_length
+        single["history"] = [_current(doc, decision.home_queue), *single["history"][: keep - 1]]
         view: dict[str, Any] = {
             "contact": {**doc, "subject": new.subject, "body": new.body, "from": new.from_},
             "customer": single,
@@ -277,7 +279,7 @@ class Service:
                 decision.segment
             )
             current = (view.get("customer") or {}).get("history") or []
-            single["history"] = [*current[:1], *others]
+            single["history"] = [*current[:1], *others[: self.customers.history_length - 1]]
             view["customer"] = single
             view["suggestions"] = [s.wire() for s in decision.suggestions]
             new = orjson.dumps(view).decode()

@@ -51,6 +51,9 @@ async def test_offer_carries_contact_customer_suggestions_and_expiry(api: Api) -
     assert offer["customer"]["id"] == contact["customer"]["id"]
     assert offer["customer"]["segment"] == "standard"
     assert offer["customer"]["history"][0]["contact_id"] == contact["id"]
+    # the numbers, addresses and handles to reach the customer on (a new one: its caller id)
+    assert offer["customer"]["phones"] == ["+14155550100"]
+    assert (offer["customer"]["emails"], offer["customer"]["chat_handles"]) == ([], [])
     assert offer["suggestions"] == [
         {"kind": "service", "text": "Customer prefers Spanish.", "rule": "spanish-speaker"}
     ]
@@ -483,3 +486,16 @@ async def test_rules_route_by_the_callers_country(make_api: ApiFactory, tmp_path
         ("mexico", "from-mexico"),
         ("billing", "default"),
     ]
+
+
+async def test_the_offers_history_holds_the_configured_number_of_contacts(api: Api) -> None:
+    """The offer's history is the customer's last 20 contacts (the demo's history length),
+    this one among them, not this one and 20 more."""
+    caller = {"from": "+1 415 555 0177"}
+    for _ in range(22):
+        await api.contact(**caller)
+    ws = await available(api, "ann", billing=5)
+    offer = await ws.recv("offer")
+    history = offer["customer"]["history"]
+    assert len(history) == 20
+    assert history[0]["contact_id"] == offer["contact"]["id"]
