@@ -2,7 +2,9 @@
 
 An agent accepts each offer after a short delay, completes the contact after a handle time, and
 is then free again (the demo queues have no wrap-up). An agent the server sets ``away`` after a
-missed offer sets itself available again. Replies are matched to requests by ``ref``; one
+missed offer sets itself available again. At the end of a run ``finish`` cuts the pauses short:
+what an agent holds is completed at once (without wrap-up), offers not yet accepted are left to
+be withdrawn, and the agent goes offline. Replies are matched to requests by ``ref``; one
 sweeper task fails the requests left unanswered past ``_REPLY_TIMEOUT``. The sockets are the
 lean client of ``loadgen_ws`` (or aiohttp's, all in one session, with ``lean=False``).
 """
@@ -88,6 +90,9 @@ class SimAgent:
         self.waiting: dict[int, tuple[asyncio.Future[dict[str, Any]], float]] = {}
         self.refs = itertools.count(1)
         self.tasks: set[asyncio.Task[None]] = set()
+        #: the run is ending: pauses end at once, contacts are completed without wrap-up
+        self.hurry = False
+        self.pauses: set[asyncio.Future[None]] = set()
         self.sweeper: asyncio.Task[None] | None = None  # shared by the agents of a connect
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -149,9 +154,25 @@ class SimAgent:
         if reply.get("type") != "state":
             self.tracker.error(f"state: {reply.get('title', reply.get('type'))}")
 
+    async def _pause(self, span: tuple[float, float]) -> None:
+        """Sleep a uniform time in ``span`` (``asyncio.sleep``'s timer and future, kept so
+        that ``finish`` can end it early)."""
+        delay = self.rng.uniform(*span)
+        if self.hurry:
+            return
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        timer = self.loop.call_later(delay, _wake, waiter)
+        self.pauses.add(waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self.pauses.discard(waiter)
+
     async def _serve(self, contact_id: str, reservation_id: str) -> None:
-        lo, hi = self.behaviour.accept_delay
-        await asyncio.sleep(self.rng.uniform(lo, hi))
+        await self._pause(self.behaviour.accept_delay)
+        if not self.serving:
+            return  # the run is ending: the offer is withdrawn when the agent goes offline
         started = clock()
         try:
             reply = await self.request({"type": "accept", "reservation_id": reservation_id})
@@ -166,10 +187,12 @@ class SimAgent:
                 self.tracker.error(f"accept: {title}")
             return
         self.tracker.accept_done(reservation_id, clock() - started)
-        lo, hi = self.behaviour.handle_time
-        await asyncio.sleep(self.rng.uniform(lo, hi))
+        await self._pause(self.behaviour.handle_time)
+        complete: dict[str, Any] = {"type": "complete", "contact_id": contact_id}
+        if self.hurry:
+            complete["wrap_up_seconds"] = 0  # cleaning up, not serving: free the agent now
         try:
-            reply = await self.request({"type": "complete", "contact_id": contact_id})
+            reply = await self.request(complete)
         except (TimeoutError, ConnectionError, RuntimeError):
             self.tracker.error("complete: no reply")
             return
@@ -178,6 +201,24 @@ class SimAgent:
         else:
             self.tracker.error(f"complete: {reply.get('title', reply.get('type'))}")
 
+    async def finish(self, limit: float) -> bool:
+        """Stop taking offers, complete at once what is held (waiting up to ``limit`` seconds
+        for the accepts and completes under way), then go offline, which withdraws the offers
+        still pending. False when the socket could not set the agent offline."""
+        self.serving = False
+        self.hurry = True
+        for waiter in list(self.pauses):
+            _wake(waiter)
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=limit)
+        if self.socket is None:
+            return False
+        try:
+            reply = await self.request({"type": "state", "state": "offline"})
+        except (TimeoutError, ConnectionError, RuntimeError):
+            return False
+        return reply.get("type") == "state"
+
     async def stop(self) -> None:
         """Stop taking offers, drop unfinished work, close the socket."""
         self.serving = False
@@ -185,6 +226,11 @@ class SimAgent:
             task.cancel()
         if self.socket is not None:
             await self.socket.close()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def sweep(agents: list[SimAgent], every: float = 1.0) -> None:

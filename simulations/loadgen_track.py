@@ -78,7 +78,7 @@ class Tracker:
     split_reservations: int = 0
     double_accepts: int = 0
     accept_failures: Counter[str] = field(default_factory=Counter)
-    completed: int = 0
+    finished: set[str] = field(default_factory=set)  # contacts our agents completed
     last_event: float = 0.0
 
     # ----------------------------------------------------------------------- gateway side
@@ -134,10 +134,23 @@ class Tracker:
         self.accept_failures[title] += 1
 
     def completed_one(self, contact_id: str) -> None:
-        self.completed += 1
+        self.finished.add(contact_id)
         self.active.pop(contact_id, None)
 
     # ---------------------------------------------------------------------------- results
+
+    @property
+    def completed(self) -> int:
+        return len(self.finished)
+
+    def held(self) -> list[str]:
+        """Contacts our agents accepted and have not completed."""
+        return [cid for cid in self.accepted if cid not in self.finished]
+
+    def not_ours(self) -> list[str]:
+        """Contacts this run created that none of our agents accepted: waiting, offered, with
+        an agent we hold no socket for, or gone."""
+        return [cid for cid in self.scheduled if cid not in self.accepted]
 
     @property
     def routed(self) -> int:

@@ -5,10 +5,15 @@ token, opens one websocket per agent (``--ws-url`` may name another instance tha
 test two instances on one Redis) and sets them available. Then Poisson arrivals, scheduled in
 advance, are POSTed open-loop at the fixed rate; agents accept, handle and complete what they
 are offered. After the arrivals a drain waits for the last offers; contacts never offered are
-looked up with ``GET /v1/contacts/{id}``: still queued is fine, anything else is lost.
+looked up with ``GET /v1/contacts/{id}``: still queued is *unrouted*, anything else is lost.
+Then the run leaves the server as it found it (``loadgen_cleanup``): what the agents hold is
+completed, they go offline, and the run's contacts still waiting are cancelled; a run that
+finds leftovers of one that died clears them first.
 
-Exit code: 0 clean, 1 if any contact was lost, offered twice at once, or any request failed,
-2 if the run could not start (bad arguments, server unreachable, setup refused).
+Exit code: 0 clean; 1 if any contact was lost, offered twice at once, any request failed, the
+cleanup failed, or more than ``max_unrouted`` (default 1 %) of the contacts sent were never
+offered to an agent by the end of the drain (not checked without agents on sockets); 2 if the
+run could not start (bad arguments, server unreachable, setup refused).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import aiohttp
 import orjson
 
 from simulations.loadgen_agents import Behaviour, SimAgent, connect, disconnect
+from simulations.loadgen_cleanup import AgentsBusy, Rest, leave_clean, prepare_agents
 from simulations.loadgen_clock import Sleeper
 from simulations.loadgen_http import HttpClient
 from simulations.loadgen_plan import (
@@ -44,11 +50,13 @@ from simulations.loadgen_plan import (
     customers,
     parse_mix,
 )
-from simulations.loadgen_report import Progress, format_report
+from simulations.loadgen_report import Progress, failed_checks, format_report, summarise
 from simulations.loadgen_track import Latency, Tracker, clock
 
 _SETUP_CONCURRENCY = 64
 _POST_TIMEOUT = 30.0
+#: the share of the contacts sent that may end the drain never offered to an agent
+MAX_UNROUTED = 0.01
 
 
 @dataclass
@@ -66,6 +74,7 @@ class LoadConfig:
     #: sockets to open; the rest of the agents are created but stay offline
     sockets: int | None = None
     drain_seconds: float = 10.0
+    max_unrouted: float = MAX_UNROUTED
     connections: int = 256
     progress: bool = True
     stream: TextIO = field(default_factory=lambda: sys.stderr)
@@ -83,15 +92,18 @@ class SetupFailed(RuntimeError):
 
 async def _put_all(
     http: aiohttp.ClientSession, base: str, items: list[tuple[str, dict[str, Any]]]
-) -> None:
+) -> list[dict[str, Any]]:
+    """PUT each item; returns the resources the server answers with, in order."""
     gate = asyncio.Semaphore(_SETUP_CONCURRENCY)
 
-    async def one(path: str, body: dict[str, Any]) -> None:
+    async def one(path: str, body: dict[str, Any]) -> dict[str, Any]:
         async with gate, http.put(base + path, data=orjson.dumps(body)) as resp:
             if resp.status >= 300:
                 raise SetupFailed(f"PUT {path}: {resp.status} {(await resp.text())[:300]}")
+            reply: dict[str, Any] = orjson.loads(await resp.read())
+            return reply
 
-    await asyncio.gather(*(one(path, body) for path, body in items))
+    return list(await asyncio.gather(*(one(path, body) for path, body in items)))
 
 
 Send = Callable[[Arrival], Awaitable[tuple[int, bytes]]]
@@ -158,6 +170,8 @@ async def _drive(
         if pending:
             await asyncio.wait(set(pending))
     finally:
+        if pending:  # interrupted: the cleanup should know every contact created
+            await asyncio.wait(set(pending), timeout=_POST_TIMEOUT)
         sleeper.close()
         ticker.cancel()
         progress.close()
@@ -224,19 +238,22 @@ async def run(cfg: LoadConfig) -> dict[str, Any]:
         if cfg.lean_http and urlsplit(base).scheme == "http"
         else None
     )
+    rest = Rest(http, base, lean)
     agents: list[SimAgent] = []
     setup_started = time.perf_counter()
     try:
         try:
-            await _put_all(
+            pooled = await _put_all(
                 http, base, [(f"/v1/customers/lt-cu{i}", pool.profile(i)) for i in pool.segment_of]
             )
             customers_done = time.perf_counter()
             rng = random.Random(cfg.seed)
-            ids = [f"lt-a{i}" for i in range(cfg.agents)]
-            await _put_all(
-                http, base, [(f"/v1/agents/{a}", agent_profile(i, rng)) for i, a in enumerate(ids)]
-            )
+            profiles = [agent_profile(i, rng) for i in range(cfg.agents)]
+
+            async def put(items: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+                return await _put_all(http, base, items)
+
+            ids, recovered = await prepare_agents(rest, put, profiles, pooled)
             agents_created = time.perf_counter()
             wanted = len(ids) if cfg.sockets is None else min(cfg.sockets, len(ids))
             agents = await connect(
@@ -245,10 +262,13 @@ async def run(cfg: LoadConfig) -> dict[str, Any]:
             )  # fmt: skip
         except (aiohttp.ClientError, OSError) as exc:
             raise SetupFailed(f"cannot reach the server: {exc}") from exc
+        except AgentsBusy as exc:
+            raise SetupFailed(str(exc)) from exc
         setup = {
             "customers_seconds": round(customers_done - setup_started, 3),
             "agents_seconds": round(agents_created - customers_done, 3),
             "sockets_seconds": round(time.perf_counter() - agents_created, 3),
+            "recovered": recovered,
         }
         # the setup's objects live to the end: keep the collector's pauses off the arrivals
         gc.collect()
@@ -263,42 +283,25 @@ async def run(cfg: LoadConfig) -> dict[str, Any]:
         held = {a.id for a in agents}
         unrouted = tracker.unrouted() if agents else []
         checked = await _stragglers(http, base, unrouted, held)
+        # measured now: the cleanup's own traffic is no part of the run
+        result = summarise(cfg, tracker, len(agents), checked, plan, start, lag, setup)
     finally:
         gc.unfreeze()
-        await disconnect(agents)
-        await sockets.close()
-        await http.close()
-        if lean is not None:
-            await lean.close()
-    span = max(cfg.duration, tracker.last_event - start) if plan else cfg.duration
-    done = tracker.routed if agents else len(tracker.scheduled)
-    doubles = tracker.double_offers()
-    return {
-        "sent": tracker.sent,
-        "routed": tracker.routed + checked["routed_elsewhere"],
-        "errors": sum(tracker.errors.values()),
-        "throughput_per_second": round(done / span, 2) if span > 0 else 0.0,
-        "create_ms": tracker.create.summary(),
-        "offer_ms": tracker.offer.summary(),
-        "accept_ms": tracker.accept.summary(),
-        "rate": cfg.rate,
-        "duration_seconds": cfg.duration,
-        "agents": cfg.agents,
-        "sockets": len(agents),
-        "created": len(tracker.scheduled),
-        "lost": checked["lost"],
-        "still_queued": checked["still_queued"],
-        "double_offers": doubles,
-        "accepted": tracker.accept.count,
-        "completed": tracker.completed,
-        "accept_failures": dict(tracker.accept_failures),
-        "error_kinds": dict(tracker.errors),
-        "orphan_offers": len(tracker.early),
-        "send_lag_ms": lag.summary(),
-        "setup": setup,
-        "seed": cfg.seed,
-        "ok": checked["lost"] == 0 and doubles == 0 and not tracker.errors,
-    }
+        try:
+            # also after a failure or Ctrl-C (the task cancelled once): the server is left
+            # as it was found; a second Ctrl-C stops this too
+            cleanup = await leave_clean(rest, agents, tracker)
+        finally:
+            await disconnect(agents)
+            await sockets.close()
+            await http.close()
+            if lean is not None:
+                await lean.close()
+    result["cleanup"] = cleanup
+    result["completed"] = tracker.completed  # including what the cleanup completed
+    result["failed_checks"] = failed_checks(result, cfg.max_unrouted)
+    result["ok"] = not result["failed_checks"]
+    return result
 
 
 def event_loop_factory() -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
@@ -335,6 +338,14 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
     defaults = Behaviour()
     if args.rate < 0 or args.agents < 0 or args.duration <= 0:
         raise ValueError("--rate and --agents must be >= 0 and --duration > 0")
+    max_unrouted = getattr(args, "max_unrouted", None)
+    max_unrouted = MAX_UNROUTED if max_unrouted is None else float(max_unrouted)
+    if not 0.0 <= max_unrouted <= 1.0:
+        raise ValueError(f"--max-unrouted is a share from 0 to 1, got {max_unrouted:g}")
+    drain = getattr(args, "drain", None)
+    drain = LoadConfig.drain_seconds if drain is None else float(drain)
+    if not (math.isfinite(drain) and drain >= 0):
+        raise ValueError(f"--drain must be >= 0 seconds, got {drain:g}")
     return LoadConfig(
         url=args.url,
         token=args.token,
@@ -350,6 +361,8 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
             span(getattr(args, "handle_time", None), defaults.handle_time),
         ),
         sockets=getattr(args, "sockets", None),
+        drain_seconds=drain,
+        max_unrouted=max_unrouted,
         progress=not getattr(args, "no_progress", False),
     )
 
