@@ -89,6 +89,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    value = _finite(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, got {text!r}")
+    return value
+
+
 def _cannot_create_in(directory: Path) -> str | None:
     """Why files cannot be made in ``directory`` (created first when missing), or None."""
     existing = directory
@@ -183,6 +190,15 @@ def _parser() -> argparse.ArgumentParser:
         "--sockets", type=_whole_or_zero, default=None, help="agents on sockets (default all)"
     )
     load.add_argument("--no-progress", action="store_true", help="no live progress line")
+    load.add_argument(
+        "--drain", type=_non_negative, default=None, help="seconds to wait for the last offers (10)"
+    )
+    load.add_argument(
+        "--max-unrouted",
+        type=_share,
+        default=None,
+        help="share of contacts that may end never offered before the run fails (0.01)",
+    )
     return parser
 
 

@@ -338,12 +338,10 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
     defaults = Behaviour()
     if args.rate < 0 or args.agents < 0 or args.duration <= 0:
         raise ValueError("--rate and --agents must be >= 0 and --duration > 0")
-    max_unrouted = getattr(args, "max_unrouted", None)
-    max_unrouted = MAX_UNROUTED if max_unrouted is None else float(max_unrouted)
+    max_unrouted = MAX_UNROUTED if args.max_unrouted is None else float(args.max_unrouted)
     if not 0.0 <= max_unrouted <= 1.0:
         raise ValueError(f"--max-unrouted is a share from 0 to 1, got {max_unrouted:g}")
-    drain = getattr(args, "drain", None)
-    drain = LoadConfig.drain_seconds if drain is None else float(drain)
+    drain = LoadConfig.drain_seconds if args.drain is None else float(args.drain)
     if not (math.isfinite(drain) and drain >= 0):
         raise ValueError(f"--drain must be >= 0 seconds, got {drain:g}")
     return LoadConfig(

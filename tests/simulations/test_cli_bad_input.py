@@ -174,6 +174,8 @@ def test_json_directory_not_writable(
         ("--agents", "-1", "must be at least 0"),
         ("--seed", "-2", "must be at least 0"),
         ("--customers", "0", "must be at least 1"),
+        ("--drain", "-1", "must be >= 0"),
+        ("--max-unrouted", "1.5", "must be a share from 0 to 1"),
     ],
 )
 def test_loadtest_options_are_checked(option: str, value: str, message: str) -> None:

@@ -145,9 +145,9 @@ def test_a_run_that_routes_nothing_fails(tmp_path: Path) -> None:
         out = tmp_path / "nothing.json"
         args = _parser().parse_args(
             ["loadtest", "--url", url, "--token", TOKEN, "--rate", "10", "--duration", "1",
-             "--agents", "2", "--customers", "5", "--no-progress", "--json", str(out)]
+             "--agents", "2", "--customers", "5", "--no-progress", "--json", str(out),
+             "--drain", "0.5"]
         )  # fmt: skip
-        args.drain = 0.5  # no flag for it yet: the default 10 s would wait in vain
         code = loadtest(args)
         result = json.loads(out.read_text())
         waiting = _get(url, "/v1/queues/nobody")["waiting"]
