@@ -470,6 +470,10 @@ class TenantCore:
     def step_timer(self, c: _Contact) -> str:
         return f"s|{c.id}|{c.step}"
 
+    def step_queue(self, c: _Contact) -> str:
+        queues = c.steps[c.step].queues
+        return queues[0] if queues and c.queue not in queues else c.queue
+
     def step_dead(self, c: _Contact) -> bool:
         s = c.steps[c.step]
         if s.queues or not s.agents:
@@ -488,9 +492,7 @@ class TenantCore:
         c.step += 1
         while c.step < last and self.step_dead(c):
             c.step += 1
-        queues = c.steps[c.step].queues
-        if queues and c.queue not in queues:
-            c.queue = queues[0]
+        c.queue = self.step_queue(c)
         return True
 
     def leave_dead_step(self, c: _Contact, now: int) -> bool:
@@ -530,9 +532,7 @@ class TenantCore:
 
     def requeue(self, c: _Contact, now: int) -> None:
         c.st, c.agent, c.res = "queued", "", ""
-        queues = self.current_step(c).queues
-        if queues and c.queue not in queues:  # its step moved on while it was on offer
-            c.queue = queues[0]
+        c.queue = self.step_queue(c)  # (its step may have moved on while it was on offer)
         if c.hold == 0:
             self.add_waiting(c)
         self.leave_dead_step(c, now)

@@ -530,6 +530,17 @@ local function step_timer(c)
   return fmt('s|%s|%d', c.id, c.step)
 end
 
+-- The queue contact c counts in at its current step: the one it counts in now if that is
+-- among the step's queues, else the step's first (a step without queues keeps it).
+local function step_queue(c)
+  local q = c.s.q
+  if not q[1] then return c.queue end
+  for _, name in ipairs(q) do
+    if name == c.queue then return name end
+  end
+  return q[1]
+end
+
 -- Whether nobody can answer contact c's current step: it names agents (last_agent,
 -- preferred_agents) and no queue, and each of them is unknown, offline, without capacity on the
 -- contact's channel, or has declined it (c.decl). Such a step is passed at once, not waited
@@ -556,23 +567,15 @@ local function step_dead(c)
 end
 
 -- Moves c past its current step, which step_dead holds, and past each dead step after it, to
--- its last step at most (steps: its workflow, decoded). Sets c.step, c.s and c.queue (the new
--- step's first queue, unless the one it counts in is among them); stores nothing. Returns
--- whether it moved.
+-- its last step at most (steps: its workflow, decoded). Sets c.step, c.s and c.queue
+-- (step_queue); stores nothing. Returns whether it moved.
 local function pass_dead(c, steps)
   if c.step + 1 >= #steps then return false end
   repeat
     c.step = c.step + 1
     c.s = steps[c.step + 1]
   until c.step + 1 >= #steps or not step_dead(c)
-  local q = c.s.q
-  if q[1] then
-    local kept = false
-    for _, name in ipairs(q) do
-      if name == c.queue then kept = true end
-    end
-    if not kept then c.queue = q[1] end
-  end
+  c.queue = step_queue(c)
   return true
 end
 
@@ -623,16 +626,8 @@ end
 -- can answer any more: leave_dead_step).
 local function requeue(c, now)
   c.st, c.agent, c.res = 'queued', '', ''
-  -- (a contact whose step moved on while it was on offer waits in the new step's queues: it
-  -- reports the first of them unless the queue that offered it is among them)
-  local q = c.s.q
-  if q[1] then
-    local kept = false
-    for _, name in ipairs(q) do
-      if name == c.queue then kept = true end
-    end
-    if not kept then c.queue = q[1] end
-  end
+  -- (a contact whose step moved on while it was on offer waits in the new step's queues)
+  c.queue = step_queue(c)
   redis.call('HSET', K.contact(c.id), 'st', 'queued', 'agent', '', 'res', '', 'queue', c.queue)
   if c.hold == 0 then add_waiting(c) end
   leave_dead_step(c, now)
