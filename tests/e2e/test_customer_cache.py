@@ -49,6 +49,22 @@ async def _until(check: Callable[[], bool], seconds: float = 3.0) -> None:
             await asyncio.sleep(0.01)
 
 
+async def _two_instances(
+    aiohttp_client: AiohttpClient, redis_url: str, tenant: str
+) -> tuple[Api, Api, CustomerCache, CustomerCache]:
+    """Two apps on one Redis whose caches have heard of each other (past B's grace: B
+    announced itself after A), and their caches."""
+    a = Api(await aiohttp_client(create_app(e2e_settings(tenant, redis_url=redis_url))), tenant)
+    b = Api(await aiohttp_client(create_app(e2e_settings(tenant, redis_url=redis_url))), tenant)
+    cache_a = a.client.app[k.SERVICE].customers.cache
+    cache_b = b.client.app[k.SERVICE].customers.cache
+    assert cache_a is not None
+    assert cache_b is not None
+    await _until(lambda: cache_a.shared and cache_b.shared)
+    await asyncio.sleep(cache_b.grace_seconds)
+    return a, b, cache_a, cache_b
+
+
 async def test_returning_customer_is_routed_from_the_cache(api: Api) -> None:
     """After PUT, and after each contact ends here, the next contact needs no resolution in
     Redis, and the agent sees the same history ``GET /v1/customers`` gives."""
@@ -119,14 +135,7 @@ async def test_two_instances_keep_each_others_caches_right(
     aiohttp_client: AiohttpClient, redis_url: str, tenant: str
 ) -> None:
     """Contacts and profile changes made on one instance show on the other's next offer."""
-    a = Api(await aiohttp_client(create_app(e2e_settings(tenant, redis_url=redis_url))), tenant)
-    b = Api(await aiohttp_client(create_app(e2e_settings(tenant, redis_url=redis_url))), tenant)
-    cache_a = a.client.app[k.SERVICE].customers.cache
-    cache_b = b.client.app[k.SERVICE].customers.cache
-    assert cache_a is not None
-    assert cache_b is not None
-    await _until(lambda: cache_a.shared and cache_b.shared)
-    await asyncio.sleep(cache_b.grace_seconds)  # B announced itself after A: past its grace
+    a, b, cache_a, _ = await _two_instances(aiohttp_client, redis_url, tenant)
 
     await a.put_customer("cu-ana", **ANA)
     desk = await a.desk("olga", {"billing": 5}, {"voice": 1})
@@ -165,14 +174,7 @@ async def test_a_takeover_on_one_instance_drops_the_placeholder_on_the_other(
     """A CRM profile PUT on A that takes over the placeholder B made for a first-time caller
     drops B's cached placeholder: B's next call from the number is the CRM customer's, with
     the first call in its history."""
-    a = Api(await aiohttp_client(create_app(e2e_settings(tenant, redis_url=redis_url))), tenant)
-    b = Api(await aiohttp_client(create_app(e2e_settings(tenant, redis_url=redis_url))), tenant)
-    cache_a = a.client.app[k.SERVICE].customers.cache
-    cache_b = b.client.app[k.SERVICE].customers.cache
-    assert cache_a is not None
-    assert cache_b is not None
-    await _until(lambda: cache_a.shared and cache_b.shared)
-    await asyncio.sleep(cache_b.grace_seconds)
+    a, b, _, cache_b = await _two_instances(aiohttp_client, redis_url, tenant)
 
     desk = await b.desk("olga", {"billing": 5}, {"voice": 1})
     first = await b.voice({"call_id": "CB1", "from": PHONE})
