@@ -19,7 +19,8 @@ Hierarchy::
         │   ├── ContactNotWaiting       abandon / callback once offered or assigned
         │   ├── ContactNotAssigned      complete before accept, or twice
         │   ├── IdempotencyConflict     Idempotency-Key reused with another body
-        │   └── CustomerIdentityTaken   an identity already belongs to another customer
+        │   ├── CustomerIdentityTaken   an identity already belongs to another customer
+        │   └── CustomerHasLiveContacts erasure while some of its contacts are under way
         └── Forbidden               (403)
             ├── NotYourReservation
             └── NotYourContact
@@ -42,6 +43,7 @@ class Code(IntEnum):
     CONTACT_NOT_ASSIGNED = 13
     IDEMPOTENCY_CONFLICT = 14
     CUSTOMER_IDENTITY_TAKEN = 15
+    CUSTOMER_HAS_LIVE_CONTACTS = 16
     NOT_YOUR_RESERVATION = 20
     NOT_YOUR_CONTACT = 21
 
@@ -112,6 +114,10 @@ class CustomerIdentityTaken(Conflict):
     code = Code.CUSTOMER_IDENTITY_TAKEN
 
 
+class CustomerHasLiveContacts(Conflict):
+    code = Code.CUSTOMER_HAS_LIVE_CONTACTS
+
+
 class Forbidden(StoreError):
     pass
 
@@ -143,6 +149,10 @@ _MESSAGES: dict[Code, tuple[type[StoreError], str]] = {
     Code.CUSTOMER_IDENTITY_TAKEN: (
         CustomerIdentityTaken,
         "a phone number, email or handle in the profile already belongs to another customer",
+    ),
+    Code.CUSTOMER_HAS_LIVE_CONTACTS: (
+        CustomerHasLiveContacts,
+        "some of the customer's contacts are still queued, offered, assigned or wrapping",
     ),
     Code.NOT_YOUR_RESERVATION: (NotYourReservation, "the reservation belongs to another agent"),
     Code.NOT_YOUR_CONTACT: (NotYourContact, "the contact is assigned to another agent"),

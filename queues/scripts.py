@@ -44,6 +44,7 @@ SCRIPT_NAMES = (
     "resolve_customer",
     "upsert_customer",
     "customer_history",
+    "delete_customer",
 )
 
 # A top-level definition of lib.lua: "local function name(" or "local name =".

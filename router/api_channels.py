@@ -162,6 +162,14 @@ async def get_customer(request: web.Request) -> web.StreamResponse:
     return web.Response(body=customer.model_dump_json(), content_type="application/json")
 
 
+async def delete_customer(request: web.Request) -> web.StreamResponse:
+    """Erasure (GDPR art. 17): 204, 404 for no such customer, 409 while some of its contacts
+    are under way (see ``Customers.delete``)."""
+    who = await principal(request, ADMIN)
+    await request.app[k.SERVICE].customers.delete(who.tenant, path_id(request))
+    return web.Response(status=204)
+
+
 async def _customer(request: web.Request, tenant: str, customer_id: str) -> m.Customer:
     service = request.app[k.SERVICE]
     profile, history = await service.customers.get(tenant, customer_id)
@@ -318,6 +326,9 @@ CHANNEL_ROUTES: list[Route] = [
     Route("GET", "/v1/customers/{id}", get_customer,
           "A customer's profile, segment and last contacts", GATEWAY, None, m.Customer, 200,
           (404,), tags=("customers",)),
+    Route("DELETE", "/v1/customers/{id}", delete_customer,
+          "Erase a customer: profile, numbers and addresses, history (refused while a contact "
+          "of theirs is under way)", ADMIN, None, None, 204, (404, 409), tags=("customers",)),
 ]  # fmt: skip
 
 __all__ = ["ADMIN", "CHANNEL_ROUTES"]

@@ -12,11 +12,11 @@ customer. This instance's own contacts are added to the entry as they are create
 up to date from the replies of ``complete`` and ``abandon``; a contact that moved elsewhere
 leaves the entry unusable, so the next contact resolves in Redis again and refreshes it.
 Other instances are covered by notices on a pub/sub channel (``CHANNEL``): a profile change
-always sends one (and one for each placeholder customer it took over: see ``upsert``), and,
-once an instance has heard another instance exists (each announces itself when it
-subscribes), so does every new contact. While the subscription is down the cache is off and
-emptied; when it comes back and another instance is there, nothing is stored for a grace
-period (that instance may not have heard this one's announcement yet).
+or an erasure always sends one (and one for each placeholder customer it took over or erased:
+see ``upsert`` and ``delete``), and, once an instance has heard another instance exists (each
+announces itself when it subscribes), so does every new contact. While the subscription is
+down the cache is off and emptied; when it comes back and another instance is there, nothing
+is stored for a grace period (that instance may not have heard this one's announcement yet).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import structlog
 
 from channels import identity
 from queues.contract import ContactState
-from queues.customers import CustomerStore
-from queues.errors import CustomerIdentityTaken
+from queues.customers import CustomerStore, Deleted
+from queues.errors import CustomerHasLiveContacts, CustomerIdentityTaken
 from router import models as m
 
 log = structlog.get_logger("switchboard.customers")
@@ -452,6 +452,36 @@ class Customers:
                 written.clear()
             written[(tenant, customer_id)] = list(identities)
         return done.created
+
+    async def delete(self, tenant: str, customer_id: str) -> Deleted:
+        """Erase a customer (profile, identities, history, merged placeholders; its ended
+        contacts lose their link to it) and make every instance forget it.
+
+        Raises ``CustomerNotFound``, or ``CustomerHasLiveContacts`` naming how many of its
+        contacts are still under way (nothing is erased then).
+        """
+        assert self.store is not None
+        cache = self.cache
+        removed: list[str] = []
+        try:
+            done = await self.store.delete(tenant, customer_id)
+            removed = done.placeholders
+        except CustomerHasLiveContacts as exc:
+            live = exc.ids.get("live", "some")
+            raise CustomerHasLiveContacts(
+                f"customer {customer_id!r} has {live} contact(s) still queued, offered, assigned"
+                f" or wrapping ({exc.ids.get('contacts', '')}); delete it once they have ended",
+                **exc.ids,
+            ) from None
+        finally:
+            if cache is not None:
+                # no instance may route from, or show, the erased profile it holds in memory
+                for changed in (customer_id, *removed):
+                    cache.invalidate(tenant, changed)
+                    await cache.notify(tenant, changed)
+            self._written.pop((tenant, customer_id), None)
+        log.info("customers.deleted", customer=customer_id)
+        return done
 
     def _profile_identities(self, body: m.CustomerIn) -> dict[str, str]:
         """The profile's phones, emails and chat handles as identities, in that order, each

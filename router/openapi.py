@@ -18,7 +18,8 @@ _DESCRIPTIONS = {
     401: "No token, or a token that does not verify",
     403: "The token lacks the right",
     404: "Unknown id",
-    409: "State conflict (taken or expired reservation, reused Idempotency-Key, a queue in use)",
+    409: "State conflict (taken or expired reservation, reused Idempotency-Key, a queue in use,"
+    " a customer's contact under way)",
     413: "Body too large",
     415: "Wrong content type",
     422: "Validation failure; `errors` lists each field",
