@@ -190,7 +190,7 @@ class CustomerStore:
             if batch:
                 await page(batch)
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+            raise StoreUnavailable(f"redis unavailable: {exc}", sent=False) from exc  # (a read)
         return found
 
     async def history(

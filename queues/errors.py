@@ -53,7 +53,13 @@ class SwitchboardError(Exception):
 
 
 class StoreUnavailable(SwitchboardError):
-    """The store (Redis) could not be reached; the operation may not have happened."""
+    """The store (Redis) could not be reached or did not answer. ``sent``: the command may
+    have reached Redis (written before the connection was lost or timed out), so it may have
+    been applied; False only when no connection could be made for it."""
+
+    def __init__(self, message: str, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class StoreError(SwitchboardError):

@@ -124,7 +124,9 @@ class RedisStore(Store):
                 # after SCRIPT FLUSH or a failover: the script loads, and runs, again
                 raw = await self._scripts[name](keys=(prefix,), args=args)
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+            # (a client that knows the command was never written says so: see fastredis)
+            sent = getattr(exc, "sent", True)
+            raise StoreUnavailable(f"redis unavailable: {exc}", sent) from exc
         try:
             reply: list[Any] = _loads(raw)
         except orjson.JSONDecodeError:

@@ -92,6 +92,12 @@ def _pushed(push: list[Any], subscription: Subscription | None) -> bool:
     return True
 
 
+class NotSent(RedisConnectionError):
+    """No connection to Redis could be made for the command: it was never written."""
+
+    sent = False
+
+
 class _Wire(asyncio.Protocol):
     """One connection: replies resolve the waiting futures in the order they were sent, and
     the messages of a subscription (``Subscription``) on it go to that subscription."""
@@ -183,7 +189,10 @@ class ScriptRunner:
         command = pack(args)
         wire = self._wire
         if wire is None or wire.closed:
-            wire = await self._connect()
+            try:
+                wire = await self._connect()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                raise NotSent(str(exc)) from exc
         future: asyncio.Future[Any] = self.loop.create_future()
         wire.send(command, future)
         if self._watchdog is None:

@@ -23,7 +23,10 @@ _DESCRIPTIONS = {
     413: "Body too large",
     415: "Wrong content type",
     422: "Validation failure; `errors` lists each field",
-    503: "The store is unreachable; nothing was recorded (see Retry-After)",
+    503: (
+        "The store is unreachable (nothing was recorded) or did not answer in time (the request"
+        " may have been applied); see Retry-After"
+    ),
 }
 
 

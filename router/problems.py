@@ -92,11 +92,15 @@ def from_validation(exc: ValidationError, prefix: tuple[str, ...] = ("body",)) -
 def from_store(exc: errors.SwitchboardError, retry_after: int = 1) -> Problem:
     """Map the store's exception hierarchy onto HTTP statuses."""
     if isinstance(exc, errors.StoreUnavailable):
+        detail = (
+            "the store did not answer in time; the request may have been applied: read the "
+            "state back before acting again (a contact retried with its Idempotency-Key is "
+            "never created twice)"
+            if exc.sent
+            else "the store is unreachable; nothing was recorded, retry later"
+        )
         return Problem(
-            503,
-            "the store is unreachable; nothing was recorded, retry later",
-            kind="store-unavailable",
-            headers={"Retry-After": str(retry_after)},
+            503, detail, kind="store-unavailable", headers={"Retry-After": str(retry_after)}
         )
     kind = re.sub(r"(?<!^)(?=[A-Z])", "-", type(exc).__name__).lower()
     detail = str(exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,16 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from queues.embedded import EmbeddedRedis
+from queues.errors import StoreUnavailable
 from queues.keys import valid_id
+from queues.redis_store import RedisStore
 from router import appkeys as k
 from router.fastredis import PipelinedRedis, ScriptRunner, pack
 from router.hub import Hub
+from router.problems import from_store
 from router.serve import GcFreezer, event_loop
 from router.service import ContactIds
+from tests.contract.conftest import agent
 from tests.router.conftest import Api, ApiFactory
 from tests.support import count_calls
 
@@ -165,12 +170,48 @@ async def test_a_lost_connection_fails_waiting_commands_then_reconnects(
     try:
         assert await runner.execute("PING") == b"PONG"
         await asyncio.to_thread(server.stop)
-        with pytest.raises(RedisConnectionError):
+        with pytest.raises(RedisConnectionError) as refused:
             await runner.execute("PING")
+        assert getattr(refused.value, "sent", True) is False  # never written: nothing applied
         await asyncio.to_thread(server.start)
         assert await runner.execute("PING") == b"PONG"
     finally:
         await runner.close()
+        await asyncio.to_thread(server.stop)
+
+
+async def test_a_command_written_to_a_frozen_redis_may_have_been_applied(
+    tmp_path: Path,
+) -> None:
+    """A command written before Redis stopped answering may run when it wakes: the store says
+    so (StoreUnavailable.sent), and the 503 does not claim nothing was recorded."""
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    server.start()
+    assert server.process is not None
+    runner = ScriptRunner(server.url, reply_timeout=0.5)
+    client = PipelinedRedis(ConnectionPool.from_url(server.url), runner)
+    store = RedisStore(client)
+    try:
+        await store.load_scripts()
+        await store.upsert_agent("t", agent("a1"), 1_000)
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreUnavailable) as caught:
+                await asyncio.wait_for(store.set_agent_state("t", "a1", "available", 2_000), 5.0)
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert caught.value.sent is True
+        assert "may have been applied" in str(from_store(caught.value).detail)
+        # it was: the script ran when Redis woke
+        state = await asyncio.wait_for(store.agent_status("t", "a1"), 5.0)
+        assert state.state == "available"
+        await asyncio.to_thread(server.stop)
+        with pytest.raises(StoreUnavailable) as down:
+            await store.agent_status("t", "a1")
+        assert down.value.sent is False
+        assert "nothing was recorded" in str(from_store(down.value).detail)
+    finally:
+        await client.aclose(close_connection_pool=True)
         await asyncio.to_thread(server.stop)
 
 
