@@ -207,3 +207,12 @@ async def api(
     api = Api(client, tenant, redis_client)
     yield api
     await api.close()
+
+
+def short_email(sender: str, message_id: str, in_reply_to: str = "") -> bytes:
+    """A minimal raw email from ``sender`` with its Message-ID, replying to ``in_reply_to``."""
+    reply = f"In-Reply-To: <{in_reply_to}>\n" if in_reply_to else ""
+    return (
+        f"From: {sender}\nTo: help@bank.example\nMessage-ID: <{message_id}>\n{reply}"
+        "Subject: Card question\nContent-Type: text/plain; charset=utf-8\n\nHello there.\n"
+    ).encode()

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from queues.keys import Keys
 from router.app import create_app
 from router.openapi import build
-from tests.e2e.conftest import ADMIN_TOKEN, Api, e2e_settings
+from tests.e2e.conftest import ADMIN_TOKEN, Api, e2e_settings, short_email
 from tests.e2e.test_customer_cache import _two_instances, _until
 from tests.support import json_logs
 
@@ -42,14 +42,6 @@ SECRETS += ["ana@example.com", "ana_92"]
 async def _delete(api: Api, customer_id: str, status: int = 204, **kw: Any) -> Any:
     kw.setdefault("token", ADMIN_TOKEN)
     return await api.call("DELETE", f"/v1/customers/{customer_id}", status, **kw)
-
-
-def _email(sender: str, message_id: str, in_reply_to: str = "") -> bytes:
-    reply = f"In-Reply-To: <{in_reply_to}>\n" if in_reply_to else ""
-    return (
-        f"From: {sender}\nTo: help@bank.example\nMessage-ID: <{message_id}>\n{reply}"
-        "Subject: Card question\nContent-Type: text/plain; charset=utf-8\n\nHello there.\n"
-    ).encode()
 
 
 def _text(value: Any) -> str:
@@ -95,7 +87,7 @@ async def test_an_erased_customer_is_gone_and_its_number_a_strangers(api: Api) -
     assert [h["contact_id"] for h in offer["customer"]["history"]] == [second["id"]]
     assert offer["customer"]["name"] is None
     await desk.take(offer, "new")
-    mail = await api.email(_email("ana@example.com", "m1@example.com"))
+    mail = await api.email(short_email("ana@example.com", "m1@example.com"))
     assert mail["customer"]["id"] not in ("crm-ana", stranger)
 
     again = await api.put_customer("crm-ana", 201, name="Ana")
@@ -215,7 +207,7 @@ async def test_placeholders_merged_into_the_customer_go_with_it(api: Api) -> Non
     lists): the number is a stranger's again, and a reply to the placeholder's email thread
     joins neither the customer nor the placeholder."""
     call = await api.voice({"call_id": "CA1", "from": PHONE})
-    mail = await api.email(_email("ana@example.com", "m1@example.com"))
+    mail = await api.email(short_email("ana@example.com", "m1@example.com"))
     placeholders = {call["customer"]["id"], mail["customer"]["id"]}
     await api.put_customer("crm-ana", 201, **ANA)
     keys = Keys(api.tenant)
@@ -234,7 +226,7 @@ async def test_placeholders_merged_into_the_customer_go_with_it(api: Api) -> Non
         await api.customer(p, 404)
     gone = {"crm-ana", *placeholders}
     assert (await api.voice({"call_id": "CA2", "from": PHONE}))["customer"]["id"] not in gone
-    reply = await api.email(_email("ana@example.com", "m2@example.com", "m1@example.com"))
+    reply = await api.email(short_email("ana@example.com", "m2@example.com", "m1@example.com"))
     assert reply["customer"]["id"] not in gone
 
 
@@ -252,7 +244,7 @@ async def test_a_placeholder_no_history_lists_is_found_all_the_same(
     await api.call("POST", f"/v1/contacts/{call['id']}/cancel", 200)
     await api.put_customer("crm-ana", 201, emails=["ana@example.com"])
     await asyncio.sleep(0.005)  # a later enqueue time
-    mail = await api.email(_email("ana@example.com", "m1@example.com"))
+    mail = await api.email(short_email("ana@example.com", "m1@example.com"))
     await api.call("POST", f"/v1/contacts/{mail['id']}/cancel", 200)
     merged = await api.put_customer("crm-ana", 200, emails=["ana@example.com"], phones=[PHONE])
     assert [h["contact_id"] for h in merged["history"]] == [mail["id"]]

@@ -20,19 +20,11 @@ from redis.asyncio import Redis
 from queues.keys import Keys
 from router import appkeys as k
 from router.app import create_app
-from tests.e2e.conftest import Api, e2e_settings
+from tests.e2e.conftest import Api, e2e_settings, short_email
 from tests.support import json_logs
 
 PHONE = "+14155550100"
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
-
-
-def _email(sender: str, message_id: str, in_reply_to: str = "") -> bytes:
-    reply = f"In-Reply-To: <{in_reply_to}>\n" if in_reply_to else ""
-    return (
-        f"From: {sender}\nTo: help@bank.example\nMessage-ID: <{message_id}>\n{reply}"
-        "Subject: Card question\nContent-Type: text/plain; charset=utf-8\n\nHello there.\n"
-    ).encode()
 
 
 def _ids(history: list[dict[str, Any]]) -> list[str]:
@@ -145,20 +137,20 @@ async def test_the_placeholders_other_addresses_come_along(api: Api) -> None:
     """An address that joined the placeholder (a reply from another address) passes to the
     CRM customer with it and is listed on its profile; a reply to the placeholder's thread
     resolves to the CRM customer."""
-    await api.email(_email("zoe@example.com", "m1@example.com"))
-    reply = await api.email(_email("zoe.work@example.com", "m2@example.com", "m1@example.com"))
+    await api.email(short_email("zoe@example.com", "m1@example.com"))
+    reply = await api.email(short_email("zoe.work@example.com", "m2@example.com", "m1@example.com"))
     placeholder = reply["customer"]["id"]
     taken = await api.put_customer("crm-zoe", 201, name="Zoe", emails=["Zoe@Example.com"])
     assert taken["emails"] == ["zoe.work@example.com", "Zoe@Example.com"]
     assert len(taken["history"]) == 2
     await api.customer(placeholder, 404)
-    later = await api.email(_email("zoe.work@example.com", "m3@example.com"))
+    later = await api.email(short_email("zoe.work@example.com", "m3@example.com"))
     assert later["customer"]["id"] == "crm-zoe"
-    thread = await api.email(_email("someone@example.com", "m4@example.com", "m1@example.com"))
+    thread = await api.email(short_email("someone@example.com", "m4@example.com", "m1@example.com"))
     assert thread["customer"]["id"] == "crm-zoe"
     # as for any address that joined: the CRM's next PUT without it releases it
     await api.put_customer("crm-zoe", 200, name="Zoe", emails=["Zoe@Example.com"])
-    free = await api.email(_email("zoe.work@example.com", "m5@example.com"))
+    free = await api.email(short_email("zoe.work@example.com", "m5@example.com"))
     assert free["customer"]["id"] != "crm-zoe"
 
 
@@ -177,7 +169,7 @@ async def test_histories_merge_newest_first_within_the_history_length(
         if n % 2:
             contact = await api.voice({"call_id": f"CA{n}", "from": PHONE})
         else:
-            contact = await api.email(_email("ana@example.com", f"m{n}@example.com"))
+            contact = await api.email(short_email("ana@example.com", f"m{n}@example.com"))
         made.append(contact["id"])
         await asyncio.sleep(0.005)  # distinct enqueue times
     merged = await api.put_customer("crm-ana", 200, emails=["ana@example.com"], phones=[PHONE])
