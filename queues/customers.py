@@ -12,15 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from queues import contract as c_
-from queues.errors import StoreUnavailable
-from queues.keys import Keys
-from queues.redis_store import _UNAVAILABLE, RedisStore
-
-#: keys a SCAN step reads while looking for the placeholders merged into a customer
-_SCAN_COUNT = 1000
-#: a glob of the ids ``router.customers`` generates for placeholders ("cu" and 16 hex digits;
-#: upsert_customer.lua's GENERATED)
-GENERATED = "cu" + "[0-9a-fA-F]" * 16
+from queues.redis_store import RedisStore
 
 
 @dataclass(slots=True)
@@ -147,51 +139,13 @@ class CustomerStore:
         Raises ``CustomerNotFound``, or ``CustomerHasLiveContacts`` with ``live`` (how many)
         and ``contacts`` (their ids, comma-joined) in its ids, changing nothing.
         """
-        forwards = await self.forwarded_to(tenant, customer_id)
-        reply = await self.store.run("delete_customer", tenant, customer_id, json.dumps(forwards))
+        reply = await self.store.run("delete_customer", tenant, customer_id)
         payload, _ = c_.unpack(reply, customer=customer_id)
         return Deleted(
             int(payload["contacts"]),
             int(payload["released"]),
             list(payload.get("placeholders") or []),
         )
-
-    async def forwarded_to(self, tenant: str, customer_id: str) -> list[str]:
-        """The placeholders merged into the customer (hashes holding ``to`` = its id).
-
-        Nothing indexes them (``upsert_customer`` leaves the forward on the placeholder alone),
-        so this SCANs the tenant's customer hashes under a generated id (``GENERATED``: only a
-        placeholder is ever taken over), a page at a time, reading each page's ``to`` fields in
-        one pipeline: a walk over the whole keyspace, for an erasure alone. It only finds
-        candidates: ``delete_customer`` checks each again, atomically.
-        """
-        client = self.store.client
-        keys = Keys(tenant)
-        head = keys.customer("")
-        found: list[str] = []
-
-        async def page(batch: list[Any]) -> None:
-            pipe = client.pipeline(transaction=False)
-            for key in batch:
-                pipe.hget(key, "to")
-            for key, to in zip(batch, await pipe.execute(), strict=True):
-                if to is not None and _text(to) == customer_id:
-                    found.append(_text(key)[len(head) :])
-
-        try:
-            batch: list[Any] = []
-            async for key in client.scan_iter(
-                match=keys.customer(GENERATED), count=_SCAN_COUNT, _type="hash"
-            ):
-                batch.append(key)
-                if len(batch) >= _SCAN_COUNT:
-                    await page(batch)
-                    batch = []
-            if batch:
-                await page(batch)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"redis unavailable: {exc}", sent=False) from exc  # (a read)
-        return found
 
     async def history(
         self, tenant: str, customer_id: str, limit: int
@@ -200,10 +154,6 @@ class CustomerStore:
         payload, _ = c_.unpack(reply, customer=customer_id)
         profile = json.loads(payload["doc"]) if payload["doc"] else None
         return profile, _entries(payload["contacts"])
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _entries(raw_list: Any) -> list[HistoryEntry]:

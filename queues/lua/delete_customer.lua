@@ -9,13 +9,11 @@
 -- every link to the customer cut: 'cust' (which threads and replays follow), 'cb' (a callback's
 -- number) and any 'view' go, and the document's customer becomes {id = null, the segment it
 -- was routed in, value = 0}.
--- Nothing indexes the placeholders forwarded to a customer: the caller finds them (a SCAN of
--- the customer hashes) and passes them in; each is checked here, and so is every customer a
--- contact of the history was recorded under (a placeholder merged after the caller looked).
+-- The placeholders forwarded to it are those its 'merged' field lists (upsert_customer writes
+-- it at each takeover), each checked again, and every customer a contact of the history was
+-- recorded under that forwards to it.
 -- KEYS[1]  tenant key prefix "sb:{tenant}:"
 -- ARGV[1]  customer id
--- ARGV[2]  ids the caller found forwarded to it (JSON list; one no longer forwarded to it is
---          left alone)
 -- Returns [code, payload, events]:
 --   OK                          {contacts = ended contacts unlinked, released = identities
 --                                released, placeholders = the forwards removed (absent when
@@ -25,7 +23,7 @@
 --   CUSTOMER_HAS_LIVE_CONTACTS  {live = how many, contacts = their ids, newest first, joined
 --                               by ','}; nothing changed
 local cid = ARGV[1]
-local f = redis.call('HMGET', K.customer(cid), 'doc', 'ids')
+local f = redis.call('HMGET', K.customer(cid), 'doc', 'ids', 'merged')
 if not f[1] then return finish(E.CUSTOMER_NOT_FOUND) end
 
 local forwards, is_forward = {}, {}
@@ -35,7 +33,7 @@ local function forward(x)
     forwards[#forwards + 1] = x
   end
 end
-for _, x in ipairs(cjson.decode(ARGV[2])) do forward(x) end
+for _, x in ipairs(f[3] and cjson.decode(f[3]) or {}) do forward(x) end
 
 -- The contacts of the customer's history, then of each forward's (a contact resolved to a
 -- placeholder just before the takeover and recorded just after is in the placeholder's own

@@ -119,6 +119,11 @@ if #merged > 0 then
     redis.call('DEL', K.customer(x))
     redis.call('HSET', K.customer(x), 'to', cid)
   end
+  -- the customer lists the placeholders merged into it ('merged'), for delete_customer
+  local before = redis.call('HGET', K.customer(cid), 'merged')
+  local all = before and cjson.decode(before) or {}
+  for _, x in ipairs(merged) do all[#all + 1] = x end
+  redis.call('HSET', K.customer(cid), 'merged', cjson.encode(all))
 end
 -- ('to' goes: a PUT of a merged placeholder's id makes a customer of its own under it)
 redis.call('HSET', K.customer(cid), 'doc', doc, 'ids', ids, 'made', 'put')
