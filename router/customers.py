@@ -438,12 +438,9 @@ class Customers:
                 **exc.ids,
             ) from None
         finally:
-            if cache is not None:
-                # every instance forgets the merged placeholders too: their identities and
-                # contacts are this customer's now
-                for changed in (customer_id, *merged):
-                    cache.invalidate(tenant, changed)
-                    await cache.notify(tenant, changed)
+            # every instance forgets the merged placeholders too: their identities and
+            # contacts are this customer's now
+            await self._forget(tenant, customer_id, *merged)
         if merged:
             log.info("customers.merged", customer=customer_id, placeholders=merged)
         if cache is not None:
@@ -461,7 +458,6 @@ class Customers:
         contacts are still under way (nothing is erased then).
         """
         assert self.store is not None
-        cache = self.cache
         removed: list[str] = []
         try:
             done = await self.store.delete(tenant, customer_id)
@@ -474,14 +470,19 @@ class Customers:
                 **exc.ids,
             ) from None
         finally:
-            if cache is not None:
-                # no instance may route from, or show, the erased profile it holds in memory
-                for changed in (customer_id, *removed):
-                    cache.invalidate(tenant, changed)
-                    await cache.notify(tenant, changed)
+            # no instance may route from, or show, the erased profile it holds in memory
+            await self._forget(tenant, customer_id, *removed)
             self._written.pop((tenant, customer_id), None)
         log.info("customers.deleted", customer=customer_id)
         return done
+
+    async def _forget(self, tenant: str, *customer_ids: str) -> None:
+        """This instance's cache drops the customers, and a notice tells the others to."""
+        cache = self.cache
+        if cache is not None:
+            for changed in customer_ids:
+                cache.invalidate(tenant, changed)
+                await cache.notify(tenant, changed)
 
     def _profile_identities(self, body: m.CustomerIn) -> dict[str, str]:
         """The profile's phones, emails and chat handles as identities, in that order, each
