@@ -144,7 +144,7 @@ async def put_customer(request: web.Request) -> web.StreamResponse:
         ) from None
     profile, history = await service.customers.get(who.tenant, customer_id)
     if profile is None:
-        raise Problem(404, "no such customer")
+        raise Problem(404, "no such customer", kind="customer-not-found")
     # the offers of the customer's waiting contacts show the new profile (a new customer has
     # some when it took over a placeholder's)
     await service.refresh_views(who.tenant, customer_id, profile, history)
@@ -174,7 +174,7 @@ async def _customer(request: web.Request, tenant: str, customer_id: str) -> m.Cu
     service = request.app[k.SERVICE]
     profile, history = await service.customers.get(tenant, customer_id)
     if profile is None:
-        raise Problem(404, "no such customer")
+        raise Problem(404, "no such customer", kind="customer-not-found")
     return service.render_customer(profile, history)
 
 

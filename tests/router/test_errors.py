@@ -82,6 +82,7 @@ CASES: dict[str, tuple[Case, int, str]] = {
     "unknown reservation": (
         Case("POST", "/v1/reservations/r999/accept", token=ADMIN), 404, "reservation-not-found"),
     "unknown agent": (Case("GET", "/v1/agents/nobody", token=ADMIN), 404, "agent-not-found"),
+    "unknown customer": (Case("GET", "/v1/customers/nobody"), 404, "customer-not-found"),
     "unknown route": (Case("GET", "/v1/nothing/here"), 404, "not-found"),
     "wrong method": (Case("DELETE", "/v1/contacts"), 405, "method-not-allowed"),
     "body over the limit": (
