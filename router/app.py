@@ -22,6 +22,7 @@ from aiohttp import WSCloseCode, web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from config.routing import RoutingConfig, demo_config_path, load_routing
 from config.settings import Settings
@@ -33,7 +34,7 @@ from router import appkeys as k
 from router.api import ROUTES
 from router.api_channels import CHANNEL_ROUTES
 from router.auth import Authenticator, TokenIssuer, bearer_token
-from router.clock import WallClock
+from router.clock import Clock, WallClock
 from router.customers import CustomerCache, Customers
 from router.engine import Engine
 from router.fastredis import PipelinedRedis, serve_client
@@ -163,6 +164,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(hub.listen(client), name="hub"),
         asyncio.create_task(timers.run(), name="timers"),
         asyncio.create_task(_refresh_stats(app), name="stats"),
+        asyncio.create_task(_watch_clock(app), name="clock"),
     ]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(hub.ready.wait(), 5.0)
@@ -217,6 +219,48 @@ async def _stop(tasks: list[asyncio.Task[None]]) -> None:
             await asyncio.wait({task}, timeout=0.1)
         if not task.cancelled() and task.exception() is not None:
             log.error("app.task_failed", task=task.get_name(), error=repr(task.exception()))
+
+
+#: how often each instance compares its clock with Redis's, and the offset it warns about
+CLOCK_CHECK_SECONDS = 30.0
+CLOCK_SKEW_WARN_SECONDS = 0.5
+
+
+async def clock_offset(client: Redis, clock: Clock) -> float:
+    """This instance's clock minus Redis's, in seconds: Redis ``TIME`` against the midpoint of
+    the clock read before and after it (so off by at most half the round trip).
+
+    Every instance stamps waits, offer expiries and timers from its own clock, so instances on
+    one Redis must agree; Redis's clock is the one reference they all see.
+    """
+    before = clock.now_ms()
+    if isinstance(client, PipelinedRedis):
+        reply = await client.runner.execute("TIME")
+        seconds, micros = int(reply[0]), int(reply[1])
+    else:
+        seconds, micros = await client.time()
+    after = clock.now_ms()
+    return ((before + after) / 2 - (seconds * 1000 + micros / 1000)) / 1000
+
+
+async def check_clock(app: web.Application) -> float | None:
+    """Measure the offset once: exported as ``switchboard_clock_offset_seconds`` and logged
+    (``clock.skew``, a warning) when over ``CLOCK_SKEW_WARN_SECONDS`` either way. None when
+    Redis did not answer."""
+    try:
+        offset = await clock_offset(app[k.REDIS], app[k.SERVICE].clock)
+    except (RedisError, OSError, SwitchboardError):
+        return None
+    app[_COLLECTOR].clock_offset = offset
+    if abs(offset) > CLOCK_SKEW_WARN_SECONDS:
+        log.warning("clock.skew", offset_seconds=round(offset, 3))
+    return offset
+
+
+async def _watch_clock(app: web.Application) -> None:
+    while True:
+        await check_clock(app)
+        await asyncio.sleep(CLOCK_CHECK_SECONDS)
 
 
 async def _refresh_stats(app: web.Application) -> None:

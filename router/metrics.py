@@ -211,6 +211,8 @@ class QueueCollector(Collector):
     def __init__(self, service: Callable[[], Any]) -> None:
         self._service = service
         self.redis_up = True
+        #: this instance's clock minus Redis's (seconds), once measured (``app.check_clock``)
+        self.clock_offset: float | None = None
 
     def mark(self, ok: bool) -> None:
         self.redis_up = ok
@@ -226,6 +228,14 @@ class QueueCollector(Collector):
         )
         up.add_metric([], 1.0 if self.redis_up else 0.0)
         yield up
+        if self.clock_offset is not None:
+            offset = _gauge(
+                "switchboard_clock_offset_seconds",
+                "This instance's clock minus Redis's (TIME), as last measured.",
+                [],
+            )
+            offset.add_metric([], self.clock_offset)
+            yield offset
         try:
             service = self._service()
         except KeyError:  # scraped before startup finished

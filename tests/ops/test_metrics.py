@@ -22,7 +22,8 @@ from pytest_aiohttp import AiohttpClient
 from config.routing import demo_config_path, load_routing
 from config.settings import Settings
 from queues.embedded import EmbeddedRedis
-from router.app import create_app
+from router import appkeys as k
+from router.app import check_clock, create_app
 from router.metrics import Metrics, thresholds
 from tests.ops.conftest import (
     ADMIN,
@@ -335,3 +336,44 @@ async def test_dashboard_reads_only_series_that_exist(
     missing = {n for n in used if n not in exported and n not in recorded}
     assert not missing, missing
     assert "up" in " ".join(exprs)
+
+
+async def test_clock_offset_from_redis_is_exported_and_warned(
+    make_app: AppFactory, routing_file: Path
+) -> None:
+    """Each instance compares its clock with Redis's ``TIME``: in step, the gauge is near 0;
+    a clock 3 s ahead shows as +3 s and is logged as a ``clock.skew`` warning."""
+    ops = await make_app(config=str(routing_file))
+    app = ops.client.app
+    offset = None
+    for _ in range(50):  # the instance measures once at startup, in the background
+        offset = value(await ops.metrics(), "switchboard_clock_offset_seconds")
+        if offset is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert offset is not None
+    assert abs(offset) < 0.25
+    service = app[k.SERVICE]
+    wall = service.clock
+
+    class Ahead:
+        def now_ms(self) -> int:
+            return wall.now_ms() + 3000
+
+    service.clock = Ahead()
+    with json_logs(b"clock-test") as stream:
+        measured = await check_clock(app)
+    assert measured is not None
+    assert 2.75 < measured < 3.25
+    shown = value(await ops.metrics(), "switchboard_clock_offset_seconds")
+    assert shown is not None
+    assert 2.75 < shown < 3.25
+    logged = [json.loads(line) for line in stream.getvalue().splitlines()]
+    skews = [e for e in logged if e.get("event") == "clock.skew"]
+    assert len(skews) == 1
+    assert 2.75 < skews[0]["offset_seconds"] < 3.25
+    assert skews[0]["level"] == "warning"
+    service.clock = wall
+    with json_logs(b"clock-test") as stream:
+        assert abs(await check_clock(app) or 9) < 0.25
+    assert "clock.skew" not in stream.getvalue()

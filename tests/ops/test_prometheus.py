@@ -240,7 +240,7 @@ def test_every_rule_evaluates_on_real_series(stack: Stack) -> None:
     assert not unhealthy()
     reply = _http("GET", stack.prometheus + "/api/v1/rules?type=alert")
     alerts = {r["name"] for g in reply["data"]["groups"] for r in g["rules"]}
-    assert len(alerts) == 6
+    assert len(alerts) == 7
     assert stack.scalar("switchboard_redis_up") == 1.0
 
 
