@@ -78,11 +78,31 @@ async def request_context(
     return response
 
 
+async def check_durability(client: Redis) -> bool | None:
+    """Warn (``redis.not_durable``) when a shared Redis does not write each command to disk
+    before answering (``appendonly yes``, ``appendfsync always``): a 201 then does not survive a
+    crash of Redis's host. True: durable; False: warned; None: Redis did not say (down, or
+    ``CONFIG`` disabled, as some managed services do). Never stops the start."""
+    try:
+        async with asyncio.timeout(2.0):
+            found = await client.config_get("append*")
+    except (RedisError, OSError, TimeoutError):
+        return None
+    appendonly, appendfsync = found.get("appendonly"), found.get("appendfsync")
+    if appendonly is None or appendfsync is None:
+        return None
+    if appendonly == "yes" and appendfsync == "always":
+        return True
+    log.warning("redis.not_durable", appendonly=appendonly, appendfsync=appendfsync)
+    return False
+
+
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[k.SETTINGS]
     embedded: EmbeddedRedis | None = None
     if settings.redis_url:
         client = serve_client(settings.redis_url)
+        await check_durability(client)
     else:
         embedded = EmbeddedRedis(
             Path(settings.data_dir),

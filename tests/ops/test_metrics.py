@@ -23,7 +23,8 @@ from config.routing import demo_config_path, load_routing
 from config.settings import Settings
 from queues.embedded import EmbeddedRedis
 from router import appkeys as k
-from router.app import check_clock, create_app
+from router.app import check_clock, check_durability, create_app
+from router.fastredis import serve_client
 from router.metrics import Metrics, thresholds
 from tests.ops.conftest import (
     ADMIN,
@@ -377,3 +378,27 @@ async def test_clock_offset_from_redis_is_exported_and_warned(
     with json_logs(b"clock-test") as stream:
         assert abs(await check_clock(app) or 9) < 0.25
     assert "clock.skew" not in stream.getvalue()
+
+
+async def test_a_shared_redis_that_does_not_fsync_each_write_is_warned_of(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """At startup on ``SWITCHBOARD_REDIS_URL`` the server reads Redis's append-only settings:
+    the test suite's server (no persistence) draws a ``redis.not_durable`` warning naming
+    them; one with ``appendonly yes`` and ``appendfsync always`` draws none."""
+    plain = serve_client(redis_url)
+    durable_server = EmbeddedRedis(tmp_path / "durable", persistent=True, fsync="always")
+    await asyncio.to_thread(durable_server.start)
+    durable = serve_client(durable_server.url)
+    try:
+        with json_logs(b"durability-test", level="warning") as stream:
+            assert await check_durability(plain) is False
+            assert await check_durability(durable) is True
+        logged = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert [(e["event"], e["appendonly"], e["appendfsync"]) for e in logged] == [
+            ("redis.not_durable", "no", "everysec")
+        ]
+    finally:
+        await plain.aclose(close_connection_pool=True)
+        await durable.aclose(close_connection_pool=True)
+        await asyncio.to_thread(durable_server.stop)
