@@ -96,8 +96,8 @@ end
 
 -- An agent's hash: st, load (JSON {channel: n}), idle, tw (see add_waiting), 'of' its pending
 -- offers (their reservation ids as the body of a JSON list: '"r1","r7"'), 'cs' the contacts it
--- holds, assigned or wrapping (written so too, in the order accepted: accept_reservation adds
--- one, close_contact drops it), its profile 'prof'
+-- holds, assigned or wrapping (their ids written the same way, in the order accepted:
+-- accept_reservation adds one, close_contact drops it), its profile 'prof'
 -- (JSON [cap, queue names (each once), excl], excl only when it has channels: one decode), its
 -- memberships 'qs' ([queue, strategy, level]: decoded only when a free set's score needs them,
 -- in refresh_free), and, sent back as they are and never decoded here, its document 'doc',
@@ -126,7 +126,7 @@ local function load_agent(aid, all)
 end
 
 -- Stores the agent's state, load, idle time and offers; and cs, the contacts it holds, when
--- given (close_contact: the field is not read by load_agent, for the transitions that leave it).
+-- given (load_agent reads cs for agent_out alone: close_contact, which changes it, passes it).
 local function save_agent(ag, cs)
   local lj = ag.lj or cjson.encode(ag.load)
   ag.lj = lj
