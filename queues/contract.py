@@ -105,6 +105,8 @@ class AgentState:
     load: dict[str, int]
     queues: list[str]
     reservations: list[str]
+    #: the contacts it holds (assigned, or wrapping up), in the order it accepted them
+    contacts: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -141,6 +143,9 @@ class Accepted:
     contact: ContactState
     wait_ms: int
     within_threshold: bool
+    #: an accept repeated while the contact is still the agent's: the first answer again, and
+    #: nothing changed (no events; not to be counted again)
+    replay: bool = False
 
 
 @dataclass(slots=True)
@@ -226,6 +231,7 @@ def agent_state(agent_id: str, raw: dict[str, Any]) -> AgentState:
         load=_dict(raw["load"]),
         queues=_list(raw["queues"]),
         reservations=sorted(_list(raw["offers"]), key=_rid_order),
+        contacts=_list(raw["contacts"]),
     )
 
 
@@ -249,7 +255,9 @@ def queue_snapshot(raw: dict[str, Any]) -> QueueSnapshot:
 
 def accepted(reply: list[Any], reservation_id: str) -> Outcome[Accepted]:
     payload, ev = unpack(reply, reservation=reservation_id)
-    value = Accepted(contact_state(payload["contact"]), payload["wait"], payload["within"])
+    value = Accepted(
+        contact_state(payload["contact"]), payload["wait"], payload["within"], payload["replay"]
+    )
     return Outcome(value, ev)
 
 
@@ -329,7 +337,14 @@ class Store(ABC):
     async def accept(
         self, tenant: str, reservation_id: str, agent_id: str | None, now: int
     ) -> Outcome[Accepted]:
-        """The reserved agent takes the contact (``agent_id`` None: an admin acting)."""
+        """The reserved agent takes the contact (``agent_id`` None: an admin acting); it joins
+        the contacts the agent holds (``AgentState.contacts``) until it completes.
+
+        Accepting a reservation accepted already, while its contact is still assigned to that
+        agent, answers as the first accept did (``wait_ms`` and ``within_threshold`` from the
+        recorded answer time) with ``replay`` set, and changes nothing; once the contact is
+        wrapping or ended it raises ``ReservationNotPending``.
+        """
 
     @abstractmethod
     async def reject(
@@ -388,7 +403,7 @@ class Store(ABC):
 
     @abstractmethod
     async def agent_status(self, tenant: str, agent_id: str) -> AgentState:
-        """An agent's state, load, queues and pending reservations."""
+        """An agent's state, load, queues, pending reservations and the contacts it holds."""
 
     @abstractmethod
     async def queue_snapshot(self, tenant: str, queues: list[str], now: int) -> list[QueueSnapshot]:

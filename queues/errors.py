@@ -14,7 +14,7 @@ Hierarchy::
         │   ├── ReservationNotFound
         │   └── CustomerNotFound
         ├── Conflict                (409)
-        │   ├── ReservationNotPending   taken, rejected, rescinded or timed out
+        │   ├── ReservationNotPending   rejected, rescinded, timed out, or its contact done
         │   ├── ReservationExpired      past its lease, its timeout not yet processed
         │   ├── ContactNotWaiting       abandon / callback once offered or assigned
         │   ├── ContactNotAssigned      complete before accept, or twice
@@ -143,7 +143,8 @@ _MESSAGES: dict[Code, tuple[type[StoreError], str]] = {
     Code.CUSTOMER_NOT_FOUND: (CustomerNotFound, "no such customer"),
     Code.RESERVATION_NOT_PENDING: (
         ReservationNotPending,
-        "the reservation is no longer pending (taken, rejected, rescinded or timed out)",
+        "the reservation is no longer pending (rejected, rescinded or timed out, or accepted"
+        " and its contact since completed)",
     ),
     Code.RESERVATION_EXPIRED: (ReservationExpired, "the reservation has expired"),
     Code.CONTACT_NOT_WAITING: (ContactNotWaiting, "the contact is no longer waiting"),

@@ -63,8 +63,8 @@ def _parse(doc: str) -> dict[str, Any]:
 
 class _Agent:
     __slots__ = (
-        "cap", "counts", "declined", "doc", "excl", "free_sets", "id", "idle", "lb", "listed",
-        "load", "offers", "parsed", "qnames", "qs", "st", "wait_sets",
+        "cap", "contacts", "counts", "declined", "doc", "excl", "free_sets", "id", "idle", "lb",
+        "listed", "load", "offers", "parsed", "qnames", "qs", "st", "wait_sets",
     )  # fmt: skip
 
     def __init__(self, aid: str, now: int) -> None:
@@ -78,6 +78,8 @@ class _Agent:
         self.idle = now
         self.doc = "{}"
         self.offers: set[str] = set()
+        #: the contacts it holds, assigned or wrapping, in the order accepted (the script's 'cs')
+        self.contacts: list[str] = []
         self.declined: set[str] = set()
         # channel -> the ticket it is listed with in its queues' free sets: [(idle, load %)],
         # the key of its scores there (see FreeSet)
@@ -297,7 +299,9 @@ class TenantCore:
         if doc is None:
             doc = ag.parsed = _parse(ag.doc)
         offers = sorted(ag.offers, key=_rid_order) if len(ag.offers) > 1 else list(ag.offers)
-        return AgentState(aid, doc, ag.st, dict(ag.cap), dict(ag.load), list(ag.qnames), offers)
+        return AgentState(
+            aid, doc, ag.st, dict(ag.cap), dict(ag.load), list(ag.qnames), offers, list(ag.contacts)
+        )
 
     def emit_state(self, ag: _Agent) -> None:
         self.ev.append({"t": "state", "a": ag.id, "s": ag.st, "l": dict(ag.load)})
@@ -584,6 +588,8 @@ class TenantCore:
         if c.decl:
             self.forget_declines(c)
         ag = self.agents[c.agent]
+        if c.id in ag.contacts:  # (the script drops what is there)
+            ag.contacts.remove(c.id)
         self.release_capacity(ag, c.cc, now)
         self.match_agent(ag, now)
         self.emit_state(ag)  # after the offers: the load they take is in it
@@ -641,12 +647,22 @@ class TenantCore:
 
     def accept_reservation(self, rid: str, aid: str, now: int) -> Reply:
         code = self._check_reservation(rid, aid, now)
+        if code == Code.RESERVATION_NOT_PENDING:
+            r = self.reservations[rid]
+            c = self.contacts[r.c]
+            if r.st == "accepted" and c.st == "assigned" and c.agent == r.a and c.res == rid:
+                # accepted again while still the agent's: the first answer, nothing changed
+                wait = c.ans - c.enq
+                out = {"contact": self.contact_view(c), "wait": wait, "within": wait <= c.slt}
+                return self.ok({**out, "replay": True})
         if code != Code.OK:
             return self.finish(code)
         r = self.reservations[rid]
         c = self.contacts[r.c]
         r.st = "accepted"
-        self.agents[r.a].offers.discard(rid)
+        ag = self.agents[r.a]
+        ag.offers.discard(rid)
+        ag.contacts.append(c.id)
         timers = self.timers
         timers.remove("o|" + rid)
         if c.steps[c.step].timeout_ms > 0:  # only a step with a timeout has a timer
@@ -663,7 +679,8 @@ class TenantCore:
         if within:
             stats["answered_sl"] = stats.get("answered_sl", 0) + 1
         self.ev.append({"t": "assigned", "a": r.a, "r": rid, "c": c.id})
-        return self.ok({"contact": self.contact_view(c), "wait": wait, "within": within})
+        out = {"contact": self.contact_view(c), "wait": wait, "within": within, "replay": False}
+        return self.ok(out)
 
     def reject_reservation(self, rid: str, aid: str, now: int) -> Reply:
         code = self._check_reservation(rid, aid, now)
@@ -1022,7 +1039,8 @@ class MemoryStore(Store):
     ) -> Outcome[Accepted]:
         reply = self.core(tenant).accept_reservation(reservation_id, agent_id or "", now)
         payload, ev = c_.unpack(reply, reservation=reservation_id)
-        return Outcome(Accepted(payload["contact"], payload["wait"], payload["within"]), ev)
+        value = Accepted(payload["contact"], payload["wait"], payload["within"], payload["replay"])
+        return Outcome(value, ev)
 
     async def reject(
         self, tenant: str, reservation_id: str, agent_id: str | None, now: int

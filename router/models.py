@@ -165,6 +165,10 @@ class Agent(BaseModel):
     load: dict[str, int]
     queues: list[str]
     reservations: list[str]
+    contacts: list[str] = Field(
+        description="the contacts the agent holds (accepted: assigned, or wrapping up), in the "
+        "order accepted"
+    )
     attributes: dict[str, Any] | None = None
 
 

@@ -481,7 +481,8 @@ class Service:
 
     async def accept(self, tenant: str, reservation_id: str, agent_id: str | None) -> m.AcceptedOut:
         outcome = await self.store.accept(tenant, reservation_id, agent_id, self.clock.now_ms())
-        self.metrics.accepted(tenant, outcome.value, outcome.events)
+        if not outcome.value.replay:  # (a repeat, after a lost reply, was counted the first time)
+            self.metrics.accepted(tenant, outcome.value, outcome.events)
         self._remember_queue(tenant, outcome.value.contact)
         return m.AcceptedOut(
             reservation_id=reservation_id, contact=self.render(outcome.value.contact, tenant)
@@ -514,6 +515,7 @@ class Service:
             load={ch: n for ch, n in state.load.items() if n},
             queues=state.queues,
             reservations=state.reservations,
+            contacts=state.contacts,
             attributes=doc.get("attributes"),
         )
 

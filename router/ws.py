@@ -260,7 +260,10 @@ async def agent_socket(
     heartbeats = app[HEARTBEATS]
     beat = heartbeats.add(ws, agent_id, principal.expires)
     try:
-        await _send(ws, {"type": "state", "state": agent.state, "load": agent.load})
+        await _send(
+            ws,
+            {"type": "state", "state": agent.state, "load": agent.load, "contacts": agent.contacts},
+        )
         for offer in await service.pending_offers(tenant, agent_id):
             await _send(
                 ws, offer_message(offer.reservation_id, offer.expires_ms, offer.queue, offer.view)

@@ -8,14 +8,16 @@ offered, are cancelled: the gateway withdrawing them, not customers abandoning, 
 against no service level.
 
 A run that dies before that (SIGKILL, a crash) leaves its agents holding contacts and its
-contacts in line, and the next run would start on agents at capacity. The server can neither
-list an agent's contacts nor delete an agent, so the next run finds them in its customers'
-histories (the PUT of each pool customer answers with the customer's last contacts): the load
-test's contacts still waiting or offered are cancelled, those a load agent holds completed, and
-load agents left online set offline. A slot whose agent is still busy after that (its contacts
-are not in the pool's histories) moves to a spare id, ``lt-a3-1``, ``lt-a3-2``, ... so agents
-pile up only as far as runs died holding contacts nobody can find. One load test per server
-(tenant) at a time: a second one would take the first one's agents and contacts for leftovers.
+contacts in line, and the next run would start on agents at capacity. The next run sets load
+agents left online offline, completes the contacts each holds (the agent's ``contacts``, which
+the PUT of the agent answers with; those in wrap-up free the agent by themselves), and cancels
+the load test's contacts still waiting or offered, which it finds in its customers' histories
+(the PUT of each pool customer answers with the customer's last contacts: the server does not
+list waiting contacts). A slot whose agent is still busy after that (a completion failed, or
+contacts accepted before the server listed them) moves to a spare id, ``lt-a3-1``, ``lt-a3-2``,
+..., whose own leftovers are cleared the same way. The server cannot delete an agent. One load
+test per server (tenant) at a time: a second one would take the first one's agents and contacts
+for leftovers.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ _REQUEST_SECONDS = 30.0
 #: bound on the whole end-of-run cleanup (a server that stopped answering)
 _CLEANUP_SECONDS = 120.0
 _WAITING = ("queued", "offered")
+#: the capacity a contact of these channels takes, where it is not the channel's own
+_CAPACITY = {"callback": "voice"}
 
 Put = Callable[[list[tuple[str, dict[str, Any]]]], Awaitable[list[dict[str, Any]]]]
 
@@ -52,7 +56,7 @@ def home_id(slot: int) -> str:
 
 
 class AgentsBusy(RuntimeError):
-    """A slot's agent and all its spares hold contacts the load test cannot find."""
+    """A slot's agent and all its spares stay busy after their contacts were completed."""
 
 
 @dataclass
@@ -161,34 +165,49 @@ async def leave_clean(rest: Rest, agents: list[SimAgent], tracker: Tracker) -> d
 
 @dataclass
 class _Leftovers:
-    waiting: list[str]  # the load test's contacts queued or offered
-    held: list[str]  # contacts a load agent holds
-    wrapping: dict[str, Counter[str]]  # agent -> channel -> contacts in wrap-up
+    waiting: list[str]  # the load test's contacts queued or offered (from the histories)
+    wrapping: dict[str, Counter[str]]  # agent -> capacity channel -> contacts in wrap-up
 
     @classmethod
     def of(cls, customers: Iterable[dict[str, Any]]) -> _Leftovers:
         waiting: dict[str, None] = {}
-        held: dict[str, None] = {}
-        wrapping: dict[str, Counter[str]] = {}
         for customer in customers:
             for item in customer.get("history") or []:
-                cid, status = item.get("contact_id"), item.get("status")
-                agent = item.get("agent_id")
-                if not isinstance(cid, str):
-                    continue
-                ours = isinstance(agent, str) and agent.startswith(AGENT_PREFIX)
-                if status in _WAITING:
+                cid = item.get("contact_id")
+                if isinstance(cid, str) and item.get("status") in _WAITING:
                     waiting[cid] = None
-                elif status == "assigned" and ours:
-                    held[cid] = None
-                elif status == "wrapping" and ours:
-                    wrapping.setdefault(agent, Counter())[item.get("channel", "")] += 1
-        return cls(list(waiting), list(held), wrapping)
+        return cls(list(waiting), {})
+
+    async def release(
+        self, rest: Rest, ids: list[str], agents: list[dict[str, Any]], done: Tidied
+    ) -> None:
+        """Complete the contacts each agent holds (its ``contacts``, as the PUT answered);
+        note those already in wrap-up, which free their agent by themselves."""
+        held = [(aid, cid) for aid, agent in zip(ids, agents, strict=True) for cid in _held(agent)]
+        body = {"wrap_up_seconds": 0}
+        statuses = await asyncio.gather(
+            *(rest.call("POST", f"/v1/contacts/{cid}/complete", body) for _, cid in held)
+        )
+        done.completed += sum(1 for s, _ in statuses if s == 200)
+        done.failures += sum(1 for s, _ in statuses if s not in (200, 404, 409))
+        # 409: not assigned any more; wrapping, unless it ended since
+        late = [pair for pair, (s, _) in zip(held, statuses, strict=True) if s == 409]
+        now = await asyncio.gather(*(rest.call("GET", f"/v1/contacts/{cid}") for _, cid in late))
+        for (aid, _), (status, contact) in zip(late, now, strict=True):
+            if status == 200 and contact.get("status") == "wrapping":
+                channel = str(contact.get("channel", ""))
+                self.wrapping.setdefault(aid, Counter())[_CAPACITY.get(channel, channel)] += 1
 
     def busy(self, agent: dict[str, Any]) -> bool:
         """Load beyond contacts in wrap-up (which free the agent by themselves)."""
         ending = self.wrapping.get(agent.get("id", ""), Counter())
         return any(n > ending[ch] for ch, n in (agent.get("load") or {}).items())
+
+
+def _held(agent: dict[str, Any]) -> list[str]:
+    """The contacts an agent holds, as its resource lists them."""
+    listed = agent.get("contacts")
+    return [cid for cid in listed if isinstance(cid, str)] if isinstance(listed, list) else []
 
 
 async def _still_busy(
@@ -213,7 +232,7 @@ async def prepare_agents(
     replies = await put([(f"/v1/agents/{a}", p) for a, p in zip(ids, profiles, strict=True)])
     await rest.offline([a for a, r in zip(ids, replies, strict=True) if _online(r)], done)
     await rest.cancel(left.waiting, done)
-    await rest.complete(left.held, done)
+    await left.release(rest, ids, replies, done)
     slots = await _still_busy(rest, ids, replies, left, done)
     for spare in range(1, SPARES + 1):
         if not slots:
@@ -223,12 +242,13 @@ async def prepare_agents(
         tried = [ids[slot] for slot in slots]
         replies = await put([(f"/v1/agents/{ids[s]}", profiles[s]) for s in slots])
         await rest.offline([a for a, r in zip(tried, replies, strict=True) if _online(r)], done)
+        await left.release(rest, tried, replies, done)
         slots = [slots[n] for n in await _still_busy(rest, tried, replies, left, done)]
     if slots:
         raise AgentsBusy(
-            f"agent {home_id(slots[0])} and its {SPARES} spares all hold contacts the load "
-            "test cannot find (not in its customers' histories); complete them, or run "
-            "against a fresh server"
+            f"agent {home_id(slots[0])} and its {SPARES} spares are all still busy after "
+            "their contacts were completed (a completion failed, or they hold contacts accepted "
+            "before the server listed them); complete those, or run against a fresh server"
         )
     done.agents_replaced = sum(1 for slot, a in enumerate(ids) if a != home_id(slot))
     return ids, done.as_dict()

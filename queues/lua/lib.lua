@@ -95,19 +95,21 @@ end
 -- ---------------------------------------------------------------------------------- agents
 
 -- An agent's hash: st, load (JSON {channel: n}), idle, tw (see add_waiting), 'of' its pending
--- offers (their reservation ids as the body of a JSON list: '"r1","r7"'), its profile 'prof'
+-- offers (their reservation ids as the body of a JSON list: '"r1","r7"'), 'cs' the contacts it
+-- holds, assigned or wrapping (their ids written the same way, in the order accepted:
+-- accept_reservation adds one, close_contact drops it), its profile 'prof'
 -- (JSON [cap, queue names (each once), excl], excl only when it has channels: one decode), its
 -- memberships 'qs' ([queue, strategy, level]: decoded only when a free set's score needs them,
 -- in refresh_free), and, sent back as they are and never decoded here, its document 'doc',
 -- capacity 'cap' and queue names 'qj' (as given).
--- all: with doc, cap and qj too (for agent_out(aid, ag)). ag.idle stays the stored string
+-- all: with doc, cap, qj and cs too (for agent_out(aid, ag)). ag.idle stays the stored string
 -- until the script sets a number (arithmetic reads either). ag.lj is ag.load as JSON (as stored,
 -- or as last encoded) while it is known: whatever changes ag.load sets it to nil.
 local function load_agent(aid, all)
   local f
   if all then
     f = redis.call('HMGET', K.agent(aid), 'st', 'prof', 'load', 'idle', 'tw', 'qs', 'of', 'doc',
-                   'cap', 'qj')
+                   'cap', 'qj', 'cs')
   else
     f = redis.call('HMGET', K.agent(aid), 'st', 'prof', 'load', 'idle', 'tw', 'qs', 'of')
   end
@@ -119,19 +121,25 @@ local function load_agent(aid, all)
               tw = f[5] or '0', qs_json = f[6], of = f[7] or ''}
   -- (each key set in a table costs, even to nil: these only when there are some, or asked for)
   if prof[3] then ag.excl = prof[3] end
-  if all then ag.doc, ag.cap_json, ag.qj = f[8], f[9], f[10] end
+  if all then ag.doc, ag.cap_json, ag.qj, ag.cs = f[8], f[9], f[10], f[11] or '' end
   return ag
 end
 
--- Stores the agent's state, load, idle time and offers.
-local function save_agent(ag)
+-- Stores the agent's state, load, idle time and offers; and cs, the contacts it holds, when
+-- given (load_agent reads cs for agent_out alone: close_contact, which changes it, passes it).
+local function save_agent(ag, cs)
   local lj = ag.lj or cjson.encode(ag.load)
   ag.lj = lj
-  redis.call('HSET', K.agent(ag.id), 'st', ag.st, 'load', lj, 'idle', fmt('%d', ag.idle),
-             'of', ag.of)
+  if cs then
+    redis.call('HSET', K.agent(ag.id), 'st', ag.st, 'load', lj, 'idle', fmt('%d', ag.idle),
+               'of', ag.of, 'cs', cs)
+  else
+    redis.call('HSET', K.agent(ag.id), 'st', ag.st, 'load', lj, 'idle', fmt('%d', ag.idle),
+               'of', ag.of)
+  end
 end
 
--- ag.of without reservation rid.
+-- ag.of without reservation rid (and, the same way, an agent's cs without a contact id).
 local function drop_offer(of, rid)
   local q = '"' .. rid .. '"'
   if of == q then return '' end
@@ -213,7 +221,7 @@ local function agent_out(aid, ag)
   if not ag then return nil end
   return '{"doc":' .. ag.doc .. ',"st":"' .. ag.st .. '","cap":' .. ag.cap_json .. ',"load":' ..
          (ag.lj or cjson.encode(ag.load)) .. ',"queues":' .. ag.qj .. ',"offers":[' .. ag.of ..
-         ']}'
+         '],"contacts":[' .. ag.cs .. ']}'
 end
 
 local function emit_state(ag)
@@ -686,18 +694,19 @@ local function set_agent_state(ag, state)
   end
 end
 
--- The contact is done: the agent's capacity frees and the agent takes the next contact (its
--- free sets written once, after).
+-- The contact is done: it leaves the contacts the agent holds, the agent's capacity frees and
+-- the agent takes the next contact (its free sets written once, after).
 local function close_contact(c, now)
   redis.call('HSET', K.contact(c.id), 'st', 'completed', 'ended', now)
   redis.call('HDEL', K.contact(c.id), 'view')
   forget_declines(c)
   local ag = load_agent(c.agent)
+  local cs = drop_offer(redis.call('HGET', K.agent(c.agent), 'cs') or '', c.id)
   local was = free_channels(ag)
   release_capacity(ag, c.cc, now)
   match_agent(ag, now, true)
   emit_state(ag)  -- after the offers: the load they take is in it
-  save_agent(ag)
+  save_agent(ag, cs)
   refresh_free(ag, was)
 end
 

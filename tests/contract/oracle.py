@@ -16,6 +16,7 @@ from queues.memory import MemoryStore, TenantCore, _Agent, _Contact
 
 QUEUES = ("q1", "q2")
 HELD = ("offered", "assigned", "wrapping")  # statuses that use a unit of agent capacity
+TAKEN = ("assigned", "wrapping")  # statuses of the contacts an agent lists as its own
 
 
 def free_for(ag: _Agent, ch: str) -> bool:
@@ -177,6 +178,10 @@ def check_core(core: TenantCore) -> None:
             if c.st in HELD and c.agent == ag.id:
                 held[c.cc] = held.get(c.cc, 0) + 1
         assert ag.load == held, f"{ag.id} load {ag.load}, holds {held}"
+        # the contacts it lists: exactly those it accepted and still holds, each once
+        taken = {c.id for c in contacts.values() if c.st in TAKEN and c.agent == ag.id}
+        assert len(ag.contacts) == len(taken), ag.contacts
+        assert set(ag.contacts) == taken, ag.contacts
         names = [q for q, _, _ in ag.qs]
         for q in QUEUES:
             assert (ag.id in core.queue_members.get(q, set())) == (q in names)

@@ -6,6 +6,7 @@ Every test runs on both stores (see ``conftest.store``).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -86,14 +87,100 @@ async def test_accept_by_another_agent_is_forbidden(store: Store, tenant: str) -
     assert (await store.accept(tenant, "r1", None, T0 + 2)).value.contact.agent_id == "a1"
 
 
-async def test_accept_twice_is_a_conflict(store: Store, tenant: str) -> None:
-    """A reservation is accepted at most once."""
+async def _reads(store: Store, tenant: str) -> list[object]:
+    """Everything the public reads show of the tenant of the accept tests."""
+    return [
+        *[await store.contact_status(tenant, c) for c in ("c1", "c2")],
+        *[await store.agent_status(tenant, a) for a in ("a1", "a2")],
+        await store.pending_offers(tenant, "a1"),
+        await store.queue_snapshot(tenant, ["q1"], T0 + 60_000),
+        await store.claim_timers(tenant, T0, 10, 0),  # (now T0: nothing is due, nothing leased)
+    ]
+
+
+async def test_accept_again_answers_as_the_first_and_changes_nothing(
+    store: Store, tenant: str
+) -> None:
+    """A repeated accept (a desk retrying after a lost reply), by the agent or an admin, answers
+    as the first did, its wait from the recorded answer time even past the offer's expiry and
+    the threshold, with no events, nothing counted again and nothing else changed."""
+    await ready(store, tenant, agent("a1"))
+    await store.upsert_agent(tenant, agent("a2"), T0)
+    await store.enqueue(tenant, contact("c1"), T0)
+    await store.enqueue(tenant, contact("c2", now=T0 + 1), T0 + 1)
+    first = await store.accept(tenant, "r1", "a1", T0 + 4_000)
+    assert (first.value.wait_ms, first.value.within_threshold, first.value.replay) == (
+        4_000,
+        True,
+        False,
+    )
+    before = await _reads(store, tenant)
+    assert before[2].contacts == ["c1"]  # type: ignore[attr-defined]
+    for acting, now in (("a1", T0 + 4_001), (None, T0 + OFFER_MS + SL_MS), ("a1", T0 + 86_000_000)):
+        again = await store.accept(tenant, "r1", acting, now)
+        assert again.value == replace(first.value, replay=True)
+        assert again.events == []
+        assert await _reads(store, tenant) == before
+
+
+async def test_accept_again_by_another_agent_is_forbidden(store: Store, tenant: str) -> None:
+    """Another agent repeating an accepted reservation's accept is refused as before."""
+    await ready(store, tenant, agent("a1"))
+    await store.upsert_agent(tenant, agent("a2"), T0)
+    await store.enqueue(tenant, contact("c1"), T0)
+    await store.accept(tenant, "r1", "a1", T0 + 1)
+    with pytest.raises(NotYourReservation):
+        await store.accept(tenant, "r1", "a2", T0 + 2)
+
+
+@pytest.mark.parametrize("wrap_ms", [0, 5_000])
+async def test_accept_again_once_the_contact_is_done_is_a_conflict(
+    store: Store, tenant: str, wrap_ms: int
+) -> None:
+    """Once its contact is completed (wrapping, then ended), a repeated accept is a conflict."""
     await ready(store, tenant, agent("a1"))
     await store.enqueue(tenant, contact("c1"), T0)
     await store.accept(tenant, "r1", "a1", T0 + 1)
+    await store.complete(tenant, "c1", "a1", wrap_ms, "", T0 + 2)
     with pytest.raises(ReservationNotPending) as err:
-        await store.accept(tenant, "r1", "a1", T0 + 2)
+        await store.accept(tenant, "r1", "a1", T0 + 3)
     assert isinstance(err.value, Conflict)
+    if wrap_ms:
+        assert (await store.fire_timer(tenant, "w|c1", T0 + 2 + wrap_ms)).value is True
+        with pytest.raises(ReservationNotPending):
+            await store.accept(tenant, "r1", None, T0 + 3 + wrap_ms)
+    assert (await store.contact_status(tenant, "c1")).status == "completed"
+
+
+async def test_an_agent_lists_the_contacts_it_holds(store: Store, tenant: str) -> None:
+    """An agent's ``contacts`` are those it accepted and still holds, assigned or wrapping, in
+    the order accepted; offers are not among them, and each leaves as its contact completes."""
+    await ready(store, tenant, agent("a1", capacity={"chat": 3}))
+    for i in (1, 2, 3):
+        await store.enqueue(tenant, contact(f"c{i}", channel="chat", now=T0 + i), T0 + i)
+
+    async def held() -> list[str]:
+        return (await store.agent_status(tenant, "a1")).contacts
+
+    assert await held() == []
+    await store.accept(tenant, "r2", "a1", T0 + 10)
+    await store.accept(tenant, "r1", None, T0 + 11)
+    assert await held() == ["c2", "c1"]
+    await store.complete(tenant, "c2", "a1", 5_000, "", T0 + 12)
+    assert await held() == ["c2", "c1"]  # wrapping: still its capacity
+    state, _ = (await store.set_agent_state(tenant, "a1", "away", T0 + 13)).value
+    assert state.contacts == ["c2", "c1"]
+    await store.complete(tenant, "c1", None, 0, "", T0 + 14)
+    assert await held() == ["c2"]
+    await store.fire_timer(tenant, "w|c2", T0 + 12 + 5_000)
+    assert await held() == []
+    await store.accept(tenant, "r3", "a1", T0 + 20_000)
+    state, _ = (
+        await store.upsert_agent(tenant, agent("a1", capacity={"chat": 1}), T0 + 20_001)
+    ).value
+    assert state.contacts == ["c3"]
+    offline, _ = (await store.set_agent_state(tenant, "a1", "offline", T0 + 20_002)).value
+    assert (offline.contacts, offline.load) == (["c3"], {"chat": 1})
 
 
 async def test_accept_after_expiry_is_a_conflict(store: Store, tenant: str) -> None:

@@ -2,13 +2,15 @@
 
 A hypothesis ``RuleBasedStateMachine`` sends the same operations (upsert agent, state changes,
 enqueue with multi-step workflows and targeted agents, accept / reject with right and wrong
-ids, abandon, complete with wrap-up, callbacks, time passing and due timers) to both stores and
-demands identical decoded results or identical error types. After every step it compares every
+ids, accepts repeated, abandon, complete with wrap-up, callbacks, time passing and due timers)
+to both stores and demands identical decoded results or identical error types; a repeated
+accept must answer as the first did and change nothing. After every step it compares every
 status read and checks the invariants of the design on both the decoded statuses and the memory
 store's internals: no contact in two states or places, no agent over capacity, at most one
-accepted reservation per contact, every contact accounted for, no free agent left beside a
-contact it may take, and each offer going to the agent's best contact (largest waited +
-priority, ties by id) and, from the contact side, to the best agent of the queue's strategy.
+accepted reservation per contact, every contact accounted for, each agent listing exactly the
+contacts assigned to it or wrapping, no free agent left beside a contact it may take, and each
+offer going to the agent's best contact (largest waited + priority, ties by id) and, from the
+contact side, to the best agent of the queue's strategy.
 
 The same machine runs on the memory store alone (offline, with five times the examples).
 ``SWITCHBOARD_STATEFUL=long`` (or ``soak``) runs more and longer sequences than CI and shrinks
@@ -96,6 +98,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.reservations: list[str] = []
         self.reserved_by: dict[str, str] = {}
         self.accepted: set[str] = set()
+        #: reservation -> the first accept's answer (a repeat must give it again)
+        self.first_accept: dict[str, Any] = {}
         self.fired: list[str] = []
         self.last_load: dict[str, dict[str, int]] = {}
         self.strategy = dict.fromkeys(QUEUES, "longest_idle")
@@ -229,11 +233,48 @@ class StoreMachine(RuleBasedStateMachine):
             self.both("reject", rid, agent_id, self.now)
 
     def accept(self, rid: str, agent_id: str | None) -> None:
+        r = self.core.reservations.get(rid)
+        again = r is not None and r.st == "accepted"
+        before = self.reads() if again else None
+        # (the oracle: a repeat is answered while the contact is still the reserved agent's)
+        c = self.core.contacts[r.c] if r is not None else None
+        owner = r is not None and agent_id in (None, r.a)
+        answered = again and owner and c is not None and (c.st, c.res) == ("assigned", rid)
         out = self.both("accept", rid, agent_id, self.now)
-        if not isinstance(out, StoreError):
-            cid = out.value.contact.id
-            assert cid not in self.accepted, f"{cid} accepted a second time ({rid})"
-            self.accepted.add(cid)
+        if isinstance(out, StoreError):
+            assert not answered, f"accepting {rid} again refused: {out!r}"
+            assert before is None or self.reads() == before, f"a refused accept of {rid} changed"
+            return
+        assert answered or not again, f"accepting {rid} again answered: {out!r}"
+        if again:
+            # a repeat: the first answer again, no events, nothing changed
+            assert out.value == replace(self.first_accept[rid].value, replay=True)
+            assert out.events == []
+            assert self.reads() == before, f"accepting {rid} again changed the stores"
+            return
+        assert not out.value.replay
+        cid = out.value.contact.id
+        assert cid not in self.accepted, f"{cid} accepted a second time ({rid})"
+        self.accepted.add(cid)
+        self.first_accept[rid] = out
+
+    def reads(self) -> list[Any]:
+        """What both stores show (compared between them) and the memory store's timers."""
+        out: list[Any] = [self.both("contact_status", cid) for cid in self.contacts]
+        out += [self.both("agent_status", aid) for aid in self.agents]
+        out.append(self.both("queue_snapshot", list(QUEUES), self.now))
+        timers = self.core.timers
+        out.append(sorted((member, timers.score(member)) for member in timers))
+        return out
+
+    @precondition(lambda self: bool(self.first_accept))
+    @rule(index=INDEX, actor=ACTOR)
+    def accept_again(self, index: int, actor: str) -> None:
+        """An accepted reservation accepted again (a retry after a lost reply, or late): the
+        first answer while the contact is still assigned to the agent, else refused."""
+        rids = list(self.first_accept)
+        rid = rids[index % len(rids)]
+        self.accept(rid, self.actor(actor, self.reserved_by[rid]))
 
     @rule(pool=POOL, index=INDEX, why=st.sampled_from(["abandoned", "abandoned", "cancelled"]))
     def abandon(self, pool: str, index: int, why: str) -> None:
@@ -350,6 +391,7 @@ class StoreMachine(RuleBasedStateMachine):
     ) -> None:
         """Invariants visible through the public reads (the same on both stores)."""
         held: dict[str, dict[str, int]] = {aid: {} for aid in agents}
+        holds: dict[str, set[str]] = {aid: set() for aid in agents}
         for c in contacts.values():
             assert c.status in CONTACT_STATUSES
             if c.status == "queued":
@@ -364,8 +406,11 @@ class StoreMachine(RuleBasedStateMachine):
                 cc = "voice" if c.channel == "callback" else c.channel
                 load = held[c.agent_id]
                 load[cc] = load.get(cc, 0) + 1
+                if c.status != "offered":
+                    holds[c.agent_id].add(c.id)
         for aid, ag in agents.items():
             assert ag.load == held[aid], f"{aid} load {ag.load}, holds {held[aid]}"
+            assert sorted(ag.contacts) == sorted(holds[aid]), f"{aid} lists {ag.contacts}"
             before = self.last_load.get(aid, {})
             for ch, n in ag.load.items():
                 # an admin may lower capacity under a busy agent; it must then only drain

@@ -25,6 +25,7 @@ async def test_put_agent_creates_then_updates(api: Api) -> None:
         "load": {},
         "queues": ["billing", "billing-es"],
         "reservations": [],
+        "contacts": [],
         "attributes": None,
     }
     body["skills"] = {"support": 4}
@@ -51,7 +52,12 @@ async def test_state_changes_are_pushed_to_the_socket(api: Api) -> None:
     """Each state change made over REST reaches the agent's socket as a `state` message."""
     await api.agent("ann", billing=5)
     desk = await api.ws("ann")
-    assert await desk.recv("state") == {"type": "state", "state": "offline", "load": {}}
+    assert await desk.recv("state") == {
+        "type": "state",
+        "state": "offline",
+        "load": {},
+        "contacts": [],
+    }
     for state in ("available", "away", "offline"):
         await api.state("ann", state)
         assert (await desk.recv("state"))["state"] == state

@@ -124,6 +124,48 @@ async def test_accept_and_complete_over_the_socket(api: Api) -> None:
     assert agent["reservations"] == []
 
 
+async def test_a_retried_accept_answers_as_the_first_on_the_socket_and_over_rest(
+    api: Api,
+) -> None:
+    """An accept repeated (a desk that lost the reply) answers `accepted` again, the same on the
+    socket and over REST, with no second `assigned` and the capacity used once; a socket
+    opened later lists the contact in its `state`; once completed, a retry is 409."""
+    ws = await available(api, "ann", billing=5)
+    contact = await api.contact()
+    offer = await ws.recv("offer")
+    rid = offer["reservation_id"]
+    await ws.send({"type": "accept", "reservation_id": rid, "ref": 1})
+    first = await ws.recv("accepted")
+    await ws.send({"type": "accept", "reservation_id": rid, "ref": 2})
+    second = await ws.recv("accepted")
+    assert (first.pop("ref"), second.pop("ref")) == (1, 2)
+    assert first == second
+    assert (first["contact"]["id"], first["contact"]["status"]) == (contact["id"], "assigned")
+    token = await api.token("ann")
+    rest = await api.call("POST", f"/v1/reservations/{rid}/accept", token=token)
+    assert rest.status == 200
+    assert {"type": "accepted", **rest.body} == first
+    assert (await ws.recv("assigned"))["reservation_id"] == rid
+    await ws.silent("assigned", 0.3)
+    agent = await api.get("/v1/agents/ann")
+    assert (agent["load"], agent["reservations"], agent["contacts"]) == (
+        {"voice": 1},
+        [],
+        [contact["id"]],
+    )
+    other = await api.ws("ann")
+    hello = await other.recv("state")
+    assert (hello["state"], hello["contacts"]) == ("available", [contact["id"]])
+
+    await api.ok("POST", f"/v1/contacts/{contact['id']}/complete", {}, token=token)
+    late = await api.call("POST", f"/v1/reservations/{rid}/accept", token=token)
+    assert (late.status, late.body["status"]) == (409, 409)
+    await ws.send({"type": "accept", "reservation_id": rid, "ref": 3})
+    error = await ws.recv("error")
+    assert (error["status"], error["ref"]) == (409, 3)
+    assert (await api.get("/v1/agents/ann"))["contacts"] == []
+
+
 async def test_reject_moves_the_offer_on_and_never_back(api: Api) -> None:
     """A rejected offer goes to the next agent; once everyone declined it waits for a new one."""
     sockets = {name: await available(api, name, billing=5) for name in ("ann", "bob")}

@@ -267,15 +267,17 @@ async def test_an_id_outside_the_pattern_is_404(api: Api, bad: str) -> None:
 
 
 async def test_conflicts_are_409(api: Api) -> None:
-    """Accepting a taken reservation and completing a contact twice are 409 problems."""
+    """Accepting a reservation whose contact is done and completing a contact twice are 409
+    problems (an accept repeated before that answers as the first)."""
     await api.agent("ann", billing=5)
     await api.state("ann", "available")
     contact = await api.contact()
     rid = contact["reservation_id"]
-    await api.ok("POST", f"/v1/reservations/{rid}/accept")
+    first = await api.ok("POST", f"/v1/reservations/{rid}/accept")
+    assert await api.ok("POST", f"/v1/reservations/{rid}/accept") == first
+    await api.ok("POST", f"/v1/contacts/{contact['id']}/complete", {})
     again = await api.call("POST", f"/v1/reservations/{rid}/accept")
     assert_problem(again, 409, "reservation-not-pending")
-    await api.ok("POST", f"/v1/contacts/{contact['id']}/complete", {})
     twice = await api.call("POST", f"/v1/contacts/{contact['id']}/complete", {})
     assert_problem(twice, 409, "contact-not-assigned")
     callback = await api.call("POST", f"/v1/contacts/{contact['id']}/callback", {})

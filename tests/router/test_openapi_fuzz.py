@@ -56,7 +56,8 @@ def test_document_is_openapi_3_1_listing_every_route() -> None:
 
 
 def test_document_matches_the_contract_shapes() -> None:
-    """Contact create needs Idempotency-Key; errors are problems; roles are documented."""
+    """Contact create needs Idempotency-Key; errors are problems; roles are documented; an
+    Agent lists the contacts it holds."""
     doc = build("0.1.0")
     create = doc["paths"]["/v1/contacts"]["post"]
     assert {"name": "Idempotency-Key", "in": "header", "required": True}.items() <= {
@@ -67,6 +68,10 @@ def test_document_matches_the_contract_shapes() -> None:
     assert set(contact["required"]) >= {"id", "channel", "status", "position", "queue", "rule"}
     assert doc["paths"]["/healthz"]["get"].get("security") is None
     assert doc["paths"]["/v1/agents/{id}"]["put"]["description"] == "Roles: admin"
+    agent = doc["components"]["schemas"]["Agent"]
+    assert set(agent["required"]) >= {"state", "load", "reservations", "contacts"}
+    assert agent["properties"]["contacts"]["type"] == "array"
+    assert agent["properties"]["contacts"]["items"] == {"type": "string"}
 
 
 @pytest.mark.slow

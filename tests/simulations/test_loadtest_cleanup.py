@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import time
@@ -13,11 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from queues.embedded import EmbeddedRedis
 from router.cli import _parser
-from simulations.loadgen_plan import arrivals, customers, parse_mix
+from simulations.loadgen_cleanup import Rest, prepare_agents
+from simulations.loadgen_plan import agent_profile, arrivals, customers, parse_mix
 from simulations.loadtest import loadtest
 from tests.simulations.test_loadtest import BIN, TOKEN, _loadtest, _serve
 
@@ -131,6 +134,46 @@ def test_a_killed_run_is_cleaned_up_by_the_next(server: str, tmp_path: Path) -> 
     assert recovered["cancelled"] >= 2
     assert recovered["agents_replaced"] == 0
     _assert_left_clean(server, agents)
+
+
+async def test_recovery_completes_what_each_agent_lists(server: str) -> None:
+    """Contacts a load agent holds that no pool customer's history shows (a run without a
+    pool, or histories moved on) are found in the agent's own listing: the assigned one is
+    completed and the one in wrap-up left to end, so neither slot moves to a spare id."""
+    admin = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    profiles = [agent_profile(i, random.Random(i)) for i in range(2)]
+    async with aiohttp.ClientSession(headers=admin) as http:
+
+        async def call(method: str, path: str, body: Any = None) -> Any:
+            async with http.request(method, server + path, json=body) as resp:
+                assert resp.status in (200, 201), (path, resp.status, await resp.text())
+                return await resp.json()
+
+        held = []
+        for slot, profile in enumerate(profiles):  # one at a time: each takes its own chat
+            await call("PUT", f"/v1/agents/lt-a{slot}", profile)
+            await call("POST", f"/v1/agents/lt-a{slot}/state", {"state": "available"})
+            new = {"channel": "chat", "intent": "billing", "from": f"earlier-run-{slot}"}
+            async with http.post(
+                server + "/v1/contacts", json=new, headers={"Idempotency-Key": f"k{slot}"}
+            ) as resp:
+                contact = await resp.json()
+            assert contact["agent_id"] == f"lt-a{slot}", contact
+            await call("POST", f"/v1/reservations/{contact['reservation_id']}/accept")
+            await call("POST", f"/v1/agents/lt-a{slot}/state", {"state": "away"})
+            held.append(contact["id"])
+        await call("POST", f"/v1/contacts/{held[1]}/complete", {"wrap_up_seconds": 600})
+
+        async def put(items: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+            return [await call("PUT", path, body) for path, body in items]
+
+        ids, recovered = await prepare_agents(Rest(http, server, None), put, profiles, [])
+        assert ids == ["lt-a0", "lt-a1"]
+        assert (recovered["completed"], recovered["agents_replaced"]) == (1, 0)
+        assert (recovered["agents_offline"], recovered["failures"]) == (2, 0)
+        assert (await call("GET", f"/v1/contacts/{held[0]}"))["status"] == "completed"
+        assert (await call("GET", f"/v1/contacts/{held[1]}"))["status"] == "wrapping"
+        assert (await call("GET", "/v1/agents/lt-a1"))["contacts"] == [held[1]]
 
 
 def test_a_run_that_routes_nothing_fails(tmp_path: Path) -> None:
