@@ -20,7 +20,7 @@ if sync ~= '' then
   table.sort(listed, str_lt)
   for _, aid in ipairs(listed) do
     -- (an agent that does not exist is not recorded)
-    if redis.call('EXISTS', K.agent(aid)) == 1 then set_sockets(aid, inst, want[aid]) end
+    if redis.call('HEXISTS', K.agent(aid), 'st') == 1 then set_sockets(aid, inst, want[aid]) end
   end
   local dropped = {}
   for _, aid in ipairs(redis.call('ZRANGE', K.instance_agents(inst), '0', '-1')) do

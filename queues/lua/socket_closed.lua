@@ -11,7 +11,7 @@
 --   OK  {known = bool (the instance had a record), offline = [the agent, if it went offline]}
 --   AGENT_NOT_FOUND  (nothing changes)
 local now, aid, inst, n = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
-if redis.call('EXISTS', K.agent(aid)) == 0 then return finish(E.AGENT_NOT_FOUND) end
+if redis.call('HEXISTS', K.agent(aid), 'st') == 0 then return finish(E.AGENT_NOT_FOUND) end
 local known = redis.call('ZSCORE', K.instances(), inst) ~= false
 if n < 0 then n = 0 end
 set_sockets(aid, inst, n)

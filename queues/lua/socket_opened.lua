@@ -12,7 +12,7 @@
 --   AGENT_NOT_FOUND  (nothing changes)
 local now, aid, inst = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local n, timeout = tonumber(ARGV[4]), tonumber(ARGV[5])
-if redis.call('EXISTS', K.agent(aid)) == 0 then return finish(E.AGENT_NOT_FOUND) end
+if redis.call('HEXISTS', K.agent(aid), 'st') == 0 then return finish(E.AGENT_NOT_FOUND) end
 local known = instance_seen(inst, now, timeout)
 if n < 1 then n = 1 end
 set_sockets(aid, inst, n)

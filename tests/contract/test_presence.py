@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from queues.contract import Event, Store
+from queues.contract import Event, Step, Store
 from queues.errors import AgentNotFound
 from queues.memory import SWEEP_BATCH
 from tests.contract.conftest import T0, agent, contact, kinds, offers, ready
@@ -52,8 +52,10 @@ async def test_opening_records_the_socket_and_changes_no_state(store: Store, ten
 
 
 async def test_an_unknown_agent_changes_nothing(store: Store, tenant: str) -> None:
-    """Opening or closing a socket of an agent that does not exist is AgentNotFound, and the
-    instance stays unknown."""
+    """Opening or closing a socket of an agent that does not exist (even one a contact waits
+    for by name) is AgentNotFound, and the instance stays unknown."""
+    steps = [Step(("q1",), ("ghost",), 5_000), Step(("q1",))]
+    await store.enqueue(tenant, contact("c1", steps=steps), T0)
     with pytest.raises(AgentNotFound):
         await store.socket_opened(tenant, "ghost", "i1", 1, T0, TIMEOUT)
     with pytest.raises(AgentNotFound):
