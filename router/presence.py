@@ -33,6 +33,8 @@ log = structlog.get_logger("switchboard.presence")
 
 
 class Presence:
+    """This instance's sockets as the store should count them, and its beats (module doc)."""
+
     def __init__(
         self,
         store: Store,
