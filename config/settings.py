@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     default_region: str = "US"
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
     heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: an instance not heard from for this long is taken for dead: its agents' sockets are
+    #: dropped and agents left with none set offline (each instance beats three times as often)
+    instance_timeout_seconds: float = Field(default=30.0, gt=0)
     #: how long an unreachable Redis is reported in Retry-After
     retry_after_seconds: int = 1
     timer_batch: int = Field(default=200, gt=0)

@@ -172,6 +172,17 @@ class PendingOffer:
 
 
 @dataclass(slots=True)
+class Presence:
+    """What a presence call (socket opened or closed, instance beat) found and did."""
+
+    #: the instance had a record before the call; False: its first call, or it was swept as
+    #: dead since (its sockets were dropped: ``instance_beat`` with its sockets restores them)
+    known: bool
+    #: the agents the call set offline (left with no socket on any live instance)
+    offline: list[str]
+
+
+@dataclass(slots=True)
 class TimerClaim:
     timers: list[str]
     next_due_ms: int | None
@@ -295,6 +306,11 @@ def timer_claim(reply: list[Any]) -> TimerClaim:
     return TimerClaim(_list(payload["timers"]), None if next_due < 0 else int(next_due))
 
 
+def presence(reply: list[Any], **ids: str) -> Outcome[Presence]:
+    payload, ev = unpack(reply, **ids)
+    return Outcome(Presence(bool(payload["known"]), _list(payload["offline"])), ev)
+
+
 def fired(reply: list[Any]) -> Outcome[bool]:
     payload, ev = unpack(reply)
     return Outcome(bool(payload["fired"]), ev)
@@ -390,6 +406,39 @@ class Store(ABC):
         """Change an agent's state; returns (agent, changed)."""
 
     @abstractmethod
+    async def socket_opened(
+        self, tenant: str, agent_id: str, instance: str, sockets: int, now: int, timeout_ms: int
+    ) -> Outcome[Presence]:
+        """Instance ``instance`` opened a socket of the agent and now holds ``sockets`` (>= 1)
+        of them: the count is set, not added to. The instance is heard from (live until
+        ``now + timeout_ms``, when its sweep timer ``i|<instance>`` is due). The agent's state
+        does not change. Raises ``AgentNotFound`` (nothing changes)."""
+
+    @abstractmethod
+    async def socket_closed(
+        self, tenant: str, agent_id: str, instance: str, sockets: int, now: int
+    ) -> Outcome[Presence]:
+        """Instance ``instance`` closed a socket of the agent and still holds ``sockets``
+        (>= 0). With none left there, an agent that has no socket on any live instance (one
+        whose deadline is after ``now``) goes offline in the same step, as ``set_agent_state``
+        offline does (pending offers rescinded); one with a socket on another live instance
+        keeps its state. Raises ``AgentNotFound`` (nothing changes)."""
+
+    @abstractmethod
+    async def instance_beat(
+        self,
+        tenant: str,
+        instance: str,
+        now: int,
+        timeout_ms: int,
+        sockets: dict[str, int] | None = None,
+    ) -> Outcome[Presence]:
+        """The instance is alive: live until ``now + timeout_ms``, its sweep timer pushed to
+        then. With ``sockets`` (agent id -> sockets held, each >= 1), the instance's record of
+        sockets becomes exactly that (unknown agents are left out), and the agents it no longer
+        lists that have no socket on any live instance go offline, in id order."""
+
+    @abstractmethod
     async def claim_timers(self, tenant: str, now: int, limit: int, lease_ms: int) -> TimerClaim:
         """Lease up to ``limit`` due timers to the caller."""
 
@@ -427,13 +476,13 @@ class Store(ABC):
         """Every agent as (id, document, capacity), ordered by id."""
 
 
-TimerKind = Literal["o", "s", "w", "b"]
+TimerKind = Literal["o", "s", "w", "b", "i"]
 
 
 def parse_timer(member: str) -> tuple[TimerKind, list[str]]:
     """Split a timer member ``kind|id[|n]`` into its kind and arguments."""
     kind, *args = member.split("|")
-    if kind not in ("o", "s", "w", "b"):
+    if kind not in ("o", "s", "w", "b", "i"):
         raise ValueError(f"unknown timer {member!r}")
     return kind, args  # type: ignore[return-value]
 

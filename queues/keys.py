@@ -28,6 +28,10 @@ TEMPLATES: Final[dict[str, str]] = {
     "agent": "a:<agent>",
     "agent_declined": "a:<agent>:declined",
     "agent_waiting": "a:<agent>:w:<channel>",
+    # presence: the agent's sockets per instance, and each instance's agents and liveness
+    "agent_sockets": "a:<agent>:socks",
+    "instances": "inst",
+    "instance_agents": "inst:<instance>",
     "queue_waiting": "q:<queue>:w:<channel>",
     "queue_free": "q:<queue>:f:<channel>",
     "queue_age": "q:<queue>:age",

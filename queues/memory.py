@@ -37,6 +37,7 @@ from queues.contract import (
     NewContact,
     Outcome,
     PendingOffer,
+    Presence,
     QueueSnapshot,
     Step,
     Store,
@@ -50,6 +51,8 @@ Reply = list[Any]
 _NO_VIEW = ContactState("", {}, "", "", "", None, None, None, 0, None)
 _rid_order = c_._rid_order  # the order of an agent's reservations in its AgentState
 _NEVER = float("inf")  # MinSet.lowest() of an empty set
+#: agents one sweep_instance call drops at most (sweep_instance.lua's SWEEP_BATCH)
+SWEEP_BATCH = 100
 
 
 def _parse(doc: str) -> dict[str, Any]:
@@ -212,6 +215,11 @@ class TenantCore:
         self.history: dict[str, list[str]] = {}
         self.timers = MinSet()
         self.ev: list[c_.Event] = []
+        # presence: agent -> instance -> sockets it holds; instance -> its agents; instance ->
+        # the deadline (ms) until which it is live
+        self.agent_sockets: dict[str, dict[str, int]] = {}
+        self.instance_agents: dict[str, set[str]] = {}
+        self.instances: dict[str, int] = {}
 
     # -------------------------------------------------------------------------- lib.lua
 
@@ -595,6 +603,59 @@ class TenantCore:
         self.emit_state(ag)  # after the offers: the load they take is in it
         self.refresh_free(ag)  # after matching: what it reserved is listed once
 
+    def go_offline(self, ag: _Agent, now: int) -> None:
+        aid = ag.id
+        requeued = []
+        for rid in sorted(ag.offers):
+            c, _ = self.end_offer(rid, "rescinded", now, ag)
+            self.emit({"t": "rescind", "a": aid, "r": rid, "c": c.id, "why": "agent_offline"})
+            requeued.append(c)
+        self.set_agent_state_sets(ag, "offline")
+        self.refresh_free(ag)
+        self.emit_state(ag)
+        # back in line once the agent is offline: a step waiting for it alone is passed
+        for c in requeued:
+            self.requeue(c, now)
+        self.leave_agent_lines(aid, CAPACITY_CHANNELS, now, requeued)
+        self.match_best_first(requeued, now)
+
+    def instance_seen(self, inst: str, now: int, timeout: int) -> bool:
+        known = inst in self.instances
+        self.instances[inst] = now + timeout
+        self.set_timer(now + timeout, "i|" + inst)
+        return known
+
+    def set_sockets(self, aid: str, inst: str, n: int) -> None:
+        if n > 0:
+            self.agent_sockets.setdefault(aid, {})[inst] = n
+            self.instance_agents.setdefault(inst, set()).add(aid)
+        else:
+            socks = self.agent_sockets.get(aid)
+            if socks is not None:
+                socks.pop(inst, None)
+                if not socks:
+                    del self.agent_sockets[aid]
+            agents = self.instance_agents.get(inst)
+            if agents is not None:
+                agents.discard(aid)
+                if not agents:
+                    del self.instance_agents[inst]
+
+    def has_live_socket(self, aid: str, now: int) -> bool:
+        for inst in self.agent_sockets.get(aid, {}):
+            due = self.instances.get(inst)
+            if due is not None and due > now:
+                return True
+        return False
+
+    def leave_if_absent(self, aid: str, now: int, gone: list[str]) -> None:
+        if self.has_live_socket(aid, now):
+            return
+        ag = self.agents.get(aid)
+        if ag is not None and ag.st != "offline":
+            self.go_offline(ag, now)
+            gone.append(aid)
+
     # -------------------------------------------------------------------------- scripts
 
     def enqueue_contact(self, new: NewContact, now: int) -> Reply:
@@ -861,12 +922,9 @@ class TenantCore:
             return self.finish(Code.AGENT_NOT_FOUND)
         if ag.st == state:
             return self.ok({"agent": self.agent_out(aid), "changed": False})
-        requeued = []
-        if state == "offline":
-            for rid in sorted(ag.offers):
-                c, _ = self.end_offer(rid, "rescinded", now, ag)
-                self.emit({"t": "rescind", "a": aid, "r": rid, "c": c.id, "why": "agent_offline"})
-                requeued.append(c)
+        if state == "offline":  # (agent_offline.lua)
+            self.go_offline(ag, now)
+            return self.ok({"agent": self.agent_out(aid), "changed": True})
         self.set_agent_state_sets(ag, state)
         if state == "available":
             ag.idle = now
@@ -876,12 +934,6 @@ class TenantCore:
             return self.ok({"agent": self.agent_out(aid), "changed": True})
         self.refresh_free(ag)
         self.emit_state(ag)
-        if state == "offline":
-            # back in line once the agent is offline: a step waiting for it alone is passed
-            for c in requeued:
-                self.requeue(c, now)
-            self.leave_agent_lines(aid, CAPACITY_CHANNELS, now, requeued)
-        self.match_best_first(requeued, now)
         return self.ok({"agent": self.agent_out(aid), "changed": True})
 
     def upsert_agent(self, spec: AgentSpec, now: int) -> Reply:
@@ -1007,6 +1059,59 @@ class TenantCore:
         c.view = new
         return self.ok({"replaced": True})
 
+    def socket_opened(self, aid: str, inst: str, n: int, now: int, timeout: int) -> Reply:
+        if aid not in self.agents:
+            return self.finish(Code.AGENT_NOT_FOUND)
+        known = self.instance_seen(inst, now, timeout)
+        self.set_sockets(aid, inst, max(n, 1))
+        return self.ok({"known": known, "offline": []})
+
+    def socket_closed(self, aid: str, inst: str, n: int, now: int) -> Reply:
+        if aid not in self.agents:
+            return self.finish(Code.AGENT_NOT_FOUND)
+        known = inst in self.instances
+        n = max(n, 0)
+        self.set_sockets(aid, inst, n)
+        gone: list[str] = []
+        if n == 0:
+            self.leave_if_absent(aid, now, gone)
+        return self.ok({"known": known, "offline": gone})
+
+    def instance_beat(
+        self, inst: str, now: int, timeout: int, sync: dict[str, int] | None
+    ) -> Reply:
+        known = self.instance_seen(inst, now, timeout)
+        gone: list[str] = []
+        if sync is not None:
+            for aid in sorted(sync):
+                if aid in self.agents:  # (an agent that does not exist is not recorded)
+                    self.set_sockets(aid, inst, sync[aid])
+            dropped = [aid for aid in sorted(self.instance_agents.get(inst, ())) if aid not in sync]
+            for aid in dropped:
+                self.set_sockets(aid, inst, 0)
+                self.leave_if_absent(aid, now, gone)
+        return self.ok({"known": known, "offline": gone})
+
+    def sweep_instance(self, inst: str, now: int) -> Reply:
+        member = "i|" + inst
+        self.timers.remove(member)
+        due = self.instances.get(inst)
+        if due is not None and due > now:
+            self.set_timer(due, member)
+            return self.ok({"fired": False})
+        if due is not None:
+            del self.instances[inst]
+        agents = sorted(self.instance_agents.get(inst, ()))[:SWEEP_BATCH]
+        if not agents:
+            return self.ok({"fired": due is not None})
+        gone: list[str] = []
+        for aid in agents:
+            self.set_sockets(aid, inst, 0)
+            self.leave_if_absent(aid, now, gone)
+        if inst in self.instance_agents:
+            self.set_timer(now, member)
+        return self.ok({"fired": True, "offline": gone})
+
     def fire_timer(self, member: str, now: int) -> Reply:
         kind, args = c_.parse_timer(member)
         if kind == "o":
@@ -1015,6 +1120,8 @@ class TenantCore:
             return self.advance_step(args[0], int(args[1]), now)
         if kind == "w":
             return self.end_wrapup(args[0], now)
+        if kind == "i":
+            return self.sweep_instance(args[0], now)
         return self.release_callback(args[0], now)
 
 
@@ -1090,6 +1197,29 @@ class MemoryStore(Store):
         reply = self.core(tenant).set_agent_state(agent_id, state, now)
         payload, ev = c_.unpack(reply, agent=agent_id)
         return Outcome((payload["agent"], bool(payload["changed"])), ev)
+
+    async def socket_opened(
+        self, tenant: str, agent_id: str, instance: str, sockets: int, now: int, timeout_ms: int
+    ) -> Outcome[Presence]:
+        reply = self.core(tenant).socket_opened(agent_id, instance, sockets, now, timeout_ms)
+        return c_.presence(reply, agent=agent_id)
+
+    async def socket_closed(
+        self, tenant: str, agent_id: str, instance: str, sockets: int, now: int
+    ) -> Outcome[Presence]:
+        reply = self.core(tenant).socket_closed(agent_id, instance, sockets, now)
+        return c_.presence(reply, agent=agent_id)
+
+    async def instance_beat(
+        self,
+        tenant: str,
+        instance: str,
+        now: int,
+        timeout_ms: int,
+        sockets: dict[str, int] | None = None,
+    ) -> Outcome[Presence]:
+        sync = None if sockets is None else dict(sockets)
+        return c_.presence(self.core(tenant).instance_beat(instance, now, timeout_ms, sync))
 
     async def claim_timers(self, tenant: str, now: int, limit: int, lease_ms: int) -> TimerClaim:
         return c_.timer_claim(self.core(tenant).claim_timers(now, limit, lease_ms))

@@ -25,6 +25,7 @@ from queues.contract import (
     NewContact,
     Outcome,
     PendingOffer,
+    Presence,
     QueueSnapshot,
     Step,
     Store,
@@ -40,6 +41,7 @@ _TIMER_SCRIPTS = {
     "s": "advance_step",
     "w": "end_wrapup",
     "b": "release_callback",
+    "i": "sweep_instance",
 }
 
 
@@ -217,6 +219,32 @@ class RedisStore(Store):
         else:
             reply = await self.run("set_agent_state", tenant, now, agent_id, state)
         return c_.agent_outcome(reply, agent_id, "changed")
+
+    async def socket_opened(
+        self, tenant: str, agent_id: str, instance: str, sockets: int, now: int, timeout_ms: int
+    ) -> Outcome[Presence]:
+        reply = await self.run(
+            "socket_opened", tenant, now, agent_id, instance, sockets, timeout_ms
+        )
+        return c_.presence(reply, agent=agent_id)
+
+    async def socket_closed(
+        self, tenant: str, agent_id: str, instance: str, sockets: int, now: int
+    ) -> Outcome[Presence]:
+        reply = await self.run("socket_closed", tenant, now, agent_id, instance, sockets)
+        return c_.presence(reply, agent=agent_id)
+
+    async def instance_beat(
+        self,
+        tenant: str,
+        instance: str,
+        now: int,
+        timeout_ms: int,
+        sockets: dict[str, int] | None = None,
+    ) -> Outcome[Presence]:
+        sync = "" if sockets is None else _compact(sockets)
+        reply = await self.run("instance_beat", tenant, now, instance, timeout_ms, sync)
+        return c_.presence(reply)
 
     async def claim_timers(self, tenant: str, now: int, limit: int, lease_ms: int) -> TimerClaim:
         return c_.timer_claim(await self.run("claim_timers", tenant, now, limit, lease_ms))

@@ -45,6 +45,10 @@ SCRIPT_NAMES = (
     "upsert_customer",
     "customer_history",
     "delete_customer",
+    "socket_opened",
+    "socket_closed",
+    "instance_beat",
+    "sweep_instance",
 )
 
 # A top-level definition of lib.lua: "local function name(" or "local name =".

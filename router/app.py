@@ -2,8 +2,9 @@
 
 Resources are paired startup/cleanup contexts: Redis (a shared URL, or an embedded
 redis-server this process supervises), then the service with its background tasks (event
-subscription, timer loop, queue statistics). Websockets are tracked and closed with GOING_AWAY
-on shutdown.
+subscription, timer loop, queue statistics, presence beats). Websockets are tracked and closed
+with GOING_AWAY on shutdown; their agents stay counted in Redis as present on this instance
+until another one sweeps it (``router/presence.py``), so desks can reconnect elsewhere first.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from router.fastredis import PipelinedRedis, serve_client
 from router.hub import Hub
 from router.metrics import Metrics, QueueCollector, thresholds
 from router.openapi import build as build_openapi
+from router.presence import Presence
 from router.problems import Problem, problem_middleware
 from router.ratelimit import rate_limit_middleware
 from router.reloads import ConfigReloads
@@ -160,6 +162,16 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     cache = service.customers.cache
     publish = _publisher(client)
     instance = cache.instance if cache is not None else secrets.token_hex(8)
+    log.info("app.instance", instance=instance)
+    presence = app[k.PRESENCE] = Presence(
+        store,
+        service.clock,
+        hub,
+        instance,
+        settings.instance_timeout_seconds,
+        service.metrics.events,
+        app[k.CLOSING],
+    )
     reloads = app[k.RELOADS] = ConfigReloads(
         app[k.CONFIG_PATH], lambda: app[k.SERVICE], settings.tenants(), instance, publish
     )
@@ -185,6 +197,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(timers.run(), name="timers"),
         asyncio.create_task(_refresh_stats(app), name="stats"),
         asyncio.create_task(_watch_clock(app), name="clock"),
+        asyncio.create_task(presence.run(), name="presence"),
     ]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(hub.ready.wait(), 5.0)

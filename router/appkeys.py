@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from config.settings import Settings
 from router.auth import Authenticator
 from router.hub import Hub
+from router.presence import Presence
 from router.reloads import ConfigReloads
 from router.service import Service
 from router.timers import TimerLoop
@@ -22,6 +23,7 @@ SERVICE = web.AppKey("service", Service)
 AUTH = web.AppKey("auth", Authenticator)
 HUB = web.AppKey("hub", Hub)
 TIMERS = web.AppKey("timers", TimerLoop)
+PRESENCE = web.AppKey("presence", Presence)
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 CLOSING = web.AppKey("closing", asyncio.Event)
 CONFIG_PATH = web.AppKey("config_path", str)

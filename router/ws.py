@@ -3,8 +3,9 @@
 The handshake is authorised like any request (the agent itself or an admin of its tenant;
 browsers may pass ``?access_token=``). On connect the agent gets its state and every pending
 offer again, so a reconnect loses nothing. The server pings every heartbeat interval; a socket
-silent past the heartbeat timeout is closed, and when an agent's last socket here closes the
-agent goes offline, which rescinds its pending offers.
+silent past the heartbeat timeout is closed. Sockets opening and closing are told to Redis
+(``router/presence.py``): when an agent has no socket left on any live instance it goes
+offline, which rescinds its pending offers.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from router import models as m
 from router.auth import Principal
 from router.hub import offer_message
 from router.problems import Problem, from_store, from_validation
-from router.service import Service
 
 log = structlog.get_logger("switchboard.ws")
 
@@ -234,13 +234,8 @@ _MESSAGE_LIMIT = 64 * 1024
 #: the agent offline and take back its offers)
 _FRAME_LIMIT = 4 * 1024 * 1024
 
-#: agents going offline after their last socket closed (kept until done)
-_OFFLINE: set[asyncio.Task[None]] = set()
-
-
-async def _offline(service: Service, tenant: str, agent_id: str) -> None:
-    with contextlib.suppress(SwitchboardError):
-        await service.set_state(tenant, agent_id, "offline")
+#: sockets closing being told to Redis (kept until done)
+_CLOSED: set[asyncio.Task[None]] = set()
 
 
 async def agent_socket(
@@ -256,10 +251,12 @@ async def agent_socket(
     await ws.prepare(request)
     app[k.SOCKETS].add(ws)
     hub.add_agent(tenant, agent_id, ws)
+    presence = app[k.PRESENCE]
     structlog.contextvars.bind_contextvars(agent_id=agent_id)
     heartbeats = app[HEARTBEATS]
     beat = heartbeats.add(ws, agent_id, principal.expires)
     try:
+        await presence.opened(tenant, agent_id)
         await _send(
             ws,
             {"type": "state", "state": agent.state, "load": agent.load, "contacts": agent.contacts},
@@ -303,13 +300,15 @@ async def agent_socket(
     finally:
         heartbeats.remove(beat)
         app[k.SOCKETS].discard(ws)
-        remaining = hub.remove_agent(tenant, agent_id, ws)
-        if remaining == 0 and not app[k.CLOSING].is_set():
-            # aiohttp may cancel this handler once the client is gone: the agent must still
-            # go offline (or it keeps being offered contacts with no socket to hear them)
-            going = asyncio.create_task(_offline(service, tenant, agent_id))
-            _OFFLINE.add(going)
-            going.add_done_callback(_OFFLINE.discard)
-            await asyncio.shield(going)
+        hub.remove_agent(tenant, agent_id, ws)
+        # on shutdown the socket stays counted until this instance is swept (see Presence.beat)
+        if not app[k.CLOSING].is_set():
+            # aiohttp may cancel this handler once the client is gone: Redis must still hear
+            # of it (an agent left with no socket anywhere goes offline, or it keeps being
+            # offered contacts with no socket to hear them)
+            closed = asyncio.create_task(presence.closed(tenant, agent_id))
+            _CLOSED.add(closed)
+            closed.add_done_callback(_CLOSED.discard)
+            await asyncio.shield(closed)
         structlog.contextvars.unbind_contextvars("agent_id")
     return ws

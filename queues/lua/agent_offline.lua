@@ -14,21 +14,5 @@ if ag.st == 'offline' then
   return finish(E.OK, '{"agent":' .. agent_out(aid, ag) .. ',"changed":false}')
 end
 
-local was = free_channels(ag)
-local requeued = {}
-local offers = cjson.decode('[' .. ag.of .. ']')
-table.sort(offers, str_lt)
-for _, rid in ipairs(offers) do
-  local c = end_offer(rid, 'rescinded', now, ag)
-  emit({t = 'rescind', a = aid, r = rid, c = c.id, why = 'agent_offline'})
-  requeued[#requeued + 1] = c
-end
-set_agent_state(ag, 'offline')
-emit_state(ag)
-save_agent(ag)
-refresh_free(ag, was)
--- (back in line once the agent is stored offline: a step waiting for it alone is passed)
-for _, c in ipairs(requeued) do requeue(c, now) end
-if ag.tw ~= '0' then leave_agent_lines(aid, CAPACITY_CHANNELS, now, requeued) end
-match_best_first(requeued, now)
+go_offline(ag, now)
 return finish(E.OK, '{"agent":' .. agent_out(aid, ag) .. ',"changed":true}')

@@ -724,3 +724,72 @@ local function history_out(cust, n)
   end
   return out
 end
+
+-- ---------------------------------------------------------------------------------- presence
+
+-- Sets a loaded agent (not offline) offline: its pending offers are rescinded and their
+-- contacts go back in line and look for other agents, best first, as do the contacts that
+-- waited for this agent alone (a step nobody else can answer moves on).
+local function go_offline(ag, now)
+  local aid = ag.id
+  local was = free_channels(ag)
+  local requeued = {}
+  local offers = cjson.decode('[' .. ag.of .. ']')
+  table.sort(offers, str_lt)
+  for _, rid in ipairs(offers) do
+    local c = end_offer(rid, 'rescinded', now, ag)
+    emit({t = 'rescind', a = aid, r = rid, c = c.id, why = 'agent_offline'})
+    requeued[#requeued + 1] = c
+  end
+  set_agent_state(ag, 'offline')
+  emit_state(ag)
+  save_agent(ag)
+  refresh_free(ag, was)
+  -- (back in line once the agent is stored offline: a step waiting for it alone is passed)
+  for _, c in ipairs(requeued) do requeue(c, now) end
+  if ag.tw ~= '0' then leave_agent_lines(aid, CAPACITY_CHANNELS, now, requeued) end
+  match_best_first(requeued, now)
+end
+
+-- The instance is heard from at now: live until now + timeout (ms), when its sweep timer
+-- "i|<instance>" falls due. Returns whether it had a record before (false: never seen, or
+-- swept since, which dropped its sockets).
+local function instance_seen(inst, now, timeout)
+  local known = redis.call('ZSCORE', K.instances(), inst) ~= false
+  local due = fmt('%d', now + timeout)
+  redis.call('ZADD', K.instances(), due, inst)
+  set_timer(due, 'i|' .. inst)
+  return known
+end
+
+-- Records that instance inst holds n sockets of agent aid (0: none, the entries go).
+local function set_sockets(aid, inst, n)
+  if n > 0 then
+    redis.call('HSET', K.agent_sockets(aid), inst, fmt('%d', n))
+    redis.call('ZADD', K.instance_agents(inst), '0', aid)
+  else
+    redis.call('HDEL', K.agent_sockets(aid), inst)
+    redis.call('ZREM', K.instance_agents(inst), aid)
+  end
+end
+
+-- Whether agent aid has a socket on a live instance (one heard from within its timeout).
+local function has_live_socket(aid, now)
+  local socks = redis.call('HKEYS', K.agent_sockets(aid))
+  for _, inst in ipairs(socks) do
+    local due = redis.call('ZSCORE', K.instances(), inst)
+    if due and due + 0 > now then return true end
+  end
+  return false
+end
+
+-- An agent left with no socket on a live instance goes offline (unless it is already);
+-- its id is added to the list gone when it does.
+local function leave_if_absent(aid, now, gone)
+  if has_live_socket(aid, now) then return end
+  local ag = load_agent(aid)
+  if ag and ag.st ~= 'offline' then
+    go_offline(ag, now)
+    gone[#gone + 1] = aid
+  end
+end

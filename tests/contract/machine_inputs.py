@@ -19,6 +19,8 @@ T = TypeVar("T")
 
 T0 = 1_700_000_000_000
 AGENTS = ("a1", "a2", "a3")
+INSTANCES = ("i1", "i2")
+PRESENCE_MS = 30_000  # an instance's timeout: live this long after it was last heard from
 STRATEGIES = ("longest_idle", "most_skilled", "least_busy")
 CHANNELS = ("voice", "chat", "chat", "email", "callback")  # chat twice: multi-capacity
 OFFER_MS = {"": 20_000, "q1": 30_000, "q2": 45_000}
@@ -66,6 +68,7 @@ ARRIVAL = st.tuples(
 POOL = st.sampled_from(["live", "live", "live", "any", "bogus"])
 INDEX = st.integers(0, 50)
 ACTOR = st.sampled_from(["owner", "owner", "admin", "other"])
+REPORTED = st.sampled_from([True, True, True, False])  # a socket's call reached the store
 
 # profile: (examples on both stores, steps per example); the memory store alone runs 5x the
 # examples. Shrinking a failing sequence can take minutes, past CI's 60 s per-test timeout, so

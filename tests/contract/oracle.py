@@ -19,6 +19,16 @@ HELD = ("offered", "assigned", "wrapping")  # statuses that use a unit of agent 
 TAKEN = ("assigned", "wrapping")  # statuses of the contacts an agent lists as its own
 
 
+def present(
+    recorded: dict[tuple[str, str], int], deadlines: dict[str, int], aid: str, now: int
+) -> bool:
+    """The spec of presence: the agent has a socket recorded on an instance whose deadline is
+    after ``now``. ``recorded``: (instance, agent) -> sockets; ``deadlines``: instance -> ms."""
+    return any(
+        n > 0 and a == aid and deadlines.get(inst, now) > now for (inst, a), n in recorded.items()
+    )
+
+
 def free_for(ag: _Agent, ch: str) -> bool:
     """The spec of free capacity: available, below capacity, no contact on an exclusive channel."""
     return (
@@ -204,3 +214,13 @@ def check_core(core: TenantCore) -> None:
             for ch in ag.cap:
                 if free_for(ag, ch):
                     assert ag.id in core.queue_free.get((q, ch), ()), f"{ag.id} not free in {q}"
+    by_instance: dict[str, set[str]] = {}
+    for aid, socks in core.agent_sockets.items():
+        assert aid in agents, f"sockets of unknown agent {aid}"
+        assert socks, f"{aid} kept an empty record of sockets"
+        assert all(n > 0 for n in socks.values()), f"{aid} recorded with no socket: {socks}"
+        for inst in socks:
+            by_instance.setdefault(inst, set()).add(aid)
+    assert by_instance == core.instance_agents
+    for inst in core.instances:
+        assert f"i|{inst}" in due, f"live instance {inst} has no sweep timer"

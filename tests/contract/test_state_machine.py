@@ -2,15 +2,19 @@
 
 A hypothesis ``RuleBasedStateMachine`` sends the same operations (upsert agent, state changes,
 enqueue with multi-step workflows and targeted agents, accept / reject with right and wrong
-ids, accepts repeated, abandon, complete with wrap-up, callbacks, time passing and due timers)
-to both stores and demands identical decoded results or identical error types; a repeated
-accept must answer as the first did and change nothing. After every step it compares every
-status read and checks the invariants of the design on both the decoded statuses and the memory
-store's internals: no contact in two states or places, no agent over capacity, at most one
-accepted reservation per contact, every contact accounted for, each agent listing exactly the
-contacts assigned to it or wrapping, no free agent left beside a contact it may take, and each
-offer going to the agent's best contact (largest waited + priority, ties by id) and, from the
-contact side, to the best agent of the queue's strategy.
+ids, accepts repeated, abandon, complete with wrap-up, callbacks, sockets opened and closed on
+two instances, instance beats and sweeps, time passing and due timers) to both stores and
+demands identical decoded results or identical error types; a repeated accept must answer as
+the first did and change nothing. After every step it compares every status read and checks
+the invariants of the design on both the decoded statuses and the memory store's internals: no
+contact in two states or places, no agent over capacity, at most one accepted reservation per
+contact, every contact accounted for, each agent listing exactly the contacts assigned to it or
+wrapping, no free agent left beside a contact it may take, and each offer going to the agent's
+best contact (largest waited + priority, ties by id) and, from the contact side, to the best
+agent of the queue's strategy. Presence is held to a model of what the store should record
+(sockets per instance, each instance's deadline): an agent goes offline through a socket
+closing, a beat or a sweep exactly when it is left with no socket on a live instance, so never
+because of a close elsewhere while a live instance holds one of its sockets.
 
 The same machine runs on the memory store alone (offline, with five times the examples).
 ``SWITCHBOARD_STATEFUL=long`` (or ``soak``) runs more and longer sequences than CI and shrinks
@@ -48,10 +52,11 @@ from queues.contract import (
     AgentStateName,
     ContactState,
     NewContact,
+    Presence,
     Store,
 )
 from queues.embedded import EmbeddedRedis
-from queues.errors import StoreError
+from queues.errors import AgentNotFound, StoreError
 from queues.memory import TenantCore
 from queues.redis_store import RedisStore
 from tests.contract.machine_inputs import (
@@ -62,9 +67,12 @@ from tests.contract.machine_inputs import (
     EXAMPLES,
     EXCLUSIVE,
     INDEX,
+    INSTANCES,
     MEMBERSHIPS,
     OFFER_MS,
     POOL,
+    PRESENCE_MS,
+    REPORTED,
     SETTINGS,
     STATE,
     STRATEGIES,
@@ -72,7 +80,7 @@ from tests.contract.machine_inputs import (
     Arrival,
     Memberships,
 )
-from tests.contract.oracle import HELD, QUEUES, CheckedMemoryStore, check_core
+from tests.contract.oracle import HELD, QUEUES, CheckedMemoryStore, check_core, present
 
 _examples = itertools.count(1)
 
@@ -103,6 +111,11 @@ class StoreMachine(RuleBasedStateMachine):
         self.fired: list[str] = []
         self.last_load: dict[str, dict[str, int]] = {}
         self.strategy = dict.fromkeys(QUEUES, "longest_idle")
+        # presence: the sockets each instance holds (its own count), what the store should
+        # record of them, and each instance's deadline (ms)
+        self.held: dict[tuple[str, str], int] = {}
+        self.recorded: dict[tuple[str, str], int] = {}
+        self.deadlines: dict[str, int] = {}
 
     @property
     def core(self) -> TenantCore:
@@ -155,6 +168,31 @@ class StoreMachine(RuleBasedStateMachine):
 
     def live(self, *statuses: str) -> list[str]:
         return [cid for cid in self.contacts if self.core.contacts[cid].st in statuses]
+
+    def states(self) -> dict[str, str]:
+        return {aid: ag.st for aid, ag in self.core.agents.items()}
+
+    def record(self, inst: str, aid: str, n: int) -> None:
+        if n > 0:
+            self.recorded[(inst, aid)] = n
+        else:
+            self.recorded.pop((inst, aid), None)
+
+    def expect_offline(self, aids: list[str], before: dict[str, str]) -> list[str]:
+        """Of the agents whose sockets an operation dropped, those it must set offline: left
+        with no socket on a live instance, and not offline already."""
+        return [
+            aid
+            for aid in aids
+            if before[aid] != "offline"
+            and not present(self.recorded, self.deadlines, aid, self.now)
+        ]
+
+    def check_states(self, before: dict[str, str], gone: list[str]) -> None:
+        """The agents in ``gone`` went offline; no other agent's state changed."""
+        after = self.states()
+        for aid, state in before.items():
+            assert after[aid] == ("offline" if aid in gone else state), (aid, state, after[aid])
 
     def actor(self, actor: str, owner: str) -> str | None:
         """The acting agent: the owner, an admin (None) or some other agent."""
@@ -326,6 +364,90 @@ class StoreMachine(RuleBasedStateMachine):
         self.both("set_agent_state", busiest, state, self.now)
 
     @rule(
+        aid=st.sampled_from((*AGENTS, "ghost")), inst=st.sampled_from(INSTANCES), reported=REPORTED
+    )
+    def open_socket(self, aid: str, inst: str, reported: bool) -> None:
+        """An instance opens one more socket of the agent: no state changes. Unreported: the
+        call never reached the store (Redis was unreachable), which only a beat with the
+        instance's sockets puts right."""
+        n = self.held.get((inst, aid), 0) + 1
+        if not reported:
+            if aid in self.core.agents:
+                self.held[(inst, aid)] = n
+            return
+        before = self.states()
+        out = self.both("socket_opened", aid, inst, n, self.now, PRESENCE_MS)
+        if aid not in before:
+            assert isinstance(out, AgentNotFound), out
+            return
+        assert out.value == Presence(inst in self.deadlines, [])
+        assert out.events == []
+        self.held[(inst, aid)] = n
+        self.record(inst, aid, n)
+        self.deadlines[inst] = self.now + PRESENCE_MS
+        self.check_states(before, [])
+
+    @precondition(lambda self: any(self.held.values()))
+    @rule(index=INDEX, reported=REPORTED)
+    def close_socket(self, index: int, reported: bool) -> None:
+        """An instance closes one of the sockets it holds: the agent goes offline exactly when
+        it has no socket left on any live instance (unreported: as for ``open_socket``)."""
+        holding = sorted(key for key, n in self.held.items() if n > 0)
+        inst, aid = holding[index % len(holding)]
+        n = self.held[(inst, aid)] - 1
+        self.held[(inst, aid)] = n
+        if not reported:
+            return
+        known = inst in self.deadlines
+        before = self.states()
+        self.record(inst, aid, n)
+        out = self.both("socket_closed", aid, inst, n, self.now)
+        gone = self.expect_offline([aid] if n == 0 else [], before)
+        assert out.value == Presence(known, gone), (out.value, gone)
+        self.check_states(before, gone)
+
+    @rule(inst=st.sampled_from(INSTANCES), sync=st.booleans())
+    def beat(self, inst: str, sync: bool) -> None:
+        """An instance beats, with its sockets (as after a sweep or a failed call) or not."""
+        sockets = None
+        if sync:
+            sockets = {aid: n for (i, aid), n in sorted(self.held.items()) if i == inst and n}
+        known = inst in self.deadlines
+        before = self.states()
+        self.deadlines[inst] = self.now + PRESENCE_MS
+        dropped: list[str] = []
+        if sockets is not None:
+            for aid, n in sockets.items():
+                self.record(inst, aid, n)
+            dropped = sorted(a for i, a in self.recorded if i == inst and a not in sockets)
+            for aid in dropped:
+                self.record(inst, aid, 0)
+        out = self.both("instance_beat", inst, self.now, PRESENCE_MS, sockets)
+        gone = self.expect_offline(dropped, before)
+        assert out.value == Presence(known, gone), (out.value, gone)
+        self.check_states(before, gone)
+
+    def fire(self, timer: str) -> Any:
+        """Fire a claimed timer on both stores; a sweep ``i|<instance>`` is held to the model."""
+        if not timer.startswith("i|"):
+            return self.both("fire_timer", timer, self.now)
+        inst = timer[2:]
+        before = self.states()
+        due = self.deadlines.get(inst)
+        fired, gone = False, []
+        if due is None or due <= self.now:  # dead: its record and sockets go
+            self.deadlines.pop(inst, None)
+            agents = sorted(a for i, a in self.recorded if i == inst)
+            for aid in agents:
+                self.record(inst, aid, 0)
+            fired = due is not None or bool(agents)
+            gone = self.expect_offline(agents, before)
+        out = self.both("fire_timer", timer, self.now)
+        assert out.value is fired, (timer, out.value, fired)
+        self.check_states(before, gone)
+        return out
+
+    @rule(
         ms=st.sampled_from([0, 1, 999, 1_000, 4_000, 10_000, 30_000]),
         limit=st.integers(1, 8),
     )
@@ -335,8 +457,15 @@ class StoreMachine(RuleBasedStateMachine):
         claim = self.both("claim_timers", self.now, limit, 60_000)
         assert not isinstance(claim, StoreError)
         for timer in claim.timers:
-            self.both("fire_timer", timer, self.now)
+            self.fire(timer)
             self.fired.append(timer)
+
+    @precondition(lambda self: bool(self.deadlines))
+    @rule(ms=st.sampled_from([10_000, 30_000]))
+    def time_passes_unswept(self, ms: int) -> None:
+        """Time passes before any timer loop runs: an instance may be past its deadline and
+        not yet swept (its sockets count for nobody)."""
+        self.now += ms
 
     @precondition(lambda self: bool(self.fired))
     @rule(index=st.integers(0, 50))
@@ -344,7 +473,7 @@ class StoreMachine(RuleBasedStateMachine):
         """A timer fired a second time (another instance's stale lease) changes nothing."""
         timer = self.fired[index % len(self.fired)]
         due = self.core.timers.score(timer)
-        out = self.both("fire_timer", timer, self.now)
+        out = self.fire(timer)
         assert not isinstance(out, StoreError)
         if due is None or due > self.now:  # not set again since, or set again for later
             assert (out.value, out.events) == (False, [])
@@ -354,6 +483,10 @@ class StoreMachine(RuleBasedStateMachine):
     @invariant()
     def stores_agree_and_hold_invariants(self) -> None:
         check_core(self.core)
+        sockets = self.core.agent_sockets
+        recorded = {(inst, aid): n for aid, socks in sockets.items() for inst, n in socks.items()}
+        assert recorded == self.recorded, (recorded, self.recorded)
+        assert self.core.instances == self.deadlines
         contacts: dict[str, ContactState] = {}
         for cid in self.contacts:
             got = self.both("contact_status", cid)
