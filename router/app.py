@@ -44,6 +44,7 @@ from router.problems import Problem, problem_middleware
 from router.ratelimit import rate_limit_middleware
 from router.reloads import ConfigReloads
 from router.service import Service
+from router.sockets import Senders
 from router.stats import QueueStats
 from router.timers import TimerLoop
 from router.ws import HEARTBEATS, Heartbeats
@@ -305,6 +306,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         settings.heartbeat_interval_seconds, settings.heartbeat_timeout_seconds
     )
     app.on_cleanup.append(app[HEARTBEATS].stop)
+    app[k.SENDERS] = Senders(settings.ws_max_unsent_bytes)
+    app.on_cleanup.append(app[k.SENDERS].stop)
     app[_CONFIG] = config
     app[_METRICS] = Metrics(registry, thresholds(config))
     app[_METRICS].prepare(settings.tenants(), config)

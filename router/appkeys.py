@@ -13,6 +13,7 @@ from router.auth import Authenticator
 from router.hub import Hub
 from router.reloads import ConfigReloads
 from router.service import Service
+from router.sockets import Senders
 from router.timers import TimerLoop
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -23,6 +24,7 @@ AUTH = web.AppKey("auth", Authenticator)
 HUB = web.AppKey("hub", Hub)
 TIMERS = web.AppKey("timers", TimerLoop)
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+SENDERS = web.AppKey("senders", Senders)
 CLOSING = web.AppKey("closing", asyncio.Event)
 CONFIG_PATH = web.AppKey("config_path", str)
 RELOADS = web.AppKey("reloads", ConfigReloads)

@@ -6,6 +6,9 @@ holds: offers, rescinds, assignments and state changes to agents; contact status
 chat sessions. An agent whose socket is on another instance gets its offer from that instance,
 and a message lost while disconnected is covered by the lease expiry and by the snapshot sent
 when the agent reconnects.
+
+Sending never waits for a client to read (``router.sockets``): a socket too far behind is
+closed instead, so one slow client cannot hold up the others' offers.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import orjson
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -28,6 +31,7 @@ from queues.contract import Event
 from queues.keys import events_pattern, tenant_of_channel
 from router.customers import CHANNEL as NOTICES
 from router.fastredis import PipelinedRedis, ScriptRunner, Subscription
+from router.sockets import Sender
 
 log = structlog.get_logger("switchboard.hub")
 
@@ -80,7 +84,7 @@ def agent_message(ev: Event, views: dict[str, Any]) -> dict[str, Any] | None:
 
 class Hub:
     def __init__(self) -> None:
-        self.agents: dict[tuple[str, str], set[web.WebSocketResponse]] = defaultdict(set)
+        self.agents: dict[tuple[str, str], set[Sender]] = defaultdict(set)
         self.watchers: dict[tuple[str, str], set[ContactWatcher]] = defaultdict(set)
         self.ready = asyncio.Event()
         self.delivered = 0
@@ -95,10 +99,10 @@ class Hub:
 
     # ---------------------------------------------------------------------- registration
 
-    def add_agent(self, tenant: str, agent_id: str, ws: web.WebSocketResponse) -> None:
+    def add_agent(self, tenant: str, agent_id: str, ws: Sender) -> None:
         self.agents[(tenant, agent_id)].add(ws)
 
-    def remove_agent(self, tenant: str, agent_id: str, ws: web.WebSocketResponse) -> int:
+    def remove_agent(self, tenant: str, agent_id: str, ws: Sender) -> int:
         """Forget one socket; returns how many sockets the agent still has here."""
         sockets = self.agents.get((tenant, agent_id))
         if sockets is None:
@@ -120,7 +124,7 @@ class Hub:
                 del self.watchers[(tenant, contact_id)]
 
     def sockets(self) -> list[web.WebSocketResponse]:
-        return [ws for group in self.agents.values() for ws in group]
+        return [sender.ws for group in self.agents.values() for sender in group]
 
     # -------------------------------------------------------------------------- delivery
 
@@ -195,13 +199,10 @@ class Hub:
                 for watcher in list(self.watchers.get((tenant, contact), ())):
                     await watcher(ev)
 
-    async def _send(self, targets: set[web.WebSocketResponse], out: dict[str, Any]) -> None:
+    async def _send(self, targets: set[Sender], out: dict[str, Any]) -> None:
         data = orjson.dumps(out)  # (a text frame of these bytes: no str in between)
-        for ws in list(targets):
-            if ws.closed:
-                continue
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await ws.send_frame(data, WSMsgType.TEXT)
+        for sender in list(targets):
+            if await sender.send(data):  # (never waits for the client to read)
                 self.delivered += 1
 
     async def listen(self, redis: Redis) -> None:

@@ -4,7 +4,8 @@ The handshake is authorised like any request (the agent itself or an admin of it
 browsers may pass ``?access_token=``). On connect the agent gets its state and every pending
 offer again, so a reconnect loses nothing. The server pings every heartbeat interval; a socket
 silent past the heartbeat timeout is closed, and when an agent's last socket here closes the
-agent goes offline, which rescinds its pending offers.
+agent goes offline, which rescinds its pending offers. Everything is sent through the socket's
+``Sender`` (``router.sockets``), which never waits for the client to read.
 """
 
 from __future__ import annotations
@@ -28,14 +29,24 @@ from router.auth import Principal
 from router.hub import offer_message
 from router.problems import Problem, from_store, from_validation
 from router.service import Service
+from router.sockets import Sender
 
-log = structlog.get_logger("switchboard.ws")
+
+async def _send(sender: Sender, message: dict[str, Any] | bytes) -> None:
+    await sender.send(message if isinstance(message, bytes) else orjson.dumps(message))
 
 
-async def _send(ws: web.WebSocketResponse, message: dict[str, Any] | bytes) -> None:
-    data = message if isinstance(message, bytes) else orjson.dumps(message)
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await ws.send_frame(data, WSMsgType.TEXT)
+async def snapshot(
+    service: Service, tenant: str, agent_id: str, agent: m.Agent | None = None
+) -> list[bytes]:
+    """What an agent's socket is sent on connect: its state, then every pending offer."""
+    if agent is None:
+        agent = await service.get_agent(tenant, agent_id)
+    out = [orjson.dumps({"type": "state", "state": agent.state, "load": agent.load})]
+    for offer in await service.pending_offers(tenant, agent_id):
+        message = offer_message(offer.reservation_id, offer.expires_ms, offer.queue, offer.view)
+        out.append(orjson.dumps(message))
+    return out
 
 
 def _typed(kind: str, model: BaseModel) -> bytes:
@@ -122,10 +133,8 @@ async def _handle(
 class _Beat:
     __slots__ = ("agent_id", "due", "expires", "last_seen", "ws")
 
-    def __init__(
-        self, ws: web.WebSocketResponse, agent_id: str, now: float, due: float, expires: float
-    ) -> None:
-        self.ws: web.WebSocketResponse | None = ws
+    def __init__(self, ws: Sender, agent_id: str, now: float, due: float, expires: float) -> None:
+        self.ws: Sender | None = ws
         self.agent_id = agent_id
         self.last_seen = now
         self.due = due
@@ -154,9 +163,8 @@ class Heartbeats:
         self.tick = min(0.02, interval / 4)
         self.queue: deque[_Beat] = deque()
         self.task: asyncio.Task[None] | None = None
-        self.closing: set[asyncio.Task[None]] = set()
 
-    def add(self, ws: web.WebSocketResponse, agent_id: str, expires: float | None = None) -> _Beat:
+    def add(self, ws: Sender, agent_id: str, expires: float | None = None) -> _Beat:
         """Watch ``ws``; ``expires``: when its token expires (Unix seconds), if it does."""
         now = time.monotonic()
         beat = _Beat(
@@ -172,10 +180,9 @@ class Heartbeats:
 
     async def stop(self, app: web.Application | None = None) -> None:
         """Stop pinging (the app's cleanup)."""
-        tasks = [t for t in (self.task, *self.closing) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
         self.queue.clear()
 
     async def _run(self) -> None:
@@ -202,26 +209,14 @@ class Heartbeats:
                 if ws is None or ws.closed:
                     continue
                 if now - beat.last_seen > self.timeout:
-                    self._closing(ws, beat.agent_id, 4000, "heartbeat timeout")
+                    ws.close(4000, "heartbeat timeout")
                     continue
                 if wall >= beat.expires:
-                    self._closing(ws, beat.agent_id, 4001, "token expired")
+                    ws.close(4001, "token expired")
                     continue
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    await ws.ping()
+                await ws.ping()  # (never waits for the client to read)
                 beat.due = now + self.interval
                 queue.append(beat)
-
-    def _closing(self, ws: web.WebSocketResponse, agent_id: str, code: int, why: str) -> None:
-        closing = asyncio.create_task(self._close(ws, agent_id, code, why))
-        self.closing.add(closing)
-        closing.add_done_callback(self.closing.discard)
-
-    @staticmethod
-    async def _close(ws: web.WebSocketResponse, agent_id: str, code: int, why: str) -> None:
-        log.info("ws." + why.replace(" ", "_"), agent_id=agent_id)
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await ws.close(code=code, message=why.encode())
 
 
 HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
@@ -254,24 +249,25 @@ async def agent_socket(
 
     ws = web.WebSocketResponse(autoping=False, max_msg_size=_FRAME_LIMIT)
     await ws.prepare(request)
+    transport = request.transport
+    if transport is None:  # the client left during the handshake
+        return ws
+    sender = app[k.SENDERS].new(ws, transport, agent_id=agent_id)
     app[k.SOCKETS].add(ws)
-    hub.add_agent(tenant, agent_id, ws)
+    hub.add_agent(tenant, agent_id, sender)
     structlog.contextvars.bind_contextvars(agent_id=agent_id)
     heartbeats = app[HEARTBEATS]
-    beat = heartbeats.add(ws, agent_id, principal.expires)
+    beat = heartbeats.add(sender, agent_id, principal.expires)
     try:
-        await _send(ws, {"type": "state", "state": agent.state, "load": agent.load})
-        for offer in await service.pending_offers(tenant, agent_id):
-            await _send(
-                ws, offer_message(offer.reservation_id, offer.expires_ms, offer.queue, offer.view)
-            )
+        for message in await snapshot(service, tenant, agent_id, agent):
+            await sender.send(message)
         async for msg in ws:
             beat.last_seen = time.monotonic()
             if msg.type == WSMsgType.PING:
-                await ws.pong(msg.data)
+                await sender.pong(msg.data)
                 continue
             if msg.type == WSMsgType.BINARY:
-                await _send(ws, error_message(BINARY_FRAME))
+                await _send(sender, error_message(BINARY_FRAME))
                 continue
             if msg.type != WSMsgType.TEXT:
                 continue
@@ -296,11 +292,11 @@ async def agent_socket(
                         reply = reply[:-1] + b',"ref":' + orjson.dumps(ref) + b"}"
                     else:
                         reply.setdefault("ref", ref)
-                await _send(ws, reply)
+                await _send(sender, reply)
     finally:
         heartbeats.remove(beat)
         app[k.SOCKETS].discard(ws)
-        remaining = hub.remove_agent(tenant, agent_id, ws)
+        remaining = hub.remove_agent(tenant, agent_id, sender)
         if remaining == 0 and not app[k.CLOSING].is_set():
             # aiohttp may cancel this handler once the client is gone: the agent must still
             # go offline (or it keeps being offered contacts with no socket to hear them)
