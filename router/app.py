@@ -47,7 +47,7 @@ from router.service import Service
 from router.sockets import Senders
 from router.stats import QueueStats
 from router.timers import TimerLoop
-from router.ws import HEARTBEATS, Heartbeats
+from router.ws import HEARTBEATS, Heartbeats, snapshot
 
 log = structlog.get_logger("switchboard.app")
 VERSION = "0.1.0"
@@ -137,6 +137,11 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     app[k.AUTH] = Authenticator(settings.static_tokens(), TokenIssuer(client, secret))
     hub = app[k.HUB]
     service.offers_out = hub.offers_out
+
+    async def agent_snapshot(tenant: str, agent_id: str) -> list[bytes]:
+        return await snapshot(service, tenant, agent_id)
+
+    hub.snapshot = agent_snapshot
     cache = service.customers.cache
     publish = _publisher(client)
     instance = cache.instance if cache is not None else secrets.token_hex(8)

@@ -39,7 +39,8 @@ async def _send(sender: Sender, message: dict[str, Any] | bytes) -> None:
 async def snapshot(
     service: Service, tenant: str, agent_id: str, agent: m.Agent | None = None
 ) -> list[bytes]:
-    """What an agent's socket is sent on connect: its state, then every pending offer."""
+    """What an agent's socket is sent on connect, and again when the hub's subscription is
+    made anew (``Hub.snapshot``): its state, then every pending offer."""
     if agent is None:
         agent = await service.get_agent(tenant, agent_id)
     out = [orjson.dumps({"type": "state", "state": agent.state, "load": agent.load})]

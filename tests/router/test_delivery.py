@@ -21,10 +21,13 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from redis.asyncio import Redis
 from structlog.testing import capture_logs
 from yarl import URL
 
+from queues.embedded import EmbeddedRedis
 from router import appkeys as k
+from router.hub import Hub
 from tests.router.conftest import ADMIN, GATEWAY, Api, ApiFactory, Served
 
 #: two queues, so that each agent's contacts are told apart by intent
@@ -212,3 +215,82 @@ async def test_a_client_that_stops_reading_holds_up_no_one_on_uvloop(
     slow = [line for line in served.output().splitlines() if '"ws.too_slow"' in line]
     assert len(slow) == 1
     assert orjson.loads(slow[0])["agent_id"] == "ann"
+
+
+async def _subscription_dropped(hub: Hub, redis_client: Redis) -> None:
+    """Kill the hub's subscription on the real redis-server and wait until the hub knows."""
+    assert hub.ready.is_set()
+    assert await redis_client.client_kill_filter(_type="pubsub") >= 1
+    deadline = time.monotonic() + 5
+    while hub.ready.is_set():
+        assert time.monotonic() < deadline, "the hub never noticed"
+        await asyncio.sleep(0.005)
+
+
+async def test_an_offer_made_while_the_hub_resubscribes_still_reaches_the_agent(
+    api: Api, redis_client: Redis
+) -> None:
+    """The hub's subscription drops; a contact offered to an agent with a socket here before
+    it is back (its event lost) reaches the socket once the hub has subscribed again, with
+    the agent's state; the offer can be accepted from there."""
+    await api.agent("ann", billing=5)
+    desk = await api.ws("ann")
+    await api.state("ann", "available")
+    assert (await desk.recv("state"))["state"] == "offline"
+    assert (await desk.recv("state"))["state"] == "available"
+    hub = api.client.app[k.HUB]
+    await _subscription_dropped(hub, redis_client)
+    contact = await api.contact()
+    assert not hub.ready.is_set()  # (offered while nobody here listened)
+    offer = await desk.recv("offer", within=3.0)
+    assert hub.ready.is_set()
+    assert offer["contact"]["id"] == contact["id"]
+    state = await desk.recv("state")
+    assert (state["state"], state["load"]) == ("available", {"voice": 1})
+    await desk.send({"type": "accept", "reservation_id": offer["reservation_id"]})
+    assert (await desk.recv("accepted"))["contact"]["status"] == "assigned"
+
+
+class _Recorded:
+    """Stands in for an agent's socket in the hub: keeps what it is sent."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send(self, data: bytes) -> bool:
+        self.sent.append(data)
+        return True
+
+
+async def test_the_redis_py_subscription_catches_up_too(redis_server: EmbeddedRedis) -> None:
+    """On the redis-py pub/sub path (rediss:// and other URLs the pipelined connection does
+    not take), where redis-py connects and resubscribes by itself when the connection drops,
+    the hub still sends each agent here its snapshot again."""
+    client = Redis(unix_socket_path=str(redis_server.socket_path))
+    hub = Hub()
+    asked: list[tuple[str, str]] = []
+
+    async def snapshot(tenant: str, agent_id: str) -> list[bytes]:
+        asked.append((tenant, agent_id))
+        return [b'{"type":"state"}', b'{"type":"offer"}']
+
+    hub.snapshot = snapshot
+    desk = _Recorded()
+    hub.add_agent("t", "ann", desk)  # type: ignore[arg-type]
+    listening = asyncio.create_task(hub.listen(client))
+    try:
+        await asyncio.wait_for(hub.ready.wait(), 5)
+        assert asked == [("t", "ann")]  # (a socket connected before the first subscription)
+        assert await client.client_kill_filter(_type="pubsub") >= 1
+        deadline = time.monotonic() + 5
+        while len(asked) < 2:  # (redis-py connects again by itself: the hub stays ready)
+            assert time.monotonic() < deadline, "no snapshot after the reconnection"
+            await asyncio.sleep(0.01)
+        assert asked == [("t", "ann")] * 2
+        assert desk.sent == [b'{"type":"state"}', b'{"type":"offer"}'] * 2
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+        await client.aclose()
