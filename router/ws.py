@@ -156,6 +156,11 @@ class Heartbeats:
     their pings are due, every socket having the same interval). Thousands of sockets thus
     cost no task, timer or future each, which keeps the garbage collector's young generations
     small, and each socket is still pinged once per interval, spread over the interval.
+
+    Silence is measured on ``clock``, which stands still while the event loop does (a long
+    garbage collection, SIGSTOP, a paused VM): nothing from the clients could be read then, so
+    that time is no socket's silence, and a server that wakes from a pause longer than the
+    timeout does not log out every agent it holds.
     """
 
     def __init__(self, interval: float, timeout: float) -> None:
@@ -164,10 +169,16 @@ class Heartbeats:
         self.tick = min(0.02, interval / 4)
         self.queue: deque[_Beat] = deque()
         self.task: asyncio.Task[None] | None = None
+        #: seconds the loop stood still, as the heartbeat task saw it waking late
+        self.stalled = 0.0
+
+    def clock(self) -> float:
+        """Monotonic seconds, less the time the event loop stood still."""
+        return time.monotonic() - self.stalled
 
     def add(self, ws: Sender, agent_id: str, expires: float | None = None) -> _Beat:
         """Watch ``ws``; ``expires``: when its token expires (Unix seconds), if it does."""
-        now = time.monotonic()
+        now = self.clock()
         beat = _Beat(
             ws, agent_id, now, now + self.interval, math.inf if expires is None else expires
         )
@@ -189,8 +200,13 @@ class Heartbeats:
     async def _run(self) -> None:
         queue = self.queue
         while queue:
+            slept = time.monotonic()
             await asyncio.sleep(self.tick)
-            now = time.monotonic()
+            late = time.monotonic() - slept - self.tick
+            if late > self.tick:
+                # the loop ran nothing for that long: no client could be heard meanwhile
+                self.stalled += late
+            now = self.clock()
             wall = time.time()
             # at most the steady rate (every socket once per interval) and a little more: a
             # thousand sockets that connected together are pinged over the next interval, not
@@ -263,7 +279,7 @@ async def agent_socket(
         for message in await snapshot(service, tenant, agent_id, agent):
             await sender.send(message)
         async for msg in ws:
-            beat.last_seen = time.monotonic()
+            beat.last_seen = heartbeats.clock()
             if msg.type == WSMsgType.PING:
                 await sender.pong(msg.data)
                 continue

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from aiohttp import WSMsgType
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 from yarl import URL
@@ -28,7 +29,7 @@ from yarl import URL
 from queues.embedded import EmbeddedRedis
 from router import appkeys as k
 from router.hub import Hub
-from tests.router.conftest import ADMIN, GATEWAY, Api, ApiFactory, Served
+from tests.router.conftest import ADMIN, GATEWAY, Api, ApiFactory, Served, bearer
 
 #: two queues, so that each agent's contacts are told apart by intent
 ROUTING = """\
@@ -294,3 +295,26 @@ async def test_the_redis_py_subscription_catches_up_too(redis_server: EmbeddedRe
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)
         await client.aclose()
+
+
+async def test_a_stalled_event_loop_is_no_sockets_silence(api: Api) -> None:
+    """The server's event loop stands still for longer than the heartbeat timeout (0.6 s; a
+    long garbage collection, a paused VM): its agents' sockets stay open and their agents
+    available. A socket that answers no ping is still closed once the loop runs again."""
+    await api.agent("ann", billing=5)
+    await api.agent("bob", billing=5)
+    ann = await api.ws("ann")  # (answers pings)
+    await api.state("ann", "available")
+    await asyncio.sleep(0.5)
+    bob = await api.client.ws_connect(
+        "/v1/agents/bob/ws", headers=bearer(await api.token("bob")), autoping=False
+    )
+    time.sleep(1.5)  # noqa: ASYNC251 (the loop, the server's and this client's, stands still)
+    woke = time.monotonic()
+    while (await bob.receive(timeout=5)).type not in (WSMsgType.CLOSE, WSMsgType.CLOSED):
+        pass  # (pings, unanswered)
+    assert bob.close_code == 4000
+    assert 0.2 < time.monotonic() - woke < 2.0  # its own silence, not the stall
+    await asyncio.sleep(1.0)
+    assert not ann.ws.closed
+    assert (await api.get("/v1/agents/ann"))["state"] == "available"
