@@ -45,7 +45,8 @@ class Sender:
         senders: Senders,
         who: dict[str, Any],
     ) -> None:
-        transport.set_write_buffer_limits(high=_NEVER_PAUSE)
+        with contextlib.suppress(RuntimeError):  # (uvloop's, once the client is gone)
+            transport.set_write_buffer_limits(high=_NEVER_PAUSE)
         self.ws = ws
         self.transport = transport
         self.senders = senders

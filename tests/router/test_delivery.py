@@ -29,6 +29,7 @@ from yarl import URL
 from queues.embedded import EmbeddedRedis
 from router import appkeys as k
 from router.hub import Hub
+from router.sockets import Senders
 from tests.router.conftest import ADMIN, GATEWAY, Api, ApiFactory, Served, bearer
 
 #: two queues, so that each agent's contacts are told apart by intent
@@ -318,3 +319,30 @@ async def test_a_stalled_event_loop_is_no_sockets_silence(api: Api) -> None:
     await asyncio.sleep(1.0)
     assert not ann.ws.closed
     assert (await api.get("/v1/agents/ann"))["state"] == "available"
+
+
+def test_a_sender_is_made_on_a_transport_uvloop_has_closed() -> None:
+    """A client gone between the handshake and the socket's sender: uvloop refuses to change
+    a closed transport's limits (RuntimeError), which must not fail the socket's handler."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        accepted: list[asyncio.StreamWriter] = []
+        server = await asyncio.start_server(lambda _, w: accepted.append(w), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            transport = writer.transport
+            transport.close()
+            await asyncio.sleep(0.05)
+            with pytest.raises(RuntimeError):
+                transport.set_write_buffer_limits(high=1 << 20)
+            sender = Senders(1 << 20).new(None, transport)  # type: ignore[arg-type]
+            assert not sender.shut
+        finally:
+            for other in accepted:
+                other.close()
+            server.close()
+            await server.wait_closed()
+
+    uvloop.run(main())
