@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     #: an instance not heard from for this long is taken for dead: its agents' sockets are
     #: dropped and agents left with none set offline (each instance beats three times as often)
     instance_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: bytes a websocket may hold unsent (its client not reading) before it is closed, 4002
+    ws_max_unsent_bytes: int = Field(default=1024 * 1024, gt=0, le=256 * 1024 * 1024)
     #: how long an unreachable Redis is reported in Retry-After
     retry_after_seconds: int = 1
     timer_batch: int = Field(default=200, gt=0)

@@ -38,6 +38,7 @@ from router.auth import Principal
 from router.customers import Thread, UnreadableIdentities
 from router.problems import Problem, from_store, from_validation
 from router.service import Created
+from router.sockets import Sender
 from router.ws import BINARY_FRAME, error_message, parse_message
 
 log = structlog.get_logger("switchboard.channels")
@@ -184,16 +185,18 @@ async def _customer(request: web.Request, tenant: str, customer_id: str) -> m.Cu
 class ChatSocket:
     """One gateway connection carrying any number of chat sessions."""
 
-    def __init__(self, request: web.Request, who: Principal, ws: web.WebSocketResponse) -> None:
+    def __init__(
+        self, request: web.Request, who: Principal, ws: web.WebSocketResponse, sender: Sender
+    ) -> None:
         self.request = request
         self.who = who
         self.ws = ws
+        self.sender = sender
         self.sessions: dict[str, m.Contact] = {}  # session id -> contact as last pushed
         self.watchers: dict[str, Any] = {}
 
     async def send(self, message: dict[str, Any]) -> None:
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.send_str(orjson.dumps(message).decode())
+        await self.sender.send(orjson.dumps(message))  # (never waits for the gateway to read)
 
     async def start(self, data: dict[str, Any]) -> dict[str, Any]:
         inbound = chat.from_start(data)
@@ -268,8 +271,12 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     who = await principal(request, GATEWAY, websocket=True)
     ws = web.WebSocketResponse(heartbeat=request.app[k.SETTINGS].heartbeat_interval_seconds)
     await ws.prepare(request)
+    transport = request.transport
+    if transport is None:  # the gateway left during the handshake
+        return ws
     request.app[k.SOCKETS].add(ws)
-    sock = ChatSocket(request, who, ws)
+    sender = request.app[k.SENDERS].new(ws, transport, socket="chat", tenant=who.tenant)
+    sock = ChatSocket(request, who, ws, sender)
     pusher = asyncio.create_task(sock.push_positions())
     try:
         async for msg in ws:

@@ -47,9 +47,10 @@ from router.problems import Problem, problem_middleware
 from router.ratelimit import rate_limit_middleware
 from router.reloads import ConfigReloads
 from router.service import Service
+from router.sockets import Senders
 from router.stats import QueueStats
 from router.timers import TimerLoop
-from router.ws import HEARTBEATS, Heartbeats
+from router.ws import HEARTBEATS, Heartbeats, snapshot
 
 log = structlog.get_logger("switchboard.app")
 VERSION = "0.1.0"
@@ -159,6 +160,11 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     app[k.AUTH] = Authenticator(settings.static_tokens(), TokenIssuer(client, secret))
     hub = app[k.HUB]
     service.offers_out = hub.offers_out
+
+    async def agent_snapshot(tenant: str, agent_id: str) -> list[bytes]:
+        return await snapshot(service, tenant, agent_id)
+
+    hub.snapshot = agent_snapshot
     cache = service.customers.cache
     publish = _publisher(client)
     instance = cache.instance if cache is not None else secrets.token_hex(8)
@@ -382,6 +388,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         settings.heartbeat_interval_seconds, settings.heartbeat_timeout_seconds
     )
     app.on_cleanup.append(app[HEARTBEATS].stop)
+    app[k.SENDERS] = Senders(settings.ws_max_unsent_bytes)
+    app.on_cleanup.append(app[k.SENDERS].stop)
     app[_CONFIG] = config
     app[_METRICS] = Metrics(registry, thresholds(config))
     app[_METRICS].prepare(settings.tenants(), config)

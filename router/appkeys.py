@@ -14,6 +14,7 @@ from router.hub import Hub
 from router.presence import Presence
 from router.reloads import ConfigReloads
 from router.service import Service
+from router.sockets import Senders
 from router.timers import TimerLoop
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -25,6 +26,7 @@ HUB = web.AppKey("hub", Hub)
 TIMERS = web.AppKey("timers", TimerLoop)
 PRESENCE = web.AppKey("presence", Presence)
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+SENDERS = web.AppKey("senders", Senders)
 CLOSING = web.AppKey("closing", asyncio.Event)
 CONFIG_PATH = web.AppKey("config_path", str)
 RELOADS = web.AppKey("reloads", ConfigReloads)

@@ -92,6 +92,14 @@ def _pushed(push: list[Any], subscription: Subscription | None) -> bool:
     return True
 
 
+def _abandon(futures: Iterable[asyncio.Future[Any]]) -> None:
+    """Replies nobody will wait for any more (their connection is being failed): cancelled,
+    so that the failure does not leave each one an exception never retrieved (which asyncio
+    logs as noise, once per future, at every attempt while Redis is frozen)."""
+    for future in futures:
+        future.cancel()
+
+
 class NotSent(RedisConnectionError):
     """No connection to Redis could be made for the command: it was never written."""
 
@@ -235,6 +243,7 @@ class ScriptRunner:
     async def open_connection(self, wire: _Wire) -> None:
         """Connect ``wire`` to this runner's Redis, authenticated and on its database."""
         options = self.options
+        futures: list[asyncio.Future[Any]] = []
         try:
             async with asyncio.timeout(self.connect_timeout):
                 if options.get("path"):
@@ -250,7 +259,6 @@ class ScriptRunner:
                     setup.append(("AUTH", user, password) if user else ("AUTH", password))
                 if options.get("db"):
                     setup.append(("SELECT", options["db"]))
-                futures = []
                 for command in setup:
                     future: asyncio.Future[Any] = self.loop.create_future()
                     wire.send(pack(command), future)
@@ -258,12 +266,15 @@ class ScriptRunner:
                 for future in futures:
                     await future
         except TimeoutError:
+            _abandon(futures)
             wire.fail(RedisTimeoutError("timeout connecting to redis"))
             raise RedisTimeoutError("timeout connecting to redis") from None
         except OSError as exc:
+            _abandon(futures)
             wire.fail(RedisConnectionError(str(exc)))
             raise RedisConnectionError(f"error connecting to redis: {exc}") from exc
         except Exception:
+            _abandon(futures)
             wire.fail(RedisConnectionError("redis connection setup failed"))
             raise
 
@@ -300,6 +311,7 @@ class ScriptRunner:
                 for future in replies:
                     await future
         except TimeoutError:
+            _abandon(replies)
             wire.fail(RedisTimeoutError("timeout subscribing"))
             raise RedisTimeoutError("timeout subscribing") from None
         return subscription

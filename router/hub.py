@@ -5,7 +5,12 @@ instance subscribes to all tenants' channels once and forwards each event to the
 holds: offers, rescinds, assignments and state changes to agents; contact status changes to
 chat sessions. An agent whose socket is on another instance gets its offer from that instance,
 and a message lost while disconnected is covered by the lease expiry and by the snapshot sent
-when the agent reconnects.
+when the agent reconnects. What is published while this instance's subscription is down never
+reaches it: each time the subscription is made again, the agents with a socket here are sent
+their snapshot again (``Hub.snapshot``), before the messages that arrive after it.
+
+Sending never waits for a client to read (``router.sockets``): a socket too far behind is
+closed instead, so one slow client cannot hold up the others' offers.
 """
 
 from __future__ import annotations
@@ -20,14 +25,17 @@ from typing import Any
 
 import orjson
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from queues.contract import Event
+from queues.errors import StoreUnavailable
 from queues.keys import events_pattern, tenant_of_channel
 from router.customers import CHANNEL as NOTICES
 from router.fastredis import PipelinedRedis, ScriptRunner, Subscription
+from router.sockets import Sender
 
 log = structlog.get_logger("switchboard.hub")
 
@@ -35,6 +43,8 @@ _RECENT_OFFERS = 4096
 OFFER_WAIT_SECONDS = 0.05
 _NOTICES = NOTICES.encode()
 ContactWatcher = Callable[[dict[str, Any]], Awaitable[None]]
+#: an agent's state and pending offers as the messages its socket is sent on connect
+Snapshot = Callable[[str, str], Awaitable[list[bytes]]]
 
 
 #: the events whose dispatch ``Hub.offers_out`` can wait for
@@ -80,7 +90,7 @@ def agent_message(ev: Event, views: dict[str, Any]) -> dict[str, Any] | None:
 
 class Hub:
     def __init__(self) -> None:
-        self.agents: dict[tuple[str, str], set[web.WebSocketResponse]] = defaultdict(set)
+        self.agents: dict[tuple[str, str], set[Sender]] = defaultdict(set)
         self.watchers: dict[tuple[str, str], set[ContactWatcher]] = defaultdict(set)
         self.ready = asyncio.Event()
         self.delivered = 0
@@ -89,16 +99,19 @@ class Hub:
         self.on_notice: Callable[[bytes], None] | None = None
         self.on_connected: Callable[[], Awaitable[None]] | None = None
         self.on_disconnected: Callable[[], None] | None = None
+        #: sent again to every agent here when the subscription is made (set by the app)
+        self.snapshot: Snapshot | None = None
+        self._quietly_reconnected = False
         #: offers the hub has dispatched lately, and handlers waiting for one to go out
         self._dispatched: dict[tuple[str, str], None] = {}
         self._awaited: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     # ---------------------------------------------------------------------- registration
 
-    def add_agent(self, tenant: str, agent_id: str, ws: web.WebSocketResponse) -> None:
+    def add_agent(self, tenant: str, agent_id: str, ws: Sender) -> None:
         self.agents[(tenant, agent_id)].add(ws)
 
-    def remove_agent(self, tenant: str, agent_id: str, ws: web.WebSocketResponse) -> int:
+    def remove_agent(self, tenant: str, agent_id: str, ws: Sender) -> int:
         """Forget one socket; returns how many sockets the agent still has here."""
         sockets = self.agents.get((tenant, agent_id))
         if sockets is None:
@@ -120,7 +133,7 @@ class Hub:
                 del self.watchers[(tenant, contact_id)]
 
     def sockets(self) -> list[web.WebSocketResponse]:
-        return [ws for group in self.agents.values() for ws in group]
+        return [sender.ws for group in self.agents.values() for sender in group]
 
     # -------------------------------------------------------------------------- delivery
 
@@ -195,14 +208,36 @@ class Hub:
                 for watcher in list(self.watchers.get((tenant, contact), ())):
                     await watcher(ev)
 
-    async def _send(self, targets: set[web.WebSocketResponse], out: dict[str, Any]) -> None:
-        data = orjson.dumps(out)  # (a text frame of these bytes: no str in between)
-        for ws in list(targets):
-            if ws.closed:
-                continue
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await ws.send_frame(data, WSMsgType.TEXT)
+    async def _send(self, targets: set[Sender], out: dict[str, Any]) -> None:
+        await self._write(targets, orjson.dumps(out))  # (a text frame of these bytes)
+
+    async def _write(self, targets: set[Sender], data: bytes) -> None:
+        for sender in list(targets):
+            if await sender.send(data):  # (never waits for the client to read)
                 self.delivered += 1
+
+    async def _catch_up(self) -> None:
+        """Send every agent with a socket here its state and pending offers again, as on
+        connect: the subscription was just made, and what was published before it (while it
+        was down) never reaches this instance; an offer the agent never heard of would time
+        out and set it away. An offer the client already has may thus come twice (the same
+        reservation id). Raises ``ConnectionError`` if Redis cannot be read (subscribe again).
+        """
+        keys = list(self.agents)
+        if self.snapshot is None or not keys:
+            return
+        found = await asyncio.gather(*(self.snapshot(*key) for key in keys), return_exceptions=True)
+        for (tenant, agent_id), messages in zip(keys, found, strict=True):
+            if isinstance(messages, StoreUnavailable):
+                raise RedisConnectionError("redis unavailable catching up") from messages
+            if isinstance(messages, BaseException):  # (the agent was deleted meanwhile)
+                log.warning("hub.catch_up_failed", agent_id=agent_id, error=repr(messages))
+                continue
+            targets = self.agents.get((tenant, agent_id))
+            if targets:
+                for data in messages:
+                    await self._write(targets, data)
+        log.info("hub.caught_up", agents=len(keys))
 
     async def listen(self, redis: Redis) -> None:
         """Subscribe to every tenant's event channel and dispatch forever (reconnecting).
@@ -220,12 +255,26 @@ class Hub:
                 await pubsub.psubscribe(pattern)
                 if self.on_notice is not None:
                     await pubsub.subscribe(NOTICES)
+                if pubsub.connection is not None:
+                    pubsub.connection.register_connect_callback(self._reconnected)
+                self._quietly_reconnected = False
                 if self.on_connected is not None:
                     await self.on_connected()
                 connected = True
+                await self._catch_up()
                 self.ready.set()
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
+                    if self._quietly_reconnected:
+                        # redis-py connected again and resubscribed on its own, so what was
+                        # published in between is lost as after any reconnection
+                        self._quietly_reconnected = False
+                        log.warning("hub.redis_reconnected")
+                        if self.on_disconnected is not None:
+                            self.on_disconnected()
+                        if self.on_connected is not None:
+                            await self.on_connected()
+                        await self._catch_up()
                     if msg is None:
                         continue
                     channel = msg["channel"]
@@ -238,8 +287,14 @@ class Hub:
             finally:
                 if connected and self.on_disconnected is not None:
                     self.on_disconnected()
+                if pubsub.connection is not None:  # (it goes back to the pool)
+                    pubsub.connection.deregister_connect_callback(self._reconnected)
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _reconnected(self, connection: Any) -> None:
+        """redis-py's pub/sub connection was made again (it then resubscribes by itself)."""
+        self._quietly_reconnected = True
 
     async def _deliver(self, channel: bytes, data: bytes) -> None:
         """One pub/sub message: a customer-cache notice, or a tenant's events to dispatch."""
@@ -271,6 +326,7 @@ class Hub:
                 if self.on_connected is not None:
                     await self.on_connected()
                 connected = True
+                await self._catch_up()
                 self.ready.set()
                 while True:
                     channel, data = await subscription.get()

@@ -5,13 +5,13 @@ browsers may pass ``?access_token=``). On connect the agent gets its state and e
 offer again, so a reconnect loses nothing. The server pings every heartbeat interval; a socket
 silent past the heartbeat timeout is closed. Sockets opening and closing are told to Redis
 (``router/presence.py``): when an agent has no socket left on any live instance it goes
-offline, which rescinds its pending offers.
+offline, which rescinds its pending offers. Everything is sent through the socket's
+``Sender`` (``router.sockets``), which never waits for the client to read.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections import deque
@@ -28,14 +28,28 @@ from router import models as m
 from router.auth import Principal
 from router.hub import offer_message
 from router.problems import Problem, from_store, from_validation
+from router.service import Service
+from router.sockets import Sender
 
-log = structlog.get_logger("switchboard.ws")
+
+async def _send(sender: Sender, message: dict[str, Any] | bytes) -> None:
+    await sender.send(message if isinstance(message, bytes) else orjson.dumps(message))
 
 
-async def _send(ws: web.WebSocketResponse, message: dict[str, Any] | bytes) -> None:
-    data = message if isinstance(message, bytes) else orjson.dumps(message)
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await ws.send_frame(data, WSMsgType.TEXT)
+async def snapshot(
+    service: Service, tenant: str, agent_id: str, agent: m.Agent | None = None
+) -> list[bytes]:
+    """What an agent's socket is sent on connect, and again when the hub's subscription is
+    made anew (``Hub.snapshot``): its state (with the contacts it holds), then every pending
+    offer."""
+    if agent is None:
+        agent = await service.get_agent(tenant, agent_id)
+    state = {"type": "state", "state": agent.state, "load": agent.load, "contacts": agent.contacts}
+    out = [orjson.dumps(state)]
+    for offer in await service.pending_offers(tenant, agent_id):
+        message = offer_message(offer.reservation_id, offer.expires_ms, offer.queue, offer.view)
+        out.append(orjson.dumps(message))
+    return out
 
 
 def _typed(kind: str, model: BaseModel) -> bytes:
@@ -122,10 +136,8 @@ async def _handle(
 class _Beat:
     __slots__ = ("agent_id", "due", "expires", "last_seen", "ws")
 
-    def __init__(
-        self, ws: web.WebSocketResponse, agent_id: str, now: float, due: float, expires: float
-    ) -> None:
-        self.ws: web.WebSocketResponse | None = ws
+    def __init__(self, ws: Sender, agent_id: str, now: float, due: float, expires: float) -> None:
+        self.ws: Sender | None = ws
         self.agent_id = agent_id
         self.last_seen = now
         self.due = due
@@ -146,6 +158,11 @@ class Heartbeats:
     their pings are due, every socket having the same interval). Thousands of sockets thus
     cost no task, timer or future each, which keeps the garbage collector's young generations
     small, and each socket is still pinged once per interval, spread over the interval.
+
+    Silence is measured on ``clock``, which stands still while the event loop does (a long
+    garbage collection, SIGSTOP, a paused VM): nothing from the clients could be read then, so
+    that time is no socket's silence, and a server that wakes from a pause longer than the
+    timeout does not log out every agent it holds.
     """
 
     def __init__(self, interval: float, timeout: float) -> None:
@@ -154,11 +171,16 @@ class Heartbeats:
         self.tick = min(0.02, interval / 4)
         self.queue: deque[_Beat] = deque()
         self.task: asyncio.Task[None] | None = None
-        self.closing: set[asyncio.Task[None]] = set()
+        #: seconds the loop stood still, as the heartbeat task saw it waking late
+        self.stalled = 0.0
 
-    def add(self, ws: web.WebSocketResponse, agent_id: str, expires: float | None = None) -> _Beat:
+    def clock(self) -> float:
+        """Monotonic seconds, less the time the event loop stood still."""
+        return time.monotonic() - self.stalled
+
+    def add(self, ws: Sender, agent_id: str, expires: float | None = None) -> _Beat:
         """Watch ``ws``; ``expires``: when its token expires (Unix seconds), if it does."""
-        now = time.monotonic()
+        now = self.clock()
         beat = _Beat(
             ws, agent_id, now, now + self.interval, math.inf if expires is None else expires
         )
@@ -172,17 +194,21 @@ class Heartbeats:
 
     async def stop(self, app: web.Application | None = None) -> None:
         """Stop pinging (the app's cleanup)."""
-        tasks = [t for t in (self.task, *self.closing) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
         self.queue.clear()
 
     async def _run(self) -> None:
         queue = self.queue
         while queue:
+            slept = time.monotonic()
             await asyncio.sleep(self.tick)
-            now = time.monotonic()
+            late = time.monotonic() - slept - self.tick
+            if late > self.tick:
+                # the loop ran nothing for that long: no client could be heard meanwhile
+                self.stalled += late
+            now = self.clock()
             wall = time.time()
             # at most the steady rate (every socket once per interval) and a little more: a
             # thousand sockets that connected together are pinged over the next interval, not
@@ -202,26 +228,14 @@ class Heartbeats:
                 if ws is None or ws.closed:
                     continue
                 if now - beat.last_seen > self.timeout:
-                    self._closing(ws, beat.agent_id, 4000, "heartbeat timeout")
+                    ws.close(4000, "heartbeat timeout")
                     continue
                 if wall >= beat.expires:
-                    self._closing(ws, beat.agent_id, 4001, "token expired")
+                    ws.close(4001, "token expired")
                     continue
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    await ws.ping()
+                await ws.ping()  # (never waits for the client to read)
                 beat.due = now + self.interval
                 queue.append(beat)
-
-    def _closing(self, ws: web.WebSocketResponse, agent_id: str, code: int, why: str) -> None:
-        closing = asyncio.create_task(self._close(ws, agent_id, code, why))
-        self.closing.add(closing)
-        closing.add_done_callback(self.closing.discard)
-
-    @staticmethod
-    async def _close(ws: web.WebSocketResponse, agent_id: str, code: int, why: str) -> None:
-        log.info("ws." + why.replace(" ", "_"), agent_id=agent_id)
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await ws.close(code=code, message=why.encode())
 
 
 HEARTBEATS = web.AppKey("heartbeats", Heartbeats)
@@ -249,29 +263,27 @@ async def agent_socket(
 
     ws = web.WebSocketResponse(autoping=False, max_msg_size=_FRAME_LIMIT)
     await ws.prepare(request)
+    transport = request.transport
+    if transport is None:  # the client left during the handshake
+        return ws
+    sender = app[k.SENDERS].new(ws, transport, agent_id=agent_id)
     app[k.SOCKETS].add(ws)
-    hub.add_agent(tenant, agent_id, ws)
+    hub.add_agent(tenant, agent_id, sender)
     presence = app[k.PRESENCE]
     structlog.contextvars.bind_contextvars(agent_id=agent_id)
     heartbeats = app[HEARTBEATS]
-    beat = heartbeats.add(ws, agent_id, principal.expires)
+    beat = heartbeats.add(sender, agent_id, principal.expires)
     try:
         await presence.opened(tenant, agent_id)
-        await _send(
-            ws,
-            {"type": "state", "state": agent.state, "load": agent.load, "contacts": agent.contacts},
-        )
-        for offer in await service.pending_offers(tenant, agent_id):
-            await _send(
-                ws, offer_message(offer.reservation_id, offer.expires_ms, offer.queue, offer.view)
-            )
+        for message in await snapshot(service, tenant, agent_id, agent):
+            await sender.send(message)
         async for msg in ws:
-            beat.last_seen = time.monotonic()
+            beat.last_seen = heartbeats.clock()
             if msg.type == WSMsgType.PING:
-                await ws.pong(msg.data)
+                await sender.pong(msg.data)
                 continue
             if msg.type == WSMsgType.BINARY:
-                await _send(ws, error_message(BINARY_FRAME))
+                await _send(sender, error_message(BINARY_FRAME))
                 continue
             if msg.type != WSMsgType.TEXT:
                 continue
@@ -296,11 +308,11 @@ async def agent_socket(
                         reply = reply[:-1] + b',"ref":' + orjson.dumps(ref) + b"}"
                     else:
                         reply.setdefault("ref", ref)
-                await _send(ws, reply)
+                await _send(sender, reply)
     finally:
         heartbeats.remove(beat)
         app[k.SOCKETS].discard(ws)
-        hub.remove_agent(tenant, agent_id, ws)
+        hub.remove_agent(tenant, agent_id, sender)
         # on shutdown the socket stays counted until this instance is swept (see Presence.beat)
         if not app[k.CLOSING].is_set():
             # aiohttp may cancel this handler once the client is gone: Redis must still hear

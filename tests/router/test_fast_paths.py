@@ -237,6 +237,75 @@ async def test_a_silent_server_times_out() -> None:
         await server.wait_closed()
 
 
+class _Unretrieved:
+    """Collects what the loop reports of futures whose exception nobody retrieved."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.reported: list[str] = []
+        self.previous = self.loop.get_exception_handler()
+        self.loop.set_exception_handler(lambda _, context: self.reported.append(context["message"]))
+
+    async def close(self) -> list[str]:
+        await asyncio.sleep(0.1)  # (the loop lets go of the lost connection)
+        gc.collect()  # (a future reports when it is collected)
+        self.loop.set_exception_handler(self.previous)
+        return self.reported
+
+
+async def test_subscribing_to_a_frozen_redis_leaves_no_exception_unretrieved(
+    tmp_path: Path,
+) -> None:
+    """The hub subscribing again while Redis is frozen (SIGSTOP) times out; the confirmations
+    it no longer waits for do not each log "Future exception was never retrieved"."""
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    server.start()
+    assert server.process is not None
+    runner = ScriptRunner(server.url, connect_timeout=0.3)
+    unretrieved = _Unretrieved()
+    try:
+        assert await runner.execute("PING") == b"PONG"
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(RedisTimeoutError):
+                await runner.subscribe(["sbtest:*:ev"], ["sbtest-notices"])
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert await asyncio.wait_for(runner.execute("PING"), 5.0) == b"PONG"
+    finally:
+        reported = await unretrieved.close()
+        await runner.close()
+        await asyncio.to_thread(server.stop)
+    assert reported == []
+
+
+async def test_connecting_to_a_silent_redis_leaves_no_exception_unretrieved() -> None:
+    """A connection's AUTH and SELECT unanswered: the connect times out, and the reply it no
+    longer waits for does not log "Future exception was never retrieved"."""
+    done = asyncio.Event()
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+        await done.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    runner = ScriptRunner(f"redis://:secret@127.0.0.1:{port}/1", connect_timeout=0.3)
+    unretrieved = _Unretrieved()
+    try:
+        with pytest.raises(RedisConnectionError):  # (NotSent: nothing was written)
+            await runner.execute("PING")
+    finally:
+        reported = await unretrieved.close()
+        await runner.close()
+        done.set()
+        server.close()
+        await server.wait_closed()
+    assert reported == []
+
+
 async def test_subscription_delivers_messages_in_order(redis_server: EmbeddedRedis) -> None:
     runner = ScriptRunner(redis_server.url)
     subscription = await runner.subscribe(["sbtest:*:ev"], ["sbtest-notices"])
