@@ -36,7 +36,7 @@ CLOSE_GRACE_SECONDS = 5.0
 class Sender:
     """The sending side of one websocket (made by ``Senders.new``)."""
 
-    __slots__ = ("limit", "senders", "shut", "transport", "who", "ws")
+    __slots__ = ("held", "limit", "senders", "shut", "transport", "who", "ws")
 
     def __init__(
         self,
@@ -54,6 +54,8 @@ class Sender:
         #: what the logs name the socket by (an agent id; never a number or an address)
         self.who = who
         self.shut = False
+        #: what was sent while held (``hold``), to go out after the socket's first messages
+        self.held: list[bytes] | None = None
 
     @property
     def closed(self) -> bool:
@@ -68,9 +70,30 @@ class Sender:
         self.close(TOO_SLOW, "too slow", unsent=unsent)
         return True
 
+    def hold(self) -> None:
+        """Keep what is sent from now on until ``release``: a socket registered with the hub
+        before its first messages are read (so that no event in between is missed) still
+        sends those first."""
+        self.held = []
+
+    async def release(self, first: list[bytes]) -> None:
+        """Send ``first``, then what was held meanwhile, in order; then send as usual."""
+        for data in first:
+            await self._write(data)
+        held = self.held or []
+        while held:  # (what is sent during these writes joins the end)
+            await self._write(held.pop(0))
+        self.held = None
+
     async def send(self, data: bytes) -> bool:
         """Send ``data`` as one text frame; False when the socket is closed or too far behind
         (nothing is sent then)."""
+        if self.held is not None:
+            self.held.append(data)
+            return True
+        return await self._write(data)
+
+    async def _write(self, data: bytes) -> bool:
         if self.shut or self.ws.closed or self.behind():
             return False
         try:

@@ -259,7 +259,7 @@ async def agent_socket(
     service = app[k.SERVICE]
     hub = app[k.HUB]
     tenant = principal.tenant
-    agent = await service.get_agent(tenant, agent_id)  # 404 before the upgrade
+    await service.get_agent(tenant, agent_id)  # 404 before the upgrade
 
     ws = web.WebSocketResponse(autoping=False, max_msg_size=_FRAME_LIMIT)
     await ws.prepare(request)
@@ -268,6 +268,9 @@ async def agent_socket(
         return ws
     sender = app[k.SENDERS].new(ws, transport, agent_id=agent_id)
     app[k.SOCKETS].add(ws)
+    # (registered first, so no event is missed, but held: the state and offers read next go
+    # out first, then whatever the hub sent meanwhile)
+    sender.hold()
     hub.add_agent(tenant, agent_id, sender)
     presence = app[k.PRESENCE]
     structlog.contextvars.bind_contextvars(agent_id=agent_id)
@@ -275,8 +278,8 @@ async def agent_socket(
     beat = heartbeats.add(sender, agent_id, principal.expires)
     try:
         await presence.opened(tenant, agent_id)
-        for message in await snapshot(service, tenant, agent_id, agent):
-            await sender.send(message)
+        # (the agent read again: it may have changed since the handshake began)
+        await sender.release(await snapshot(service, tenant, agent_id))
         async for msg in ws:
             beat.last_seen = heartbeats.clock()
             if msg.type == WSMsgType.PING:

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiohttp import WSMsgType
+from aiohttp import WSMsgType, web
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 from yarl import URL
@@ -346,3 +346,42 @@ def test_a_sender_is_made_on_a_transport_uvloop_has_closed() -> None:
             await server.wait_closed()
 
     uvloop.run(main())
+
+
+async def test_what_the_hub_sends_while_a_socket_is_held_follows_its_first_messages() -> None:
+    """A socket is registered with the hub before its state and offers are read (so no event
+    in between is missed) but held: the hub's messages meanwhile go out after those, in the
+    order sent, and later ones go straight out."""
+    order: list[str] = []
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        assert request.transport is not None
+        sender = Senders(1 << 20).new(ws, request.transport)
+        sender.hold()
+        assert await sender.send(b'"offer r1"')  # the hub, while the snapshot is read
+        assert await sender.send(b'"rescind r1"')
+        await sender.release([b'"state"', b'"offer r1"'])
+        assert sender.held is None
+        assert await sender.send(b'"offer r2"')
+        await ws.receive()  # until the client closes
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"http://127.0.0.1:{port}/ws") as ws,
+        ):
+            for _ in range(5):
+                order.append(orjson.loads((await ws.receive(timeout=5)).data))
+    finally:
+        await runner.cleanup()
+    assert order == ["state", "offer r1", "offer r1", "rescind r1", "offer r2"]
