@@ -9,8 +9,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +217,9 @@ async def test_a_command_written_to_a_frozen_redis_may_have_been_applied(
         await asyncio.to_thread(server.stop)
 
 
-async def test_a_silent_server_times_out() -> None:
+@contextlib.asynccontextmanager
+async def _mute_server() -> AsyncIterator[int]:
+    """A TCP server on 127.0.0.1 that reads and never answers; yields its port."""
     done = asyncio.Event()
 
     async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -225,16 +229,22 @@ async def test_a_silent_server_times_out() -> None:
         await writer.wait_closed()
 
     server = await asyncio.start_server(mute, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    runner = ScriptRunner(f"redis://127.0.0.1:{port}", reply_timeout=0.5)
     try:
-        with pytest.raises(RedisTimeoutError):
-            await asyncio.wait_for(runner.execute("PING"), 5.0)
+        yield server.sockets[0].getsockname()[1]
     finally:
-        await runner.close()
         done.set()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_silent_server_times_out() -> None:
+    async with _mute_server() as port:
+        runner = ScriptRunner(f"redis://127.0.0.1:{port}", reply_timeout=0.5)
+        try:
+            with pytest.raises(RedisTimeoutError):
+                await asyncio.wait_for(runner.execute("PING"), 5.0)
+        finally:
+            await runner.close()
 
 
 class _Unretrieved:
@@ -282,27 +292,15 @@ async def test_subscribing_to_a_frozen_redis_leaves_no_exception_unretrieved(
 async def test_connecting_to_a_silent_redis_leaves_no_exception_unretrieved() -> None:
     """A connection's AUTH and SELECT unanswered: the connect times out, and the reply it no
     longer waits for does not log "Future exception was never retrieved"."""
-    done = asyncio.Event()
-
-    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1 << 16)
-        await done.wait()
-        writer.close()
-        await writer.wait_closed()
-
-    server = await asyncio.start_server(mute, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    runner = ScriptRunner(f"redis://:secret@127.0.0.1:{port}/1", connect_timeout=0.3)
-    unretrieved = _Unretrieved()
-    try:
-        with pytest.raises(RedisConnectionError):  # (NotSent: nothing was written)
-            await runner.execute("PING")
-    finally:
-        reported = await unretrieved.close()
-        await runner.close()
-        done.set()
-        server.close()
-        await server.wait_closed()
+    async with _mute_server() as port:
+        runner = ScriptRunner(f"redis://:secret@127.0.0.1:{port}/1", connect_timeout=0.3)
+        unretrieved = _Unretrieved()
+        try:
+            with pytest.raises(RedisConnectionError):  # (NotSent: nothing was written)
+                await runner.execute("PING")
+        finally:
+            reported = await unretrieved.close()
+            await runner.close()
     assert reported == []
 
 
