@@ -273,11 +273,7 @@ async def clock_offset(client: Redis, clock: Clock) -> float:
     one Redis must agree; Redis's clock is the one reference they all see.
     """
     before = clock.now_ms()
-    if isinstance(client, PipelinedRedis):
-        reply = await client.runner.execute("TIME")
-        seconds, micros = int(reply[0]), int(reply[1])
-    else:
-        seconds, micros = await client.time()
+    seconds, micros = await client.time()
     after = clock.now_ms()
     return ((before + after) / 2 - (seconds * 1000 + micros / 1000)) / 1000
 
@@ -288,7 +284,7 @@ async def check_clock(app: web.Application) -> float | None:
     Redis did not answer."""
     try:
         offset = await clock_offset(app[k.REDIS], app[k.SERVICE].clock)
-    except (RedisError, OSError, SwitchboardError):
+    except (RedisError, OSError):
         return None
     app[_COLLECTOR].clock_offset = offset
     if abs(offset) > CLOCK_SKEW_WARN_SECONDS:
