@@ -56,6 +56,8 @@ class Presence:
         self.closing = closing
         #: tenants whose sockets Redis may have wrong: the next beat sends them all
         self.dirty: set[str] = set()
+        #: tenants where the store has recorded this instance (by any call that reached it)
+        self.recorded: set[str] = set()
 
     def sockets(self, tenant: str, agent_id: str) -> int:
         """How many sockets of the agent this instance holds now."""
@@ -77,8 +79,8 @@ class Presence:
         except SwitchboardError as exc:
             self._lost(tenant, "opened", exc)
             return
-        if not out.value.known:
-            self.dirty.add(tenant)  # new here, or swept meanwhile: the next beat sends all
+        if self._record_lost(tenant, out.value.known):
+            self.dirty.add(tenant)  # swept meanwhile: the next beat sends all
 
     async def closed(self, tenant: str, agent_id: str) -> None:
         """A socket of the agent closed here (it is already out of the hub)."""
@@ -91,8 +93,18 @@ class Presence:
             self._lost(tenant, "closed", exc)
             return
         self.on_events(out.events)
-        if not out.value.known:
+        if self._record_lost(tenant, out.value.known):
             self.dirty.add(tenant)
+
+    def _record_lost(self, tenant: str, known: bool) -> bool:
+        """Whether a call found the store without a record of this instance in ``tenant``
+        (``known`` false) where it had one before: swept while it lived on, so the sockets it
+        had recorded there are gone. The first call in a tenant finds none and lost nothing
+        (each socket opened since was told on its own): no need to send them all again, which
+        for thousands of agents is one long script."""
+        lost = not known and tenant in self.recorded
+        self.recorded.add(tenant)
+        return lost
 
     def _lost(self, tenant: str, what: str, exc: SwitchboardError) -> None:
         self.dirty.add(tenant)
@@ -121,7 +133,7 @@ class Presence:
                     self.timeout_ms,
                     self.held(tenant) if sync else None,
                 )
-                if not out.value.known and not sync:
+                if self._record_lost(tenant, out.value.known) and not sync:
                     # swept while it lived on: what Redis had of its sockets is gone
                     log.warning("presence.swept_while_alive", tenant=tenant)
                     out = await self.store.instance_beat(
