@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     instance_timeout_seconds: float = Field(default=30.0, gt=0)
     #: bytes a websocket may hold unsent (its client not reading) before it is closed, 4002
     ws_max_unsent_bytes: int = Field(default=1024 * 1024, gt=0, le=256 * 1024 * 1024)
+    #: how long a Redis command may wait for its reply (or for a free pooled connection) before
+    #: the request fails with 503; and how long connecting may take
+    redis_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    redis_connect_timeout_seconds: float = Field(default=2.0, gt=0, le=3600)
     #: how long an unreachable Redis is reported in Retry-After
     retry_after_seconds: int = 1
     timer_batch: int = Field(default=200, gt=0)

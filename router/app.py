@@ -104,7 +104,11 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[k.SETTINGS]
     embedded: EmbeddedRedis | None = None
     if settings.redis_url:
-        client = serve_client(settings.redis_url)
+        client = serve_client(
+            settings.redis_url,
+            settings.redis_timeout_seconds,
+            settings.redis_connect_timeout_seconds,
+        )
         await check_durability(client)
     else:
         embedded = EmbeddedRedis(
@@ -115,7 +119,11 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         await asyncio.get_running_loop().run_in_executor(None, embedded.start)
         log.info("redis.embedded_started", dir=str(settings.data_dir))
-        client = serve_client(f"unix://{embedded.socket_path}")
+        client = serve_client(
+            f"unix://{embedded.socket_path}",
+            settings.redis_timeout_seconds,
+            settings.redis_connect_timeout_seconds,
+        )
     app[k.REDIS] = client
     supervisor = asyncio.create_task(_supervise(embedded)) if embedded else None
     yield

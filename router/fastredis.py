@@ -414,15 +414,23 @@ class PipelinedRedis(Redis):
 
 # A bounded pool that waits for a free connection: redis-py's default pool raises once 100
 # connections are busy, which a burst of requests or sockets closing at once turns into 503s.
-_POOL = {"max_connections": 64, "timeout": 10}
+_MAX_CONNECTIONS = 64
 
 
-def serve_client(url: str) -> Redis:
+def serve_client(url: str, timeout: float = 10.0, connect_timeout: float = 2.0) -> Redis:
     """The client ``switchboard serve`` uses: redis-py on a blocking pool, its scripts (every
-    store call) pipelined on one connection where the URL allows it."""
+    store call) pipelined on one connection where the URL allows it. ``timeout``: how long a
+    command may wait for its reply, or for a free connection of the pool
+    (``SWITCHBOARD_REDIS_TIMEOUT_SECONDS``); ``connect_timeout``: for a new connection
+    (``SWITCHBOARD_REDIS_CONNECT_TIMEOUT_SECONDS``)."""
     pool = BlockingConnectionPool.from_url(
-        url, socket_connect_timeout=2, socket_timeout=10, **_POOL
+        url,
+        socket_connect_timeout=connect_timeout,
+        socket_timeout=timeout,
+        max_connections=_MAX_CONNECTIONS,
+        timeout=timeout,
     )
     if ScriptRunner.supports(url):
-        return PipelinedRedis(pool, ScriptRunner(url, connect_timeout=2, reply_timeout=10))
+        runner = ScriptRunner(url, connect_timeout=connect_timeout, reply_timeout=timeout)
+        return PipelinedRedis(pool, runner)
     return Redis(connection_pool=pool)

@@ -27,7 +27,7 @@ from queues.errors import StoreUnavailable
 from queues.keys import valid_id
 from queues.redis_store import RedisStore
 from router import appkeys as k
-from router.fastredis import PipelinedRedis, ScriptRunner, pack
+from router.fastredis import PipelinedRedis, ScriptRunner, pack, serve_client
 from router.hub import Hub
 from router.problems import from_store
 from router.serve import GcFreezer, event_loop
@@ -245,6 +245,24 @@ async def test_a_silent_server_times_out() -> None:
                 await asyncio.wait_for(runner.execute("PING"), 5.0)
         finally:
             await runner.close()
+
+
+async def test_serve_client_times_out_as_configured() -> None:
+    """SWITCHBOARD_REDIS_TIMEOUT_SECONDS and ..._CONNECT_TIMEOUT_SECONDS reach both of the
+    client's paths: a script on the pipelined connection (whose connect waits for HELLO's
+    reply) and a plain command on the pool (whose reply never comes)."""
+    async with _mute_server() as port:
+        client = serve_client(f"redis://127.0.0.1:{port}", timeout=0.3, connect_timeout=0.3)
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises((RedisTimeoutError, RedisConnectionError)):
+                await asyncio.wait_for(client.evalsha("0" * 40, 0), 5.0)
+            with pytest.raises(RedisTimeoutError):
+                await asyncio.wait_for(client.get("x"), 5.0)
+            assert loop.time() - started < 2.0  # (the defaults, 2 s and 10 s, take 12 s)
+        finally:
+            await client.aclose(close_connection_pool=True)
 
 
 class _Unretrieved:
