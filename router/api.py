@@ -278,7 +278,15 @@ async def get_queue(request: web.Request) -> web.StreamResponse:
 
 
 async def reload_config(request: web.Request) -> web.StreamResponse:
-    await principal(request, ADMIN)
+    who = await principal(request, ADMIN)
+    if who.tenant != request.app[k.SETTINGS].default_tenant:
+        # (one routing config serves every tenant: the operator's tenant reloads it)
+        raise Problem(
+            403,
+            "the routing config is shared by every tenant: only an admin of the default tenant "
+            "may reload it",
+            kind="forbidden",
+        )
     try:
         applied = await request.app[k.RELOADS].reload()
     except ConfigInvalid as exc:

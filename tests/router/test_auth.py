@@ -81,6 +81,15 @@ async def test_an_agent_token_is_bound_to_its_agent(api: Api) -> None:
     assert await handshake_status(api, "/v1/agents/bob/ws", **bearer(ADMIN)) == 101
 
 
+async def test_only_the_default_tenant_reloads_the_shared_config(api: Api) -> None:
+    """One routing config serves every tenant: another tenant's admin may not reload it."""
+    refused = await api.call("POST", "/v1/config/reload", token=OTHER_ADMIN)
+    assert refused.status == 403
+    assert refused.body["type"].endswith("/forbidden")
+    assert "default tenant" in refused.body["detail"]
+    assert (await api.call("POST", "/v1/config/reload")).status == 200
+
+
 async def test_a_gateway_cannot_act_as_an_agent(api: Api) -> None:
     """A gateway token may create contacts but not accept, complete, or open an agent socket."""
     await two_agents(api)
