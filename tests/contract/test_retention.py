@@ -10,6 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from queues.contract import Store
+from queues.customers import CustomerStore
 from queues.keys import Keys
 from queues.memory import MemoryStore
 from queues.redis_store import RedisStore
@@ -148,3 +149,21 @@ async def test_a_long_history_loses_the_ids_of_expired_contacts(
     assert [_text(x) for x in await redis_client.lrange(hist, 0, -1)] == want
     await store.abandon(tenant, "c2", T0 + 11)  # the oldest, c0, is kept: nothing goes
     assert await redis_client.llen(hist) == len(want)
+
+
+async def test_a_takeover_keeps_the_expiry_of_the_histories_it_merges(
+    redis_client: Redis, tenant: str
+) -> None:
+    """The history a profile PUT merges from a placeholder's expires when the placeholder's
+    would have (the longest of the lists merged), not never."""
+    store = RedisStore(redis_client, 30)
+    customers = CustomerStore(store)
+    ident = "phone:+15550100"
+    found = await customers.resolve(tenant, ident, "", ("cu0123456789abcdef", {"id": "x"}), 5)
+    await store.enqueue(tenant, contact("c1", customer=found.id), T0)
+    await store.abandon(tenant, "c1", T0 + 1)
+    doc = {"id": "crm-ana", "phones": ["+15550100"], "emails": [], "chat_handles": []}
+    assert (await customers.upsert(tenant, "crm-ana", doc, [ident])).merged == [found.id]
+    hist = Keys(tenant).customer_history("crm-ana")
+    assert await redis_client.lrange(hist, 0, -1) == [b"c1"]
+    assert 30 * DAY - 10 <= await redis_client.ttl(hist) <= 30 * DAY
