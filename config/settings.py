@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from queues.contract import CONTACT_RETENTION_DAYS
 from queues.keys import TENANT_PATTERN, valid_tenant
 
 Role = Literal["admin", "gateway"]
@@ -46,6 +47,9 @@ class Settings(BaseSettings):
     max_email_bytes: int = Field(default=1024 * 1024, gt=0)
     max_attributes_bytes: int = Field(default=4096, gt=0)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+    #: days an ended contact is kept, and a customer's history list after their last contact
+    #: ended (0: for good)
+    contact_retention_days: int = Field(default=CONTACT_RETENTION_DAYS, ge=0, le=36500)
     default_region: str = "US"
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
     heartbeat_timeout_seconds: float = Field(default=30.0, gt=0)

@@ -27,6 +27,8 @@ CONTACT_STATUSES = (
 )  # fmt: skip
 #: how a contact ends before an agent takes it: the customer left, or the gateway withdrew it
 EndReason = Literal["abandoned", "cancelled"]
+#: days a contact is kept once it has ended (RedisStore; SWITCHBOARD_CONTACT_RETENTION_DAYS)
+CONTACT_RETENTION_DAYS = 90
 
 #: One event: {"t": kind, ...}. Kinds: offer {a, r, c, x, q}, rescind {a, r, c, why},
 #: assigned {a, r, c}, state {a, s, l}, contact {c, s}.
@@ -63,7 +65,6 @@ class NewContact:
     idempotency_key: str = ""
     idempotency_hash: str = ""
     idempotency_ttl_s: int = 86400
-    history_length: int = 20
 
     def steps_json(self) -> str:
         return json.dumps([s.wire() for s in self.steps], separators=(",", ":"))

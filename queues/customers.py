@@ -113,10 +113,9 @@ class CustomerStore:
         customer_id: str,
         doc: dict[str, Any],
         identities: list[str],
-        history: int,
     ) -> Upserted:
         """Write the profile, taking over placeholders that own its identities (their
-        identities and last ``history`` contacts join it).
+        identities and contacts join it).
 
         Raises ``CustomerIdentityTaken`` with the ``identity`` and its ``owner`` in its ids
         when one belongs to a customer that is not a placeholder.
@@ -127,7 +126,6 @@ class CustomerStore:
             customer_id,
             json.dumps(doc),
             json.dumps(identities),
-            history,
         )
         payload, _ = c_.unpack(reply, customer=customer_id)
         return Upserted(bool(payload["created"]), list(payload.get("merged") or []))

@@ -590,9 +590,15 @@ class TenantCore:
         n = self.queue_count.get(queue)
         return (0, 0) if n is None else (n.staffed, n.available)
 
+    def keep_ended(self, c: _Contact) -> None:
+        """The script's retention: Redis expires the ended contact (and its customer's history
+        list) after the retention period, and prunes ids of expired contacts from a long list.
+        The memory store keeps contacts for its lifetime, so no id of a list is ever gone."""
+
     def close_contact(self, c: _Contact, now: int) -> None:
         c.st, c.ended = "completed", now
-        c.view = None
+        c.view, c.cb = None, ""
+        self.keep_ended(c)
         if c.decl:
             self.forget_declines(c)
         ag = self.agents[c.agent]
@@ -677,9 +683,7 @@ class TenantCore:
             hist = self.history.get(c.cust)
             if hist is None:
                 hist = self.history[c.cust] = []
-            hist.insert(0, c.id)
-            if len(hist) > new.history_length:
-                del hist[new.history_length :]
+            hist.insert(0, c.id)  # (every contact of the customer: erasure reads them all)
         stats = self.counters(c.queue, now)
         stats["offered"] = stats.get("offered", 0) + 1
         # Matched at once, it never joins the waiting sets; otherwise it waits there (from the
@@ -796,7 +800,8 @@ class TenantCore:
         else:
             return self.finish(Code.CONTACT_NOT_WAITING)
         c.st, c.ended, c.agent, c.res = why, now, "", ""
-        c.view = None
+        c.view, c.cb = None, ""
+        self.keep_ended(c)
         self.timers.remove(self.step_timer(c))
         self.timers.remove("b|" + cid)
         self.forget_declines(c)

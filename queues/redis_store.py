@@ -13,6 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from queues import contract as c_
 from queues.contract import (
+    CONTACT_RETENTION_DAYS,
     Abandoned,
     Accepted,
     AgentSpec,
@@ -90,10 +91,16 @@ def _compact(value: Any) -> str:
 
 
 class RedisStore(Store):
-    """Runs the scripts on one Redis client (a plain client or a cluster client)."""
+    """Runs the scripts on one Redis client (a plain client or a cluster client).
 
-    def __init__(self, client: Redis) -> None:
+    ``retention_days``: how long a contact is kept once it has ended, and its customer's
+    history list after the customer's last contact ended (0: for good); Redis expires them.
+    """
+
+    def __init__(self, client: Redis, retention_days: int = CONTACT_RETENTION_DAYS) -> None:
         self.client = client
+        # (seconds, as the scripts take it: see keep_ended in lib.lua)
+        self._keep = str(retention_days * 86400)
         self._scripts = {name: client.register_script(src) for name, src in sources().items()}
         self._shas = {name: script.sha for name, script in self._scripts.items()}
         self._prefixes: dict[str, str] = {}
@@ -143,12 +150,9 @@ class RedisStore(Store):
         idem = contact.idempotency_key
         if idem:
             idem = f"{contact.idempotency_hash}|{contact.idempotency_ttl_s}|{idem}"
-        customer = contact.customer_id
-        if customer:
-            customer = f"{contact.history_length}|{customer}"
         head = (
             f"{now}\0{contact.id}\0{idem}\0{contact.channel}\0{contact.capacity_channel}\0"
-            f"{contact.sort_key_ms}\0{contact.sl_threshold_ms}\0{customer}\0"
+            f"{contact.sort_key_ms}\0{contact.sl_threshold_ms}\0{contact.customer_id}\0"
             f"{contact.home_queue}\0{short}\0{steps}\0{first}\0"
             f"{contact.view}\0"
         )
@@ -173,7 +177,7 @@ class RedisStore(Store):
     async def abandon(
         self, tenant: str, contact_id: str, now: int, why: EndReason = "abandoned"
     ) -> Outcome[Abandoned]:
-        reply = await self.run("abandon_contact", tenant, now, contact_id, why)
+        reply = await self.run("abandon_contact", tenant, now, contact_id, why, self._keep)
         return c_.abandoned(reply, contact_id)
 
     async def complete(
@@ -186,7 +190,14 @@ class RedisStore(Store):
         now: int,
     ) -> Outcome[Completed]:
         reply = await self.run(
-            "complete_contact", tenant, now, contact_id, agent_id or "", wrap_up_ms, disposition
+            "complete_contact",
+            tenant,
+            now,
+            contact_id,
+            agent_id or "",
+            wrap_up_ms,
+            disposition,
+            self._keep,
         )
         return c_.completed(reply, contact_id)
 
@@ -251,6 +262,8 @@ class RedisStore(Store):
 
     async def fire_timer(self, tenant: str, timer: str, now: int) -> Outcome[bool]:
         kind, args = c_.parse_timer(timer)
+        if kind == "w":  # (the contact ends: see keep_ended)
+            args = [*args, self._keep]
         return c_.fired(await self.run(_TIMER_SCRIPTS[kind], tenant, now, *args))
 
     async def contact_status(self, tenant: str, contact_id: str) -> ContactState:

@@ -148,7 +148,7 @@ async def _supervise(embedded: EmbeddedRedis) -> None:
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[k.SETTINGS]
     client = app[k.REDIS]
-    store = RedisStore(client)
+    store = RedisStore(client, settings.contact_retention_days)
     await store.load_scripts()
     service = app[k.SERVICE] = Service(
         Engine(app[_CONFIG], store),

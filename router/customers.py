@@ -423,9 +423,7 @@ class Customers:
         cache = self.cache
         merged: list[str] = []
         try:
-            done = await self.store.upsert(
-                tenant, customer_id, doc, sorted(identities), self.history_length
-            )
+            done = await self.store.upsert(tenant, customer_id, doc, sorted(identities))
             merged = done.merged
         except CustomerIdentityTaken as exc:
             # say which entry of the profile it was, and whose it is (never the value: the

@@ -437,7 +437,6 @@ class Engine:
             customer_id=customer_id,
             idempotency_key=idempotency_key,
             idempotency_hash=idempotency_hash,
-            history_length=self.config.history_length,
         )
 
     async def route(self, tenant: str, contact: NewContact, now_ms: int) -> Outcome[Enqueued]:

@@ -4,6 +4,7 @@
 -- ARGV[1]  now (ms)
 -- ARGV[2]  contact id
 -- ARGV[3]  why: 'abandoned' (counted against the service level) or 'cancelled' (not counted)
+-- ARGV[4]  how long the ended contact is kept (s; '0': for good): see keep_ended
 -- Returns [code, payload, events]:
 --   OK                  {contact = contact_out, changed = bool, wait = ms, short = bool}
 --   CONTACT_NOT_FOUND | CONTACT_NOT_WAITING (already assigned, wrapping, completed, or ended
@@ -29,7 +30,8 @@ else
 end
 
 redis.call('HSET', K.contact(cid), 'st', why, 'ended', now, 'agent', '', 'res', '')
-redis.call('HDEL', K.contact(cid), 'view')
+redis.call('HDEL', K.contact(cid), 'view', 'cb')
+keep_ended(cid, ARGV[4])
 redis.call('ZREM', K.timers(), step_timer(c), 'b|' .. cid)
 forget_declines(c)
 local wait = now - c.enq

@@ -7,6 +7,7 @@
 -- ARGV[3]  acting agent id ('' when an admin acts for the assigned agent)
 -- ARGV[4]  wrap-up (ms, 0 for none)
 -- ARGV[5]  disposition ('' for none)
+-- ARGV[6]  how long the contact is kept once it has ended (s; '0': for good): see keep_ended
 -- Returns [code, payload, events]:
 --   OK  {contact = contact_out, handle = ms from accept to complete}
 --   CONTACT_NOT_FOUND | CONTACT_NOT_ASSIGNED | NOT_YOUR_CONTACT
@@ -25,7 +26,7 @@ if wrap > 0 then
   set_timer(now + wrap, 'w|' .. cid)
   emit({t = 'contact', c = cid, s = 'wrapping'})
 else
-  close_contact(c, now)
+  close_contact(c, now, ARGV[6])
   emit({t = 'contact', c = cid, s = 'completed'})
 end
 return finish(E.OK, '{"contact":' .. contact_out(cid) .. ',"handle":' .. fmt('%d', handle) ..

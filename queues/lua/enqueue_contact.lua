@@ -11,7 +11,7 @@
 --            5  capacity channel (the agent capacity it uses; callback uses voice)
 --            6  sort key (ms): enqueued_at - priority; lower is served first
 --            7  service-level threshold (ms)
---            8  customer: '' for none, else "<history length kept>|<customer id>"
+--            8  customer id ('' for none)
 --            9  home queue (reported and counted against until another queue answers it)
 --            10-12 the first step's queue, offer timeout (ms) and timeout (ms) when it is one
 --               queue and no agents (then 14 is not decoded), else three empty fields
@@ -24,12 +24,11 @@
 -- Returns [code, payload, events]:
 --   OK                    {replay = bool, contact = contact_out}
 --   IDEMPOTENCY_CONFLICT  {first = the contact first created with this key}
--- (the twelve short fields in one match, the customer field split into keep, the history
--- length, and cust; the long fields with find: a pattern reads a long field a character at a
--- time)
+-- (the twelve short fields in one match; the long fields with find: a pattern reads a long
+-- field a character at a time)
 local packed = ARGV[1]
-local now_s, cid, idem, ch, cc, ks, slt, keep, cust, home, q1, o1, t1, at = string.match(packed,
-  '^(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%d*)|?(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z()')
+local now_s, cid, idem, ch, cc, ks, slt, cust, home, q1, o1, t1, at = string.match(packed,
+  '^(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z(%Z*)%z()')
 local stop = find(packed, '\0', at, true)
 local steps = sub(packed, at, stop - 1)
 at = stop + 1
@@ -54,13 +53,9 @@ if idem ~= '' then
   end
   redis.call('SET', key, hash .. '|' .. cid, 'EX', sub(idem, b1 + 1, b2 - 1))
 end
-if cust ~= '' then
-  keep = keep + 0
-  -- (trimmed once every 16 contacts: readers take the first `keep` at most)
-  if redis.call('LPUSH', K.customer_history(cust), cid) > keep + 15 then
-    redis.call('LTRIM', K.customer_history(cust), 0, keep - 1)
-  end
-end
+-- (the list names every contact kept for the customer, for erasure: readers take its first
+-- history_length; keep_ended bounds it when a contact ends)
+if cust ~= '' then redis.call('LPUSH', K.customer_history(cust), cid) end
 
 -- As load_contact, with what this script reads (ks: the sort key as a string: this script
 -- only sends it back to Redis).

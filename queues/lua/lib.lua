@@ -694,11 +694,44 @@ local function set_agent_state(ag, state)
   end
 end
 
+-- A customer's history list, once longer than this, is pruned when one of its contacts ends:
+-- readers take history_length (at most 200) from its head, erasure reads all of it.
+local HISTORY_PRUNE_AT = 256
+-- how many ids a prune looks at, from the list's old end
+local PRUNE_BATCH = 16
+
+-- An ended contact (whose view and callback number its caller dropped) is kept for `keep`
+-- seconds (as a string; '0': for good), and so is its customer's history list from now on: a
+-- customer not heard from for that long loses the list, which names every contact still kept
+-- for the customer (erasure reads all of it). A long list loses the ids at its old end whose
+-- contact has expired, PRUNE_BATCH at most, so a customer who keeps calling does not grow it
+-- without bound; the check costs one LRANGE and one EXISTS while the oldest is still kept.
+local function keep_ended(cid, keep)
+  if keep == '0' then return end
+  redis.call('EXPIRE', K.contact(cid), keep)
+  local cust = redis.call('HGET', K.contact(cid), 'cust')
+  if not cust or cust == '' then return end
+  local h = K.customer_history(cust)
+  redis.call('EXPIRE', h, keep)
+  if redis.call('LLEN', h) <= HISTORY_PRUNE_AT then return end
+  local tail = redis.call('LRANGE', h, -PRUNE_BATCH, -1)
+  if redis.call('EXISTS', K.contact(tail[#tail])) == 1 then return end
+  local kept = {}
+  for _, id in ipairs(tail) do
+    if redis.call('EXISTS', K.contact(id)) == 1 then kept[#kept + 1] = id end
+  end
+  redis.call('LTRIM', h, 0, -#tail - 1)
+  if #kept > 0 then redis.call('RPUSH', h, unpack(kept)) end
+end
+
 -- The contact is done: it leaves the contacts the agent holds, the agent's capacity frees and
--- the agent takes the next contact (its free sets written once, after).
-local function close_contact(c, now)
+-- the agent takes the next contact (its free sets written once, after). Its view and a
+-- callback's number go (nothing reads them once it has ended), and it is kept `keep` seconds
+-- (keep_ended).
+local function close_contact(c, now, keep)
   redis.call('HSET', K.contact(c.id), 'st', 'completed', 'ended', now)
-  redis.call('HDEL', K.contact(c.id), 'view')
+  redis.call('HDEL', K.contact(c.id), 'view', 'cb')
+  keep_ended(c.id, keep)
   forget_declines(c)
   local ag = load_agent(c.agent)
   local cs = drop_offer(redis.call('HGET', K.agent(c.agent), 'cs') or '', c.id)

@@ -9,7 +9,6 @@
 -- ARGV[2]  profile document (JSON as the service writes it: phones, emails and chat_handles
 --          present, before any other object)
 -- ARGV[3]  identities (JSON list of normalised "phone:+E164", "email:x", "chat:gw:handle")
--- ARGV[4]  how many contacts a customer's history keeps (the merged history is cut to it)
 -- Returns [code, payload, events]:
 --   OK                       {created = bool, doc = profile JSON as stored, merged = the
 --                             placeholder ids merged into it (absent when none)}
@@ -45,10 +44,14 @@ local function listed(profile, ident)
 end
 
 -- The contacts of several histories as one, newest first (by enqueue time, then by the order
--- they were listed in), cut to n; contacts no longer stored are left out.
-local function merged_history(customers, n)
-  local all = {}
+-- they were listed in), all of them (erasure reads the whole list); contacts no longer stored
+-- are left out. Also the longest time (ms) one of the lists had left to live, or -1 when one
+-- had no expiry (see keep_ended).
+local function merged_history(customers)
+  local all, ttl = {}, 0
   for _, owner in ipairs(customers) do
+    local left = redis.call('PTTL', K.customer_history(owner))
+    if left == -1 or ttl == -1 then ttl = -1 elseif left > ttl then ttl = left end
     for _, id in ipairs(redis.call('LRANGE', K.customer_history(owner), 0, -1)) do
       local enq = redis.call('HGET', K.contact(id), 'enq')
       if enq then all[#all + 1] = {id = id, at = tonumber(enq), i = #all} end
@@ -60,13 +63,12 @@ local function merged_history(customers, n)
   end)
   local out, seen = {}, {}
   for _, h in ipairs(all) do
-    if #out >= n then break end
     if not seen[h.id] then
       seen[h.id] = true
       out[#out + 1] = h.id
     end
   end
-  return out
+  return out, ttl
 end
 
 local merged, taking = {}, {}
@@ -112,9 +114,13 @@ if #merged > 0 then
   end
   local sources = {cid}
   for _, x in ipairs(merged) do sources[#sources + 1] = x end
-  local history = merged_history(sources, tonumber(ARGV[4]))
+  local history, ttl = merged_history(sources)
   for _, x in ipairs(sources) do redis.call('DEL', K.customer_history(x)) end
-  if #history > 0 then redis.call('RPUSH', K.customer_history(cid), unpack(history)) end
+  -- (in slices: unpack has a limit on how many values it returns)
+  for i = 1, #history, 1000 do
+    redis.call('RPUSH', K.customer_history(cid), unpack(history, i, math.min(i + 999, #history)))
+  end
+  if #history > 0 and ttl > 0 then redis.call('PEXPIRE', K.customer_history(cid), ttl) end
   for _, x in ipairs(merged) do
     redis.call('DEL', K.customer(x))
     redis.call('HSET', K.customer(x), 'to', cid)

@@ -25,6 +25,7 @@ def test_defaults() -> None:
     assert (s.host, s.port, s.config, s.redis_url) == ("127.0.0.1", 8080, "", "")
     assert s.data_dir == Path("var")
     assert s.redis_fsync == "always"
+    assert s.contact_retention_days == 90
     assert s.default_tenant == "default"
     assert s.static_tokens() == {}
     assert s.tenants() == ["default"]
@@ -60,6 +61,9 @@ def test_secrets_do_not_leak_into_repr() -> None:
         ("log_format", "xml"),
         ("timer_batch", 0),
         ("heartbeat_interval_seconds", 0),
+        ("contact_retention_days", -1),
+        ("contact_retention_days", 36501),
+        ("contact_retention_days", "ninety"),
     ],
 )
 def test_invalid_values_are_rejected(field: str, value: object) -> None:

@@ -157,6 +157,8 @@ def check_core(core: TenantCore) -> None:
         assert sum(r.st == "pending" for r in mine) == (c.st == "offered")
         if c.st in ("queued", "abandoned", "cancelled"):
             assert (c.agent, c.res) == ("", "")
+        if c.st in ("completed", "abandoned", "cancelled"):
+            assert (c.view, c.cb) == (None, ""), f"{c.id} ended keeping its view or callback number"
         if c.st in HELD:
             r = reservations[c.res]
             assert (r.c, r.a, r.st) == (

@@ -9,12 +9,13 @@ the first did and change nothing. After every step it compares every status read
 the invariants of the design on both the decoded statuses and the memory store's internals: no
 contact in two states or places, no agent over capacity, at most one accepted reservation per
 contact, every contact accounted for, each agent listing exactly the contacts assigned to it or
-wrapping, no free agent left beside a contact it may take, and each offer going to the agent's
-best contact (largest waited + priority, ties by id) and, from the contact side, to the best
-agent of the queue's strategy. Presence is held to a model of what the store should record
-(sockets per instance, each instance's deadline): an agent goes offline through a socket
-closing, a beat or a sweep exactly when it is left with no socket on a live instance, so never
-because of a close elsewhere while a live instance holds one of its sockets.
+wrapping, no ended contact keeping its view or a callback's number, no free agent left beside
+a contact it may take, and each offer going to the agent's best contact (largest waited +
+priority, ties by id) and, from the contact side, to the best agent of the queue's strategy.
+Presence is held to a model of what the store should record (sockets per instance, each
+instance's deadline): an agent goes offline through a socket closing, a beat or a sweep exactly
+when it is left with no socket on a live instance, so never because of a close elsewhere while
+a live instance holds one of its sockets.
 
 The same machine runs on the memory store alone (offline, with five times the examples).
 ``SWITCHBOARD_STATEFUL=long`` (or ``soak``) runs more and longer sequences than CI and shrinks

@@ -105,10 +105,11 @@ async def test_ended_contacts_stay_readable_without_the_customer(api: Api) -> No
     body = {"number": "+1 415 555 0199"}
     await api.call("POST", f"/v1/contacts/{call['id']}/callback", 200, json=body)
     await api.call("POST", f"/v1/contacts/{left['id']}/abandon", 200)
-    desk = await api.desk("olga", {"billing": 5}, {"voice": 1})
-    await desk.take(await desk.next("offer"), "called-back")
     keys = Keys(api.tenant)
     assert (await _hash(api.redis, keys.contact(call["id"])))["cb"] == "+14155550199"
+    desk = await api.desk("olga", {"billing": 5}, {"voice": 1})
+    await desk.take(await desk.next("offer"), "called-back")
+    assert "cb" not in await _hash(api.redis, keys.contact(call["id"]))  # gone as it ended
 
     await _delete(api, "crm-ana")
     for contact, status in ((call, "completed"), (left, "abandoned")):
@@ -230,11 +231,11 @@ async def test_placeholders_merged_into_the_customer_go_with_it(api: Api) -> Non
     assert reply["customer"]["id"] not in gone
 
 
-async def test_a_placeholder_no_history_lists_is_found_all_the_same(
+async def test_a_takeover_keeps_every_contact_for_the_erasure(
     aiohttp_client: AiohttpClient, redis_url: str, redis_client: Redis, tenant: str, tmp_path: Path
 ) -> None:
-    """A placeholder whose contacts the merged history cut (history_length 1) is reachable
-    from no list, and is erased all the same (found by its forward)."""
+    """A takeover's merged history shows history_length contacts (1 here) but its list names
+    them all, the placeholder's older one included, so the erasure unlinks it too."""
     config = tmp_path / "routing.yaml"
     config.write_text(DEMO.read_text(encoding="utf-8") + "\nhistory_length: 1\n")
     settings = e2e_settings(tenant, redis_url=redis_url, config=str(config))
@@ -250,13 +251,43 @@ async def test_a_placeholder_no_history_lists_is_found_all_the_same(
     assert [h["contact_id"] for h in merged["history"]] == [mail["id"]]
     keys = Keys(tenant)
     assert await redis_client.lrange(keys.customer_history("crm-ana"), 0, -1) == [
-        mail["id"].encode()
+        mail["id"].encode(),
+        call["id"].encode(),
     ]
     assert await _hash(redis_client, keys.customer(placeholder)) == {"to": "crm-ana"}
 
     await _delete(api, "crm-ana")
     assert await redis_client.exists(keys.customer(placeholder)) == 0
     assert await _owners(api) == set()
+    for contact in (call, mail):
+        assert "cust" not in await _hash(redis_client, keys.contact(contact["id"]))
+        got = await api.call("GET", f"/v1/contacts/{contact['id']}", 200)
+        assert got["customer"]["id"] is None
+
+
+async def test_the_erasure_reaches_contacts_beyond_the_history_length(
+    aiohttp_client: AiohttpClient, redis_url: str, redis_client: Redis, tenant: str, tmp_path: Path
+) -> None:
+    """A customer with far more ended contacts than history_length (2 here) is erased from
+    every one of them: none keeps its customer reference or id."""
+    config = tmp_path / "routing.yaml"
+    config.write_text(DEMO.read_text(encoding="utf-8") + "\nhistory_length: 2\n")
+    settings = e2e_settings(tenant, redis_url=redis_url, config=str(config))
+    api = Api(await aiohttp_client(create_app(settings)), tenant, redis_client)
+    await api.put_customer("crm-ana", 201, **ANA)
+    made = []
+    for n in range(24):
+        call = await api.voice({"call_id": f"CA{n}", "from": PHONE})
+        await api.call("POST", f"/v1/contacts/{call['id']}/cancel", 200)
+        made.append(call["id"])
+    assert len((await api.customer("crm-ana"))["history"]) == 2
+
+    assert await _delete(api, "crm-ana") is None
+    keys = Keys(tenant)
+    for cid in made:
+        assert "cust" not in await _hash(redis_client, keys.contact(cid)), cid
+        got = await api.call("GET", f"/v1/contacts/{cid}", 200)
+        assert got["customer"]["id"] is None, cid
 
 
 async def test_every_instance_forgets_the_erased_customer(
@@ -317,3 +348,21 @@ def test_the_document_lists_the_erasure() -> None:
     assert op["description"] == "Roles: admin"
     assert set(op["responses"]) == {"204", "401", "403", "404", "409"}
     assert "content" not in op["responses"]["204"]
+
+
+async def test_the_retention_setting_reaches_the_store(
+    aiohttp_client: AiohttpClient, redis_url: str, redis_client: Redis, tenant: str
+) -> None:
+    """SWITCHBOARD_CONTACT_RETENTION_DAYS is how long an ended contact and its customer's
+    history list are kept (7 days here); 0 keeps them for good."""
+    keys = Keys(tenant)
+    for days, number in ((7, PHONE), (0, "+14155550111")):
+        settings = e2e_settings(tenant, redis_url=redis_url, contact_retention_days=days)
+        api = Api(await aiohttp_client(create_app(settings)), tenant, redis_client)
+        call = await api.voice({"call_id": f"CA{days}", "from": number})
+        await api.call("POST", f"/v1/contacts/{call['id']}/cancel", 200)
+        customer = call["customer"]["id"]
+        for key in (keys.contact(call["id"]), keys.customer_history(customer)):
+            ttl = await redis_client.ttl(key)
+            assert (7 * 86_400 - 10 <= ttl <= 7 * 86_400) if days else ttl == -1, (key, ttl)
+        await api.client.close()

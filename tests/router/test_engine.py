@@ -467,7 +467,6 @@ def test_new_contact_sort_key_and_fields(engine: Engine) -> None:
     assert new.sl_threshold_ms == 60_000
     assert new.offer_timeouts_ms == {"": 15_000, "retention": 15_000, "billing": 15_000}
     assert (new.doc, new.view, new.customer_id) == ('{"id":"c1"}', '{"intent":"cancel"}', "cust-9")
-    assert new.history_length == 20
 
 
 def test_callback_uses_voice_capacity(engine: Engine) -> None:
