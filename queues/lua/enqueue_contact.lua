@@ -54,8 +54,13 @@ if idem ~= '' then
   redis.call('SET', key, hash .. '|' .. cid, 'EX', sub(idem, b1 + 1, b2 - 1))
 end
 -- (the list names every contact kept for the customer, for erasure: readers take its first
--- history_length; keep_ended bounds it when a contact ends)
-if cust ~= '' then redis.call('LPUSH', K.customer_history(cust), cid) end
+-- history_length; keep_ended bounds it when a contact ends, and sets its expiry, which a live
+-- contact lifts: a list that expired under a contact still under way would leave that contact
+-- out of the erasure's reach)
+if cust ~= '' then
+  redis.call('LPUSH', K.customer_history(cust), cid)
+  redis.call('PERSIST', K.customer_history(cust))
+end
 
 -- As load_contact, with what this script reads (ks: the sort key as a string: this script
 -- only sends it back to Redis).

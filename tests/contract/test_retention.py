@@ -118,6 +118,13 @@ async def test_ended_contacts_and_their_history_expire_after_the_retention(
     assert 30 * DAY - 10 <= await redis_client.ttl(keys.contact("c3")) <= 30 * DAY
     assert 30 * DAY - 10 <= await redis_client.ttl(hist) <= 30 * DAY
 
+    # a new contact lifts the list's expiry while it lives (else the list, and the erasure's
+    # way to it, could expire under it), and sets it again when it ends
+    await store.enqueue(tenant, contact("c6", customer="cu1"), T0 + 1_007)
+    assert await redis_client.ttl(hist) == -1
+    await store.abandon(tenant, "c6", T0 + 1_008)
+    assert 30 * DAY - 10 <= await redis_client.ttl(hist) <= 30 * DAY
+
     forever = RedisStore(redis_client, 0)
     await forever.enqueue(tenant, contact("c4", channel="chat", customer="cu2"), T0 + 2_000)
     await forever.accept(tenant, "r4", "a1", T0 + 2_001)
