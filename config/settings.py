@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from queues.contract import CONTACT_RETENTION_DAYS
@@ -90,6 +90,19 @@ class Settings(BaseSettings):
     #: second's worth)
     rate_limit_per_second: float = Field(default=0.0, ge=0)
     rate_limit_burst: int = Field(default=0, ge=0)
+
+    @field_validator("contact_retention_days")
+    @classmethod
+    def _outlives_idempotency(cls, days: int, info: ValidationInfo) -> int:
+        # a replay within the idempotency TTL answers with the contact first created: it must
+        # still be kept
+        ttl = info.data.get("idempotency_ttl_seconds")
+        if days and isinstance(ttl, int) and days * 86_400 < ttl:
+            raise ValueError(
+                "shorter than SWITCHBOARD_IDEMPOTENCY_TTL_SECONDS: a replay could find its "
+                "contact gone"
+            )
+        return days
 
     @field_validator("tokens")
     @classmethod

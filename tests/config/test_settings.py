@@ -73,6 +73,18 @@ def test_invalid_values_are_rejected(field: str, value: object) -> None:
     assert [e["loc"] for e in caught.value.errors()] == [(field,)]
 
 
+def test_contacts_are_kept_as_long_as_a_replay_may_ask_for_them() -> None:
+    """A retention shorter than the idempotency TTL is refused (a replay answers with the
+    contact first created); 0 keeps contacts for good, so any TTL goes with it."""
+    with pytest.raises(ValidationError) as caught:
+        Settings(contact_retention_days=1, idempotency_ttl_seconds=2 * 86_400)
+    [error] = caught.value.errors()
+    assert error["loc"] == ("contact_retention_days",)
+    assert "SWITCHBOARD_IDEMPOTENCY_TTL_SECONDS" in error["msg"]
+    Settings(contact_retention_days=2, idempotency_ttl_seconds=2 * 86_400)
+    Settings(contact_retention_days=0, idempotency_ttl_seconds=400 * 86_400)
+
+
 def test_static_tokens_roles_and_tenants() -> None:
     """Tokens map to (role, tenant); a missing tenant is the default; the admin token is added."""
     s = Settings(
