@@ -2,7 +2,9 @@
 
 Handlers raise ``Problem`` (or let a store error propagate); ``problem_middleware`` renders
 both, and aiohttp's own HTTP errors (404 route, 405, 413 body too large), as
-``application/problem+json``. Nothing else ever reaches the client: no stack trace, no HTML.
+``application/problem+json``; ``from_connection_error`` does the same for what aiohttp answers
+before any middleware runs (a request it cannot parse; see ``router/runner.py``). Nothing else
+ever reaches the client: no stack trace, no HTML, no echo of the bytes that were sent.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import (
+    BadHttpMethod,
+    BadStatusLine,
+    HttpProcessingError,
+    InvalidHeader,
+    InvalidURLError,
+    LineTooLong,
+    PayloadEncodingError,
+)
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
@@ -111,6 +121,33 @@ def from_store(exc: errors.SwitchboardError, retry_after: int = 1) -> Problem:
     if isinstance(exc, errors.Conflict):
         return Problem(409, detail, kind=kind)
     return Problem(500, "internal error", kind="internal")
+
+
+#: what was wrong with a request aiohttp could not parse, most specific first; its own message
+#: quotes the bytes, which may hold personal data, so it is never sent back
+_UNPARSABLE: list[tuple[type[HttpProcessingError], str]] = [
+    (LineTooLong, "the request line or a header is longer than the server accepts"),
+    (BadHttpMethod, "the request does not start with a valid HTTP method"),
+    (BadStatusLine, "the request line is malformed"),
+    (InvalidURLError, "the request target is not a valid URL"),
+    (InvalidHeader, "a header is malformed"),
+    (PayloadEncodingError, "the body's framing (Content-Length or chunked encoding) is malformed"),
+]
+
+
+def from_connection_error(status: int, exc: BaseException | None) -> Problem:
+    """The problem for an error aiohttp's connection handler answers itself: a request it
+    could not parse (400 ``malformed-request``), else ``status`` with no detail of the cause
+    (a 500 is ``internal``)."""
+    if isinstance(exc, HttpProcessingError):
+        detail = next(
+            (text for kind, text in _UNPARSABLE if isinstance(exc, kind)),
+            "the request is not well-formed HTTP/1.1",
+        )
+        return Problem(400, detail, kind="malformed-request")
+    if status == 500:
+        return Problem(500, "internal error", kind="internal")
+    return Problem(status, _TITLES.get(status, "error").lower())
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
