@@ -19,6 +19,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import (
     BadHttpMethod,
     BadStatusLine,
+    ContentEncodingError,
+    DecompressSizeError,
     HttpProcessingError,
     InvalidHeader,
     InvalidURLError,
@@ -43,10 +45,12 @@ _TITLES = {
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
+    417: "Expectation Failed",
     422: "Unprocessable Content",
     429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
 }
 
 
@@ -131,6 +135,8 @@ _UNPARSABLE: list[tuple[type[HttpProcessingError], str]] = [
     (BadStatusLine, "the request line is malformed"),
     (InvalidURLError, "the request target is not a valid URL"),
     (InvalidHeader, "a header is malformed"),
+    (ContentEncodingError, "the body's Content-Encoding is not supported or does not decode"),
+    (DecompressSizeError, "the body decompresses to more than the server accepts"),
     (PayloadEncodingError, "the body's framing (Content-Length or chunked encoding) is malformed"),
 ]
 
@@ -147,6 +153,9 @@ def from_connection_error(status: int, exc: BaseException | None) -> Problem:
         return Problem(400, detail, kind="malformed-request")
     if status == 500:
         return Problem(500, "internal error", kind="internal")
+    if status == 417:
+        # aiohttp refuses an Expect other than 100-continue before any middleware runs
+        return Problem(417, "the only expectation served is Expect: 100-continue")
     return Problem(status, _TITLES.get(status, "error").lower())
 
 
@@ -156,6 +165,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def problem_middleware(retry_after: int) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.version.major != 1:
+            # llhttp lets "HTTP/2.0" and "HTTP/0.9" request lines through
+            response = Problem(505, "only HTTP/1.0 and HTTP/1.1 are served").response()
+            response.force_close()
+            return response
         try:
             return await handler(request)
         except Problem as exc:

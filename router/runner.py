@@ -41,6 +41,14 @@ class ProblemRequestHandler(RequestHandler):
         response.force_close()  # as aiohttp does: what follows on the connection is unreliable
         return response
 
+    async def finish_response(
+        self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        if isinstance(resp, web.HTTPException) and resp.status >= 400:
+            # raised before the middlewares ran: an Expect other than 100-continue
+            resp = from_connection_error(resp.status, None).response()
+        return await super().finish_response(request, resp, start_time)
+
 
 class ProblemServer(web.Server):
     """aiohttp's low-level server, whose connections are ``ProblemRequestHandler``s."""

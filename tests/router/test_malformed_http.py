@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tests.router.conftest import GATEWAY, Api, Served, http
 
@@ -169,3 +170,73 @@ async def test_serve_answers_with_the_python_parser_too(serve_child: Any, tmp_pa
     assert details["header name with a space"] == "a header is malformed"  # llhttp: generic
     status, queue = http("GET", served.url + "/v1/queues/billing", token="adm")
     assert (status, queue["waiting"]) == (200, 0)
+
+
+def assert_problem(answer: tuple[int, dict[str, str], Any], status: int, kind: str) -> str:
+    """``answer`` is a problem+json of ``status`` whose type ends in ``/kind``: its detail."""
+    got, headers, body = answer
+    assert got == status, body
+    assert headers["content-type"].split(";")[0] == "application/problem+json"
+    assert set(body) == {"type", "title", "status", "detail"}
+    assert body["type"] == f"https://switchboard.dev/problems/{kind}"
+    assert body["status"] == status
+    detail: str = body["detail"]
+    return detail
+
+
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9", b""])
+async def test_an_http_version_other_than_1_is_505(api: Api, version: bytes) -> None:
+    """llhttp lets an HTTP/2.0 or HTTP/0.9 request line through: it gets a 505 problem (it was
+    served, answered in that version) and no contact is created."""
+    line = b"POST /v1/contacts " + version if version else b"POST /v1/contacts"
+    answer = await send_raw(*address(api), post(line=line.rstrip()))
+    assert_problem(answer, 505, "http-version-not-supported")
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 0
+
+
+@pytest.mark.parametrize("path", [b"/v1/contacts", b"/v1/nothing"])
+async def test_an_unknown_expectation_is_417(api: Api, path: bytes) -> None:
+    """An ``Expect`` other than 100-continue, refused by aiohttp before any middleware, is a
+    417 problem that does not quote it (it was plain text that did), and nothing is created."""
+    raw = post(b"Expect: " + EMAIL, b"Connection: close", line=b"POST " + path + b" HTTP/1.1")
+    detail = assert_problem(await send_raw(*address(api), raw), 417, "expectation-failed")
+    assert "100-continue" in detail
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"Connection: Upgrade\r\nUpgrade: " + EMAIL,
+        b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: " + EMAIL,
+        b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: " + PHONE,
+    ],
+)
+async def test_a_bad_websocket_handshake_does_not_quote_it(api: Api, headers: bytes) -> None:
+    """A refused websocket handshake on the agent socket is a 400 problem whose detail says
+    what a handshake needs, not what was sent (aiohttp's quoted the header)."""
+    await api.agent("ann", billing=1)
+    raw = (
+        b"GET /v1/agents/ann/ws HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer adm\r\n"
+        + headers
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    detail = assert_problem(await send_raw(*address(api), raw), 400, "bad-request")
+    assert "websocket handshake" in detail
+
+
+async def test_an_exception_escaping_the_app_is_a_500_problem(aiohttp_client: Any) -> None:
+    """An exception no middleware catches is answered by the runner as a 500 ``internal``
+    problem without the exception's text (aiohttp's was plain text)."""
+
+    async def fails(request: web.Request) -> web.StreamResponse:
+        raise RuntimeError("ann@example.com")
+
+    app = web.Application()
+    app.router.add_get("/fails", fails)
+    client = await aiohttp_client(app)
+    raw = b"GET /fails HTTP/1.1\r\nHost: x\r\n\r\n"
+    server = client.server
+    answer = await send_raw(server.host, server.port, raw)
+    assert assert_problem(answer, 500, "internal") == "internal error"
