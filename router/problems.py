@@ -141,16 +141,19 @@ _UNPARSABLE: list[tuple[type[HttpProcessingError], str]] = [
 ]
 
 
+def _unparsable(exc: HttpProcessingError) -> str:
+    return next(
+        (text for kind, text in _UNPARSABLE if isinstance(exc, kind)),
+        "the request is not well-formed HTTP/1.1",
+    )
+
+
 def from_connection_error(status: int, exc: BaseException | None) -> Problem:
     """The problem for an error aiohttp's connection handler answers itself: a request it
     could not parse (400 ``malformed-request``), else ``status`` with no detail of the cause
     (a 500 is ``internal``)."""
     if isinstance(exc, HttpProcessingError):
-        detail = next(
-            (text for kind, text in _UNPARSABLE if isinstance(exc, kind)),
-            "the request is not well-formed HTTP/1.1",
-        )
-        return Problem(400, detail, kind="malformed-request")
+        return Problem(400, _unparsable(exc), kind="malformed-request")
     if status == 500:
         return Problem(500, "internal error", kind="internal")
     if status == 417:
@@ -193,8 +196,12 @@ def problem_middleware(retry_after: int) -> Any:
         except (HttpProcessingError, RequestPayloadError) as exc:
             # met while reading the body, one whose Content-Encoding does not decode say
             cause = exc if isinstance(exc, HttpProcessingError) else exc.__cause__
-            detail = cause.message.strip() if isinstance(cause, HttpProcessingError) else ""
-            detail = detail or "the request body cannot be read"
+            if isinstance(cause, ContentEncodingError):
+                detail = cause.message.strip()  # names the encoding
+            elif isinstance(cause, HttpProcessingError):
+                detail = _unparsable(cause)  # its message may quote the body
+            else:
+                detail = "the request body cannot be read"
             # the rest of the body is unreadable: mark it read, or aiohttp tries to drain it
             # after the response, fails again and drops the connection before the client
             # reads the answer; the connection then closes

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, _ErrInfo
 from aiohttp.web_request import BaseRequest
 
 from router.problems import from_connection_error
@@ -26,6 +26,19 @@ class ProblemRequestHandler(RequestHandler):
     """aiohttp's connection handler, answering the errors it handles itself as problems."""
 
     __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        request = self._current_request
+        queued = len(self._messages)
+        super().data_received(data)
+        if request is None or len(self._messages) == queued:
+            return
+        message = self._messages[-1][0]
+        if isinstance(message, _ErrInfo) and not request.content.is_eof():
+            # llhttp failed on the body of the request being handled: aiohttp queues a 400 for
+            # after it, and its handler would wait for the rest of the body forever. Fail the
+            # body instead, as the pure-Python parser does (the middleware answers 400)
+            request.content.set_exception(message.exc)
 
     def handle_error(
         self,

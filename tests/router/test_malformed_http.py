@@ -99,13 +99,19 @@ def address(api: Api) -> tuple[str, int]:
     return server.host, server.port
 
 
-async def send_raw(host: str, port: int, raw: bytes) -> tuple[int, dict[str, str], Any]:
-    """Send ``raw``, read until the server closes: status, headers (lower-case), JSON body.
+async def send_raw(
+    host: str, port: int, raw: bytes, later: bytes = b""
+) -> tuple[int, dict[str, str], Any]:
+    """Send ``raw`` (and ``later`` a moment after, once the request is being handled), read
+    until the server closes: status, headers (lower-case), JSON body.
 
     The read ending at all within a few seconds shows that the connection was closed."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
         writer.write(raw)
+        if later:
+            await asyncio.sleep(0.3)
+            writer.write(later)
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(), 5.0)
     finally:
@@ -135,6 +141,19 @@ async def test_unparsable_request_is_a_problem(api: Api, name: str) -> None:
     status, headers, body = await send_raw(*address(api), raw)
     assert_malformed(status, headers, body)
     assert body["detail"] == detail
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 0
+
+
+#: a chunked body whose second chunk-size line is not a number, sent after the first chunk
+SPLIT = (post(CHUNKED, body=b"5\r\n" + BODY[:5] + b"\r\n"), EMAIL + b"\r\nxx\r\n0\r\n\r\n")
+
+
+async def test_a_bad_chunk_after_the_request_started_is_a_problem(api: Api) -> None:
+    """A chunk-size line that fails once the handler is reading the body is a 400
+    ``malformed-body`` problem that does not quote it (llhttp left the handler waiting for the
+    body forever), the connection closes, and no contact is created."""
+    status, _, body = await send_raw(*address(api), *SPLIT)
+    assert (status, body["type"]) == (400, "https://switchboard.dev/problems/malformed-body")
     assert (await api.get("/v1/queues/billing"))["waiting"] == 0
 
 
@@ -168,6 +187,8 @@ async def test_serve_answers_with_the_python_parser_too(serve_child: Any, tmp_pa
             raise AssertionError(name) from exc
         details[name] = body["detail"]
     assert details["header name with a space"] == "a header is malformed"  # llhttp: generic
+    status, _, body = await send_raw(host, int(port), *SPLIT)
+    assert (status, body["type"]) == (400, "https://switchboard.dev/problems/malformed-body")
     status, queue = http("GET", served.url + "/v1/queues/billing", token="adm")
     assert (status, queue["waiting"]) == (200, 0)
 
