@@ -1,11 +1,12 @@
 """The HTTP server around the app: aiohttp's runner, with aiohttp's own answers as problems.
 
 aiohttp answers some requests before any handler or middleware sees them: a request line, a
-header or a chunked body it cannot parse, lines over its limits, a method that is not a token.
-Its answer is plain text that quotes the offending bytes (which may hold a phone number or an
-email address). aiohttp has no hook for that answer, so the connection handler is subclassed
-(``handle_error``) and the runner builds servers that use it. ``serve`` and the tests run the
-app through ``Runner``, so both answer these requests the same way.
+header or a chunked body it cannot parse, lines over its limits, a method that is not a token,
+an ``Expect`` other than 100-continue, an exception that escapes the app. Its answer is plain
+text that quotes the offending bytes (which may hold a phone number or an email address).
+aiohttp has no hook for that answer, so the connection handler is subclassed and the runner
+builds servers that use it. ``serve`` and the tests (``aiohttp_client``) run the app through
+``Runner``, so both answer these requests the same way.
 """
 
 from __future__ import annotations
