@@ -2,7 +2,9 @@
 
 Handlers raise ``Problem`` (or let a store error propagate); ``problem_middleware`` renders
 both, and aiohttp's own HTTP errors (404 route, 405, 413 body too large), as
-``application/problem+json``. Nothing else ever reaches the client: no stack trace, no HTML.
+``application/problem+json``; ``from_connection_error`` does the same for what aiohttp answers
+before any middleware runs (a request it cannot parse; see ``router/runner.py``). Nothing else
+ever reaches the client: no stack trace, no HTML, no echo of the bytes that were sent.
 """
 
 from __future__ import annotations
@@ -14,7 +16,17 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import (
+    BadHttpMethod,
+    BadStatusLine,
+    ContentEncodingError,
+    DecompressSizeError,
+    HttpProcessingError,
+    InvalidHeader,
+    InvalidURLError,
+    LineTooLong,
+    PayloadEncodingError,
+)
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
@@ -33,10 +45,12 @@ _TITLES = {
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
+    417: "Expectation Failed",
     422: "Unprocessable Content",
     429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
 }
 
 
@@ -113,12 +127,52 @@ def from_store(exc: errors.SwitchboardError, retry_after: int = 1) -> Problem:
     return Problem(500, "internal error", kind="internal")
 
 
+#: what was wrong with a request aiohttp could not parse, most specific first; its own message
+#: quotes the bytes, which may hold personal data, so it is never sent back
+_UNPARSABLE: list[tuple[type[HttpProcessingError], str]] = [
+    (LineTooLong, "the request line or a header is longer than the server accepts"),
+    (BadHttpMethod, "the request does not start with a valid HTTP method"),
+    (BadStatusLine, "the request line is malformed"),
+    (InvalidURLError, "the request target is not a valid URL"),
+    (InvalidHeader, "a header is malformed"),
+    (ContentEncodingError, "the body's Content-Encoding is not supported or does not decode"),
+    (DecompressSizeError, "the body decompresses to more than the server accepts"),
+    (PayloadEncodingError, "the body's framing (Content-Length or chunked encoding) is malformed"),
+]
+
+
+def _unparsable(exc: HttpProcessingError) -> str:
+    return next(
+        (text for kind, text in _UNPARSABLE if isinstance(exc, kind)),
+        "the request is not well-formed HTTP/1.1",
+    )
+
+
+def from_connection_error(status: int, exc: BaseException | None) -> Problem:
+    """The problem for an error aiohttp's connection handler answers itself: a request it
+    could not parse (400 ``malformed-request``), else ``status`` with no detail of the cause
+    (a 500 is ``internal``)."""
+    if isinstance(exc, HttpProcessingError):
+        return Problem(400, _unparsable(exc), kind="malformed-request")
+    if status == 500:
+        return Problem(500, "internal error", kind="internal")
+    if status == 417:
+        # aiohttp refuses an Expect other than 100-continue before any middleware runs
+        return Problem(417, "the only expectation served is Expect: 100-continue")
+    return Problem(status, _TITLES.get(status, "error").lower())
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def problem_middleware(retry_after: int) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.version.major != 1:
+            # llhttp lets "HTTP/2.0" and "HTTP/0.9" request lines through
+            response = Problem(505, "only HTTP/1.0 and HTTP/1.1 are served").response()
+            response.force_close()
+            return response
         try:
             return await handler(request)
         except Problem as exc:
@@ -142,8 +196,12 @@ def problem_middleware(retry_after: int) -> Any:
         except (HttpProcessingError, RequestPayloadError) as exc:
             # met while reading the body, one whose Content-Encoding does not decode say
             cause = exc if isinstance(exc, HttpProcessingError) else exc.__cause__
-            detail = cause.message.strip() if isinstance(cause, HttpProcessingError) else ""
-            detail = detail or "the request body cannot be read"
+            if isinstance(cause, ContentEncodingError):
+                detail = cause.message.strip()  # names the encoding
+            elif isinstance(cause, HttpProcessingError):
+                detail = _unparsable(cause)  # its message may quote the body
+            else:
+                detail = "the request body cannot be read"
             # the rest of the body is unreadable: mark it read, or aiohttp tries to drain it
             # after the response, fails again and drops the connection before the client
             # reads the answer; the connection then closes

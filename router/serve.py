@@ -29,6 +29,7 @@ from config.routing import ConfigInvalid
 from config.settings import Settings
 from router import logs
 from router.app import create_app
+from router.runner import run
 
 
 def event_loop(name: str) -> asyncio.AbstractEventLoop | None:
@@ -168,16 +169,19 @@ def serve(args: argparse.Namespace) -> int:
         if settings.gc_collect_seconds > 0:
             freezer.periodic(app, settings.gc_collect_seconds)
     where = "an embedded Redis in " + str(settings.data_dir) if not settings.redis_url else "Redis"
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        print=lambda _: print(
-            f"switchboard listening on http://{settings.host}:{settings.port} ({where})",
-            flush=True,
-        ),
-        access_log=None,
-        shutdown_timeout=5.0,
-        loop=loop,
-    )
+    with asyncio.Runner(loop_factory=(lambda: loop) if loop is not None else None) as runner:
+        runner.run(
+            run(
+                app,
+                settings.host,
+                settings.port,
+                lambda: print(
+                    f"switchboard listening on http://{settings.host}:{settings.port} ({where})",
+                    flush=True,
+                ),
+                access_log=None,
+                keepalive_timeout=75.0,  # web.run_app's
+                shutdown_timeout=5.0,
+            )
+        )
     return 0

@@ -262,6 +262,13 @@ async def agent_socket(
     await service.get_agent(tenant, agent_id)  # 404 before the upgrade
 
     ws = web.WebSocketResponse(autoping=False, max_msg_size=_FRAME_LIMIT)
+    if not ws.can_prepare(request):
+        # aiohttp's own refusal quotes what was sent (the Upgrade header, the key)
+        raise Problem(
+            400,
+            "not a websocket handshake: GET with Connection: Upgrade, Upgrade: websocket, "
+            "Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key",
+        )
     await ws.prepare(request)
     transport = request.transport
     if transport is None:  # the client left during the handshake

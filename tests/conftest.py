@@ -11,11 +11,15 @@ import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from queues.embedded import EmbeddedRedis
+from tests.support import AppServer
 
 _tenants = itertools.count(1)
 
@@ -46,6 +50,18 @@ async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
 def tenant(request: pytest.FixtureRequest) -> str:
     """A tenant name no other test uses, so tests share the server without seeing each other."""
     return f"t{os.getpid()}-{next(_tenants)}"
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client: AiohttpClient) -> AiohttpClient:
+    """pytest-aiohttp's ``aiohttp_client``, serving an app as ``serve`` does (``AppServer``)."""
+
+    async def client(app: Any, *, server_kwargs: dict[str, Any] | None = None, **kw: Any) -> Any:
+        if isinstance(app, web.Application):
+            app = AppServer(app, **(server_kwargs or {}))
+        return await aiohttp_client(app, **kw)
+
+    return cast(AiohttpClient, client)
 
 
 @pytest.fixture

@@ -8,8 +8,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
+from aiohttp.test_utils import TestServer
+from aiohttp.web_runner import BaseRunner
 
 from router import logs
+from router.runner import Runner
 
 
 def count_calls(obj: Any, name: str) -> list[int]:
@@ -35,3 +38,11 @@ def json_logs(key: bytes, level: str = "info") -> Iterator[io.StringIO]:
     finally:
         logs.reset()
         structlog.contextvars.clear_contextvars()
+
+
+class AppServer(TestServer):
+    """pytest-aiohttp's test server running the app through ``Runner``, as ``serve`` does (so
+    requests aiohttp cannot parse are answered as problems in tests too)."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return Runner(self.app, **kwargs)

@@ -1,0 +1,263 @@
+"""Requests aiohttp cannot parse are answered as problems too, and change nothing.
+
+aiohttp answers these before any handler or middleware runs; ``router.runner`` makes that
+answer a ``malformed-request`` problem that never quotes the bytes sent (they may hold a phone
+number or an email address), and closes the connection as aiohttp does. Each request is sent
+over a raw socket; each would have created a contact had it parsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.router.conftest import GATEWAY, Api, Served, http
+
+PHONE = b"+44 20 7946 0958"
+EMAIL = b"ann@example.com"
+BODY = b'{"channel": "voice", "from": "+44 20 7946 0958"}'
+
+
+def post(*headers: bytes, body: bytes = BODY, line: bytes = b"POST /v1/contacts HTTP/1.1") -> bytes:
+    """A contact-creating request with ``headers`` added after the usual ones."""
+    head = [
+        line,
+        b"Host: switchboard",
+        b"Authorization: Bearer " + GATEWAY.encode(),
+        b"Idempotency-Key: malformed-1",
+        b"Content-Type: application/json",
+        *headers,
+    ]
+    if not any(h.lower().startswith((b"content-length", b"transfer-encoding")) for h in headers):
+        head.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+CHUNKED = b"Transfer-Encoding: chunked"
+
+#: name -> (raw request, the detail of the answer from the C parser (llhttp))
+CASES: dict[str, tuple[bytes, str]] = {
+    "method not a token": (
+        post(line=b"P(ST /v1/contacts?from=" + PHONE.replace(b" ", b"") + b" HTTP/1.1"),
+        "the request does not start with a valid HTTP method",
+    ),
+    "TLS on the HTTP port": (
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + EMAIL + b"\r\n\r\n",
+        "the request does not start with a valid HTTP method",
+    ),
+    "bad HTTP version": (
+        post(line=b"POST /v1/contacts?email=" + EMAIL + b" HTTP/1.x"),
+        "the request line is malformed",
+    ),
+    "header name with a space": (
+        post(b"From Address: " + EMAIL),
+        "the request is not well-formed HTTP/1.1",
+    ),
+    "header without a colon": (
+        post(b"x-caller" + PHONE.replace(b" ", b"")),
+        "the request is not well-formed HTTP/1.1",
+    ),
+    "NUL in a header value": (
+        post(b"X-Caller: " + EMAIL + b"\x00"),
+        "the request is not well-formed HTTP/1.1",
+    ),
+    "header over the line limit": (
+        post(b"X-Caller: " + EMAIL + b"x" * 9000),
+        "the request line or a header is longer than the server accepts",
+    ),
+    "request line over the limit": (
+        post(line=b"POST /v1/contacts?email=" + EMAIL + b"&x=" + b"x" * 9000 + b" HTTP/1.1"),
+        "the request line or a header is longer than the server accepts",
+    ),
+    "too many headers": (
+        post(*(b"X-%d: %s" % (n, EMAIL) for n in range(200))),
+        "the request is not well-formed HTTP/1.1",
+    ),
+    "bad chunk size": (
+        post(CHUNKED, body=b"zz\r\n" + BODY + b"\r\n0\r\n\r\n"),
+        "the request is not well-formed HTTP/1.1",
+    ),
+    "Content-Length and chunked": (
+        post(CHUNKED, b"Content-Length: %d" % len(BODY), body=BODY),
+        "the request is not well-formed HTTP/1.1",
+    ),
+    "Content-Length not a number": (
+        post(b"Content-Length: " + PHONE),
+        "the request is not well-formed HTTP/1.1",
+    ),
+}
+
+
+def address(api: Api) -> tuple[str, int]:
+    server = api.client.server
+    assert server.port is not None
+    return server.host, server.port
+
+
+async def send_raw(
+    host: str, port: int, raw: bytes, later: bytes = b""
+) -> tuple[int, dict[str, str], Any]:
+    """Send ``raw`` (and ``later`` a moment after, once the request is being handled), read
+    until the server closes: status, headers (lower-case), JSON body.
+
+    The read ending at all within a few seconds shows that the connection was closed."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(raw)
+        if later:
+            await asyncio.sleep(0.3)
+            writer.write(later)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5.0)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    assert int(headers["content-length"]) == len(body)
+    for personal in (PHONE, PHONE.replace(b" ", b""), EMAIL):
+        assert personal not in answer
+    return int(status_line.split()[1]), headers, json.loads(body)
+
+
+def assert_malformed(status: int, headers: dict[str, str], body: Any) -> None:
+    assert status == 400
+    assert headers["content-type"].split(";")[0] == "application/problem+json"
+    assert set(body) == {"type", "title", "status", "detail"}
+    assert body["type"] == "https://switchboard.dev/problems/malformed-request"
+    assert (body["title"], body["status"]) == ("Bad Request", 400)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+async def test_unparsable_request_is_a_problem(api: Api, name: str) -> None:
+    """A request aiohttp cannot parse gets a 400 ``malformed-request`` problem that does not
+    quote it, the connection is closed, and no contact is created."""
+    raw, detail = CASES[name]
+    status, headers, body = await send_raw(*address(api), raw)
+    assert_malformed(status, headers, body)
+    assert body["detail"] == detail
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 0
+
+
+#: a chunked body whose second chunk-size line is not a number, sent after the first chunk
+SPLIT = (post(CHUNKED, body=b"5\r\n" + BODY[:5] + b"\r\n"), EMAIL + b"\r\nxx\r\n0\r\n\r\n")
+
+
+async def test_a_bad_chunk_after_the_request_started_is_a_problem(api: Api) -> None:
+    """A chunk-size line that fails once the handler is reading the body is a 400
+    ``malformed-body`` problem that does not quote it (llhttp left the handler waiting for the
+    body forever), the connection closes, and no contact is created."""
+    status, _, body = await send_raw(*address(api), *SPLIT)
+    assert (status, body["type"]) == (400, "https://switchboard.dev/problems/malformed-body")
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 0
+
+
+async def test_a_request_on_the_same_connection_after_a_bad_one_is_not_read(api: Api) -> None:
+    """A good request pipelined after a malformed one is not served: the connection closes
+    after the problem, as aiohttp closes it."""
+    good = post(b"X-Ok: 1")
+    status, headers, body = await send_raw(*address(api), post(b"Bad Header: x") + good)
+    assert_malformed(status, headers, body)
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 0
+
+
+async def test_serve_answers_with_the_python_parser_too(serve_child: Any, tmp_path: Path) -> None:
+    """``switchboard serve`` with aiohttp's pure-Python parser (``AIOHTTP_NO_EXTENSIONS``),
+    whose errors differ from llhttp's, answers every case as a problem that does not quote it."""
+    served: Served = serve_child(
+        {
+            "AIOHTTP_NO_EXTENSIONS": "1",
+            "SWITCHBOARD_DATA_DIR": str(tmp_path / "data"),
+            "SWITCHBOARD_TOKENS": json.dumps({GATEWAY: "gateway:default"}),
+            "SWITCHBOARD_ADMIN_TOKEN": "adm",
+        }
+    )
+    host, port = served.url.removeprefix("http://").split(":")
+    details = {}
+    for name, (raw, _) in CASES.items():
+        try:
+            status, headers, body = await send_raw(host, int(port), raw)
+            assert_malformed(status, headers, body)
+        except AssertionError as exc:
+            raise AssertionError(name) from exc
+        details[name] = body["detail"]
+    assert details["header name with a space"] == "a header is malformed"  # llhttp: generic
+    status, _, body = await send_raw(host, int(port), *SPLIT)
+    assert (status, body["type"]) == (400, "https://switchboard.dev/problems/malformed-body")
+    status, queue = http("GET", served.url + "/v1/queues/billing", token="adm")
+    assert (status, queue["waiting"]) == (200, 0)
+
+
+def assert_problem(answer: tuple[int, dict[str, str], Any], status: int, kind: str) -> str:
+    """``answer`` is a problem+json of ``status`` whose type ends in ``/kind``: its detail."""
+    got, headers, body = answer
+    assert got == status, body
+    assert headers["content-type"].split(";")[0] == "application/problem+json"
+    assert set(body) == {"type", "title", "status", "detail"}
+    assert body["type"] == f"https://switchboard.dev/problems/{kind}"
+    assert body["status"] == status
+    detail: str = body["detail"]
+    return detail
+
+
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9", b""])
+async def test_an_http_version_other_than_1_is_505(api: Api, version: bytes) -> None:
+    """llhttp lets an HTTP/2.0 or HTTP/0.9 request line through: it gets a 505 problem (it was
+    served, answered in that version) and no contact is created."""
+    line = b"POST /v1/contacts " + version if version else b"POST /v1/contacts"
+    answer = await send_raw(*address(api), post(line=line.rstrip()))
+    assert_problem(answer, 505, "http-version-not-supported")
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 0
+
+
+@pytest.mark.parametrize("path", [b"/v1/contacts", b"/v1/nothing"])
+async def test_an_unknown_expectation_is_417(api: Api, path: bytes) -> None:
+    """An ``Expect`` other than 100-continue, refused by aiohttp before any middleware, is a
+    417 problem that does not quote it (it was plain text that did), and nothing is created."""
+    raw = post(b"Expect: " + EMAIL, b"Connection: close", line=b"POST " + path + b" HTTP/1.1")
+    detail = assert_problem(await send_raw(*address(api), raw), 417, "expectation-failed")
+    assert "100-continue" in detail
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"Connection: Upgrade\r\nUpgrade: " + EMAIL,
+        b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: " + EMAIL,
+        b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: " + PHONE,
+    ],
+)
+async def test_a_bad_websocket_handshake_does_not_quote_it(api: Api, headers: bytes) -> None:
+    """A refused websocket handshake on the agent socket is a 400 problem whose detail says
+    what a handshake needs, not what was sent (aiohttp's quoted the header)."""
+    await api.agent("ann", billing=1)
+    raw = (
+        b"GET /v1/agents/ann/ws HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer adm\r\n"
+        + headers
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    detail = assert_problem(await send_raw(*address(api), raw), 400, "bad-request")
+    assert "websocket handshake" in detail
+
+
+async def test_an_exception_escaping_the_app_is_a_500_problem(aiohttp_client: Any) -> None:
+    """An exception no middleware catches is answered by the runner as a 500 ``internal``
+    problem without the exception's text (aiohttp's was plain text)."""
+
+    async def fails(request: web.Request) -> web.StreamResponse:
+        raise RuntimeError("ann@example.com")
+
+    app = web.Application()
+    app.router.add_get("/fails", fails)
+    client = await aiohttp_client(app)
+    raw = b"GET /fails HTTP/1.1\r\nHost: x\r\n\r\n"
+    server = client.server
+    answer = await send_raw(server.host, server.port, raw)
+    assert assert_problem(answer, 500, "internal") == "internal error"
