@@ -398,7 +398,9 @@ class Store(ABC):
     async def upsert_agent(
         self, tenant: str, spec: AgentSpec, now: int
     ) -> Outcome[tuple[AgentState, bool]]:
-        """Create or update an agent (new agents are offline); returns (agent, created)."""
+        """Create or update an agent (new agents are offline); returns (agent, created).
+        Pending offers the change leaves invalid (from a queue the agent left, over its new
+        capacity, blocked by a channel made exclusive) are rescinded, reason ``agent_changed``."""
 
     @abstractmethod
     async def set_agent_state(

@@ -609,6 +609,25 @@ class TenantCore:
         self.emit_state(ag)  # after the offers: the load they take is in it
         self.refresh_free(ag)  # after matching: what it reserved is listed once
 
+    def rescind_invalid(self, ag: _Agent, gained: list[str], now: int) -> list[_Contact]:
+        out: list[_Contact] = []
+        if not ag.offers:
+            return out
+        member = set(ag.qnames)
+        for rid in sorted(ag.offers, key=_rid_order, reverse=True):  # newest first
+            r = self.reservations[rid]
+            ch = self.contacts[r.c].cc
+            load = ag.load
+            invalid = (r.q != "" and r.q not in member) or load.get(ch, 0) > ag.cap.get(ch, 0)
+            for x in gained:
+                if load.get(x, 0) - (x == ch) > 0:
+                    invalid = True
+            if invalid:
+                c, _ = self.end_offer(rid, "rescinded", now, ag)
+                self.emit({"t": "rescind", "a": ag.id, "r": rid, "c": c.id, "why": "agent_changed"})
+                out.append(c)
+        return out
+
     def go_offline(self, ag: _Agent, now: int) -> None:
         aid = ag.id
         requeued = []
@@ -958,6 +977,8 @@ class TenantCore:
             n.available -= available
             for ch, cap in ag.cap.items():
                 n.channels[ch] -= cap > 0
+        # the channels made exclusive by this change
+        gained = [x for x in spec.exclusive if x not in ag.excl] if ag.offers else []
         ag.cap = dict(spec.capacity)
         ag.qs = [(q, s, float(level)) for q, s, level in spec.memberships]
         ag.qnames = [q for q, _, _ in ag.qs]
@@ -978,6 +999,7 @@ class TenantCore:
             for ch, cap in ag.cap.items():
                 n.channels[ch] = n.channels.get(ch, 0) + (cap > 0)
         ag.excl = list(spec.exclusive)
+        rescinded = self.rescind_invalid(ag, gained, now)
         ag.doc = spec.doc
         ag.parsed = None
         ag.listed = {}  # unlisted everywhere above
@@ -986,11 +1008,13 @@ class TenantCore:
         self.refresh_free(ag)
         if ag.st == "available":
             self.match_agent(ag, now)
+        # the contacts of the rescinded offers back in line, once the agent took what waits
+        for c in rescinded:
+            self.requeue(c, now)
         # contacts waiting for it by name on a channel it no longer has capacity on
         lost = [ch for ch in CAPACITY_CHANNELS if ag.cap.get(ch, 0) == 0]
-        moved: list[_Contact] = []
-        self.leave_agent_lines(ag.id, lost, now, moved)
-        self.match_best_first(moved, now)
+        self.leave_agent_lines(ag.id, lost, now, rescinded)
+        self.match_best_first(rescinded, now)
         return self.ok({"agent": self.agent_out(ag.id), "created": created})
 
     def claim_timers(self, now: int, limit: int, lease: int) -> Reply:

@@ -743,6 +743,38 @@ local function close_contact(c, now, keep)
   refresh_free(ag, was)
 end
 
+-- The pending offers a change of agent ag's profile leaves invalid are rescinded, as going
+-- offline rescinds them (neither the agent's reject nor its timeout): one made from a queue it
+-- is no longer a member of (an offer by name, queue '', is not), one on a channel where what it
+-- holds and is offered exceeds its capacity, and one blocked by a channel newly exclusive
+-- (gained: a list) on which it has another contact. ag.cap, ag.qn and ag.excl are the new
+-- ones. Newest first, each judged with the load the newer ones left: a cut of one unit
+-- rescinds the newest offer on that channel only. Returns the contacts, to go back in line
+-- once the caller has stored the agent.
+local function rescind_invalid(ag, gained, now)
+  local out = {}
+  if ag.of == '' then return out end
+  local member = set_of(ag.qn)
+  local offers = cjson.decode('[' .. ag.of .. ']')
+  -- (ids "r<n>": the longer is the newer, then byte order)
+  table.sort(offers, function(a, b) return #a > #b or (#a == #b and str_lt(b, a)) end)
+  for _, rid in ipairs(offers) do
+    local r = redis.call('HMGET', K.reservation(rid), 'c', 'q')
+    local ch = redis.call('HGET', K.contact(r[1]), 'cc')
+    local load, queue = ag.load, r[2] or ''
+    local invalid = (queue ~= '' and not member[queue]) or (load[ch] or 0) > (ag.cap[ch] or 0)
+    for _, x in ipairs(gained) do
+      if (load[x] or 0) - (x == ch and 1 or 0) > 0 then invalid = true end
+    end
+    if invalid then
+      local c = end_offer(rid, 'rescinded', now, ag)
+      emit({t = 'rescind', a = ag.id, r = rid, c = c.id, why = 'agent_changed'})
+      out[#out + 1] = c
+    end
+  end
+  return out
+end
+
 -- ---------------------------------------------------------------------------------- customers
 
 -- A customer's last n contacts, newest first, each as it stands now.

@@ -1,5 +1,7 @@
 -- upsert_agent: create or update an agent's profile, capacity and queue membership (computed
--- by the caller from the queues' agent expressions). A new agent is offline.
+-- by the caller from the queues' agent expressions). A new agent is offline. Pending offers the
+-- change leaves invalid (from a queue it left, over its new capacity, blocked by a channel made
+-- exclusive) are rescinded: their contacts go back in line and look for other agents.
 -- KEYS[1]  tenant key prefix "sb:{tenant}:"
 -- ARGV[1]  now (ms)
 -- ARGV[2]  agent id
@@ -71,7 +73,18 @@ for _, q in ipairs(uniq) do
     redis.call('HINCRBY', K.queue_channels(q), ch, n > 0 and '1' or '0')
   end
 end
-ag.cap, ag.qs, ag.qn, ag.excl = cap, qs, uniq, cjson.decode(ARGV[6])
+local excl = cjson.decode(ARGV[6])
+-- the channels made exclusive by this change (those that were already could block nothing
+-- pending: an offer is made only when they do not)
+local gained = {}
+if ag.of ~= '' then
+  local was_excl = set_of(ag.excl or {})
+  for _, x in ipairs(excl) do
+    if not was_excl[x] then gained[#gained + 1] = x end
+  end
+end
+ag.cap, ag.qs, ag.qn, ag.excl = cap, qs, uniq, excl
+local rescinded = rescind_invalid(ag, gained, now)
 -- prof: what most transitions need of the profile, in one field (see load_agent)
 local qj, uj = '[]', '[]'
 if #names > 0 then qj = cjson.encode(names) end
@@ -79,10 +92,14 @@ if #uniq == #names then uj = qj elseif #uniq > 0 then uj = cjson.encode(uniq) en
 redis.call('HSET', K.agent(aid), 'doc', ARGV[3], 'st', ag.st, 'cap', ARGV[4], 'qs', ARGV[5],
            'qj', qj, 'prof', '[' .. ARGV[4] .. ',' .. uj .. (ARGV[6] == '[]' and ']' or
                                                               ',' .. ARGV[6] .. ']'),
-           'load', cjson.encode(ag.load), 'idle', ag.idle)
+           'load', cjson.encode(ag.load), 'idle', fmt('%d', ag.idle), 'of', ag.of)
 for _, q in ipairs(names) do redis.call('SADD', K.queue_members(q), aid) end
 refresh_free(ag)
 if ag.st == 'available' then match_agent(ag, now) end
+-- the contacts of the rescinded offers go back in line with their places (the agent stored: a
+-- step that waited for it alone is passed) once the agent has taken what waits in its queues
+-- now, and look for agents with the contacts moved on below, best first
+for _, c in ipairs(rescinded) do requeue(c, now) end
 -- contacts waiting for it by name on a channel it no longer has capacity on: a step nobody
 -- else can answer moves on
 if ag.tw ~= '0' then
@@ -90,8 +107,7 @@ if ag.tw ~= '0' then
   for _, ch in ipairs(CAPACITY_CHANNELS) do
     if (cap[ch] or 0) == 0 then lost[#lost + 1] = ch end
   end
-  local moved = {}
-  leave_agent_lines(aid, lost, now, moved)
-  match_best_first(moved, now)
+  leave_agent_lines(aid, lost, now, rescinded)
 end
+if rescinded[1] then match_best_first(rescinded, now) end
 return finish(E.OK, '{"agent":' .. agent_out(aid) .. ',"created":' .. tostring(created) .. '}')

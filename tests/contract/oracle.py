@@ -179,6 +179,12 @@ def check_core(core: TenantCore) -> None:
         if r.st == "pending":
             assert rid in agents[r.a].offers
             assert f"o|{rid}" in due
+            # an offer from a queue stands while the agent is a member (one by name, q "",
+            # whatever its queues), and within its capacity on the channel (upsert_agent
+            # rescinds what a change of profile leaves outside)
+            ag, cc = agents[r.a], contacts[r.c].cc
+            assert r.q == "" or r.q in ag.qnames, f"{rid} pending from {r.q}, {r.a} left it"
+            assert ag.load.get(cc, 0) <= ag.cap.get(cc, 0), f"{rid} pending over {r.a}'s {cc}"
     for ag in agents.values():
         assert ag.offers == {
             rid for rid, r in reservations.items() if r.a == ag.id and r.st == "pending"

@@ -10,12 +10,14 @@ the invariants of the design on both the decoded statuses and the memory store's
 contact in two states or places, no agent over capacity, at most one accepted reservation per
 contact, every contact accounted for, each agent listing exactly the contacts assigned to it or
 wrapping, no ended contact keeping its view or a callback's number, no free agent left beside
-a contact it may take, and each offer going to the agent's best contact (largest waited +
-priority, ties by id) and, from the contact side, to the best agent of the queue's strategy.
-Presence is held to a model of what the store should record (sockets per instance, each
-instance's deadline): an agent goes offline through a socket closing, a beat or a sweep exactly
-when it is left with no socket on a live instance, so never because of a close elsewhere while
-a live instance holds one of its sockets.
+a contact it may take, no offer pending from a queue the agent has left or over its capacity
+on the offer's channel (an upsert rescinds those, and those a channel it made exclusive
+blocks), and each offer going to the agent's best contact (largest waited + priority, ties by
+id) and, from the contact side, to the best agent of the queue's strategy. Presence is held to
+a model of what the store should record (sockets per instance, each instance's deadline): an
+agent goes offline through a socket closing, a beat or a sweep exactly when it is left with no
+socket on a live instance, so never because of a close elsewhere while a live instance holds
+one of its sockets.
 
 The same machine runs on the memory store alone (offline, with five times the examples).
 ``SWITCHBOARD_STATEFUL=long`` (or ``soak``) runs more and longer sequences than CI and shrinks
@@ -228,9 +230,19 @@ class StoreMachine(RuleBasedStateMachine):
     ) -> None:
         joined = [(q, self.strategy[q], level) for q, level in memberships]
         spec = AgentSpec(aid, json.dumps({"name": aid}), capacity, joined, exclusive)
+        before = self.core.agents.get(aid)
+        gained = [x for x in exclusive if before is None or x not in before.excl]
+        kept = set() if before is None else set(before.offers)
         self.both("upsert_agent", spec, self.now)
         if aid not in self.agents:
             self.agents.append(aid)
+        # no offer it had is left blocked by a channel this change made exclusive: none of its
+        # other contacts (held, or offered before the change) is on such a channel
+        core = self.core
+        mine = [c for c in core.contacts.values() if c.agent == aid and c.st in HELD]
+        for rid in core.agents[aid].offers & kept:
+            others = [c.cc for c in mine if c.res != rid and (c.st != "offered" or c.res in kept)]
+            assert not set(others) & set(gained), f"{rid} kept beside {others}, {gained} exclusive"
 
     @rule(aid=st.sampled_from((*AGENTS, "ghost")), state=STATE)
     def set_state(self, aid: str, state: AgentStateName) -> None:

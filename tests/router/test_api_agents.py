@@ -268,3 +268,29 @@ async def test_a_reload_that_would_strand_waiting_contacts_is_refused(
     applied = await api.call("POST", "/v1/config/reload")
     assert applied.status == 200, applied.body
     assert await queue_names(api) == ["accounts", "support"]
+
+
+async def test_an_agent_taken_out_of_the_offers_queue_loses_the_offer(api: Api) -> None:
+    """PUT an agent whose skills no longer admit it to the queue of its pending offer: its
+    socket gets the offer `rescinded` (`agent_changed`), and accepting it afterwards is 409."""
+    await api.agent("ann", billing=5)
+    desk = await api.ws("ann")
+    await api.state("ann", "available")
+    contact = await api.contact()
+    offer = await desk.recv("offer")
+    assert (offer["reservation_id"], offer["queue"]) == (contact["reservation_id"], "billing")
+    body = {"name": "Ann", "skills": {"support": 4}, "capacity": {"voice": 1}}
+    changed = await api.ok("PUT", "/v1/agents/ann", body)
+    assert (changed["queues"], changed["reservations"], changed["load"]) == (["support"], [], {})
+    rescinded = await desk.recv("rescinded")
+    assert rescinded == {
+        "type": "rescinded",
+        "reservation_id": offer["reservation_id"],
+        "reason": "agent_changed",
+    }
+    path = f"/v1/reservations/{offer['reservation_id']}/accept"
+    late = await api.call("POST", path, token=await api.token("ann"))
+    assert late.status == 409, late.body
+    assert late.body["type"].endswith("reservation-not-pending")
+    back = await api.get(f"/v1/contacts/{contact['id']}")
+    assert (back["status"], back["position"], back["agent_id"]) == ("queued", 1, None)
