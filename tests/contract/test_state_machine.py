@@ -80,7 +80,14 @@ from tests.contract.machine_inputs import (
     Arrival,
     Memberships,
 )
-from tests.contract.oracle import HELD, QUEUES, CheckedMemoryStore, check_core, present
+from tests.contract.oracle import (
+    HELD,
+    QUEUES,
+    CheckedMemoryStore,
+    check_core,
+    lines_of,
+    present,
+)
 
 _examples = itertools.count(1)
 
@@ -529,8 +536,8 @@ class StoreMachine(RuleBasedStateMachine):
             assert c.status in CONTACT_STATUSES
             if c.status == "queued":
                 assert (c.agent_id, c.reservation_id) == (None, None)
-                assert c.position is not None
-                assert c.position >= 1
+                expected = lines_of(self.core, self.core.contacts[c.id])
+                assert (c.position, c.staffed, c.lines) == expected, (c.id, c, expected)
             if c.status in HELD:
                 assert c.agent_id in agents
                 assert c.reservation_id is not None

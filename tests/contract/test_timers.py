@@ -355,3 +355,29 @@ async def test_a_callback_offer_tells_the_agent_which_number(store: Store, tenan
     await ready(store, tenant, agent("a2"), T0 + 60_004)
     [second] = await store.pending_offers(tenant, "a2")
     assert second.view["contact"] == {"callback": {"number": None}, "id": "c1", "from": "+15550199"}
+
+
+async def test_position_is_the_best_place_among_the_queues_it_waits_in(
+    store: Store, tenant: str
+) -> None:
+    """After a step escalation a contact waits in two queues and is served by whichever reaches
+    it first: its position is its best place (first in q2, third in q1), each line listed with
+    its own place and staffing; held for a callback, it keeps those places."""
+    await store.upsert_agent(tenant, agent("a1"), T0)
+    await store.set_agent_state(tenant, "a1", "away", T0)  # staffed, takes nothing
+    for aid in ("a2", "a3"):
+        await store.upsert_agent(tenant, agent(aid, ["q2"]), T0)
+        await store.set_agent_state(tenant, aid, "away", T0)
+    await store.enqueue(tenant, contact("c1"), T0)
+    await store.enqueue(tenant, contact("c2", now=T0 + 1), T0 + 1)
+    steps = [Step(("q1",), (), 5_000), Step(("q1", "q2"))]
+    out = await store.enqueue(tenant, contact("c3", steps=steps, now=T0 + 2), T0 + 2)
+    c3 = out.value.contact
+    assert (c3.position, c3.staffed, c3.lines) == (3, 1, [("q1", 3, 1)])
+    timers, _ = await fire_due(store, tenant, T0 + 5_002)
+    assert timers == ["s|c3|0"]
+    c3 = await store.contact_status(tenant, "c3")
+    assert (c3.position, c3.staffed, c3.lines) == (1, 2, [("q1", 3, 1), ("q2", 1, 2)])
+    held = await store.request_callback(tenant, "c3", "", T0 + 60_000, T0 + 5_003)
+    assert (held.value.position, held.value.lines) == (1, [("q1", 3, 1), ("q2", 1, 2)])
+    assert (await store.contact_status(tenant, "c2")).lines == [("q1", 2, 1)]

@@ -387,6 +387,46 @@ async def test_position_and_estimated_wait(api: Api) -> None:
     assert (now["position"], now["estimated_wait_seconds"]) == (2, 360.0)
 
 
+async def test_after_an_escalation_position_is_the_best_place_of_its_queues(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """Escalated into a second queue where it is first, though third in its first queue, a
+    contact reads position 1, and its wait is the shortest of its queues' own estimates."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(ESCALATING)
+    api = await make_api(config=str(path))
+    await api.agent("ann", billing=5)
+    await api.agent("bea", billing=5)
+    await api.agent("sal", sales=5)
+    for agent_id in ("ann", "bea", "sal"):
+        await api.state(agent_id, "away")  # staffed, taking nothing
+    await api.contact()
+    await api.contact()
+    late = await api.contact(intent="late")
+    # third of billing's 2 agents: 3 x the default 180 s / 2
+    assert (late["position"], late["estimated_wait_seconds"]) == (3, 270.0)
+    now = await api.until(f"/v1/contacts/{late['id']}", lambda c: c["position"] == 1)
+    # billing: 3 x 180 / 2 = 270 s; sales: 1 x 180 / 1 = 180 s
+    assert (now["queue"], now["estimated_wait_seconds"]) == ("billing", 180.0)
+
+
+#: billing first; a contact with intent "late" waits 0.3 s there, then in billing and sales
+ESCALATING = """\
+queues:
+  - name: billing
+    agents: "agent.skills.billing >= 1"
+  - name: sales
+    agents: "agent.skills.sales >= 1"
+rules:
+  - name: escalate
+    when: "contact.intent == 'late'"
+    steps:
+      - {queue: billing, timeout_seconds: 0.3}
+      - {queues: [billing, sales]}
+  - {name: default, when: "true", steps: [{queue: billing}]}
+"""
+
+
 # ------------------------------------------------------------------ routing (demo config)
 
 
