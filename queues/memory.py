@@ -892,12 +892,33 @@ class TenantCore:
             self.match_contact(c, now)
         return self.ok({"fired": True, "step": c.step})
 
+    def voice_reachable(self, s: Step) -> bool:
+        for q in s.queues:
+            n = self.queue_count.get(q)
+            if n is not None:
+                able = n.channels.get("voice")
+                if able is not None:
+                    if able > 0:
+                        return True
+                elif not n.channels and self.queue_members.get(q):
+                    return True
+        for aid in s.agents:
+            ag = self.agents.get(aid)
+            if ag is not None and ag.cap.get("voice", 0) > 0:
+                return True
+        return False
+
+    def can_call_back(self, c: _Contact) -> bool:
+        return any(self.voice_reachable(s) for s in c.steps[c.step :])
+
     def request_callback(self, cid: str, number: str, not_before: int, now: int) -> Reply:
         c = self.contacts.get(cid)
         if c is None:
             return self.finish(Code.CONTACT_NOT_FOUND)
         if c.st != "queued":
             return self.finish(Code.CONTACT_NOT_WAITING)
+        if not self.can_call_back(c):
+            return self.finish(Code.CALLBACK_UNAVAILABLE)
         if c.hold > 0:
             self.remove_held(c)
         else:

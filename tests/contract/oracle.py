@@ -96,6 +96,19 @@ def lines_of(core: TenantCore, c: _Contact) -> tuple[int, int, list[tuple[str, i
     return min((at for _, at, _ in lines), default=1), best + named, lines
 
 
+def could_call_back(core: TenantCore, c: _Contact) -> bool:
+    """The spec of a callback that can be made: a queue of the contact's current or a later
+    step has a member with voice capacity (in any state), or such a step names an agent with
+    voice capacity."""
+    for step in c.steps[c.step :]:
+        for ag in core.agents.values():
+            if ag.cap.get("voice", 0) > 0 and (
+                ag.id in step.agents or any(q in step.queues for q, _, _ in ag.qs)
+            ):
+                return True
+    return False
+
+
 def rank(ag: _Agent, strategy: str, level: float) -> tuple[Any, ...]:
     """An agent's place in a queue's line of free agents, lower first, without score packing."""
     if strategy == "most_skilled":

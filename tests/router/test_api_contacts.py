@@ -290,6 +290,7 @@ async def test_abandon_after_accept_is_a_conflict(api: Api) -> None:
 
 async def test_callback_keeps_the_place_in_line(api: Api) -> None:
     """A contact turned into a callback keeps its position and is offered in that order."""
+    await api.agent("ann", billing=5)  # offline, able to call back
     first, second, third = [await api.contact() for _ in range(3)]
     held = await api.call(
         "POST", f"/v1/contacts/{second['id']}/callback", {"number": "+14155550101"}, token=GATEWAY
@@ -312,6 +313,7 @@ async def test_callback_keeps_the_place_in_line(api: Api) -> None:
 
 async def test_callback_contact_reads_as_a_callback(api: Api) -> None:
     """After virtual hold the contact's channel is `callback` (it is offered as one)."""
+    await api.agent("ann", billing=5)  # offline, able to call back
     contact = await api.contact(**{"from": "+1 415 555 0100"})
     held = await api.ok("POST", f"/v1/contacts/{contact['id']}/callback", {}, token=GATEWAY)
     assert held["channel"] == "callback"
@@ -320,6 +322,7 @@ async def test_callback_contact_reads_as_a_callback(api: Api) -> None:
 async def test_the_callback_offer_names_the_number_to_dial(api: Api) -> None:
     """The agent's offer carries the number to call back, read as E.164; an unreadable
     number is a 422 that changes nothing."""
+    await api.agent("ann", billing=5)  # offline, able to call back
     contact = await api.contact()
     path = f"/v1/contacts/{contact['id']}/callback"
     bad = await api.call("POST", path, {"number": "call me maybe"}, token=GATEWAY)
@@ -339,6 +342,7 @@ async def test_a_callback_for_a_contact_without_a_phone_needs_a_number(
 ) -> None:
     """A chat or email contact came from no phone number: a callback without `number` is a
     422 that changes nothing (the agent would have had a handle to dial); with one it holds."""
+    await api.agent("ann", billing=5)  # offline, able to call back
     contact = await api.contact(channel=channel, intent="billing")
     path = f"/v1/contacts/{contact['id']}/callback"
     bad = await api.call("POST", path, {}, token=GATEWAY)
