@@ -95,6 +95,9 @@ class ContactState:
     disposition: str | None
     #: a callback held out of line until this time (ms), else 0
     hold_ms: int = 0
+    #: while queued, each set it waits in: (queue, or "" for an agent its step names, its
+    #: place there, agents staffed there for it); ``position`` is the best of these places
+    lines: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -231,6 +234,7 @@ def contact_state(raw: dict[str, Any]) -> ContactState:
         raw["staffed"],
         raw["disp"] or None,
         int(raw.get("hold", 0)),
+        [(q, rank, n) for q, rank, n in raw["lines"]] if "lines" in raw else [],
     )
 
 

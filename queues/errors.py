@@ -17,6 +17,7 @@ Hierarchy::
         │   ├── ReservationNotPending   rejected, rescinded, timed out, or its contact done
         │   ├── ReservationExpired      past its lease, its timeout not yet processed
         │   ├── ContactNotWaiting       abandon / callback once offered or assigned
+        │   ├── CallbackUnavailable     a callback no agent the contact can reach could make
         │   ├── ContactNotAssigned      complete before accept, or twice
         │   ├── IdempotencyConflict     Idempotency-Key reused with another body
         │   ├── CustomerIdentityTaken   an identity already belongs to another customer
@@ -44,6 +45,7 @@ class Code(IntEnum):
     IDEMPOTENCY_CONFLICT = 14
     CUSTOMER_IDENTITY_TAKEN = 15
     CUSTOMER_HAS_LIVE_CONTACTS = 16
+    CALLBACK_UNAVAILABLE = 17
     NOT_YOUR_RESERVATION = 20
     NOT_YOUR_CONTACT = 21
 
@@ -108,6 +110,10 @@ class ContactNotWaiting(Conflict):
     code = Code.CONTACT_NOT_WAITING
 
 
+class CallbackUnavailable(Conflict):
+    code = Code.CALLBACK_UNAVAILABLE
+
+
 class ContactNotAssigned(Conflict):
     code = Code.CONTACT_NOT_ASSIGNED
 
@@ -148,6 +154,11 @@ _MESSAGES: dict[Code, tuple[type[StoreError], str]] = {
     ),
     Code.RESERVATION_EXPIRED: (ReservationExpired, "the reservation has expired"),
     Code.CONTACT_NOT_WAITING: (ContactNotWaiting, "the contact is no longer waiting"),
+    Code.CALLBACK_UNAVAILABLE: (
+        CallbackUnavailable,
+        "nobody could make the callback: no queue of the contact's current or later steps has"
+        " a member with voice capacity, nor has any agent they name",
+    ),
     Code.CONTACT_NOT_ASSIGNED: (ContactNotAssigned, "the contact is not assigned to an agent"),
     Code.IDEMPOTENCY_CONFLICT: (
         IdempotencyConflict,

@@ -348,18 +348,49 @@ class TenantCore:
         for q in c.steps[c.step].queues:
             self.queue_held.get(q, set()).discard(c.id)
 
-    def position(self, c: _Contact) -> int:
-        s = c.steps[c.step]
-        if s.queues:
-            z = _zset(self.queue_waiting, (s.queues[0], c.cc), s.queues[0])
-        elif s.agents:
-            z = _zset(self.agent_waiting, (s.agents[0], c.cc))
-        else:
+    def place_in(self, z: ZSet | None, c: _Contact) -> int:
+        if z is None:  # (a set never made: empty)
             return 1
-        rank = z.rank(c.id)
-        if rank is not None:
-            return rank + 1
+        if not c.hold:
+            rank = z.rank(c.id)
+            if rank is not None:
+                return rank + 1
         return z.count_upto(c.key) + 1
+
+    def waiting_out(self, c: _Contact) -> tuple[int, int, list[tuple[str, int, int]]]:
+        s = c.steps[c.step]
+        staffed = 0
+        pos: int | None = None
+        lines: list[tuple[str, int, int]] = []
+        counts = self.queue_count
+        for q in s.queues:
+            here = 0
+            n = counts.get(q)
+            if n is not None:
+                # (members with capacity on its channel: else the queue staffs nobody for it; no
+                # channel listed at all, as in Redis data from before the counts: as before)
+                here = n.staffed
+                if here > 0:
+                    able = n.channels.get(c.cc)
+                    if not ((able > 0) if able is not None else not n.channels):
+                        here = 0
+                staffed = max(staffed, here)
+            at = self.place_in(self.queue_waiting.get((q, c.cc)), c)
+            if pos is None or at < pos:
+                pos = at
+            lines.append((q, at, here))
+        if s.agents:
+            named = 0
+            for aid in s.agents:
+                ag = self.agents.get(aid)
+                here = 1 if ag is not None and ag.st != "offline" else 0
+                named += here
+                at = self.place_in(self.agent_waiting.get((aid, c.cc)), c)
+                if pos is None or at < pos:
+                    pos = at
+                lines.append(("", at, here))
+            staffed += named
+        return pos or 1, staffed, lines
 
     def count(self, queue: str, now: int, field: str, by: int = 1) -> None:
         stats = self.counters(queue, now)
@@ -397,24 +428,10 @@ class TenantCore:
                 doc["id"], doc, st, c.ch, c.queue, c.agent or None, c.res or None, None, 0,
                 c.disp or None,
             )  # fmt: skip
-        s = c.steps[c.step]
-        staffed = 0
-        counts = self.queue_count
-        for q in s.queues:
-            n = counts.get(q)
-            # (members with capacity on its channel: else the queue staffs nobody for it; no
-            # channel listed at all, as in Redis data from before the counts: as before)
-            if n is not None and n.staffed > staffed:
-                able = n.channels.get(c.cc)
-                if (able > 0) if able is not None else not n.channels:
-                    staffed = n.staffed
-        for aid in s.agents:
-            ag = self.agents.get(aid)
-            if ag is not None and ag.st != "offline":
-                staffed += 1
+        pos, staffed, lines = self.waiting_out(c)
         return ContactState(
-            doc["id"], doc, st, c.ch, c.queue, c.agent or None, c.res or None, self.position(c),
-            staffed, c.disp or None, c.hold,
+            doc["id"], doc, st, c.ch, c.queue, c.agent or None, c.res or None, pos, staffed,
+            c.disp or None, c.hold, lines,
         )  # fmt: skip
 
     def reserve(self, c: _Contact, ag: _Agent, queue: str, now: int, waiting: bool = True) -> None:
@@ -899,12 +916,33 @@ class TenantCore:
             self.match_contact(c, now)
         return self.ok({"fired": True, "step": c.step})
 
+    def voice_reachable(self, s: Step) -> bool:
+        for q in s.queues:
+            n = self.queue_count.get(q)
+            if n is not None:
+                able = n.channels.get("voice")
+                if able is not None:
+                    if able > 0:
+                        return True
+                elif not n.channels and self.queue_members.get(q):
+                    return True
+        for aid in s.agents:
+            ag = self.agents.get(aid)
+            if ag is not None and ag.cap.get("voice", 0) > 0:
+                return True
+        return False
+
+    def can_call_back(self, c: _Contact) -> bool:
+        return any(self.voice_reachable(s) for s in c.steps[c.step :])
+
     def request_callback(self, cid: str, number: str, not_before: int, now: int) -> Reply:
         c = self.contacts.get(cid)
         if c is None:
             return self.finish(Code.CONTACT_NOT_FOUND)
         if c.st != "queued":
             return self.finish(Code.CONTACT_NOT_WAITING)
+        if not self.can_call_back(c):
+            return self.finish(Code.CALLBACK_UNAVAILABLE)
         if c.hold > 0:
             self.remove_held(c)
         else:

@@ -87,9 +87,13 @@ class Contact(BaseModel):
     status: ContactStatus
     queue: str
     priority: float = Field(description="seconds of wait credit")
-    position: int | None = Field(description="1-based place in line while queued")
+    position: int | None = Field(
+        description="1-based place in line while queued: the best of its places when it waits "
+        "in several lines (queues, named agents)"
+    )
     estimated_wait_seconds: float | None = Field(
-        description="null when no agent is staffed for the contact's queues"
+        description="the shortest of its lines' estimates; null when no agent is staffed for "
+        "the contact's queues"
     )
     created_at: datetime
     customer: CustomerBrief

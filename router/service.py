@@ -362,7 +362,7 @@ class Service:
         position = state.position if state.status == "queued" else None
         wait = None
         if position is not None and state.staffed > 0:
-            wait = self.stats.estimated_wait(state.queue, position, state.staffed, tenant)
+            wait = self.stats.contact_wait(state.queue, state.lines, tenant)
             if wait is not None and state.hold_ms:
                 # a callback held out of line waits at least until it is due
                 due = (state.hold_ms - self.clock.now_ms()) / 1000

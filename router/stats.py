@@ -7,6 +7,12 @@ store's ``handle_ms / handled`` counters), or ``DEFAULT_AHT_SECONDS`` before any
 been handled. For exponential handle times this is the mean of Gamma(k, n / AHT), the exact
 expected wait while all agents stay busy; ``tests/ops/ewt_eval.py`` measures it against actual
 waits through the real store (docs/operations.md has the figures, and the alternatives tried).
+A contact waiting in several lines at once (the queues of an escalated step, the agents a step
+names) is served by whichever reaches it first: its estimate is the shortest of its lines' own
+(``contact_wait``), each with its own place, AHT and staffing (a named agent's line is one
+agent, with the AHT of the contact's queue). The shortest is the simplest figure that agrees
+with the position shown (the best place); it leaves out that the lines race each other, so it
+runs a little long when two lines are close.
 Snapshots are refreshed in the background every few seconds and on every
 ``GET /v1/queues``, so creating a contact costs no extra Redis round trip.
 """
@@ -67,6 +73,19 @@ class QueueStats:
         if staffed <= 0:
             return None
         return round(position * self.aht(tenant, queue) / staffed, 1)
+
+    def contact_wait(
+        self, queue: str, lines: list[tuple[str, int, int]], tenant: str = "default"
+    ) -> float | None:
+        """A waiting contact's estimated wait: the shortest of its staffed lines' estimates
+        (``queue``, the contact's, lends its AHT to the lines of named agents); None when no
+        line is staffed."""
+        best: float | None = None
+        for name, place, staffed in lines:
+            wait = self.estimated_wait(name or queue, place, staffed, tenant)
+            if wait is not None and (best is None or wait < best):
+                best = wait
+        return best
 
     def render(self, tenant: str, snap: QueueSnapshot, now_ms: int) -> m.QueueOut:
         oldest = snap.oldest_enqueued_ms

@@ -85,7 +85,7 @@ if s.t > 0 then
   TIMERS[1], TIMERS[2] = fmt('%d', now + s.t), 's|' .. cid .. '|' .. (step or '0')
 end
 -- (step, agent, res, decl, hold, disp: stored only once they differ from their defaults)
-local pos, staffed = 0, 0
+local pos, staffed, lines = 0, 0, nil
 if ag then
   reserve(c, ag, queue, timeout, now)
   redis.call('HSET', K.contact(cid), 'doc', doc, 'st', c.st, 'ch', ch, 'cc', cc, 'key', ks,
@@ -96,9 +96,9 @@ else
              'enq', now_s, 'steps', steps, 'cur', cur, 'slt', slt, 'cust', cust, 'view', view,
              'queue', c.queue)
   add_waiting(c)
-  pos, staffed = waiting_out(c)
+  pos, staffed, lines = waiting_out(c)
 end
 if step then redis.call('HSET', K.contact(cid), 'step', step) end
 return finish(E.OK, '{"replay":false,"contact":' ..
-                    contact_json(doc, c.st, ch, c.queue, c.agent, c.res, nil, pos, staffed) ..
-                    '}')
+                    contact_json(doc, c.st, ch, c.queue, c.agent, c.res, nil, pos, staffed,
+                                 nil, lines) .. '}')

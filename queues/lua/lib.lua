@@ -320,57 +320,76 @@ local function count(queue, now, field, by)
   end
 end
 
--- A waiting contact's place in line and how many agents could serve it: the best-staffed
--- queue of its step (no scan over agents).
+-- A contact's place in one set it waits in: its rank there, or, for a callback held out of
+-- line (not in the set, but keeping its place), one more than the contacts up to its sort key.
+local function place_in(key, c, member)
+  if not c.held then
+    local rank = redis.call('ZRANK', key, member)
+    if rank then return rank + 1 end
+  end
+  return redis.call('ZCOUNT', key, '-inf', c.ks) + 1
+end
+
+-- A waiting contact's place in line, how many agents could serve it (the best-staffed queue of
+-- its step, plus the agents it names who are signed in: no scan over agents) and its lines.
+-- It waits in every set of its step and is served by whichever reaches it first, so its place
+-- is the best of its places there: one ZRANK per set (a step names few). lines: per set,
+-- [queue ('' for a named agent), place, agents staffed there for it], as the body of a JSON
+-- list (the caller estimates each line's wait; queue names never need escaping).
 local function waiting_out(c)
-  local s, staffed = c.s, 0
+  local s, staffed, pos, lines = c.s, 0, nil, ''
+  local member = c.ks .. '|' .. c.id
   for _, q in ipairs(s.q) do
+    local here = 0
     local n = redis.call('GET', K.queue_staffed(q))
     if n then
       -- (a queue none of whose members has capacity on the contact's channel staffs nobody
       -- for it: see upsert_agent's q:<queue>:chans)
       -- (a hash not there at all: data from before it was kept; the queue counts as before)
-      local here = math.floor(n / 4294967296)
-      if here > staffed then
+      here = math.floor(n / 4294967296)
+      if here > 0 then
         local able = redis.call('HGET', K.queue_channels(q), c.cc)
         if able then
-          if able + 0 > 0 then staffed = here end
-        elseif redis.call('EXISTS', K.queue_channels(q)) == 0 then
-          staffed = here
+          if able + 0 == 0 then here = 0 end
+        elseif redis.call('EXISTS', K.queue_channels(q)) == 1 then
+          here = 0
         end
       end
+      if here > staffed then staffed = here end
     end
+    local at = place_in(K.queue_waiting(q, c.cc), c, member)
+    if pos == nil or at < pos then pos = at end
+    if lines ~= '' then lines = lines .. ',' end
+    lines = lines .. '["' .. q .. fmt('",%d,%d]', at, here)
   end
   if s.a then
+    local named = 0
     for _, aid in ipairs(s.a) do
+      local here = 0
       local st = redis.call('HGET', K.agent(aid), 'st')
-      if st and st ~= 'offline' then staffed = staffed + 1 end
+      if st and st ~= 'offline' then here = 1 end
+      named = named + here
+      local at = place_in(K.agent_waiting(aid, c.cc), c, member)
+      if pos == nil or at < pos then pos = at end
+      if lines ~= '' then lines = lines .. ',' end
+      lines = lines .. fmt('["",%d,%d]', at, here)
     end
+    staffed = staffed + named
   end
-  -- its place: its rank in the first set it waits in
-  local key
-  if #s.q > 0 then
-    key = K.queue_waiting(s.q[1], c.cc)
-  elseif s.a then
-    key = K.agent_waiting(s.a[1], c.cc)
-  else
-    return 1, staffed
-  end
-  local rank = redis.call('ZRANK', key, c.ks .. '|' .. c.id)
-  if rank then return rank + 1, staffed end
-  -- a contact held for a callback is not in the set but keeps its place
-  return redis.call('ZCOUNT', key, '-inf', c.ks) + 1, staffed
+  return pos or 1, staffed, lines
 end
 
 -- A contact as JSON text (the decoders' contact_state), its stored document as it is.
 -- hold: a held callback's not-before (ms, as stored), else nil.
-local function contact_json(doc, st, ch, queue, agent, res, disp, pos, staffed, hold)
+-- lines: a waiting contact's (waiting_out), else nil.
+local function contact_json(doc, st, ch, queue, agent, res, disp, pos, staffed, hold, lines)
   if disp == nil or disp == '' then disp = '""' else disp = cjson.encode(disp) end
   -- (a number in a concatenation is printed with sprintf: 0, the common case, is spelt out)
   if pos == 0 then pos = '0' end
   if staffed == 0 then staffed = '0' end
   local tail = '}'
-  if hold then tail = ',"hold":' .. hold .. '}' end
+  if lines then tail = ',"lines":[' .. lines .. ']}' end
+  if hold then tail = ',"hold":' .. hold .. tail end
   return '{"doc":' .. doc .. ',"st":"' .. st .. '","ch":"' .. ch .. '","queue":"' .. queue ..
          '","agent":"' .. agent .. '","res":"' .. res .. '","disp":' .. disp .. ',"pos":' ..
          pos .. ',"staffed":' .. staffed .. tail
@@ -380,14 +399,16 @@ local function contact_out(cid)
   local f = redis.call('HMGET', K.contact(cid), 'doc', 'st', 'ch', 'queue', 'agent', 'res',
                        'disp')
   if not f[1] then return nil end
-  local pos, staffed, hold = 0, 0, nil
+  local pos, staffed, hold, lines = 0, 0, nil, nil
   if f[2] == 'queued' then
     -- what waiting_out reads of it (as load_contact would), and a held callback's not-before
     local w = redis.call('HMGET', K.contact(cid), 'cur', 'cc', 'key', 'hold')
-    pos, staffed = waiting_out({id = cid, s = cjson.decode(w[1]), cc = w[2], ks = w[3]})
     if w[4] and w[4] ~= '0' then hold = w[4] end
+    pos, staffed, lines = waiting_out({id = cid, s = cjson.decode(w[1]), cc = w[2], ks = w[3],
+                                       held = hold ~= nil})
   end
-  return contact_json(f[1], f[2], f[3], f[4], f[5] or '', f[6] or '', f[7], pos, staffed, hold)
+  return contact_json(f[1], f[2], f[3], f[4], f[5] or '', f[6] or '', f[7], pos, staffed, hold,
+                      lines)
 end
 
 -- ---------------------------------------------------------------------------------- matching

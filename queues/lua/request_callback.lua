@@ -9,10 +9,49 @@
 -- Returns [code, payload, events]:
 --   OK  {contact = contact_out}
 --   CONTACT_NOT_FOUND | CONTACT_NOT_WAITING
+--   CALLBACK_UNAVAILABLE  nobody could make the call (see can_call_back); nothing changed
 local now, cid, not_before = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[4])
+
+-- Whether someone step s sends the contact to could make a voice call: a member of one of its
+-- queues with voice capacity (q:<queue>:chans, whatever their state: an agent away or signed
+-- out may come back), or an agent it names with voice capacity. A queue without the hash at all
+-- but with members (data from before it was kept) is taken to have one, as waiting_out counts
+-- its staff.
+local function voice_reachable(s)
+  for _, q in ipairs(s.q) do
+    local able = redis.call('HGET', K.queue_channels(q), 'voice')
+    if able then
+      if able + 0 > 0 then return true end
+    elseif redis.call('EXISTS', K.queue_channels(q)) == 0 and
+           redis.call('SCARD', K.queue_members(q)) > 0 then
+      return true
+    end
+  end
+  if s.a then
+    for _, aid in ipairs(s.a) do
+      local prof = redis.call('HGET', K.agent(aid), 'prof')
+      if prof and (cjson.decode(prof)[1].voice or 0) > 0 then return true end
+    end
+  end
+  return false
+end
+
+-- Whether the callback could ever be made: by the contact's current step, or by a later one
+-- (it moves on to those while it waits, held or not). The steps are read only when the
+-- current one cannot.
+local function can_call_back(c)
+  if voice_reachable(c.s) then return true end
+  local steps = cjson.decode(redis.call('HGET', K.contact(c.id), 'steps'))
+  for i = c.step + 2, #steps do
+    if voice_reachable(steps[i]) then return true end
+  end
+  return false
+end
+
 local c = load_contact(cid)
 if not c then return finish(E.CONTACT_NOT_FOUND) end
 if c.st ~= 'queued' then return finish(E.CONTACT_NOT_WAITING) end
+if not can_call_back(c) then return finish(E.CALLBACK_UNAVAILABLE) end
 
 if c.hold > 0 then remove_held(c) else remove_waiting(c) end
 c.cc = 'voice'

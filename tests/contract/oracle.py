@@ -60,6 +60,55 @@ def answerable(core: TenantCore, c: _Contact) -> bool:
     return False
 
 
+def lines_of(core: TenantCore, c: _Contact) -> tuple[int, int, list[tuple[str, int, int]]]:
+    """The spec of a queued contact's place, from the records alone: (position, staffed,
+    lines). A line per set it waits in (its step's queues, then its named agents): its place
+    there is one more than the contacts waiting there ahead of it (a held callback: those with
+    a sort key up to its own); its staffing, for a queue, the members not offline when some
+    member has capacity on the contact's channel, for an agent, 1 when not offline. Its position
+    is its best place; ``staffed`` the best queue's staffing plus its agents'."""
+    step = c.steps[c.step]
+
+    def place(waits_there: Any) -> int:
+        ahead = [
+            x
+            for x in core.contacts.values()
+            if x.st == "queued" and x.hold == 0 and x.cc == c.cc and waits_there(x)
+        ]
+        if c.hold:
+            return 1 + sum(x.key <= c.key for x in ahead)
+        return 1 + sum((x.key, x.id) < (c.key, c.id) for x in ahead)
+
+    lines: list[tuple[str, int, int]] = []
+    best = 0
+    for q in step.queues:
+        members = [ag for ag in core.agents.values() if q in [mq for mq, _, _ in ag.qs]]
+        able = any(ag.cap.get(c.cc, 0) > 0 for ag in members)
+        here = sum(ag.st != "offline" for ag in members) if able else 0
+        best = max(best, here)
+        lines.append((q, place(lambda x, q=q: q in x.steps[x.step].queues), here))
+    named = 0
+    for aid in step.agents:
+        ag = core.agents.get(aid)
+        here = int(ag is not None and ag.st != "offline")
+        named += here
+        lines.append(("", place(lambda x, aid=aid: aid in x.steps[x.step].agents), here))
+    return min((at for _, at, _ in lines), default=1), best + named, lines
+
+
+def could_call_back(core: TenantCore, c: _Contact) -> bool:
+    """The spec of a callback that can be made: a queue of the contact's current or a later
+    step has a member with voice capacity (in any state), or such a step names an agent with
+    voice capacity."""
+    for step in c.steps[c.step :]:
+        for ag in core.agents.values():
+            if ag.cap.get("voice", 0) > 0 and (
+                ag.id in step.agents or any(q in step.queues for q, _, _ in ag.qs)
+            ):
+                return True
+    return False
+
+
 def rank(ag: _Agent, strategy: str, level: float) -> tuple[Any, ...]:
     """An agent's place in a queue's line of free agents, lower first, without score packing."""
     if strategy == "most_skilled":

@@ -59,7 +59,7 @@ from queues.contract import (
     Store,
 )
 from queues.embedded import EmbeddedRedis
-from queues.errors import AgentNotFound, StoreError
+from queues.errors import AgentNotFound, CallbackUnavailable, StoreError
 from queues.memory import TenantCore
 from queues.redis_store import RedisStore
 from tests.contract.machine_inputs import (
@@ -83,7 +83,15 @@ from tests.contract.machine_inputs import (
     Arrival,
     Memberships,
 )
-from tests.contract.oracle import HELD, QUEUES, CheckedMemoryStore, check_core, present
+from tests.contract.oracle import (
+    HELD,
+    QUEUES,
+    CheckedMemoryStore,
+    check_core,
+    could_call_back,
+    lines_of,
+    present,
+)
 
 _examples = itertools.count(1)
 
@@ -347,9 +355,18 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(pool=POOL, index=INDEX, delay_ms=st.sampled_from([0, 5_000, 30_000]))
     def request_callback(self, pool: str, index: int, delay_ms: int) -> None:
+        """A callback is refused, changing nothing, exactly when nobody could ever make it."""
         cid = self.choose(pool, index, self.live("queued"), self.contacts, "c999")
         at = self.now + delay_ms
-        self.both("request_callback", cid, "+15550100", at, self.now)
+        c = self.core.contacts.get(cid)
+        able = c is not None and c.st == "queued" and could_call_back(self.core, c)
+        before = self.reads() if c is not None and c.st == "queued" and not able else None
+        out = self.both("request_callback", cid, "+15550100", at, self.now)
+        if before is not None:
+            assert isinstance(out, CallbackUnavailable), f"{cid}: nobody could call back: {out!r}"
+            assert self.reads() == before, f"a refused callback of {cid} changed the stores"
+        else:
+            assert not isinstance(out, CallbackUnavailable), f"{cid} could be called back"
 
     @rule()
     def everyone_available(self) -> None:
@@ -542,8 +559,8 @@ class StoreMachine(RuleBasedStateMachine):
             assert c.status in CONTACT_STATUSES
             if c.status == "queued":
                 assert (c.agent_id, c.reservation_id) == (None, None)
-                assert c.position is not None
-                assert c.position >= 1
+                expected = lines_of(self.core, self.core.contacts[c.id])
+                assert (c.position, c.staffed, c.lines) == expected, (c.id, c, expected)
             if c.status in HELD:
                 assert c.agent_id in agents
                 assert c.reservation_id is not None

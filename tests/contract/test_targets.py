@@ -133,3 +133,17 @@ async def test_a_callback_for_an_agent_without_voice_passes_the_step(
     await ready(store, tenant, agent("a2"), T0 + 3)
     out = await store.request_callback(tenant, "c1", "+14155550100", T0 + 4, T0 + 4)
     assert offers(out.events) == [("a2", "c1", "q1")]
+
+
+async def test_position_counts_the_line_of_a_named_agent(store: Store, tenant: str) -> None:
+    """A contact waiting in a queue and for a named agent is as far along as its best place:
+    first for the agent, though third in the queue."""
+    await store.upsert_agent(tenant, agent("a1"), T0)
+    await store.set_agent_state(tenant, "a1", "away", T0)
+    await store.enqueue(tenant, contact("c1"), T0)
+    await store.enqueue(tenant, contact("c2", now=T0 + 1), T0 + 1)
+    steps = [Step(("q1",), ("a1",))]
+    out = await store.enqueue(tenant, contact("c3", steps=steps, now=T0 + 2), T0 + 2)
+    c3 = out.value.contact
+    assert (c3.position, c3.staffed, c3.lines) == (1, 2, [("q1", 3, 1), ("", 1, 1)])
+    assert (await store.contact_status(tenant, "c3")) == c3

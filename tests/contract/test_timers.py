@@ -11,7 +11,12 @@ from dataclasses import replace
 import pytest
 
 from queues.contract import Event, Step, Store
-from queues.errors import ContactNotAssigned, ContactNotWaiting, NotYourContact
+from queues.errors import (
+    CallbackUnavailable,
+    ContactNotAssigned,
+    ContactNotWaiting,
+    NotYourContact,
+)
 from tests.contract.conftest import OFFER_MS, T0, agent, contact, kinds, offers, ready
 
 LEASE_MS = 60_000
@@ -244,6 +249,7 @@ async def test_targeted_agent_takes_its_contact_when_free(store: Store, tenant: 
 
 async def test_callback_keeps_place_and_waits_until_due(store: Store, tenant: str) -> None:
     """A scheduled callback leaves the line but keeps its place, and rejoins when due."""
+    await store.upsert_agent(tenant, agent("a1"), T0)  # offline, able to call back
     for i in (1, 2, 3):
         await store.enqueue(tenant, contact(f"c{i}", now=T0 + i), T0 + i)
     out = await store.request_callback(tenant, "c2", "+15550100", T0 + 60_000, T0 + 10)
@@ -275,6 +281,7 @@ async def test_a_scheduled_callback_is_counted_where_it_will_come_back(
 ) -> None:
     """A held callback counts in the queues of its current step: it moves with a step
     escalation, is counted once when rescheduled, and not at all once abandoned."""
+    await store.upsert_agent(tenant, agent("a1", ["q1", "q2"]), T0)  # offline, able to call back
     steps = [Step(("q1",), (), 5_000), Step(("q2",), (), 0)]
     await store.enqueue(tenant, contact("c1", steps=steps), T0)
     await store.request_callback(tenant, "c1", "", T0 + 60_000, T0 + 1)
@@ -297,6 +304,7 @@ async def test_a_scheduled_callback_waits_from_when_it_is_due(store: Store, tena
     """The hour the customer chose to wait for the call is no wait for an agent: speed of
     answer, service level and the queue's oldest wait count from the time it was due (its
     place in line is still its first)."""
+    await store.upsert_agent(tenant, agent("a1"), T0)  # offline, able to call back
     await store.enqueue(tenant, contact("c1"), T0)
     await store.request_callback(tenant, "c1", "", T0 + 3_600_000, T0 + 1_000)
     await store.enqueue(tenant, contact("c2", now=T0 + 3_000_000), T0 + 3_000_000)
@@ -321,6 +329,7 @@ async def test_callback_now_is_offered_at_once(store: Store, tenant: str) -> Non
 
 async def test_stale_callback_timer_does_not_release_early(store: Store, tenant: str) -> None:
     """A callback rescheduled after its timer was claimed is not released by that claim."""
+    await store.upsert_agent(tenant, agent("a1"), T0)  # offline, able to call back
     await store.enqueue(tenant, contact("c1"), T0)
     await store.request_callback(tenant, "c1", "", T0 + 10_000, T0 + 1)
     claim = await store.claim_timers(tenant, T0 + 10_000, 10, LEASE_MS)
@@ -337,6 +346,7 @@ async def test_stale_callback_timer_does_not_release_early(store: Store, tenant:
 async def test_a_callback_offer_tells_the_agent_which_number(store: Store, tenant: str) -> None:
     """The offer's view opens with a callback note: the number asked for, or null for the
     contact's own; asking again replaces the note."""
+    await store.upsert_agent(tenant, agent("a1"), T0)  # offline, able to call back
     view = '{"contact":{"id":"c1","from":"+15550199"},"customer":{"id":"cu1"}}'
     await store.enqueue(tenant, replace(contact("c1"), view=view), T0)
     await store.request_callback(tenant, "c1", "+15550100", T0 + 60_000, T0 + 1)
@@ -355,3 +365,65 @@ async def test_a_callback_offer_tells_the_agent_which_number(store: Store, tenan
     await ready(store, tenant, agent("a2"), T0 + 60_004)
     [second] = await store.pending_offers(tenant, "a2")
     assert second.view["contact"] == {"callback": {"number": None}, "id": "c1", "from": "+15550199"}
+
+
+async def test_position_is_the_best_place_among_the_queues_it_waits_in(
+    store: Store, tenant: str
+) -> None:
+    """After a step escalation a contact waits in two queues and is served by whichever reaches
+    it first: its position is its best place (first in q2, third in q1), each line listed with
+    its own place and staffing; held for a callback, it keeps those places."""
+    await store.upsert_agent(tenant, agent("a1"), T0)
+    await store.set_agent_state(tenant, "a1", "away", T0)  # staffed, takes nothing
+    for aid in ("a2", "a3"):
+        await store.upsert_agent(tenant, agent(aid, ["q2"]), T0)
+        await store.set_agent_state(tenant, aid, "away", T0)
+    await store.enqueue(tenant, contact("c1"), T0)
+    await store.enqueue(tenant, contact("c2", now=T0 + 1), T0 + 1)
+    steps = [Step(("q1",), (), 5_000), Step(("q1", "q2"))]
+    out = await store.enqueue(tenant, contact("c3", steps=steps, now=T0 + 2), T0 + 2)
+    c3 = out.value.contact
+    assert (c3.position, c3.staffed, c3.lines) == (3, 1, [("q1", 3, 1)])
+    timers, _ = await fire_due(store, tenant, T0 + 5_002)
+    assert timers == ["s|c3|0"]
+    c3 = await store.contact_status(tenant, "c3")
+    assert (c3.position, c3.staffed, c3.lines) == (1, 2, [("q1", 3, 1), ("q2", 1, 2)])
+    held = await store.request_callback(tenant, "c3", "", T0 + 60_000, T0 + 5_003)
+    assert (held.value.position, held.value.lines) == (1, [("q1", 3, 1), ("q2", 1, 2)])
+    assert (await store.contact_status(tenant, "c2")).lines == [("q1", 2, 1)]
+
+
+async def test_a_callback_nobody_could_make_is_refused(store: Store, tenant: str) -> None:
+    """A callback is a voice call: with no member of a queue of the contact's current or later
+    steps, nor an agent they name, having voice capacity, it is refused and nothing changes.
+    A member with voice capacity, even offline, or a later step's queue, makes it possible."""
+    await ready(store, tenant, agent("a1", capacity={"chat": 2}), T0)
+    await store.enqueue(tenant, contact("c1"), T0)
+    named = [Step(("q1",), ("a1",))]
+    await store.enqueue(tenant, contact("c2", steps=named, now=T0 + 1), T0 + 1)
+    later = [Step(("q1",), (), 5_000), Step(("q2",))]
+    await store.enqueue(tenant, contact("c3", steps=later, now=T0 + 2), T0 + 2)
+    before = [await store.contact_status(tenant, c) for c in ("c1", "c2", "c3")]
+    for cid in ("c1", "c2", "c3"):
+        for not_before in (T0, T0 + 60_000):
+            with pytest.raises(CallbackUnavailable):
+                await store.request_callback(tenant, cid, "+15550100", not_before, T0 + 3)
+    assert [await store.contact_status(tenant, c) for c in ("c1", "c2", "c3")] == before
+    (q1,) = await store.queue_snapshot(tenant, ["q1"], T0 + 3)
+    assert (q1.waiting, q1.held) == (3, 0)
+    claim = await store.claim_timers(tenant, T0 + 60_000, 100, LEASE_MS)
+    assert [t for t in claim.timers if t.startswith("b|")] == []
+    await store.upsert_agent(tenant, agent("a2", ["q2"], capacity={"voice": 1}), T0 + 4)
+    out = await store.request_callback(tenant, "c3", "", T0 + 60_000, T0 + 5)
+    assert (out.value.channel, out.value.hold_ms) == ("callback", T0 + 60_000)
+    with pytest.raises(CallbackUnavailable):
+        await store.request_callback(tenant, "c1", "", T0, T0 + 6)
+    await store.upsert_agent(tenant, agent("a3", capacity={"voice": 1}), T0 + 7)  # offline
+    for cid in ("c1", "c2"):
+        out = await store.request_callback(tenant, cid, "", T0 + 60_000, T0 + 8)
+        assert out.value.channel == "callback"
+    # an agent the step names, with voice capacity, can make it too
+    await store.upsert_agent(tenant, agent("a4", (), capacity={"voice": 1}), T0 + 9)
+    await store.enqueue(tenant, contact("c4", steps=[Step((), ("a4",))], now=T0 + 9), T0 + 9)
+    out = await store.request_callback(tenant, "c4", "", T0, T0 + 10)
+    assert (out.value.status, out.value.channel) == ("queued", "callback")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Api, sample
+from tests.e2e.conftest import ADMIN_TOKEN, Api, sample
 
 CALL = {"call_id": "CA9f0c1e", "from": "+44 20 7946 0958", "to": "+18005550199"}
 SMS = {"message_id": "SM71b2", "from": "00 33 1 42 68 53 00", "to": "+18005550199"}
@@ -296,6 +296,8 @@ async def test_a_call_from_a_withheld_number_is_routed_with_no_customer(
     contact = await api.voice(call)
     assert (contact["status"], contact["customer"]["id"]) == ("queued", None)
     assert (await api.footprint())[1] == {}
+    vic = {"name": "Vic", "skills": {"billing": 5}, "capacity": {"voice": 1}}
+    await api.call("PUT", "/v1/agents/vic", 201, json=vic, token=ADMIN_TOKEN)  # able to call back
     path = f"/v1/contacts/{contact['id']}/callback"
     problem = await api.call("POST", path, 422, json={})
     assert "withheld" in problem["detail"]

@@ -102,6 +102,8 @@ async def test_ended_contacts_stay_readable_without_the_customer(api: Api) -> No
     await api.put_customer("crm-ana", 201, **ANA)
     call = await api.voice({"call_id": "CA1", "from": PHONE})
     left = await api.voice({"call_id": "CA2", "from": PHONE})
+    vic = {"name": "Vic", "skills": {"billing": 5}, "capacity": {"voice": 1}}
+    await api.call("PUT", "/v1/agents/vic", 201, json=vic, token=ADMIN_TOKEN)  # able to call back
     body = {"number": "+1 415 555 0199"}
     await api.call("POST", f"/v1/contacts/{call['id']}/callback", 200, json=body)
     await api.call("POST", f"/v1/contacts/{left['id']}/abandon", 200)

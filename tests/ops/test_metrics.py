@@ -119,6 +119,7 @@ async def test_a_callback_is_counted_under_the_channel_it_came_in_on(
     """A call turned into a callback is offered, answered and handled under one channel label
     (the one it came in on), so a channel's service level counts it once, in and out."""
     ops = await make_app(config=str(routing_file))
+    await ops.agent("a1", "offline", billing=5)  # able to call back
     call = await ops.contact(**{"from": "+1 415 555 0100"})
     assert call["status"] == "queued"
     await ops.call("POST", f"/v1/contacts/{call['id']}/callback", {}, token=GATEWAY)

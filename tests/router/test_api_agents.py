@@ -248,6 +248,7 @@ async def test_a_reload_that_would_strand_waiting_contacts_is_refused(
     path = tmp_path / "routing.yaml"
     path.write_text(FAST_ROUTING.replace("rules:", SUPPORT_QUEUE))
     api = await make_api(config=str(path))
+    await api.agent("ann", billing=5)  # offline, able to call back
     waiting = [await api.contact(), await api.contact(**{"from": "+1 415 555 0100"})]
     assert [c["status"] for c in waiting] == ["queued", "queued"]
     # one of them is a callback scheduled for later: out of line, but it comes back here

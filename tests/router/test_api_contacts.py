@@ -290,6 +290,7 @@ async def test_abandon_after_accept_is_a_conflict(api: Api) -> None:
 
 async def test_callback_keeps_the_place_in_line(api: Api) -> None:
     """A contact turned into a callback keeps its position and is offered in that order."""
+    await api.agent("ann", billing=5)  # offline, able to call back
     first, second, third = [await api.contact() for _ in range(3)]
     held = await api.call(
         "POST", f"/v1/contacts/{second['id']}/callback", {"number": "+14155550101"}, token=GATEWAY
@@ -312,6 +313,7 @@ async def test_callback_keeps_the_place_in_line(api: Api) -> None:
 
 async def test_callback_contact_reads_as_a_callback(api: Api) -> None:
     """After virtual hold the contact's channel is `callback` (it is offered as one)."""
+    await api.agent("ann", billing=5)  # offline, able to call back
     contact = await api.contact(**{"from": "+1 415 555 0100"})
     held = await api.ok("POST", f"/v1/contacts/{contact['id']}/callback", {}, token=GATEWAY)
     assert held["channel"] == "callback"
@@ -320,6 +322,7 @@ async def test_callback_contact_reads_as_a_callback(api: Api) -> None:
 async def test_the_callback_offer_names_the_number_to_dial(api: Api) -> None:
     """The agent's offer carries the number to call back, read as E.164; an unreadable
     number is a 422 that changes nothing."""
+    await api.agent("ann", billing=5)  # offline, able to call back
     contact = await api.contact()
     path = f"/v1/contacts/{contact['id']}/callback"
     bad = await api.call("POST", path, {"number": "call me maybe"}, token=GATEWAY)
@@ -339,6 +342,7 @@ async def test_a_callback_for_a_contact_without_a_phone_needs_a_number(
 ) -> None:
     """A chat or email contact came from no phone number: a callback without `number` is a
     422 that changes nothing (the agent would have had a handle to dial); with one it holds."""
+    await api.agent("ann", billing=5)  # offline, able to call back
     contact = await api.contact(channel=channel, intent="billing")
     path = f"/v1/contacts/{contact['id']}/callback"
     bad = await api.call("POST", path, {}, token=GATEWAY)
@@ -385,6 +389,46 @@ async def test_position_and_estimated_wait(api: Api) -> None:
     now = await api.get(f"/v1/contacts/{second['id']}")
     # position 2 x the default 180 s handle time / 1 agent staffed
     assert (now["position"], now["estimated_wait_seconds"]) == (2, 360.0)
+
+
+async def test_after_an_escalation_position_is_the_best_place_of_its_queues(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """Escalated into a second queue where it is first, though third in its first queue, a
+    contact reads position 1, and its wait is the shortest of its queues' own estimates."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(ESCALATING)
+    api = await make_api(config=str(path))
+    await api.agent("ann", billing=5)
+    await api.agent("bea", billing=5)
+    await api.agent("sal", sales=5)
+    for agent_id in ("ann", "bea", "sal"):
+        await api.state(agent_id, "away")  # staffed, taking nothing
+    await api.contact()
+    await api.contact()
+    late = await api.contact(intent="late")
+    # third of billing's 2 agents: 3 x the default 180 s / 2
+    assert (late["position"], late["estimated_wait_seconds"]) == (3, 270.0)
+    now = await api.until(f"/v1/contacts/{late['id']}", lambda c: c["position"] == 1)
+    # billing: 3 x 180 / 2 = 270 s; sales: 1 x 180 / 1 = 180 s
+    assert (now["queue"], now["estimated_wait_seconds"]) == ("billing", 180.0)
+
+
+#: billing first; a contact with intent "late" waits 0.3 s there, then in billing and sales
+ESCALATING = """\
+queues:
+  - name: billing
+    agents: "agent.skills.billing >= 1"
+  - name: sales
+    agents: "agent.skills.sales >= 1"
+rules:
+  - name: escalate
+    when: "contact.intent == 'late'"
+    steps:
+      - {queue: billing, timeout_seconds: 0.3}
+      - {queues: [billing, sales]}
+  - {name: default, when: "true", steps: [{queue: billing}]}
+"""
 
 
 # ------------------------------------------------------------------ routing (demo config)

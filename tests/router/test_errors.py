@@ -217,6 +217,7 @@ async def test_callback_time_is_a_string_at_most_30_days_ahead(
 ) -> None:
     """A number (pydantic would read Unix seconds) or a time past the 30-day bound is a 422
     naming `not_before`, and the contact is left as it was; 29 days ahead is held."""
+    await api.agent("ann", billing=5)  # offline, able to call back
     contact = await api.contact(**{"from": "+1 415 555 0100"})
     if isinstance(not_before, timedelta):
         not_before = (datetime.now(UTC) + not_before).isoformat()
@@ -282,6 +283,26 @@ async def test_conflicts_are_409(api: Api) -> None:
     assert_problem(twice, 409, "contact-not-assigned")
     callback = await api.call("POST", f"/v1/contacts/{contact['id']}/callback", {})
     assert_problem(callback, 409, "contact-not-waiting")
+
+
+async def test_a_callback_nobody_could_make_is_409_and_changes_nothing(api: Api) -> None:
+    """With no agent of billing able to take a voice call, a callback is refused with a 409
+    `callback-unavailable` and the contact waits on as it was; an agent with voice capacity,
+    even signed out, makes it possible."""
+    contact = await api.contact(**{"from": "+1 415 555 0100"})
+    path = f"/v1/contacts/{contact['id']}"
+    before = await api.get(path)
+    await api.agent("ann", {"chat": 2}, billing=5)
+    for body in ({}, {"not_before": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}):
+        refused = await api.call("POST", f"{path}/callback", body, token=GATEWAY)
+        assert_problem(refused, 409, "callback-unavailable")
+    assert await api.get(path) == before
+    queues = (await api.get("/v1/queues"))["queues"]
+    billing = next(q for q in queues if q["name"] == "billing")
+    assert (billing["waiting"], billing["scheduled_callbacks"]) == (1, 0)
+    await api.agent("bob", billing=5)  # voice, offline
+    held = await api.ok("POST", f"{path}/callback", {}, token=GATEWAY)
+    assert (held["status"], held["channel"]) == ("queued", "callback")
 
 
 async def test_store_unreachable_is_503_with_retry_after(
