@@ -360,7 +360,8 @@ class TenantCore:
     def waiting_out(self, c: _Contact) -> tuple[int, int, list[tuple[str, int, int]]]:
         s = c.steps[c.step]
         staffed = 0
-        pos: int | None = None
+        pos: int | None = None  # its best place, and among the lines somebody staffs
+        best: int | None = None
         lines: list[tuple[str, int, int]] = []
         counts = self.queue_count
         for q in s.queues:
@@ -378,6 +379,8 @@ class TenantCore:
             at = self.place_in(self.queue_waiting.get((q, c.cc)), c)
             if pos is None or at < pos:
                 pos = at
+            if here > 0 and (best is None or at < best):
+                best = at
             lines.append((q, at, here))
         if s.agents:
             named = 0
@@ -388,9 +391,11 @@ class TenantCore:
                 at = self.place_in(self.agent_waiting.get((aid, c.cc)), c)
                 if pos is None or at < pos:
                     pos = at
+                if here > 0 and (best is None or at < best):
+                    best = at
                 lines.append(("", at, here))
             staffed += named
-        return pos or 1, staffed, lines
+        return best or pos or 1, staffed, lines
 
     def count(self, queue: str, now: int, field: str, by: int = 1) -> None:
         stats = self.counters(queue, now)

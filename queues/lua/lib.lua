@@ -333,11 +333,12 @@ end
 -- A waiting contact's place in line, how many agents could serve it (the best-staffed queue of
 -- its step, plus the agents it names who are signed in: no scan over agents) and its lines.
 -- It waits in every set of its step and is served by whichever reaches it first, so its place
--- is the best of its places there: one ZRANK per set (a step names few). lines: per set,
+-- is the best of its places in the sets somebody staffs for it (of all, when nobody does): one
+-- ZRANK per set (a step names few). lines: per set,
 -- [queue ('' for a named agent), place, agents staffed there for it], as the body of a JSON
 -- list (the caller estimates each line's wait; queue names never need escaping).
 local function waiting_out(c)
-  local s, staffed, pos, lines = c.s, 0, nil, ''
+  local s, staffed, pos, best, lines = c.s, 0, nil, nil, ''
   local member = c.ks .. '|' .. c.id
   for _, q in ipairs(s.q) do
     local here = 0
@@ -359,6 +360,7 @@ local function waiting_out(c)
     end
     local at = place_in(K.queue_waiting(q, c.cc), c, member)
     if pos == nil or at < pos then pos = at end
+    if here > 0 and (best == nil or at < best) then best = at end
     if lines ~= '' then lines = lines .. ',' end
     lines = lines .. '["' .. q .. fmt('",%d,%d]', at, here)
   end
@@ -371,12 +373,13 @@ local function waiting_out(c)
       named = named + here
       local at = place_in(K.agent_waiting(aid, c.cc), c, member)
       if pos == nil or at < pos then pos = at end
+      if here > 0 and (best == nil or at < best) then best = at end
       if lines ~= '' then lines = lines .. ',' end
       lines = lines .. fmt('["",%d,%d]', at, here)
     end
     staffed = staffed + named
   end
-  return pos or 1, staffed, lines
+  return best or pos or 1, staffed, lines
 end
 
 -- A contact as JSON text (the decoders' contact_state), its stored document as it is.

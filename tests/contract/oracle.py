@@ -66,7 +66,8 @@ def lines_of(core: TenantCore, c: _Contact) -> tuple[int, int, list[tuple[str, i
     there is one more than the contacts waiting there ahead of it (a held callback: those with
     a sort key up to its own); its staffing, for a queue, the members not offline when some
     member has capacity on the contact's channel, for an agent, 1 when not offline. Its position
-    is its best place; ``staffed`` the best queue's staffing plus its agents'."""
+    is its best place among the lines somebody staffs (among all, when none is staffed);
+    ``staffed`` the best queue's staffing plus its agents'."""
     step = c.steps[c.step]
 
     def place(waits_there: Any) -> int:
@@ -93,7 +94,9 @@ def lines_of(core: TenantCore, c: _Contact) -> tuple[int, int, list[tuple[str, i
         here = int(ag is not None and ag.st != "offline")
         named += here
         lines.append(("", place(lambda x, aid=aid: aid in x.steps[x.step].agents), here))
-    return min((at for _, at, _ in lines), default=1), best + named, lines
+    staffed_places = [at for _, at, here in lines if here > 0]
+    position = min(staffed_places or [at for _, at, _ in lines], default=1)
+    return position, best + named, lines
 
 
 def could_call_back(core: TenantCore, c: _Contact) -> bool:

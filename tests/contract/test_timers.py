@@ -393,6 +393,22 @@ async def test_position_is_the_best_place_among_the_queues_it_waits_in(
     assert (await store.contact_status(tenant, "c2")).lines == [("q1", 2, 1)]
 
 
+async def test_position_leaves_out_a_line_nobody_staffs(store: Store, tenant: str) -> None:
+    """First in a queue nobody is signed in to, third in one somebody staffs: its position is
+    3 (the first line cannot serve it now); with nobody staffing either, its best place."""
+    await store.upsert_agent(tenant, agent("a1"), T0)
+    await store.set_agent_state(tenant, "a1", "away", T0)  # staffs q1, takes nothing
+    await store.upsert_agent(tenant, agent("a2", ["q2"]), T0)  # q2's only member: offline
+    await store.enqueue(tenant, contact("c1"), T0)
+    await store.enqueue(tenant, contact("c2", now=T0 + 1), T0 + 1)
+    out = await store.enqueue(tenant, contact("c3", steps=[Step(("q1", "q2"))], now=T0 + 2), T0 + 2)
+    c3 = out.value.contact
+    assert (c3.position, c3.staffed, c3.lines) == (3, 1, [("q1", 3, 1), ("q2", 1, 0)])
+    await store.set_agent_state(tenant, "a1", "offline", T0 + 3)
+    c3 = await store.contact_status(tenant, "c3")
+    assert (c3.position, c3.staffed, c3.lines) == (1, 0, [("q1", 3, 0), ("q2", 1, 0)])
+
+
 async def test_a_callback_nobody_could_make_is_refused(store: Store, tenant: str) -> None:
     """A callback is a voice call: with no member of a queue of the contact's current or later
     steps, nor an agent they name, having voice capacity, it is refused and nothing changes.
