@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +34,7 @@ from queues.contract import (
     AgentState,
     AgentStateName,
     Enqueued,
+    Event,
     NewContact,
     Outcome,
     Store,
@@ -483,11 +484,19 @@ class Engine:
     ) -> Outcome[tuple[AgentState, bool]]:
         return await self.store.set_agent_state(tenant, agent_id, state, now_ms)
 
-    async def reapply(self, tenant: str, now_ms: int) -> int:
-        """Recompute every agent's memberships (after a config change); returns the count."""
+    async def reapply(
+        self,
+        tenant: str,
+        now_ms: int,
+        on_events: Callable[[list[Event]], None] | None = None,
+    ) -> int:
+        """Recompute every agent's memberships (after a config change); returns the count.
+        ``on_events`` sees each change's events (the offers and rescinds it made)."""
         agents = await self.store.list_agents(tenant)
         for agent_id, doc, _ in agents:
-            await self.upsert_agent(tenant, agent_id, doc, now_ms)
+            outcome = await self.upsert_agent(tenant, agent_id, doc, now_ms)
+            if on_events is not None and outcome.events:
+                on_events(outcome.events)
         return len(agents)
 
 

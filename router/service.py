@@ -568,7 +568,7 @@ class Service:
         self.metrics.prepare(tenants, config)
         count = 0
         for tenant in tenants:
-            count += await self.engine.reapply(tenant, self.clock.now_ms())
+            count += await self.engine.reapply(tenant, self.clock.now_ms(), self.metrics.events)
         return m.ReloadOut(
             queues=len(config.queues), rules=len(config.rules), agents_recomputed=count
         )

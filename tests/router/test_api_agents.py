@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -295,3 +296,46 @@ async def test_an_agent_taken_out_of_the_offers_queue_loses_the_offer(api: Api) 
     assert late.body["type"].endswith("reservation-not-pending")
     back = await api.get(f"/v1/contacts/{contact['id']}")
     assert (back["status"], back["position"], back["agent_id"]) == ("queued", 1, None)
+
+
+#: billing with offers that stay pending long enough for a reload in between
+SLOW_OFFERS = """\
+queues:
+  - name: billing
+    agents: "agent.skills.billing >= 1"
+    offer_timeout_seconds: 30
+rules:
+  - {name: default, when: "true", steps: [{queue: billing}]}
+"""
+
+
+async def test_a_reload_rescinds_offers_it_leaves_invalid_and_counts_them(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """A reload whose billing no longer admits ann rescinds her pending billing offer
+    (`agent_changed` on her socket), and the reservations metric counts that rescind."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(SLOW_OFFERS)
+    api = await make_api(config=str(path))
+    await api.agent("ann", billing=5)
+    desk = await api.ws("ann")
+    await api.state("ann", "available")
+    contact = await api.contact()
+    offer = await desk.recv("offer")
+    assert offer["reservation_id"] == contact["reservation_id"]
+
+    def rescinds(text: str) -> float:
+        found = re.search(r'^switchboard_reservations_total\{outcome="rescinded"\} (\S+)$',
+                          text, re.M)  # fmt: skip
+        return float(found.group(1)) if found else 0.0
+
+    before = rescinds((await api.call("GET", "/metrics", token=None)).body)
+    path.write_text(SLOW_OFFERS.replace("billing >= 1", "billing >= 9"))
+    assert (await api.call("POST", "/v1/config/reload")).status == 200
+    rescinded = await desk.recv("rescinded")
+    assert (rescinded["reservation_id"], rescinded["reason"]) == (
+        offer["reservation_id"],
+        "agent_changed",
+    )
+    after = rescinds((await api.call("GET", "/metrics", token=None)).body)
+    assert after == before + 1
