@@ -368,6 +368,18 @@ def serve(
         time.sleep(0.05)
 
 
+def shared_redis_env(redis_url: str, tenant: str, **more: str) -> dict[str, str]:
+    """The environment of a ``serve`` child on a shared Redis: ``tenant`` the default tenant,
+    with the admin and gateway tokens; ``more``: further variables."""
+    return {
+        "SWITCHBOARD_REDIS_URL": redis_url,
+        "SWITCHBOARD_DEFAULT_TENANT": tenant,
+        "SWITCHBOARD_ADMIN_TOKEN": ADMIN,
+        "SWITCHBOARD_TOKENS": json.dumps({GATEWAY: f"gateway:{tenant}"}),
+        **more,
+    }
+
+
 @pytest.fixture
 def serve_child(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     """Start ``switchboard serve`` children; any still running is stopped after the test."""

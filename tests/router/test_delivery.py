@@ -30,7 +30,13 @@ from queues.embedded import EmbeddedRedis
 from router import appkeys as k
 from router.hub import Hub
 from router.sockets import Senders
-from tests.router.conftest import ADMIN, GATEWAY, Api, ApiFactory, Served, bearer
+from tests.router.conftest import (
+    Api,
+    ApiFactory,
+    Served,
+    bearer,
+    shared_redis_env,
+)
 
 #: two queues, so that each agent's contacts are told apart by intent
 ROUTING = """\
@@ -194,16 +200,14 @@ async def test_a_client_that_stops_reading_holds_up_no_one_on_uvloop(
     path = tmp_path / "routing.yaml"
     path.write_text(ROUTING)
     served = serve_child(
-        {
-            "SWITCHBOARD_REDIS_URL": redis_url,
-            "SWITCHBOARD_DEFAULT_TENANT": tenant,
-            "SWITCHBOARD_ADMIN_TOKEN": ADMIN,
-            "SWITCHBOARD_TOKENS": orjson.dumps({GATEWAY: f"gateway:{tenant}"}).decode(),
-            "SWITCHBOARD_CONFIG": str(path),
-            "SWITCHBOARD_EVENT_LOOP": "uvloop",
-            "SWITCHBOARD_HEARTBEAT_TIMEOUT_SECONDS": "60",
-            "SWITCHBOARD_WS_MAX_UNSENT_BYTES": str(1 << 18),
-        }
+        shared_redis_env(
+            redis_url,
+            tenant,
+            SWITCHBOARD_CONFIG=str(path),
+            SWITCHBOARD_EVENT_LOOP="uvloop",
+            SWITCHBOARD_HEARTBEAT_TIMEOUT_SECONDS="60",
+            SWITCHBOARD_WS_MAX_UNSENT_BYTES=str(1 << 18),
+        )
     )
     url = URL(served.url)
     assert url.host is not None

@@ -21,13 +21,11 @@ import aiohttp
 import pytest
 
 from queues.embedded import EmbeddedRedis
-from tests.router.conftest import Served
+from tests.router.conftest import ADMIN, GATEWAY, Served, shared_redis_env
 
 AGENTS = 50
 CONTACTS = 500
 CAPACITY = 2
-ADMIN = "two-process-admin"
-GATEWAY = "two-process-gateway"
 
 
 class Desk:
@@ -81,13 +79,7 @@ async def test_two_instances_lose_nothing_and_assign_once(
     serve_child: Callable[..., Served], redis_server: EmbeddedRedis, tenant: str
 ) -> None:
     """500 contacts via B to 50 agents on A: all completed, each accepted exactly once."""
-    env = {
-        "SWITCHBOARD_REDIS_URL": redis_server.url,
-        "SWITCHBOARD_DEFAULT_TENANT": tenant,
-        "SWITCHBOARD_ADMIN_TOKEN": ADMIN,
-        "SWITCHBOARD_TOKENS": json.dumps({GATEWAY: f"gateway:{tenant}"}),
-        "SWITCHBOARD_LOG_LEVEL": "warning",
-    }
+    env = shared_redis_env(redis_server.url, tenant, SWITCHBOARD_LOG_LEVEL="warning")
     a = serve_child(env, name="a")
     b = serve_child(env, name="b")
     admin = {"Authorization": f"Bearer {ADMIN}"}

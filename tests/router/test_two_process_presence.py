@@ -17,10 +17,8 @@ import aiohttp
 import pytest
 
 from queues.embedded import EmbeddedRedis
-from tests.router.conftest import Served
+from tests.router.conftest import ADMIN, GATEWAY, Served, shared_redis_env
 
-ADMIN = "presence-admin"
-GATEWAY = "presence-gateway"
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
 
 
@@ -97,14 +95,12 @@ async def cluster(
     serve_child: Callable[..., Served], redis_server: EmbeddedRedis, tenant: str
 ) -> AsyncIterator[Cluster]:
     """Instances A and B on the session's Redis, taking an instance for dead after 1 s."""
-    env = {
-        "SWITCHBOARD_REDIS_URL": redis_server.url,
-        "SWITCHBOARD_DEFAULT_TENANT": tenant,
-        "SWITCHBOARD_ADMIN_TOKEN": ADMIN,
-        "SWITCHBOARD_TOKENS": json.dumps({GATEWAY: f"gateway:{tenant}"}),
-        "SWITCHBOARD_INSTANCE_TIMEOUT_SECONDS": "1",
-        "SWITCHBOARD_LOG_LEVEL": "warning",
-    }
+    env = shared_redis_env(
+        redis_server.url,
+        tenant,
+        SWITCHBOARD_INSTANCE_TIMEOUT_SECONDS="1",
+        SWITCHBOARD_LOG_LEVEL="warning",
+    )
     a = serve_child(env, name="a")
     b = serve_child(env, name="b")
     async with aiohttp.ClientSession() as http:
