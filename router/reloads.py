@@ -34,15 +34,28 @@ def digest(config: RoutingConfig) -> str:
 
 
 class QueuesStillWaiting(Exception):
-    """A reload would remove queues that contacts still wait in: nobody could take them."""
+    """A reload would remove queues that contacts still wait in or are on offer from: nobody
+    could take them."""
 
-    def __init__(self, waiting: dict[str, int]) -> None:
+    def __init__(self, waiting: dict[str, int], offered: dict[str, int]) -> None:
         self.waiting = waiting  # queue -> contacts waiting in it, over every tenant
-        listed = ", ".join(f"{q!r} ({n} waiting)" for q, n in sorted(waiting.items()))
-        super().__init__(
-            f"the new config removes queues that contacts still wait in: {listed}; nothing was"
-            " applied (keep the queues until they are empty, or move their contacts first)"
+        self.offered = offered  # queue -> contacts on offer from it, over every tenant
+        listed = ", ".join(
+            f"{q!r} ({_counts(waiting.get(q, 0), offered.get(q, 0))})"
+            for q in sorted(waiting.keys() | offered.keys())
         )
+        super().__init__(
+            "the new config removes queues that contacts still wait in or are on offer from:"
+            f" {listed}; nothing was applied (keep the queues until they are empty and their"
+            " offers answered, or move their contacts first)"
+        )
+
+
+def _counts(waiting: int, offered: int) -> str:
+    parts = [f"{waiting} waiting"] if waiting else []
+    if offered:
+        parts.append(f"{offered} on offer")
+    return ", ".join(parts)
 
 
 class ConfigReloads:
@@ -66,8 +79,8 @@ class ConfigReloads:
 
         Raises ``ConfigInvalid`` (nothing applied anywhere) for an invalid file, and
         ``QueuesStillWaiting`` for one that removes (or renames) a queue contacts wait in
-        (scheduled callbacks included): no agent would be a member of it any more, so they
-        would wait for good.
+        (scheduled callbacks included) or are on offer from: no agent would be a member of it
+        any more, so they would wait for good.
         """
         config = load_routing(self.path)
         service = self.service()
@@ -81,11 +94,29 @@ class ConfigReloads:
                     count = snap.waiting + snap.held
                     if count:
                         waiting[snap.name] = waiting.get(snap.name, 0) + count
-            if waiting:
-                raise QueuesStillWaiting(waiting)
+            offered = await self._offered_from(service, set(removed))
+            if waiting or offered:
+                raise QueuesStillWaiting(waiting, offered)
         out = await service.reload(self.tenants, config)
         out.instances_notified = await self._announce(digest(config))
         return out
+
+    async def _offered_from(self, service: Service, queues: set[str]) -> dict[str, int]:
+        """How many contacts are on offer from each of ``queues``, over every tenant.
+
+        An offered contact has left the waiting sets, so the queue snapshot does not see it;
+        the recomputed memberships would rescind its offer and it would wait in a queue nobody
+        is a member of. Read from each agent's pending offers: a reload is rare, and this keeps
+        the offer scripts as they are. An offer by name (``last_agent``, ``preferred_agents``)
+        names no queue and counts against none.
+        """
+        offered: dict[str, int] = {}
+        for tenant in self.tenants:
+            for agent_id, _, _ in await service.store.list_agents(tenant):
+                for offer in await service.store.pending_offers(tenant, agent_id):
+                    if offer.queue in queues:
+                        offered[offer.queue] = offered.get(offer.queue, 0) + 1
+        return offered
 
     async def _announce(self, sha: str) -> int:
         if self.publish is None:

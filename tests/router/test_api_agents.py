@@ -339,3 +339,86 @@ async def test_a_reload_rescinds_offers_it_leaves_invalid_and_counts_them(
     )
     after = rescinds((await api.call("GET", "/metrics", token=None)).body)
     assert after == before + 1
+
+
+async def test_a_reload_that_would_strand_an_offered_contact_is_refused(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """A contact on offer from billing has left its waiting set, yet a reload renaming billing
+    would rescind the offer and leave it waiting in a queue nobody serves: 409, counting it on
+    offer (and apart from one waiting), and nothing changes (the offer stays pending); once
+    it is completed (and the other abandoned) the same file applies."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(SLOW_OFFERS)
+    api = await make_api(config=str(path))
+    await api.agent("ann", billing=5)
+    desk = await api.ws("ann")
+    await api.state("ann", "available")
+    contact = await api.contact()
+    offer = await desk.recv("offer")
+    assert (offer["reservation_id"], offer["queue"]) == (contact["reservation_id"], "billing")
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 0
+
+    path.write_text(SLOW_OFFERS.replace("billing", "accounts"))
+    refused = await api.call("POST", "/v1/config/reload")
+    assert refused.status == 409, refused.body
+    assert refused.body["type"].endswith("queues-in-use")
+    assert "'billing' (1 on offer)" in refused.body["detail"]
+    second = await api.contact()  # ann is busy: it waits
+    assert second["status"] == "queued"
+    refused = await api.call("POST", "/v1/config/reload")
+    assert refused.status == 409, refused.body
+    assert "'billing' (1 waiting, 1 on offer)" in refused.body["detail"]
+    assert "nothing was applied" in refused.body["detail"]
+    assert await queue_names(api) == ["billing"]
+    await desk.silent("rescinded", 0.3)
+    ann = await api.get("/v1/agents/ann")
+    assert (ann["queues"], ann["reservations"]) == (["billing"], [offer["reservation_id"]])
+    assert (await api.get(f"/v1/contacts/{contact['id']}"))["status"] == "offered"
+
+    await api.call("POST", f"/v1/contacts/{second['id']}/abandon", token=GATEWAY)
+    token = await api.token("ann")
+    await api.ok("POST", f"/v1/reservations/{offer['reservation_id']}/accept", token=token)
+    await api.ok("POST", f"/v1/contacts/{contact['id']}/complete", {}, token=token)
+    applied = await api.call("POST", "/v1/config/reload")
+    assert applied.status == 200, applied.body
+    assert await queue_names(api) == ["accounts"]
+
+
+#: billing, whose contacts are first offered to ann by name
+ANN_FIRST = """\
+queues:
+  - name: billing
+    agents: "agent.skills.billing >= 1"
+    offer_timeout_seconds: 30
+rules:
+  - name: default
+    when: "true"
+    steps:
+      - {target: preferred_agents, agents: '"ann"', timeout_seconds: 30}
+      - {queue: billing}
+"""
+
+
+async def test_an_offer_by_name_does_not_hold_a_queue_a_reload_removes(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """A contact offered to ann by name (a preferred_agents step) is not on offer from billing:
+    a reload renaming billing applies, and the offer stays pending."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(ANN_FIRST)
+    api = await make_api(config=str(path))
+    await api.agent("ann", billing=5)
+    desk = await api.ws("ann")
+    await api.state("ann", "available")
+    contact = await api.contact()
+    offer = await desk.recv("offer")
+    assert offer["reservation_id"] == contact["reservation_id"]
+
+    path.write_text(ANN_FIRST.replace("billing", "accounts"))
+    applied = await api.call("POST", "/v1/config/reload")
+    assert applied.status == 200, applied.body
+    assert await queue_names(api) == ["accounts"]
+    await desk.silent("rescinded", 0.3)
+    ann = await api.get("/v1/agents/ann")
+    assert ann["reservations"] == [offer["reservation_id"]]
