@@ -147,3 +147,17 @@ async def test_position_counts_the_line_of_a_named_agent(store: Store, tenant: s
     c3 = out.value.contact
     assert (c3.position, c3.staffed, c3.lines) == (1, 2, [("q1", 3, 1), ("", 1, 1)])
     assert (await store.contact_status(tenant, "c3")) == c3
+
+
+async def test_an_offer_by_name_names_no_queue(store: Store, tenant: str) -> None:
+    """A pending offer made by name names no queue, even to a member of the next step's queue;
+    one made from a queue names it (a config reload reads these to find the queues it would
+    leave offered contacts stranded in)."""
+    await ready(store, tenant, agent("a1"), T0)  # a member of q1
+    await ready(store, tenant, agent("a2"), T0)
+    await store.enqueue(tenant, contact("c1", steps=TARGETED), T0 + 1)
+    await store.enqueue(tenant, contact("c2"), T0 + 2)
+    by_name = await store.pending_offers(tenant, "a1")
+    from_queue = await store.pending_offers(tenant, "a2")
+    assert [(p.contact_id, p.queue) for p in by_name] == [("c1", "")]
+    assert [(p.contact_id, p.queue) for p in from_queue] == [("c2", "q1")]
