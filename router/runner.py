@@ -16,10 +16,12 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 from aiohttp.web_request import BaseRequest
 
+from router import logs
 from router.problems import from_connection_error
 
 
@@ -48,10 +50,16 @@ class ProblemRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
+        # the id the app would have given it: the caller's if the request was parsed (an
+        # exception escaped the app), a fresh one if not (no header of it was read)
+        request_id = logs.request_id(request.headers.get("X-Request-Id", ""))
         # aiohttp's own answer first: it logs the error (bridged and redacted, see
-        # router/logs.py) and raises if a response has already begun on this connection
-        super().handle_error(request, status, exc, message)
+        # router/logs.py, with the id as any line of a request has it) and raises if a
+        # response has already begun on this connection
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            super().handle_error(request, status, exc, message)
         response = from_connection_error(status, exc).response()
+        response.headers["X-Request-Id"] = request_id
         response.force_close()  # as aiohttp does: what follows on the connection is unreliable
         return response
 
@@ -61,6 +69,7 @@ class ProblemRequestHandler(RequestHandler):
         if isinstance(resp, web.HTTPException) and resp.status >= 400:
             # raised before the middlewares ran: an Expect other than 100-continue
             resp = from_connection_error(resp.status, None).response()
+            resp.headers["X-Request-Id"] = logs.request_id(request.headers.get("X-Request-Id", ""))
         return await super().finish_response(request, resp, start_time)
 
 

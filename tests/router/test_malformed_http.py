@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -131,12 +132,14 @@ def assert_malformed(status: int, headers: dict[str, str], body: Any) -> None:
     assert set(body) == {"type", "title", "status", "detail"}
     assert body["type"] == "https://switchboard.dev/problems/malformed-request"
     assert (body["title"], body["status"]) == ("Bad Request", 400)
+    # none of its headers was read: a fresh id, as the app gives a request without one
+    assert re.fullmatch("[0-9a-f]{16}", headers["x-request-id"])
 
 
 @pytest.mark.parametrize("name", list(CASES))
 async def test_unparsable_request_is_a_problem(api: Api, name: str) -> None:
     """A request aiohttp cannot parse gets a 400 ``malformed-request`` problem that does not
-    quote it, the connection is closed, and no contact is created."""
+    quote it, with a fresh X-Request-Id, the connection is closed, and no contact is created."""
     raw, detail = CASES[name]
     status, headers, body = await send_raw(*address(api), raw)
     assert_malformed(status, headers, body)
@@ -218,10 +221,16 @@ async def test_an_http_version_other_than_1_is_505(api: Api, version: bytes) -> 
 @pytest.mark.parametrize("path", [b"/v1/contacts", b"/v1/nothing"])
 async def test_an_unknown_expectation_is_417(api: Api, path: bytes) -> None:
     """An ``Expect`` other than 100-continue, refused by aiohttp before any middleware, is a
-    417 problem that does not quote it (it was plain text that did), and nothing is created."""
-    raw = post(b"Expect: " + EMAIL, b"Connection: close", line=b"POST " + path + b" HTTP/1.1")
-    detail = assert_problem(await send_raw(*address(api), raw), 417, "expectation-failed")
+    417 problem that does not quote it (it was plain text that did), with an X-Request-Id as
+    the app's answers have (the caller's own if it gave one), and nothing is created."""
+    line = b"POST " + path + b" HTTP/1.1"
+    raw = post(b"Expect: " + EMAIL, b"Connection: close", line=line)
+    answer = await send_raw(*address(api), raw)
+    detail = assert_problem(answer, 417, "expectation-failed")
     assert "100-continue" in detail
+    assert re.fullmatch("[0-9a-f]{16}", answer[1]["x-request-id"])
+    given = post(b"Expect: x", b"X-Request-Id: trace-417", b"Connection: close", line=line)
+    assert (await send_raw(*address(api), given))[1]["x-request-id"] == "trace-417"
     assert (await api.get("/v1/queues/billing"))["waiting"] == 0
 
 
@@ -249,7 +258,8 @@ async def test_a_bad_websocket_handshake_does_not_quote_it(api: Api, headers: by
 
 async def test_an_exception_escaping_the_app_is_a_500_problem(aiohttp_client: Any) -> None:
     """An exception no middleware catches is answered by the runner as a 500 ``internal``
-    problem without the exception's text (aiohttp's was plain text)."""
+    problem without the exception's text (aiohttp's was plain text), with an X-Request-Id: the
+    caller's own if it looks like one, as the app's middleware keeps it, else a fresh one."""
 
     async def fails(request: web.Request) -> web.StreamResponse:
         raise RuntimeError("ann@example.com")
@@ -261,3 +271,10 @@ async def test_an_exception_escaping_the_app_is_a_500_problem(aiohttp_client: An
     server = client.server
     answer = await send_raw(server.host, server.port, raw)
     assert assert_problem(answer, 500, "internal") == "internal error"
+    assert re.fullmatch("[0-9a-f]{16}", answer[1]["x-request-id"])
+    # the request was parsed: the caller's own id, if it looks like one, as the app keeps it
+    for given, kept in ((b"trace-7f3a.01", True), (b"call me on 415 555 0100", False)):
+        raw = b"GET /fails HTTP/1.1\r\nHost: x\r\nX-Request-Id: " + given + b"\r\n\r\n"
+        _, headers, _ = await send_raw(server.host, server.port, raw)
+        assert (headers["x-request-id"] == given.decode()) is kept
+        assert re.fullmatch("[0-9a-f]{16}|trace-7f3a.01", headers["x-request-id"])
