@@ -18,11 +18,16 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import HttpVersion10, HttpVersion11, RawRequestMessage
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 from aiohttp.web_request import BaseRequest
 
 from router import logs
-from router.problems import from_connection_error
+from router.problems import UNSERVED_VERSION, from_connection_error
+
+_SERVED = (HttpVersion10, HttpVersion11)
 
 
 class ProblemRequestHandler(RequestHandler):
@@ -85,9 +90,25 @@ class Runner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
+        make_request = server.request_factory
+
+        def request_factory(
+            message: RawRequestMessage,
+            payload: StreamReader,
+            protocol: RequestHandler,
+            writer: AbstractStreamWriter,
+            task: asyncio.Task[None],
+        ) -> BaseRequest:
+            if message.version not in _SERVED:
+                # llhttp lets "HTTP/2.0" and "HTTP/0.9" through, the Python parser any
+                # "HTTP/d.d": read it as HTTP/1.1, so that its 505 (problem_middleware) is
+                # written as HTTP/1.1 and not in a version this server does not speak
+                message = message._replace(version=UNSERVED_VERSION)
+            return make_request(message, payload, protocol, writer, task)
+
         return ProblemServer(
             server.request_handler,
-            request_factory=server.request_factory,
+            request_factory=request_factory,
             handler_cancellation=server.handler_cancellation,
             **server._kwargs,
         )

@@ -100,11 +100,9 @@ def address(api: Api) -> tuple[str, int]:
     return server.host, server.port
 
 
-async def send_raw(
-    host: str, port: int, raw: bytes, later: bytes = b""
-) -> tuple[int, dict[str, str], Any]:
+async def exchange(host: str, port: int, raw: bytes, later: bytes = b"") -> bytes:
     """Send ``raw`` (and ``later`` a moment after, once the request is being handled), read
-    until the server closes: status, headers (lower-case), JSON body.
+    until the server closes: the answer's bytes.
 
     The read ending at all within a few seconds shows that the connection was closed."""
     reader, writer = await asyncio.open_connection(host, port)
@@ -114,16 +112,29 @@ async def send_raw(
             await asyncio.sleep(0.3)
             writer.write(later)
         await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), 5.0)
+        return await asyncio.wait_for(reader.read(), 5.0)
     finally:
         writer.close()
+
+
+def parse(answer: bytes) -> tuple[int, dict[str, str], Any]:
+    """An answer's status, headers (lower-case) and JSON body; it quotes no personal data, and
+    its status line is in a version this server speaks, whatever the request's was."""
     head, _, body = answer.partition(b"\r\n\r\n")
     status_line, *lines = head.decode("latin-1").split("\r\n")
+    assert status_line.split()[0] in ("HTTP/1.0", "HTTP/1.1"), status_line
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
     assert int(headers["content-length"]) == len(body)
     for personal in (PHONE, PHONE.replace(b" ", b""), EMAIL):
         assert personal not in answer
     return int(status_line.split()[1]), headers, json.loads(body)
+
+
+async def send_raw(
+    host: str, port: int, raw: bytes, later: bytes = b""
+) -> tuple[int, dict[str, str], Any]:
+    """``exchange`` then ``parse``."""
+    return parse(await exchange(host, port, raw, later))
 
 
 def assert_malformed(status: int, headers: dict[str, str], body: Any) -> None:
@@ -171,7 +182,8 @@ async def test_a_request_on_the_same_connection_after_a_bad_one_is_not_read(api:
 
 async def test_serve_answers_with_the_python_parser_too(serve_child: Any, tmp_path: Path) -> None:
     """``switchboard serve`` with aiohttp's pure-Python parser (``AIOHTTP_NO_EXTENSIONS``),
-    whose errors differ from llhttp's, answers every case as a problem that does not quote it."""
+    whose errors differ from llhttp's, answers every case as a problem that does not quote it,
+    and a version other than 1.0 and 1.1 (HTTP/1.2 was served) as a 505 in HTTP/1.1."""
     served: Served = serve_child(
         {
             "AIOHTTP_NO_EXTENSIONS": "1",
@@ -192,6 +204,11 @@ async def test_serve_answers_with_the_python_parser_too(serve_child: Any, tmp_pa
     assert details["header name with a space"] == "a header is malformed"  # llhttp: generic
     status, _, body = await send_raw(host, int(port), *SPLIT)
     assert (status, body["type"]) == (400, "https://switchboard.dev/problems/malformed-body")
+    # the Python parser lets any HTTP/d.d through (llhttp: a malformed request line)
+    for version in (b"HTTP/2.0", b"HTTP/0.9", b"HTTP/1.2", b"HTTP/3.1"):
+        answer = await exchange(host, int(port), post(line=b"POST /v1/contacts " + version))
+        assert answer.startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n"), version
+        assert_problem(parse(answer), 505, "http-version-not-supported")
     status, queue = http("GET", served.url + "/v1/queues/billing", token="adm")
     assert (status, queue["waiting"]) == (200, 0)
 
@@ -210,11 +227,15 @@ def assert_problem(answer: tuple[int, dict[str, str], Any], status: int, kind: s
 
 @pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9", b""])
 async def test_an_http_version_other_than_1_is_505(api: Api, version: bytes) -> None:
-    """llhttp lets an HTTP/2.0 or HTTP/0.9 request line through: it gets a 505 problem (it was
-    served, answered in that version) and no contact is created."""
+    """llhttp lets an HTTP/2.0 or HTTP/0.9 request line through: it gets a 505 problem written
+    as HTTP/1.1 (aiohttp wrote it in the request's version), with an X-Request-Id as the app's
+    answers have, and no contact is created."""
     line = b"POST /v1/contacts " + version if version else b"POST /v1/contacts"
-    answer = await send_raw(*address(api), post(line=line.rstrip()))
-    assert_problem(answer, 505, "http-version-not-supported")
+    answer = await exchange(*address(api), post(b"X-Request-Id: trace-505", line=line))
+    assert answer.startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n"), answer[:40]
+    parsed = parse(answer)
+    assert_problem(parsed, 505, "http-version-not-supported")
+    assert parsed[1]["x-request-id"] == "trace-505"
     assert (await api.get("/v1/queues/billing"))["waiting"] == 0
 
 
