@@ -198,7 +198,9 @@ def problem_middleware(retry_after: int) -> Any:
             if status == 413:
                 detail = "the request body is larger than this endpoint accepts"
             if status == 404:
-                detail = f"no such resource: {request.path}"
+                # never the path: a mistyped URL may hold a phone number or an email address,
+                # and a problem may be logged or pass through proxies
+                detail = "no route matches this path"
             return Problem(status, detail or exc.reason, headers=_allow(exc)).response()
         except (HttpProcessingError, RequestPayloadError) as exc:
             # met while reading the body, one whose Content-Encoding does not decode say

@@ -299,3 +299,22 @@ async def test_an_exception_escaping_the_app_is_a_500_problem(aiohttp_client: An
         _, headers, _ = await send_raw(server.host, server.port, raw)
         assert (headers["x-request-id"] == given.decode()) is kept
         assert re.fullmatch("[0-9a-f]{16}|trace-7f3a.01", headers["x-request-id"])
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        b"/v1/call/" + PHONE.replace(b" ", b"%20"),
+        b"/v1/contacts/x/" + PHONE.replace(b" ", b""),
+        b"/v1/mail/" + EMAIL + b"?to=" + EMAIL,
+        b"/" + EMAIL.replace(b"@", b"%40"),
+    ],
+)
+async def test_a_404_does_not_quote_the_path(api: Api, path: bytes) -> None:
+    """A path no route matches is a 404 problem with a fixed detail, not the path (a mistyped
+    URL may hold a phone number or an email address), and no ``instance`` either."""
+    raw = b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answer = await exchange(*address(api), raw)
+    assert b"7946" not in answer
+    assert b"example" not in answer
+    assert assert_problem(parse(answer), 404, "not-found") == "no route matches this path"
