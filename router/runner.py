@@ -5,8 +5,11 @@ header or a chunked body it cannot parse, lines over its limits, a method that i
 an ``Expect`` other than 100-continue, an exception that escapes the app. Its answer is plain
 text that quotes the offending bytes (which may hold a phone number or an email address).
 aiohttp has no hook for that answer, so the connection handler is subclassed and the runner
-builds servers that use it. ``serve`` and the tests (``aiohttp_client``) run the app through
-``Runner``, so both answer these requests the same way.
+builds servers that use it. Each answer carries an ``X-Request-Id``, as the app's do. A
+request in an HTTP version other than 1.0 and 1.1 is read as HTTP/1.1 (aiohttp writes the
+request's version on the status line), for ``problem_middleware`` to answer 505. ``serve`` and
+the tests (``aiohttp_client``) run the app through ``Runner``, so both answer these requests
+the same way.
 """
 
 from __future__ import annotations
