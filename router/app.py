@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ from queues.embedded import EmbeddedRedis
 from queues.errors import SwitchboardError
 from queues.redis_store import RedisStore
 from router import appkeys as k
+from router import logs
 from router.api import ROUTES
 from router.api_channels import CHANNEL_ROUTES
 from router.auth import Authenticator, TokenIssuer, bearer_token
@@ -60,17 +60,11 @@ def config_path(settings: Settings) -> str:
     return settings.config or str(demo_config_path())
 
 
-#: a request id a caller may choose: a UUID, a trace id, a hex or base64url string
-_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=-]{0,63}")
-
-
 @web.middleware
 async def request_context(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    given = request.headers.get("X-Request-Id", "")
-    # a caller's id is kept only if it looks like one (it goes into every log line)
-    request_id = given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
+    request_id = logs.request_id(request.headers.get("X-Request-Id", ""))
     structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
         response = await handler(request)

@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import re
+import secrets
 import sys
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -189,6 +190,16 @@ class _Direct:
 
 
 _DIRECT: _Direct | None = None
+
+
+#: a request id a caller may choose: a UUID, a trace id, a hex or base64url string
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=-]{0,63}")
+
+
+def request_id(given: str) -> str:
+    """The id of a request whose ``X-Request-Id`` header is ``given`` ("" when absent): the
+    caller's own if it looks like one (it goes into every log line), else a fresh one."""
+    return given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
 
 
 class _Bridge(logging.Handler):

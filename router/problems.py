@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http import HttpVersion
 from aiohttp.http_exceptions import (
     BadHttpMethod,
     BadStatusLine,
@@ -164,12 +165,18 @@ def from_connection_error(status: int, exc: BaseException | None) -> Problem:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: the version ``router.runner`` gives a request in an HTTP version other than 1.0 and 1.1, so
+#: that its 505 is written as HTTP/1.1 (aiohttp writes the request's version on the status
+#: line): equal to aiohttp's HTTP/1.1 but a distinct object, so one identity test finds it
+UNSERVED_VERSION = HttpVersion(1, 1)
+
 
 def problem_middleware(retry_after: int) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.version.major != 1:
-            # llhttp lets "HTTP/2.0" and "HTTP/0.9" request lines through
+        if request.version is UNSERVED_VERSION:
+            # llhttp lets "HTTP/2.0" and "HTTP/0.9" request lines through, the Python parser
+            # any "HTTP/d.d" (see router/runner.py)
             response = Problem(505, "only HTTP/1.0 and HTTP/1.1 are served").response()
             response.force_close()
             return response
@@ -191,7 +198,9 @@ def problem_middleware(retry_after: int) -> Any:
             if status == 413:
                 detail = "the request body is larger than this endpoint accepts"
             if status == 404:
-                detail = f"no such resource: {request.path}"
+                # never the path: a mistyped URL may hold a phone number or an email address,
+                # and a problem may be logged or pass through proxies
+                detail = "no route matches this path"
             return Problem(status, detail or exc.reason, headers=_allow(exc)).response()
         except (HttpProcessingError, RequestPayloadError) as exc:
             # met while reading the body, one whose Content-Encoding does not decode say

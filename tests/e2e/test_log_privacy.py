@@ -8,6 +8,7 @@ numbers and addresses. structlog is configured globally, so the fixture restores
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Iterator
@@ -96,6 +97,41 @@ async def test_logs_carry_no_phone_email_or_token(
     secrets = [*PHONES, *(f for forms in PHONES.values() for f in forms), *EMAILS]
     secrets += [ADMIN_TOKEN, GATEWAY_TOKEN, agent_token, "not-a-token-5550100"]
     assert _leaks(captured.getvalue(), secrets) == []
+
+
+async def test_a_mistyped_url_or_a_malformed_request_leaves_no_number_or_address(
+    aiohttp_client: AiohttpClient, redis_url: str, tenant: str, captured: io.StringIO
+) -> None:
+    """A 404 on a path holding a phone number or an email address, and a request aiohttp
+    cannot parse holding them in its request line and a header, leave neither in the log lines
+    nor in the answers."""
+    client = await aiohttp_client(create_app(e2e_settings(tenant, redis_url=redis_url)))
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    for path in [
+        "/v1/call/+14155550100",
+        "/v1/contacts/x/ana@example.com",
+        "/ana.garcia@example.com",
+    ]:
+        async with client.get(path, headers=auth) as resp:
+            assert resp.status == 404
+            assert (await resp.json())["detail"] == "no route matches this path"
+    server = client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(
+        b"GET /v1/call/+442079460958 HTTP/1.1\r\nHost: x\r\n"
+        b"X-Note: luis.hernandez@example.mx \x01 (415) 555-0100\r\n\r\n"
+    )
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    assert answer.startswith(b"HTTP/1.0 400 ")
+    await client.close()
+
+    assert [line["event"] for line in _lines(captured)].count("http.unparsable") == 1
+    secrets = [*PHONES, *(f for forms in PHONES.values() for f in forms), *EMAILS]
+    assert _leaks(captured.getvalue(), secrets) == []
+    assert _leaks(answer.decode("latin-1"), secrets) == []
 
 
 def test_personal_fields_and_free_text_are_hashed(captured: io.StringIO) -> None:

@@ -180,23 +180,28 @@ async def test_unparsable_requests_are_one_redacted_line(
 ) -> None:
     """A request aiohttp cannot parse (it answers 400 itself, quoting the bad header) is one
     http.unparsable warning in the JSON log, the token, email and number in it redacted, and
-    no traceback."""
+    no traceback; it names the X-Request-Id of the answer."""
     ops = await make_app(config=str(routing_file))
     server = ops.client.server
     bad_headers = [
         b"Authorization: Bearer tok-5e1c\x7f",
         b"X-Note: ann@example.com \x01 +1 415 555 0100",
     ]
+    ids = []
     for header in bad_headers:
         reader, writer = await asyncio.open_connection(server.host, server.port)
         writer.write(b"GET /v1/queues HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n")
         await writer.drain()
-        assert (await reader.read()).startswith(b"HTTP/1.0 400")  # and the server closes
+        answer = await reader.read()
+        assert answer.startswith(b"HTTP/1.0 400")  # and the server closes
+        ids.append(re.findall(rb"\r\nX-Request-Id: ([0-9a-f]{16})\r\n", answer)[0].decode())
         writer.close()
         await writer.wait_closed()
     lines = _events(captured, "http.unparsable")
     assert len(lines) == 2
     assert all(line["level"] == "warning" for line in lines)
+    # the line names the answer's X-Request-Id, as a request's lines do
+    assert [line["request_id"] for line in lines] == ids
     text = captured.getvalue()
     for leak in ("tok-5e1c", "ann@example.com", "555 0100", "Traceback"):
         assert leak not in text, leak

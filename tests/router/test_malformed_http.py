@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +100,9 @@ def address(api: Api) -> tuple[str, int]:
     return server.host, server.port
 
 
-async def send_raw(
-    host: str, port: int, raw: bytes, later: bytes = b""
-) -> tuple[int, dict[str, str], Any]:
+async def exchange(host: str, port: int, raw: bytes, later: bytes = b"") -> bytes:
     """Send ``raw`` (and ``later`` a moment after, once the request is being handled), read
-    until the server closes: status, headers (lower-case), JSON body.
+    until the server closes: the answer's bytes.
 
     The read ending at all within a few seconds shows that the connection was closed."""
     reader, writer = await asyncio.open_connection(host, port)
@@ -113,16 +112,29 @@ async def send_raw(
             await asyncio.sleep(0.3)
             writer.write(later)
         await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), 5.0)
+        return await asyncio.wait_for(reader.read(), 5.0)
     finally:
         writer.close()
+
+
+def parse(answer: bytes) -> tuple[int, dict[str, str], Any]:
+    """An answer's status, headers (lower-case) and JSON body; it quotes no personal data, and
+    its status line is in a version this server speaks, whatever the request's was."""
     head, _, body = answer.partition(b"\r\n\r\n")
     status_line, *lines = head.decode("latin-1").split("\r\n")
+    assert status_line.split()[0] in ("HTTP/1.0", "HTTP/1.1"), status_line
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
     assert int(headers["content-length"]) == len(body)
     for personal in (PHONE, PHONE.replace(b" ", b""), EMAIL):
         assert personal not in answer
     return int(status_line.split()[1]), headers, json.loads(body)
+
+
+async def send_raw(
+    host: str, port: int, raw: bytes, later: bytes = b""
+) -> tuple[int, dict[str, str], Any]:
+    """``exchange`` then ``parse``."""
+    return parse(await exchange(host, port, raw, later))
 
 
 def assert_malformed(status: int, headers: dict[str, str], body: Any) -> None:
@@ -131,12 +143,14 @@ def assert_malformed(status: int, headers: dict[str, str], body: Any) -> None:
     assert set(body) == {"type", "title", "status", "detail"}
     assert body["type"] == "https://switchboard.dev/problems/malformed-request"
     assert (body["title"], body["status"]) == ("Bad Request", 400)
+    # none of its headers was read: a fresh id, as the app gives a request without one
+    assert re.fullmatch("[0-9a-f]{16}", headers["x-request-id"])
 
 
 @pytest.mark.parametrize("name", list(CASES))
 async def test_unparsable_request_is_a_problem(api: Api, name: str) -> None:
     """A request aiohttp cannot parse gets a 400 ``malformed-request`` problem that does not
-    quote it, the connection is closed, and no contact is created."""
+    quote it, with a fresh X-Request-Id, the connection is closed, and no contact is created."""
     raw, detail = CASES[name]
     status, headers, body = await send_raw(*address(api), raw)
     assert_malformed(status, headers, body)
@@ -168,7 +182,8 @@ async def test_a_request_on_the_same_connection_after_a_bad_one_is_not_read(api:
 
 async def test_serve_answers_with_the_python_parser_too(serve_child: Any, tmp_path: Path) -> None:
     """``switchboard serve`` with aiohttp's pure-Python parser (``AIOHTTP_NO_EXTENSIONS``),
-    whose errors differ from llhttp's, answers every case as a problem that does not quote it."""
+    whose errors differ from llhttp's, answers every case as a problem that does not quote it,
+    and a version other than 1.0 and 1.1 (HTTP/1.2 was served) as a 505 in HTTP/1.1."""
     served: Served = serve_child(
         {
             "AIOHTTP_NO_EXTENSIONS": "1",
@@ -189,6 +204,11 @@ async def test_serve_answers_with_the_python_parser_too(serve_child: Any, tmp_pa
     assert details["header name with a space"] == "a header is malformed"  # llhttp: generic
     status, _, body = await send_raw(host, int(port), *SPLIT)
     assert (status, body["type"]) == (400, "https://switchboard.dev/problems/malformed-body")
+    # the Python parser lets any HTTP/d.d through (llhttp: a malformed request line)
+    for version in (b"HTTP/2.0", b"HTTP/0.9", b"HTTP/1.2", b"HTTP/3.1"):
+        answer = await exchange(host, int(port), post(line=b"POST /v1/contacts " + version))
+        assert answer.startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n"), version
+        assert_problem(parse(answer), 505, "http-version-not-supported")
     status, queue = http("GET", served.url + "/v1/queues/billing", token="adm")
     assert (status, queue["waiting"]) == (200, 0)
 
@@ -207,21 +227,31 @@ def assert_problem(answer: tuple[int, dict[str, str], Any], status: int, kind: s
 
 @pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9", b""])
 async def test_an_http_version_other_than_1_is_505(api: Api, version: bytes) -> None:
-    """llhttp lets an HTTP/2.0 or HTTP/0.9 request line through: it gets a 505 problem (it was
-    served, answered in that version) and no contact is created."""
+    """llhttp lets an HTTP/2.0 or HTTP/0.9 request line through: it gets a 505 problem written
+    as HTTP/1.1 (aiohttp wrote it in the request's version), with an X-Request-Id as the app's
+    answers have, and no contact is created."""
     line = b"POST /v1/contacts " + version if version else b"POST /v1/contacts"
-    answer = await send_raw(*address(api), post(line=line.rstrip()))
-    assert_problem(answer, 505, "http-version-not-supported")
+    answer = await exchange(*address(api), post(b"X-Request-Id: trace-505", line=line))
+    assert answer.startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n"), answer[:40]
+    parsed = parse(answer)
+    assert_problem(parsed, 505, "http-version-not-supported")
+    assert parsed[1]["x-request-id"] == "trace-505"
     assert (await api.get("/v1/queues/billing"))["waiting"] == 0
 
 
 @pytest.mark.parametrize("path", [b"/v1/contacts", b"/v1/nothing"])
 async def test_an_unknown_expectation_is_417(api: Api, path: bytes) -> None:
     """An ``Expect`` other than 100-continue, refused by aiohttp before any middleware, is a
-    417 problem that does not quote it (it was plain text that did), and nothing is created."""
-    raw = post(b"Expect: " + EMAIL, b"Connection: close", line=b"POST " + path + b" HTTP/1.1")
-    detail = assert_problem(await send_raw(*address(api), raw), 417, "expectation-failed")
+    417 problem that does not quote it (it was plain text that did), with an X-Request-Id as
+    the app's answers have (the caller's own if it gave one), and nothing is created."""
+    line = b"POST " + path + b" HTTP/1.1"
+    raw = post(b"Expect: " + EMAIL, b"Connection: close", line=line)
+    answer = await send_raw(*address(api), raw)
+    detail = assert_problem(answer, 417, "expectation-failed")
     assert "100-continue" in detail
+    assert re.fullmatch("[0-9a-f]{16}", answer[1]["x-request-id"])
+    given = post(b"Expect: x", b"X-Request-Id: trace-417", b"Connection: close", line=line)
+    assert (await send_raw(*address(api), given))[1]["x-request-id"] == "trace-417"
     assert (await api.get("/v1/queues/billing"))["waiting"] == 0
 
 
@@ -249,7 +279,8 @@ async def test_a_bad_websocket_handshake_does_not_quote_it(api: Api, headers: by
 
 async def test_an_exception_escaping_the_app_is_a_500_problem(aiohttp_client: Any) -> None:
     """An exception no middleware catches is answered by the runner as a 500 ``internal``
-    problem without the exception's text (aiohttp's was plain text)."""
+    problem without the exception's text (aiohttp's was plain text), with an X-Request-Id: the
+    caller's own if it looks like one, as the app's middleware keeps it, else a fresh one."""
 
     async def fails(request: web.Request) -> web.StreamResponse:
         raise RuntimeError("ann@example.com")
@@ -261,3 +292,29 @@ async def test_an_exception_escaping_the_app_is_a_500_problem(aiohttp_client: An
     server = client.server
     answer = await send_raw(server.host, server.port, raw)
     assert assert_problem(answer, 500, "internal") == "internal error"
+    assert re.fullmatch("[0-9a-f]{16}", answer[1]["x-request-id"])
+    # the request was parsed: the caller's own id, if it looks like one, as the app keeps it
+    for given, kept in ((b"trace-7f3a.01", True), (b"call me on 415 555 0100", False)):
+        raw = b"GET /fails HTTP/1.1\r\nHost: x\r\nX-Request-Id: " + given + b"\r\n\r\n"
+        _, headers, _ = await send_raw(server.host, server.port, raw)
+        assert (headers["x-request-id"] == given.decode()) is kept
+        assert re.fullmatch("[0-9a-f]{16}|trace-7f3a.01", headers["x-request-id"])
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        b"/v1/call/" + PHONE.replace(b" ", b"%20"),
+        b"/v1/contacts/x/" + PHONE.replace(b" ", b""),
+        b"/v1/mail/" + EMAIL + b"?to=" + EMAIL,
+        b"/" + EMAIL.replace(b"@", b"%40"),
+    ],
+)
+async def test_a_404_does_not_quote_the_path(api: Api, path: bytes) -> None:
+    """A path no route matches is a 404 problem with a fixed detail, not the path (a mistyped
+    URL may hold a phone number or an email address), and no ``instance`` either."""
+    raw = b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answer = await exchange(*address(api), raw)
+    assert b"7946" not in answer
+    assert b"example" not in answer
+    assert assert_problem(parse(answer), 404, "not-found") == "no route matches this path"
