@@ -7,6 +7,7 @@ Hierarchy::
 
     SwitchboardError
     ├── StoreUnavailable            Redis cannot be reached (HTTP 503)
+    │   └── StoreFull               Redis refused a write: out of memory (HTTP 503)
     └── StoreError                  a transition was refused; nothing changed
         ├── NotFound                (404)
         │   ├── ContactNotFound
@@ -62,6 +63,15 @@ class StoreUnavailable(SwitchboardError):
     def __init__(self, message: str, sent: bool = True) -> None:
         super().__init__(message)
         self.sent = sent
+
+
+class StoreFull(StoreUnavailable):
+    """Redis refused the script's first write: its memory is at ``maxmemory`` (and its policy
+    evicts nothing). A script refused so has written nothing (Redis only refuses the first
+    write of a script), so nothing was applied."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, sent=False)
 
 
 class StoreError(SwitchboardError):

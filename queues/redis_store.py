@@ -7,7 +7,13 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import BusyLoadingError, NoScriptError, ReadOnlyError
+from redis.exceptions import (
+    BusyLoadingError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -32,10 +38,11 @@ from queues.contract import (
     Store,
     TimerClaim,
 )
-from queues.errors import StoreUnavailable
+from queues.errors import StoreFull, StoreUnavailable
 from queues.keys import tenant_prefix
 from queues.scripts import sources
 
+_OOM = "OOM command not allowed"
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError, OSError)
 _TIMER_SCRIPTS = {
     "o": "timeout_offer",
@@ -136,6 +143,12 @@ class RedisStore(Store):
             # (a client that knows the command was never written says so: see fastredis)
             sent = getattr(exc, "sent", True)
             raise StoreUnavailable(f"redis unavailable: {exc}", sent) from exc
+        except ResponseError as exc:
+            # at maxmemory Redis refuses a script's first write (so the script wrote nothing):
+            # Redis 6.2 reports it inside the script's error, 7 as an OOM error
+            if isinstance(exc, OutOfMemoryError) or _OOM in str(exc):
+                raise StoreFull("redis is out of memory (maxmemory): nothing was written") from exc
+            raise
         try:
             reply: list[Any] = _loads(raw)
         except orjson.JSONDecodeError:

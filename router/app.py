@@ -94,6 +94,25 @@ async def check_durability(client: Redis) -> bool | None:
     return False
 
 
+async def check_eviction(client: Redis) -> bool | None:
+    """Warn (``redis.evicts``) when a shared Redis has a ``maxmemory`` and a policy that evicts
+    keys to stay under it: an evicted contact, agent or reservation is lost without a trace,
+    where ``noeviction`` refuses the write instead (a ``503 store-full``, nothing applied). True:
+    nothing is evicted; False: warned; None: Redis did not say. Never stops the start."""
+    try:
+        async with asyncio.timeout(2.0):
+            found = await client.info("memory")
+    except (RedisError, OSError, TimeoutError):
+        return None
+    policy, limit = found.get("maxmemory_policy"), found.get("maxmemory")
+    if policy is None or limit is None:
+        return None
+    if policy == "noeviction" or not limit:
+        return True
+    log.warning("redis.evicts", maxmemory_policy=policy, maxmemory=limit)
+    return False
+
+
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[k.SETTINGS]
     embedded: EmbeddedRedis | None = None
@@ -104,6 +123,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
             settings.redis_connect_timeout_seconds,
         )
         await check_durability(client)
+        await check_eviction(client)
     else:
         embedded = EmbeddedRedis(
             Path(settings.data_dir),

@@ -106,6 +106,13 @@ def from_validation(exc: ValidationError, prefix: tuple[str, ...] = ("body",)) -
 
 def from_store(exc: errors.SwitchboardError, retry_after: int = 1) -> Problem:
     """Map the store's exception hierarchy onto HTTP statuses."""
+    if isinstance(exc, errors.StoreFull):
+        return Problem(
+            503,
+            "the store is out of memory (Redis maxmemory); nothing was recorded, retry later",
+            kind="store-full",
+            headers={"Retry-After": str(retry_after)},
+        )
     if isinstance(exc, errors.StoreUnavailable):
         detail = (
             "the store did not answer in time; the request may have been applied: read the "

@@ -23,7 +23,7 @@ from config.routing import demo_config_path, load_routing
 from config.settings import Settings
 from queues.embedded import EmbeddedRedis
 from router import appkeys as k
-from router.app import check_clock, check_durability, create_app
+from router.app import check_clock, check_durability, check_eviction, create_app
 from router.fastredis import serve_client
 from router.metrics import Metrics, thresholds
 from tests.ops.conftest import (
@@ -406,3 +406,29 @@ async def test_a_shared_redis_that_does_not_fsync_each_write_is_warned_of(
         await plain.aclose(close_connection_pool=True)
         await durable.aclose(close_connection_pool=True)
         await asyncio.to_thread(durable_server.stop)
+
+
+async def test_a_shared_redis_that_may_evict_keys_is_warned_of(tmp_path: Path) -> None:
+    """At startup on ``SWITCHBOARD_REDIS_URL`` the server reads Redis's memory policy: a
+    ``maxmemory`` with a policy that evicts (``allkeys-lru`` here) draws a ``redis.evicts``
+    warning naming both, since an evicted contact is lost without a trace; ``noeviction``, or
+    no ``maxmemory`` at all, draws none."""
+    server = EmbeddedRedis(tmp_path / "evicts", persistent=False)
+    await asyncio.to_thread(server.start)
+    client = serve_client(server.url)
+    try:
+        with json_logs(b"eviction-test", level="warning") as stream:
+            assert await check_eviction(client) is True  # no maxmemory
+            await client.config_set("maxmemory-policy", "allkeys-lru")
+            assert await check_eviction(client) is True  # a policy, but no limit to apply it
+            await client.config_set("maxmemory", "2gb")
+            assert await check_eviction(client) is False
+            await client.config_set("maxmemory-policy", "noeviction")
+            assert await check_eviction(client) is True
+        logged = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert [(e["event"], e["maxmemory_policy"], e["maxmemory"]) for e in logged] == [
+            ("redis.evicts", "allkeys-lru", 2 * 1024**3)
+        ]
+    finally:
+        await client.aclose(close_connection_pool=True)
+        await asyncio.to_thread(server.stop)

@@ -17,6 +17,7 @@ from unittest.mock import ANY
 import pytest
 
 from queues.embedded import EmbeddedRedis
+from router.fastredis import serve_client
 from tests.router.conftest import ADMIN, GATEWAY, Api, ApiFactory, Reply
 
 PROBLEM = "application/problem+json"
@@ -331,4 +332,42 @@ async def test_store_unreachable_is_503_with_retry_after(
         back = await api.contact(key="bad-input")
         assert (back["status"], back["position"]) == ("queued", 1)  # a fresh, empty Redis
     finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def test_redis_out_of_memory_is_503_store_full_and_records_nothing(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """At ``maxmemory`` (with ``noeviction``) Redis refuses a script's first write: the
+    contact is a 503 ``store-full`` with Retry-After, and nothing of it is in Redis (its
+    Idempotency-Key not taken, no contact, no history); once Redis has room the gateway's
+    retry with the same key creates it."""
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    server.start()
+    raw = serve_client(server.url)
+    try:
+        api = await make_api(redis_url=server.url)
+        await api.agent("ann", billing=5)
+        first = await api.contact(key="before", **{"from": "+14155550100"})
+        await raw.config_set("maxmemory", "1")
+        keys_before = sorted(await raw.keys("*"))
+
+        full = await api.call(
+            "POST",
+            "/v1/contacts",
+            {"channel": "voice", "from": "+14155550100"},
+            token=GATEWAY,
+            headers={"Idempotency-Key": "when-full"},
+        )
+        body = assert_problem(full, 503, "store-full")
+        assert "nothing was recorded" in body["detail"]
+        assert full.headers["Retry-After"] == "1"
+        assert sorted(await raw.keys("*")) == keys_before
+
+        await raw.config_set("maxmemory", "0")
+        again = await api.contact(key="when-full", **{"from": "+14155550100"})
+        assert again["id"] != first["id"]
+        assert again["status"] == "queued"
+    finally:
+        await raw.aclose(close_connection_pool=True)
         await asyncio.to_thread(server.stop)
