@@ -8,8 +8,9 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from tests.router.conftest import FAST_ROUTING, GATEWAY, Api, ApiFactory
+from tests.router.conftest import FAST_ROUTING, GATEWAY, Api, ApiFactory, Desk
 
 
 async def test_put_agent_creates_then_updates(api: Api) -> None:
@@ -309,6 +310,19 @@ rules:
 """
 
 
+async def offered_to_ann(
+    make_api: ApiFactory, path: Path
+) -> tuple[Api, Desk, dict[str, Any], dict[str, Any]]:
+    """An app on the routing config at ``path`` (for reloads to rewrite), ann on a socket and
+    available, and a contact offered to her: the app, her socket, the contact, the offer."""
+    api = await make_api(config=str(path))
+    await api.agent("ann", billing=5)
+    desk = await api.ws("ann")
+    await api.state("ann", "available")
+    contact = await api.contact()
+    return api, desk, contact, await desk.recv("offer")
+
+
 async def test_a_reload_rescinds_offers_it_leaves_invalid_and_counts_them(
     make_api: ApiFactory, tmp_path: Path
 ) -> None:
@@ -316,12 +330,7 @@ async def test_a_reload_rescinds_offers_it_leaves_invalid_and_counts_them(
     (`agent_changed` on her socket), and the reservations metric counts that rescind."""
     path = tmp_path / "routing.yaml"
     path.write_text(SLOW_OFFERS)
-    api = await make_api(config=str(path))
-    await api.agent("ann", billing=5)
-    desk = await api.ws("ann")
-    await api.state("ann", "available")
-    contact = await api.contact()
-    offer = await desk.recv("offer")
+    api, desk, contact, offer = await offered_to_ann(make_api, path)
     assert offer["reservation_id"] == contact["reservation_id"]
 
     def rescinds(text: str) -> float:
@@ -350,12 +359,7 @@ async def test_a_reload_that_would_strand_an_offered_contact_is_refused(
     it is completed (and the other abandoned) the same file applies."""
     path = tmp_path / "routing.yaml"
     path.write_text(SLOW_OFFERS)
-    api = await make_api(config=str(path))
-    await api.agent("ann", billing=5)
-    desk = await api.ws("ann")
-    await api.state("ann", "available")
-    contact = await api.contact()
-    offer = await desk.recv("offer")
+    api, desk, contact, offer = await offered_to_ann(make_api, path)
     assert (offer["reservation_id"], offer["queue"]) == (contact["reservation_id"], "billing")
     assert (await api.get("/v1/queues/billing"))["waiting"] == 0
 
@@ -407,12 +411,7 @@ async def test_an_offer_by_name_does_not_hold_a_queue_a_reload_removes(
     a reload renaming billing applies, and the offer stays pending."""
     path = tmp_path / "routing.yaml"
     path.write_text(ANN_FIRST)
-    api = await make_api(config=str(path))
-    await api.agent("ann", billing=5)
-    desk = await api.ws("ann")
-    await api.state("ann", "available")
-    contact = await api.contact()
-    offer = await desk.recv("offer")
+    api, desk, contact, offer = await offered_to_ann(make_api, path)
     assert offer["reservation_id"] == contact["reservation_id"]
 
     path.write_text(ANN_FIRST.replace("billing", "accounts"))
