@@ -24,8 +24,9 @@ _DESCRIPTIONS = {
     415: "Wrong content type",
     422: "Validation failure; `errors` lists each field",
     503: (
-        "The store is unreachable (nothing was recorded) or did not answer in time (the request"
-        " may have been applied); see Retry-After"
+        "The store is unreachable (nothing was recorded), did not answer in time (the request"
+        " may have been applied) or is out of memory (store-full: nothing was recorded); see"
+        " Retry-After"
     ),
 }
 
