@@ -30,7 +30,8 @@ else
 end
 
 redis.call('HSET', K.contact(cid), 'st', why, 'ended', now, 'agent', '', 'res', '')
-redis.call('HDEL', K.contact(cid), 'view', 'cb')
+-- (what an ended contact does not keep: see close_contact)
+redis.call('HDEL', K.contact(cid), 'view', 'cb', 'steps', 'cur', 'key')
 keep_ended(cid, ARGV[4])
 redis.call('ZREM', K.timers(), step_timer(c), 'b|' .. cid)
 forget_declines(c)

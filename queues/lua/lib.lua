@@ -243,8 +243,11 @@ local function load_contact(cid)
   local f = redis.call('HMGET', K.contact(cid), 'st', 'cc', 'key', 'step', 'cur', 'agent',
                        'res', 'queue', 'enq', 'decl', 'slt', 'hold')
   if not f[1] then return nil end
-  return {id = cid, st = f[1], cc = f[2], key = f[3] + 0, ks = f[3],
-          step = (f[4] or 0) + 0, s = cjson.decode(f[5]), agent = f[6] or '',
+  -- (an ended contact has no sort key and no current step: see close_contact)
+  local ks = f[3] or '0'
+  return {id = cid, st = f[1], cc = f[2], key = ks + 0, ks = ks,
+          step = (f[4] or 0) + 0, s = f[5] and cjson.decode(f[5]) or {q = {}, t = 0},
+          agent = f[6] or '',
           res = f[7] or '', queue = f[8], enq = f[9] + 0, enq_s = f[9],
           decl = (f[10] and f[10] ~= '[]') and cjson.decode(f[10]) or {}, slt = f[11] + 0,
           hold = (f[12] or 0) + 0}
@@ -749,12 +752,12 @@ local function keep_ended(cid, keep)
 end
 
 -- The contact is done: it leaves the contacts the agent holds, the agent's capacity frees and
--- the agent takes the next contact (its free sets written once, after). Its view and a
--- callback's number go (nothing reads them once it has ended), and it is kept `keep` seconds
--- (keep_ended).
+-- the agent takes the next contact (its free sets written once, after). Its view, a callback's
+-- number, its workflow, current step and sort key go (nothing reads them once it has ended,
+-- and they are most of what it would keep), and it is kept `keep` seconds (keep_ended).
 local function close_contact(c, now, keep)
   redis.call('HSET', K.contact(c.id), 'st', 'completed', 'ended', now)
-  redis.call('HDEL', K.contact(c.id), 'view', 'cb')
+  redis.call('HDEL', K.contact(c.id), 'view', 'cb', 'steps', 'cur', 'key')
   keep_ended(c.id, keep)
   forget_declines(c)
   local ag = load_agent(c.agent)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from queues.contract import Store
 from queues.customers import CustomerStore
+from queues.errors import ContactNotAssigned, ContactNotWaiting
 from queues.keys import Keys
 from queues.memory import MemoryStore
 from queues.redis_store import RedisStore
@@ -85,6 +87,47 @@ async def test_an_ended_contact_keeps_no_callback_number(store: Store, tenant: s
     ended = ["completed", "completed", "abandoned", "cancelled", "abandoned"]
     for i, status in enumerate(ended, 1):
         assert await _fields(store, tenant, f"c{i}") == {"st": status}, f"c{i}"
+
+
+async def test_an_ended_contact_keeps_only_what_is_read_once_it_has_ended(
+    redis_client: Redis, tenant: str
+) -> None:
+    """An ended contact (completed, after wrap-up, abandoned waiting or offered) keeps no
+    workflow, current step or sort key in Redis: most of what it would keep for the retention
+    period. Everything that may still meet it answers as before: its status, a replayed or late
+    abandon, complete, callback, and the stale timers of its step and wrap-up."""
+    keys = Keys(tenant)
+    store = RedisStore(redis_client)
+    await ready(store, tenant, agent("a1", capacity={"chat": 3}))
+    for i in (1, 2, 3):
+        await store.enqueue(tenant, contact(f"c{i}", channel="chat", customer="cu1"), T0 + i)
+    await store.accept(tenant, "r1", "a1", T0 + 4)
+    await store.accept(tenant, "r2", "a1", T0 + 4)
+    await store.complete(tenant, "c1", "a1", 0, "done", T0 + 5)
+    await store.complete(tenant, "c2", "a1", 1_000, "", T0 + 5)
+    assert (await store.fire_timer(tenant, "w|c2", T0 + 1_005)).value is True
+    await store.abandon(tenant, "c3", T0 + 1_006)  # while offered
+    await store.set_agent_state(tenant, "a1", "away", T0 + 1_007)
+    await store.enqueue(tenant, contact("c4", customer="cu1"), T0 + 1_008)
+    await store.abandon(tenant, "c4", T0 + 1_009)  # while waiting
+
+    ended = {"c1": "completed", "c2": "completed", "c3": "abandoned", "c4": "abandoned"}
+    for cid, status in ended.items():
+        kept = {_text(f) for f in await redis_client.hkeys(keys.contact(cid))}
+        assert kept, cid
+        assert kept.isdisjoint({"steps", "cur", "key", "view", "cb"}), (cid, sorted(kept))
+        state = await store.contact_status(tenant, cid)
+        assert (state.status, state.position) == (status, None), cid
+        with pytest.raises(ContactNotAssigned):
+            await store.complete(tenant, cid, "a1", 0, "", T0 + 2_000)
+        with pytest.raises(ContactNotWaiting):
+            await store.request_callback(tenant, cid, NUMBER, T0 + 2_000, T0 + 2_000)
+        assert (await store.fire_timer(tenant, f"s|{cid}|0", T0 + 2_000)).value is False
+        assert (await store.fire_timer(tenant, f"w|{cid}", T0 + 2_000)).value is False
+    assert (await store.abandon(tenant, "c4", T0 + 2_001)).value.changed is False
+    with pytest.raises(ContactNotWaiting):
+        await store.abandon(tenant, "c1", T0 + 2_001)
+    assert (await store.contact_status(tenant, "c1")).disposition == "done"
 
 
 async def test_ended_contacts_and_their_history_expire_after_the_retention(
