@@ -17,6 +17,9 @@ see ``upsert`` and ``delete``), and, once an instance has heard another instance
 announces itself when it subscribes), so does every new contact. While the subscription is
 down the cache is off and emptied; when it comes back and another instance is there, nothing
 is stored for a grace period (that instance may not have heard this one's announcement yet).
+An entry is served for at most ``MAX_AGE_SECONDS`` after it was read from Redis: what changes
+there without a notice (an ended contact expiring after the retention period) shows within
+that time.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ CHANNEL = "sb:customer-cache"
 #: statuses a contact never leaves, so a cached history entry in one stays right
 FINAL = frozenset({"completed", "abandoned", "cancelled"})
 _IDENTITY_MEMO = 65536
+#: how long a customer read from Redis is served from the cache, at most
+MAX_AGE_SECONDS = 3600.0
 Publish = Callable[[str, bytes], Awaitable[int]]
 
 
@@ -114,6 +119,7 @@ class _Entry:
     profile: dict[str, Any]
     history: list[dict[str, Any]]
     identities: set[str]
+    read_at: float  # time.monotonic() when it was read from Redis
 
 
 Key = tuple[str, str]
@@ -122,10 +128,17 @@ Key = tuple[str, str]
 class CustomerCache:
     """Returning customers of one instance, kept correct as described in the module doc."""
 
-    def __init__(self, size: int, history_length: int, grace_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        size: int,
+        history_length: int,
+        grace_seconds: float = 1.0,
+        max_age_seconds: float = MAX_AGE_SECONDS,
+    ) -> None:
         self.size = size
         self.history_length = history_length
         self.grace_seconds = grace_seconds
+        self.max_age_seconds = max_age_seconds
         self.instance = secrets.token_hex(8)
         self.identities: dict[Key, str] = {}  # (tenant, identity) -> customer id
         self.entries: dict[Key, _Entry] = {}  # (tenant, customer id), oldest first
@@ -149,6 +162,10 @@ class CustomerCache:
         cid = self.identities.get((tenant, ident))
         entry = self.entries.get((tenant, cid)) if cid is not None else None
         if entry is None or cid is None or any(h["status"] not in FINAL for h in entry.history):
+            self.misses += 1
+            return None
+        if time.monotonic() - entry.read_at > self.max_age_seconds:
+            self._drop((tenant, cid))  # (the next resolution in Redis reads it afresh)
             self.misses += 1
             return None
         self.hits += 1
@@ -184,6 +201,7 @@ class CustomerCache:
                 found.profile,
                 [item, *found.history][: self.history_length],
                 old.identities if old is not None else set(),
+                time.monotonic(),
             )
             if found.identity:
                 entry.identities.add(found.identity)
@@ -209,7 +227,7 @@ class CustomerCache:
         key = (tenant, customer_id)
         if started < 0 or self.changed.get(key, self.floor) > started:
             return
-        entry = _Entry(profile, history[: self.history_length], set(identities))
+        entry = _Entry(profile, history[: self.history_length], set(identities), time.monotonic())
         for ident in identities:
             self.identities[(tenant, ident)] = customer_id
         self._put(key, entry)

@@ -274,6 +274,26 @@ def test_notices_from_others_drop_entries_and_mark_sharing() -> None:
     assert cache.lookup("t", "phone:+1") is None
 
 
+def test_an_entry_is_served_for_max_age_after_it_was_read() -> None:
+    """What changes in Redis without a notice (an ended contact expiring after the retention
+    period) is seen once the entry is older than max_age_seconds: it is dropped, and the next
+    contact resolves in Redis; adding this instance's own contacts does not make it younger."""
+    cache = _live()
+    cache.created("t", _fresh(cache), _state("c1", "completed"), replay=False)
+    found = cache.lookup("t", "phone:+1")
+    assert found is not None
+    cache.created("t", found, _state("c2", "completed"), replay=False)
+    entry = cache.entries[("t", "cu1")]
+    entry.read_at -= cache.max_age_seconds - 5.0
+    assert cache.lookup("t", "phone:+1") is not None
+    entry.read_at -= 10.0
+    assert cache.lookup("t", "phone:+1") is None
+    assert ("t", "cu1") not in cache.entries
+    assert ("t", "phone:+1") not in cache.identities
+    cache.created("t", _fresh(cache), _state("c3", "completed"), replay=False)  # read afresh
+    assert cache.lookup("t", "phone:+1") is not None
+
+
 def test_cache_is_bounded() -> None:
     cache = _live(size=3)
     for n in range(10):
