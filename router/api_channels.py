@@ -43,6 +43,8 @@ from router.ws import BINARY_FRAME, error_message, parse_message
 
 log = structlog.get_logger("switchboard.channels")
 POSITION_PUSH_SECONDS = 2.0
+#: a chat's statuses once an agent has accepted it
+ASSIGNED = ("assigned", "wrapping", "completed")
 
 
 def _adapter_problem(exc: AdapterError) -> Problem:
@@ -194,6 +196,11 @@ class ChatSocket:
         self.sender = sender
         self.sessions: dict[str, m.Contact] = {}  # session id -> contact as last pushed
         self.watchers: dict[str, Any] = {}
+        #: sessions told `assigned` (once each, whether the hub's event or a replayed start
+        #: told it first)
+        self.told: set[str] = set()
+        #: pushes to follow the reply being sent
+        self.after: list[dict[str, Any]] = []
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.sender.send(orjson.dumps(message))  # (never waits for the gateway to read)
@@ -208,13 +215,21 @@ class ChatSocket:
         if session not in self.watchers:
 
             async def watcher(ev: dict[str, Any]) -> None:
-                if ev.get("t") == "assigned":
+                if ev.get("t") == "assigned" and session not in self.told:
+                    self.told.add(session)
                     await self.send(
                         {"type": "assigned", "session_id": session, "agent_id": ev.get("a")}
                     )
 
             self.watchers[session] = watcher
             self.request.app[k.HUB].watch(self.who.tenant, contact.id, watcher)
+        if contact.status in ASSIGNED and session not in self.told:
+            # a gateway that reconnected starts its sessions again: one assigned meanwhile
+            # had its push go to the closed socket, so it is told now, after the reply
+            self.told.add(session)
+            self.after.append(
+                {"type": "assigned", "session_id": session, "agent_id": contact.agent_id}
+            )
         return {
             "type": "queued",
             "session_id": session,
@@ -236,6 +251,7 @@ class ChatSocket:
         return {"type": "ended", "session_id": session, "contact": current.model_dump(mode="json")}
 
     def _unwatch(self, session: str, contact_id: str) -> None:
+        self.told.discard(session)
         watcher = self.watchers.pop(session, None)
         if watcher is not None:
             self.request.app[k.HUB].unwatch(self.who.tenant, contact_id, watcher)
@@ -309,6 +325,8 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
             if ref is not None:
                 reply["ref"] = ref
             await sock.send(reply)
+            while sock.after:
+                await sock.send(sock.after.pop(0))
     finally:
         pusher.cancel()
         sock.close()

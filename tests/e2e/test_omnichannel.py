@@ -272,3 +272,34 @@ async def test_a_chat_session_started_again_with_other_fields_is_a_named_conflic
     assert (error["status"], error["ref"]) == (409, 2)
     assert error["detail"] == "this session_id was already used with a different payload"
     await gateway.close()
+
+
+async def test_a_gateway_that_reconnects_hears_of_an_assignment_it_missed(api: Api) -> None:
+    """A chat accepted while its gateway was disconnected: starting the session again on the
+    new socket answers `queued` with the assigned contact, then pushes `assigned` (once), as
+    if the gateway had stayed. Without it the customer waits for a push that already went to
+    the closed socket."""
+    olga = await api.desk("olga", {"billing": 5}, FULL)
+    start = {"type": "start", "session_id": "web-re", "from": "visitor-11"}
+    gateway = await _chat(api)
+    await gateway.send_json(start)
+    await next_of(gateway, "queued", [])
+    offer = await olga.next("offer")
+    await gateway.close()
+    await olga.ws.send_json({"type": "accept", "reservation_id": offer["reservation_id"]})
+    await olga.next("accepted")
+    again = await _chat(api)
+    await again.send_json({**start, "ref": 3})
+    seen: list[dict[str, Any]] = []
+    queued = await next_of(again, "queued", seen)
+    assert (queued["contact"]["status"], queued["ref"]) == ("assigned", 3)
+    assigned = await next_of(again, "assigned", seen)
+    assert assigned == {"type": "assigned", "session_id": "web-re", "agent_id": "olga"}
+    assert [s["type"] for s in seen] == ["queued", "assigned"]
+    await again.send_json({**start, "ref": 4})  # a second replay on the same socket
+    await next_of(again, "queued", [])
+    await again.send_json({"type": "unknown", "ref": 5})
+    follow: list[dict[str, Any]] = []
+    await next_of(again, "error", follow)
+    assert [s["type"] for s in follow] == ["error"]  # no second `assigned`
+    await again.close()
