@@ -39,7 +39,7 @@ from router.customers import Thread, UnreadableIdentities
 from router.problems import Problem, from_store, from_validation
 from router.service import Created
 from router.sockets import Sender
-from router.ws import BINARY_FRAME, error_message, parse_message
+from router.ws import BINARY_FRAME, error_message, parse_message, prepare
 
 log = structlog.get_logger("switchboard.channels")
 POSITION_PUSH_SECONDS = 2.0
@@ -286,7 +286,7 @@ class ChatSocket:
 async def chat_socket(request: web.Request) -> web.StreamResponse:
     who = await principal(request, GATEWAY, websocket=True)
     ws = web.WebSocketResponse(heartbeat=request.app[k.SETTINGS].heartbeat_interval_seconds)
-    await ws.prepare(request)
+    await prepare(ws, request)
     transport = request.transport
     if transport is None:  # the gateway left during the handshake
         return ws
