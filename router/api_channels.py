@@ -262,8 +262,12 @@ class ChatSocket:
         while not self.ws.closed:
             await asyncio.sleep(POSITION_PUSH_SECONDS)
             for session, before in list(self.sessions.items()):
+                if before.status not in ("queued", "offered"):
+                    continue  # assigned or over: no position to tell any more
                 with contextlib.suppress(SwitchboardError):
                     now = await service.get_contact(self.who.tenant, before.id)
+                    if self.sessions.get(session) is not before:
+                        continue  # ended (or started again) while the others were read
                     if now.status == "queued" and (
                         now.position != before.position
                         or now.estimated_wait_seconds != before.estimated_wait_seconds
