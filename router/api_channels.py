@@ -39,10 +39,12 @@ from router.customers import Thread, UnreadableIdentities
 from router.problems import Problem, from_store, from_validation
 from router.service import Created
 from router.sockets import Sender
-from router.ws import BINARY_FRAME, error_message, parse_message
+from router.ws import BINARY_FRAME, error_message, parse_message, prepare
 
 log = structlog.get_logger("switchboard.channels")
 POSITION_PUSH_SECONDS = 2.0
+#: a chat's statuses once an agent has accepted it
+ASSIGNED = ("assigned", "wrapping", "completed")
 
 
 def _adapter_problem(exc: AdapterError) -> Problem:
@@ -194,6 +196,11 @@ class ChatSocket:
         self.sender = sender
         self.sessions: dict[str, m.Contact] = {}  # session id -> contact as last pushed
         self.watchers: dict[str, Any] = {}
+        #: sessions told `assigned` (once each, whether the hub's event or a replayed start
+        #: told it first)
+        self.told: set[str] = set()
+        #: pushes to follow the reply being sent
+        self.after: list[dict[str, Any]] = []
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.sender.send(orjson.dumps(message))  # (never waits for the gateway to read)
@@ -208,13 +215,21 @@ class ChatSocket:
         if session not in self.watchers:
 
             async def watcher(ev: dict[str, Any]) -> None:
-                if ev.get("t") == "assigned":
+                if ev.get("t") == "assigned" and session not in self.told:
+                    self.told.add(session)
                     await self.send(
                         {"type": "assigned", "session_id": session, "agent_id": ev.get("a")}
                     )
 
             self.watchers[session] = watcher
             self.request.app[k.HUB].watch(self.who.tenant, contact.id, watcher)
+        if contact.status in ASSIGNED and session not in self.told:
+            # a gateway that reconnected starts its sessions again: one assigned meanwhile
+            # had its push go to the closed socket, so it is told now, after the reply
+            self.told.add(session)
+            self.after.append(
+                {"type": "assigned", "session_id": session, "agent_id": contact.agent_id}
+            )
         return {
             "type": "queued",
             "session_id": session,
@@ -236,6 +251,7 @@ class ChatSocket:
         return {"type": "ended", "session_id": session, "contact": current.model_dump(mode="json")}
 
     def _unwatch(self, session: str, contact_id: str) -> None:
+        self.told.discard(session)
         watcher = self.watchers.pop(session, None)
         if watcher is not None:
             self.request.app[k.HUB].unwatch(self.who.tenant, contact_id, watcher)
@@ -246,8 +262,12 @@ class ChatSocket:
         while not self.ws.closed:
             await asyncio.sleep(POSITION_PUSH_SECONDS)
             for session, before in list(self.sessions.items()):
+                if before.status not in ("queued", "offered"):
+                    continue  # assigned or over: no position to tell any more
                 with contextlib.suppress(SwitchboardError):
                     now = await service.get_contact(self.who.tenant, before.id)
+                    if self.sessions.get(session) is not before:
+                        continue  # ended (or started again) while the others were read
                     if now.status == "queued" and (
                         now.position != before.position
                         or now.estimated_wait_seconds != before.estimated_wait_seconds
@@ -270,7 +290,7 @@ class ChatSocket:
 async def chat_socket(request: web.Request) -> web.StreamResponse:
     who = await principal(request, GATEWAY, websocket=True)
     ws = web.WebSocketResponse(heartbeat=request.app[k.SETTINGS].heartbeat_interval_seconds)
-    await ws.prepare(request)
+    await prepare(ws, request)
     transport = request.transport
     if transport is None:  # the gateway left during the handshake
         return ws
@@ -309,6 +329,8 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
             if ref is not None:
                 reply["ref"] = ref
             await sock.send(reply)
+            while sock.after:
+                await sock.send(sock.after.pop(0))
     finally:
         pusher.cancel()
         sock.close()

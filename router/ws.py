@@ -248,6 +248,19 @@ _MESSAGE_LIMIT = 64 * 1024
 #: the agent offline and take back its offers)
 _FRAME_LIMIT = 4 * 1024 * 1024
 
+
+async def prepare(ws: web.WebSocketResponse, request: web.Request) -> None:
+    """Upgrade ``request`` (agent and chat sockets alike), or refuse it with a 400 problem of
+    our own: aiohttp's refusal quotes what was sent (the Upgrade header, the key)."""
+    if not ws.can_prepare(request):
+        raise Problem(
+            400,
+            "not a websocket handshake: GET with Connection: Upgrade, Upgrade: websocket, "
+            "Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key",
+        )
+    await ws.prepare(request)
+
+
 #: sockets closing being told to Redis (kept until done)
 _CLOSED: set[asyncio.Task[None]] = set()
 
@@ -262,14 +275,7 @@ async def agent_socket(
     await service.get_agent(tenant, agent_id)  # 404 before the upgrade
 
     ws = web.WebSocketResponse(autoping=False, max_msg_size=_FRAME_LIMIT)
-    if not ws.can_prepare(request):
-        # aiohttp's own refusal quotes what was sent (the Upgrade header, the key)
-        raise Problem(
-            400,
-            "not a websocket handshake: GET with Connection: Upgrade, Upgrade: websocket, "
-            "Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key",
-        )
-    await ws.prepare(request)
+    await prepare(ws, request)
     transport = request.transport
     if transport is None:  # the client left during the handshake
         return ws

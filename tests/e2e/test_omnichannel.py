@@ -7,11 +7,13 @@ suggestions whose conditions match.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from aiohttp import ClientWebSocketResponse
 
+from router import api_channels
 from tests.e2e.conftest import ADMIN_TOKEN, GATEWAY_TOKEN, Api, next_of, sample
 
 ANA: dict[str, Any] = {
@@ -271,4 +273,80 @@ async def test_a_chat_session_started_again_with_other_fields_is_a_named_conflic
     error = await next_of(gateway, "error", [])
     assert (error["status"], error["ref"]) == (409, 2)
     assert error["detail"] == "this session_id was already used with a different payload"
+    await gateway.close()
+
+
+async def test_a_gateway_that_reconnects_hears_of_an_assignment_it_missed(api: Api) -> None:
+    """A chat accepted while its gateway was disconnected: starting the session again on the
+    new socket answers `queued` with the assigned contact, then pushes `assigned` (once), as
+    if the gateway had stayed. Without it the customer waits for a push that already went to
+    the closed socket."""
+    olga = await api.desk("olga", {"billing": 5}, FULL)
+    start = {"type": "start", "session_id": "web-re", "from": "visitor-11"}
+    gateway = await _chat(api)
+    await gateway.send_json(start)
+    await next_of(gateway, "queued", [])
+    offer = await olga.next("offer")
+    await gateway.close()
+    await olga.ws.send_json({"type": "accept", "reservation_id": offer["reservation_id"]})
+    await olga.next("accepted")
+    again = await _chat(api)
+    await again.send_json({**start, "ref": 3})
+    seen: list[dict[str, Any]] = []
+    queued = await next_of(again, "queued", seen)
+    assert (queued["contact"]["status"], queued["ref"]) == ("assigned", 3)
+    assigned = await next_of(again, "assigned", seen)
+    assert assigned == {"type": "assigned", "session_id": "web-re", "agent_id": "olga"}
+    assert [s["type"] for s in seen] == ["queued", "assigned"]
+    await again.send_json({**start, "ref": 4})  # a second replay on the same socket
+    await next_of(again, "queued", [])
+    await again.send_json({"type": "unknown", "ref": 5})
+    follow: list[dict[str, Any]] = []
+    await next_of(again, "error", follow)
+    assert [s["type"] for s in follow] == ["error"]  # no second `assigned`
+    await again.close()
+
+
+async def test_waiting_chats_are_pushed_their_new_position(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ending the first of three waiting chats moves the other two up: each is pushed its new
+    position (and only while it waits)."""
+    monkeypatch.setattr(api_channels, "POSITION_PUSH_SECONDS", 0.05)
+    gateway = await _chat(api)
+    for n in range(3):
+        await gateway.send_json({"type": "start", "session_id": f"p{n}", "from": f"line-{n}"})
+        queued = await next_of(gateway, "queued", [])
+        assert queued["contact"]["position"] == n + 1
+    await gateway.send_json({"type": "end", "session_id": "p0"})
+    seen: list[dict[str, Any]] = []
+    await next_of(gateway, "ended", seen)
+    await next_of(gateway, "position", seen)
+    await next_of(gateway, "position", seen)
+    moved = {s["session_id"]: s["position"] for s in seen if s["type"] == "position"}
+    assert moved == {"p1": 1, "p2": 2}
+    await gateway.close()
+
+
+async def test_an_ended_chat_stays_ended_while_positions_are_pushed(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The position pusher reads each waiting chat in turn; one ended while it was reading
+    others is not put back on the connection (a second `end` is a 404, as for any session the
+    connection does not have)."""
+    monkeypatch.setattr(api_channels, "POSITION_PUSH_SECONDS", 0.001)
+    gateway = await _chat(api)
+    for n in range(40):
+        await gateway.send_json({"type": "start", "session_id": f"e{n}", "from": f"many-{n}"})
+        await next_of(gateway, "queued", [])
+    for n in range(39, 29, -1):
+        await gateway.send_json({"type": "end", "session_id": f"e{n}"})
+        await next_of(gateway, "ended", [])
+    await asyncio.sleep(0.3)  # (a few rounds of the pusher)
+    for n in range(39, 29, -1):
+        await gateway.send_json({"type": "end", "session_id": f"e{n}", "ref": n})
+        reply = await gateway.receive_json(timeout=5)
+        while reply["type"] == "position":  # (the others still wait)
+            reply = await gateway.receive_json(timeout=5)
+        assert (reply["type"], reply.get("status"), reply["ref"]) == ("error", 404, n)
     await gateway.close()

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType
 
 from router.ws import _PINGS_PER_TURN, Heartbeats
-from tests.router.conftest import ADMIN, Api, ApiFactory, bearer
+from tests.router.conftest import ADMIN, GATEWAY, Api, ApiFactory, bearer
 
 
 async def test_a_socket_that_stops_answering_pings_is_closed(api: Api) -> None:
@@ -163,6 +163,20 @@ async def test_an_oversized_or_binary_message_is_an_error_not_a_logout(api: Api)
     assert await desk.recv("pong") == {"type": "pong", "ref": 1}
     agent = await api.get("/v1/agents/ann")
     assert (agent["state"], agent["reservations"]) == ("available", [offer["reservation_id"]])
+
+
+async def test_a_request_that_is_no_websocket_handshake_is_one_plain_problem(api: Api) -> None:
+    """A GET without the upgrade headers, or asking to upgrade to something else, is the same
+    400 problem on the agent and the chat socket, quoting nothing the client sent (aiohttp's
+    own refusal echoes the Upgrade header)."""
+    await api.agent("ann", billing=5)
+    for path, token in (("/v1/agents/ann/ws", ADMIN), ("/v1/channels/chat", GATEWAY)):
+        for headers in ({}, {"Connection": "Upgrade", "Upgrade": "<b>h2c</b>"}):
+            reply = await api.call("GET", path, token=token, headers=headers)
+            assert reply.status == 400, (path, reply)
+            assert reply.headers["Content-Type"].startswith("application/problem+json")
+            assert reply.body["detail"].startswith("not a websocket handshake:"), (path, reply)
+            assert "h2c" not in reply.body["detail"]
 
 
 async def test_a_state_reply_follows_the_offers_it_caused(api: Api) -> None:
