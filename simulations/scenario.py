@@ -38,6 +38,8 @@ from config.routing import (
     RoutingConfig,
     load_routing,
     load_yaml,
+    yaml_loc,
+    yaml_path,
 )
 from router.engine import Engine, cel_views
 from simulations.distributions import Constant, Distribution, Empirical, coerce, load_empirical
@@ -277,8 +279,10 @@ def load_scenario(
     try:
         spec = Scenario.model_validate(data)
     except ValidationError as exc:
+        # each place as the file spells it (``arrivals[0].handle_time.mean_seconds``), as the
+        # routing config's problems are, not pydantic's own (``arrivals.0.handle_time.exponential``)
         lines = [
-            f"  {'.'.join(str(p) for p in e['loc']) or '(top)'}: "
+            f"  {yaml_path(yaml_loc(e['loc'], data)) or '(top)'}: "
             + str(e["msg"]).removeprefix("Value error, ")
             for e in exc.errors()
         ]
