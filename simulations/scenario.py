@@ -381,6 +381,18 @@ def customer_views(engine: Engine, stream: Stream, where: str) -> list[CustomerV
     for segment, spec in mix.items():  # (each known: load_scenario checked them all)
         contact = contact_fields(stream)
         found = _find_customer(engine, contact, spec, segment)
+        given = spec.model_dump(exclude={"share"}, exclude_defaults=True)
+        if found is None and given:
+            # the planner's own customer: say where it lands instead (the first one tried, with
+            # churn 0 unless given) rather than ask for the fields they gave
+            value, churn = _candidates(engine, spec)[0]
+            cview, uview = cel_views(contact, _customer(spec, value, churn))
+            lands = engine.decide(cview, uview, 0).segment
+            fields = ", ".join(f"{k} {v!r}" for k, v in given.items())
+            raise ScenarioInvalid(
+                f"{where}: the customer given for segment {segment!r} ({fields}) lands in"
+                f" segment {lands!r}"
+            )
         if found is None:
             raise ScenarioInvalid(
                 f"{where}: no customer value/churn_risk lands in segment {segment!r}; "
@@ -396,16 +408,19 @@ def _find_customer(
     engine: Engine, contact: dict[str, Any], spec: Customer, segment: str
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     for value, churn in _candidates(engine, spec):
-        customer = {
-            "value": value,
-            "churn_risk": churn,
-            "products": list(spec.products),
-            "attributes": dict(spec.attributes),
-        }
-        cview, uview = cel_views(contact, customer)
+        cview, uview = cel_views(contact, _customer(spec, value, churn))
         if not segment or engine.decide(cview, uview, 0).segment == segment:
             return cview, uview
     return None
+
+
+def _customer(spec: Customer, value: float, churn: float) -> dict[str, Any]:
+    return {
+        "value": value,
+        "churn_risk": churn,
+        "products": list(spec.products),
+        "attributes": dict(spec.attributes),
+    }
 
 
 def _candidates(engine: Engine, spec: Customer) -> list[tuple[float, float]]:

@@ -158,6 +158,21 @@ def test_unknown_segment_is_refused() -> None:
         Model.build(load_scenario(data))
 
 
+def test_a_given_customer_in_another_segment_says_where_it_lands(tmp_path: Path) -> None:
+    """A customer the planner gave for a segment that the config puts elsewhere is named with
+    the segment it lands in and the file, not told to give the fields it gave."""
+    data = minimal()
+    data["arrivals"][0]["customers"] = {"platinum": {"share": 1.0, "value": 5}}
+    path = tmp_path / "day.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ScenarioInvalid) as caught:
+        Model.build(load_scenario(path))
+    assert str(caught.value) == (
+        f"{path}: arrivals[0]: the customer given for segment 'platinum' (value 5.0) lands in"
+        " segment 'standard'"
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
