@@ -238,10 +238,14 @@ def _routing_problems(routing: Any, base: Path, where: str) -> list[str]:
         elif isinstance(routing, dict):
             load_routing(routing, name=f"{where}: routing")
     except ConfigInvalid as exc:
-        if isinstance(routing, str):  # its own file: file:line: path: message
-            return [f"  routing: {p}" for p in exc.problems]
-        return [f"  routing.{p.path}: {p.message}" for p in exc.problems]
+        return _routing_lines(routing, exc)
     return []
+
+
+def _routing_lines(routing: Any, exc: ConfigInvalid) -> list[str]:
+    if isinstance(routing, str):  # its own file: file:line: path: message
+        return [f"  routing: {p}" for p in exc.problems]
+    return [f"  routing.{p.path}: {p.message}" for p in exc.problems]
 
 
 @dataclass(frozen=True)
@@ -291,10 +295,14 @@ def load_scenario(
         lines += [f"  (top): {m}" for m in _consistency(data) if all(m not in x for x in lines)]
         lines += _routing_problems(data.get("routing"), base, where)
         raise ScenarioInvalid(f"invalid scenario {where}:\n" + "\n".join(lines)) from None
-    if isinstance(spec.routing, str):
-        routing = load_routing(base / spec.routing)
-    else:
-        routing = load_routing(spec.routing, name=f"{where}: routing")
+    try:
+        if isinstance(spec.routing, str):
+            routing = load_routing(base / spec.routing)
+        else:
+            routing = load_routing(spec.routing, name=f"{where}: routing")
+    except ConfigInvalid as exc:  # (a missing file too): named as the scenario's `routing`
+        lines = _routing_lines(spec.routing, exc)
+        raise ScenarioInvalid(f"invalid scenario {where}:\n" + "\n".join(lines)) from None
     # the segments and the empirical files, each stream's and group's: every problem at once
     spec, problems = _read_empirical(spec, base)
     problems = _unknown_segments(spec, routing) + problems

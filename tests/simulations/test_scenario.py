@@ -158,6 +158,19 @@ def test_unknown_segment_is_refused() -> None:
         Model.build(load_scenario(data))
 
 
+def test_a_missing_routing_file_is_a_problem_of_the_scenario(tmp_path: Path) -> None:
+    """A routing path that names no file is reported as the scenario's `routing`, with the
+    scenario's name, as it is beside field errors (it was a bare "invalid routing config")."""
+    path = tmp_path / "day.yaml"
+    path.write_text(yaml.safe_dump(minimal(routing="cfg/nope.yaml")), encoding="utf-8")
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(path)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == f"invalid scenario {path}:"
+    assert lines[1].startswith(f"  routing: {tmp_path / 'cfg' / 'nope.yaml'}: (top): ")
+    assert "No such file" in lines[1]
+
+
 def test_a_given_customer_in_another_segment_says_where_it_lands(tmp_path: Path) -> None:
     """A customer the planner gave for a segment that the config puts elsewhere is named with
     the segment it lands in and the file, not told to give the fields it gave."""
