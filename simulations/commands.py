@@ -292,6 +292,14 @@ def _staff_scenario(args: argparse.Namespace) -> int:
     )
     if result.best is None:
         print("No staffing up to 64x the scenario's counts meets every target.", file=out)
+        # what the largest trial missed, and the queues that more of the same agents cannot
+        # help: no group's agents are members, so their contacts wait for ever
+        last = result.trials[-1]
+        for name, (sl, target) in last.misses.items():
+            print(f"  at {list(last.counts)}: {name} {sl:.1%} < {target:.1%}", file=out)
+        for name, q in last.result["by_queue"].items():
+            if q["offered"] and q.get("occupancy") is None:
+                print(f"queue {name!r} had contacts but no agent group can staff it.", file=out)
         return 1
     best = result.best
     print(f"\n{'group':<24}{'scenario':>10}{'smallest':>10}", file=out)
