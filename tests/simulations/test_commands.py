@@ -170,6 +170,9 @@ def test_report_of_a_day_without_answers_prints_no_warning(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert (report / "index.html").is_file()
+    # a figure there is none of is a dash, not "-%"
+    overall = next(line for line in done.stdout.splitlines() if "all contacts" in line)
+    assert overall.split()[2:] == ["0", "0", "0", "-", "-", "-", "0.0±0.0%"]
 
 
 def test_staff_scenario_names_a_queue_no_group_can_staff(tmp_path: Path) -> None:
