@@ -174,7 +174,7 @@ class ConfigInvalid(ValueError):
         super().__init__("invalid routing config:\n" + "\n".join(f"  {p}" for p in problems))
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
+def yaml_path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -217,15 +217,17 @@ _UNION_TAG = re.compile(r"^(function-after|function-wrap|function-before)\[.*\]$
 _ABSENT = object()
 
 
-def _yaml_loc(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
+def yaml_loc(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
     """A pydantic error location as a YAML path: drop the parts that are pydantic's own.
 
     A field name always indexes a mapping in the data; a string part met on a scalar or a list is
-    a union member tag (``float``, ``str``), and ``[key]`` marks a bad mapping key.
+    a union member tag (``float``, ``str``), and ``[key]`` marks a bad mapping key. A tagged
+    union names the member too (``exponential`` for ``{dist: exponential}``): a part that is no
+    key of the mapping it meets, with more to come, is that tag (a missing field comes last).
     """
     out: list[int | str] = []
     node = data
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out.append(part)
             ok = isinstance(node, list) and 0 <= part < len(node)
@@ -233,6 +235,8 @@ def _yaml_loc(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
         elif part == "[key]" or _UNION_TAG.match(part):
             continue
         elif isinstance(node, dict):
+            if part not in node and i < len(loc) - 1:
+                continue
             out.append(part)
             node = node.get(part, _ABSENT)
         elif node is _ABSENT:
@@ -420,7 +424,7 @@ def load_routing(source: Path | str | Mapping[str, Any], name: str | None = None
         cfg = RoutingConfig.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = _yaml_loc(err["loc"], data)
+            loc = yaml_loc(err["loc"], data)
             message = err["msg"].removeprefix("Value error, ")
             # a union reports each member's complaint at the same place: say them together
             if found and found[-1][0] == loc:
@@ -430,7 +434,7 @@ def load_routing(source: Path | str | Mapping[str, Any], name: str | None = None
     if found or cfg is None:
         raise ConfigInvalid(
             [
-                ConfigProblem(file=file, line=_line_for(lines, loc), path=_path(loc), message=m)
+                ConfigProblem(file=file, line=_line_for(lines, loc), path=yaml_path(loc), message=m)
                 for loc, m in found
             ]
         )

@@ -85,7 +85,8 @@ def _positive(text: str) -> float:
 def _fraction(text: str) -> float:
     value = _finite(text)
     if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {text!r}")
+        # (1 is never met: with any load some contact waits past any threshold)
+        raise argparse.ArgumentTypeError(f"must be above 0 and below 1, got {text!r}")
     return value
 
 

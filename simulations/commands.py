@@ -143,6 +143,11 @@ def _cell(entry: dict[str, Any], key: str, fmt: str, scale: float = 1.0) -> str:
     return text if width is None else f"{text}±{format(width * scale, fmt)}"
 
 
+def _percent(entry: dict[str, Any], key: str) -> str:
+    text = _cell(entry, key, ".1f", 100)
+    return text if entry.get(key) is None else f"{text}%"  # "-", not "-%", when there is none
+
+
 def render(result: dict[str, Any]) -> str:
     """The overall and per queue/segment/channel figures as a plain-text table."""
     head = (
@@ -158,9 +163,9 @@ def render(result: dict[str, Any]) -> str:
         for name, e in entries.items():
             lines.append(
                 f"  {name:<20}{e['offered']:>10.0f}{e['answered']:>10.0f}"
-                f"{e['abandoned']:>10.0f}  {_cell(e, 'service_level', '.1f', 100):>14}%"
-                f"{_cell(e, 'asa_seconds', '.1f'):>14}{_cell(e, 'abandon_rate', '.1f', 100):>13}%"
-                f"{_cell(e, 'occupancy', '.1f', 100):>13}%"
+                f"{e['abandoned']:>10.0f}  {_percent(e, 'service_level'):>15}"
+                f"{_cell(e, 'asa_seconds', '.1f'):>14}{_percent(e, 'abandon_rate'):>14}"
+                f"{_percent(e, 'occupancy'):>14}"
             )
     unresolved = result["overall"].get("unresolved") or 0
     if unresolved:
@@ -292,6 +297,14 @@ def _staff_scenario(args: argparse.Namespace) -> int:
     )
     if result.best is None:
         print("No staffing up to 64x the scenario's counts meets every target.", file=out)
+        # what the largest trial missed, and the queues that more of the same agents cannot
+        # help: no group's agents are members, so their contacts wait for ever
+        last = result.trials[-1]
+        for name, (sl, target) in last.misses.items():
+            print(f"  at {list(last.counts)}: {name} {sl:.1%} < {target:.1%}", file=out)
+        for name, q in last.result["by_queue"].items():
+            if q["offered"] and q.get("occupancy") is None:
+                print(f"queue {name!r} had contacts but no agent group can staff it.", file=out)
         return 1
     best = result.best
     print(f"\n{'group':<24}{'scenario':>10}{'smallest':>10}", file=out)

@@ -198,8 +198,8 @@ def staffing_table(
     a = _offered_load(rate, aht, threshold)
     if a > MAX_SEARCH_AGENTS:
         raise ValueError(
-            f"an offered load of {a:,.0f} Erlangs needs more agents than this table computes "
-            f"(at most {MAX_SEARCH_AGENTS:,})"
+            f"an offered load of {_load_text(a)} Erlangs needs more agents than this table"
+            f" computes (at most {MAX_SEARCH_AGENTS:,})"
         )
 
     def metrics(n: int) -> QueueMetrics:
@@ -284,6 +284,11 @@ def format_table(table: StaffingTable) -> str:
         plural = "" if table.recommended == 1 else "s"
         lines.append(f"* smallest count meeting the target: {table.recommended} agent{plural}")
     return "\n".join(lines) + "\n"
+
+
+def _load_text(a: float) -> str:
+    # (a 300-digit figure says no more than 5.56e+299)
+    return f"{a:,.0f}" if a < 1e15 else f"{a:.3g}"
 
 
 def _offered_load(arrival_rate: float, aht_seconds: float, threshold_seconds: float) -> float:

@@ -75,7 +75,7 @@ class Model:
         horizon = round(spec.duration_hours * HOUR_MS)
         streams = []
         for i, s in enumerate(spec.arrivals):
-            views = customer_views(engine, s, f"arrivals[{i}]")
+            views = customer_views(engine, s, f"{loaded.source}: arrivals[{i}]")
             cumulative = list(itertools.accumulate(v.share for v in views))
             if s.profile is not None:
                 rates, interval = s.profile.per_hour, s.profile.interval_minutes * 60_000.0

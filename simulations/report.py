@@ -119,7 +119,8 @@ def _wait_chart(histogram: dict[str, Any]) -> str:
     ax.set_ylabel("% of answered within")
     ax.set_ylim(0, 105)
     ax.set_title("Wait distribution of answered contacts by segment")
-    ax.legend()
+    if ax.get_lines():  # (no segment answered anything: no legend, and no matplotlib warning)
+        ax.legend()
     return _png(fig)
 
 

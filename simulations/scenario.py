@@ -38,6 +38,8 @@ from config.routing import (
     RoutingConfig,
     load_routing,
     load_yaml,
+    yaml_loc,
+    yaml_path,
 )
 from router.engine import Engine, cel_views
 from simulations.distributions import Constant, Distribution, Empirical, coerce, load_empirical
@@ -236,10 +238,14 @@ def _routing_problems(routing: Any, base: Path, where: str) -> list[str]:
         elif isinstance(routing, dict):
             load_routing(routing, name=f"{where}: routing")
     except ConfigInvalid as exc:
-        if isinstance(routing, str):  # its own file: file:line: path: message
-            return [f"  routing: {p}" for p in exc.problems]
-        return [f"  routing.{p.path}: {p.message}" for p in exc.problems]
+        return _routing_lines(routing, exc)
     return []
+
+
+def _routing_lines(routing: Any, exc: ConfigInvalid) -> list[str]:
+    if isinstance(routing, str):  # its own file: file:line: path: message
+        return [f"  routing: {p}" for p in exc.problems]
+    return [f"  routing.{p.path}: {p.message}" for p in exc.problems]
 
 
 @dataclass(frozen=True)
@@ -277,8 +283,10 @@ def load_scenario(
     try:
         spec = Scenario.model_validate(data)
     except ValidationError as exc:
+        # each place as the file spells it (``arrivals[0].handle_time.mean_seconds``), as the
+        # routing config's problems are, not pydantic's own (``arrivals.0.handle_time.exponential``)
         lines = [
-            f"  {'.'.join(str(p) for p in e['loc']) or '(top)'}: "
+            f"  {yaml_path(yaml_loc(e['loc'], data)) or '(top)'}: "
             + str(e["msg"]).removeprefix("Value error, ")
             for e in exc.errors()
         ]
@@ -287,10 +295,14 @@ def load_scenario(
         lines += [f"  (top): {m}" for m in _consistency(data) if all(m not in x for x in lines)]
         lines += _routing_problems(data.get("routing"), base, where)
         raise ScenarioInvalid(f"invalid scenario {where}:\n" + "\n".join(lines)) from None
-    if isinstance(spec.routing, str):
-        routing = load_routing(base / spec.routing)
-    else:
-        routing = load_routing(spec.routing, name=f"{where}: routing")
+    try:
+        if isinstance(spec.routing, str):
+            routing = load_routing(base / spec.routing)
+        else:
+            routing = load_routing(spec.routing, name=f"{where}: routing")
+    except ConfigInvalid as exc:  # (a missing file too): named as the scenario's `routing`
+        lines = _routing_lines(spec.routing, exc)
+        raise ScenarioInvalid(f"invalid scenario {where}:\n" + "\n".join(lines)) from None
     # the segments and the empirical files, each stream's and group's: every problem at once
     spec, problems = _read_empirical(spec, base)
     problems = _unknown_segments(spec, routing) + problems
@@ -377,6 +389,18 @@ def customer_views(engine: Engine, stream: Stream, where: str) -> list[CustomerV
     for segment, spec in mix.items():  # (each known: load_scenario checked them all)
         contact = contact_fields(stream)
         found = _find_customer(engine, contact, spec, segment)
+        given = spec.model_dump(exclude={"share"}, exclude_defaults=True)
+        if found is None and given:
+            # the planner's own customer: say where it lands instead (the first one tried, with
+            # churn 0 unless given) rather than ask for the fields they gave
+            value, churn = _candidates(engine, spec)[0]
+            cview, uview = cel_views(contact, _customer(spec, value, churn))
+            lands = engine.decide(cview, uview, 0).segment
+            fields = ", ".join(f"{k} {v!r}" for k, v in given.items())
+            raise ScenarioInvalid(
+                f"{where}: the customer given for segment {segment!r} ({fields}) lands in"
+                f" segment {lands!r}"
+            )
         if found is None:
             raise ScenarioInvalid(
                 f"{where}: no customer value/churn_risk lands in segment {segment!r}; "
@@ -392,16 +416,19 @@ def _find_customer(
     engine: Engine, contact: dict[str, Any], spec: Customer, segment: str
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     for value, churn in _candidates(engine, spec):
-        customer = {
-            "value": value,
-            "churn_risk": churn,
-            "products": list(spec.products),
-            "attributes": dict(spec.attributes),
-        }
-        cview, uview = cel_views(contact, customer)
+        cview, uview = cel_views(contact, _customer(spec, value, churn))
         if not segment or engine.decide(cview, uview, 0).segment == segment:
             return cview, uview
     return None
+
+
+def _customer(spec: Customer, value: float, churn: float) -> dict[str, Any]:
+    return {
+        "value": value,
+        "churn_risk": churn,
+        "products": list(spec.products),
+        "attributes": dict(spec.attributes),
+    }
 
 
 def _candidates(engine: Engine, spec: Customer) -> list[tuple[float, float]]:

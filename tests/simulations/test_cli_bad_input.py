@@ -99,6 +99,20 @@ def test_load_too_large_to_compute() -> None:
     assert_refused(done, "an offered load of inf Erlangs", "at most 100,000")
 
 
+def test_a_huge_load_is_written_short() -> None:
+    """A load far past the table is shown in scientific notation, not as 300 digits."""
+    done = switchboard("staff", "--per-hour", "200", "--aht", "1e300")
+    assert_refused(done, "an offered load of 5.56e+298 Erlangs", "at most 100,000")
+
+
+@pytest.mark.parametrize("value", ["1", "1.0", "0", "1.5"])
+def test_target_out_of_range_says_the_bounds(value: str) -> None:
+    """A target of 1 is refused with bounds it does not meet ("a fraction between 0 and 1"
+    read as if 1.0 were refused in error)."""
+    done = switchboard("staff", "--per-hour", "100", "--aht", "180", "--target", value)
+    assert_refused(done, "--target", f"must be above 0 and below 1, got '{value}'")
+
+
 def test_load_beyond_the_table_is_refused_at_once() -> None:
     """A load needing more agents than the table computes is refused before any work (it
     used to compute for minutes)."""

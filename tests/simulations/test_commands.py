@@ -158,6 +158,38 @@ def test_simulate_says_what_the_table_cannot_show(tmp_path: Path) -> None:
     assert "queue 'other' had contacts but no agent on shift ever staffed it" in done.stdout
 
 
+def test_report_of_a_day_without_answers_prints_no_warning(tmp_path: Path) -> None:
+    """A report with nothing answered (no arrivals) is written without a matplotlib warning
+    on stderr (an empty wait chart asked for a legend with nothing in it)."""
+    data = yaml.safe_load(_small_scenario(tmp_path, hours=2).read_text())
+    data["arrivals"][0]["per_hour"] = 0
+    scenario = tmp_path / "quiet.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    report = tmp_path / "report"
+    done = switchboard("simulate", str(scenario), "--report", str(report), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert (report / "index.html").is_file()
+    # a figure there is none of is a dash, not "-%"
+    overall = next(line for line in done.stdout.splitlines() if "all contacts" in line)
+    assert overall.split()[2:] == ["0", "0", "0", "-", "-", "-", "0.0±0.0%"]
+
+
+def test_staff_scenario_names_a_queue_no_group_can_staff(tmp_path: Path) -> None:
+    """A search that fails because no group's agents are members of a queue says so, and what
+    the largest trial missed (it said only that 64x the counts did not do)."""
+    data = yaml.safe_load(_small_scenario(tmp_path, hours=2).read_text())
+    data["agents"][0]["skills"] = {"other": 1}  # nobody is a member of `main`
+    data["replications"] = 1
+    scenario = tmp_path / "nobody.yaml"
+    scenario.write_text(yaml.safe_dump(data))
+    done = switchboard("staff", "--scenario", str(scenario), "--no-progress")
+    assert done.returncode == 1, done.stderr
+    assert "No staffing up to 64x the scenario's counts meets every target." in done.stdout
+    assert "  at [896]: main 0.0% < 80.0%" in done.stdout
+    assert "queue 'main' had contacts but no agent group can staff it." in done.stdout
+
+
 @pytest.mark.slow
 def test_staff_scenario_search_matches_erlang_c(tmp_path: Path) -> None:
     """Searching M/M/N by simulation at an 85 % target finds Erlang C's 14 agents."""

@@ -158,6 +158,34 @@ def test_unknown_segment_is_refused() -> None:
         Model.build(load_scenario(data))
 
 
+def test_a_missing_routing_file_is_a_problem_of_the_scenario(tmp_path: Path) -> None:
+    """A routing path that names no file is reported as the scenario's `routing`, with the
+    scenario's name, as it is beside field errors (it was a bare "invalid routing config")."""
+    path = tmp_path / "day.yaml"
+    path.write_text(yaml.safe_dump(minimal(routing="cfg/nope.yaml")), encoding="utf-8")
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(path)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == f"invalid scenario {path}:"
+    assert lines[1].startswith(f"  routing: {tmp_path / 'cfg' / 'nope.yaml'}: (top): ")
+    assert "No such file" in lines[1]
+
+
+def test_a_given_customer_in_another_segment_says_where_it_lands(tmp_path: Path) -> None:
+    """A customer the planner gave for a segment that the config puts elsewhere is named with
+    the segment it lands in and the file, not told to give the fields it gave."""
+    data = minimal()
+    data["arrivals"][0]["customers"] = {"platinum": {"share": 1.0, "value": 5}}
+    path = tmp_path / "day.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ScenarioInvalid) as caught:
+        Model.build(load_scenario(path))
+    assert str(caught.value) == (
+        f"{path}: arrivals[0]: the customer given for segment 'platinum' (value 5.0) lands in"
+        " segment 'standard'"
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -169,7 +197,7 @@ def test_unknown_segment_is_refused() -> None:
         ({"accept_delay": {"dist": "constant", "seconds": float("nan")}}, "finite number"),
         (
             {"agents": [{"count": 1, "skills": {"billing": 99}, "capacity": {"voice": 1}}]},
-            r"agents.0.skills.billing: Input should be less than or equal to 10",
+            r"agents\[0\]\.skills\.billing: Input should be less than or equal to 10",
         ),
     ],
 )
@@ -192,10 +220,27 @@ def test_every_problem_of_a_scenario_is_listed_at_once() -> None:
         load_scenario(data)
     lines = str(caught.value).splitlines()[1:]
     assert lines == [
-        "  arrivals.0.handle_time.constant.seconds: Input should be greater than or equal to 0",
+        "  arrivals[0].handle_time.seconds: Input should be greater than or equal to 0",
         "  (top): interval_minutes must be 15 or 30",
         "  (top): warmup_hours must be shorter than duration_hours",
         "  routing.rules[0].steps[0].queue: unknown queue 'nope'",
+    ]
+
+
+def test_field_errors_name_the_place_as_the_file_spells_it() -> None:
+    """A field error's place is a YAML path a planner can find in the file: list items as
+    `[i]`, and no pydantic member tag (`exponential`, `lognormal`) that is no key of the file."""
+    data = minimal()
+    data["arrivals"][0]["handle_time"] = {"dist": "exponential", "mean_second": 180}
+    data["arrivals"][0]["patience"] = {"dist": "lognormal", "mean_seconds": 300}
+    data["agents"][0]["count"] = -1
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(data)
+    assert str(caught.value).splitlines()[1:] == [
+        "  arrivals[0].handle_time.mean_seconds: Field required",
+        "  arrivals[0].handle_time.mean_second: Extra inputs are not permitted",
+        "  arrivals[0].patience.sd_seconds: Field required",
+        "  agents[0].count: Input should be greater than or equal to 0",
     ]
 
 
