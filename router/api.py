@@ -156,6 +156,11 @@ async def create_contact(request: web.Request) -> web.StreamResponse:
         raise Problem(400, "the Idempotency-Key header is required", kind="missing-idempotency-key")
     if len(key) > 128:
         raise Problem(400, "Idempotency-Key is longer than 128 characters")
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        # (aiohttp hands header bytes that are not UTF-8 over as surrogates)
+        raise Problem(400, "Idempotency-Key is not valid UTF-8") from None
     body = await read_body(request, m.ContactIn)
     created = await request.app[k.SERVICE].create_contact(who.tenant, body, "api", key)
     return _json(created.contact, 201 if created.created else 200)
