@@ -25,7 +25,7 @@ from queues.embedded import EmbeddedRedis
 from router.api import ROUTES
 from router.api_channels import CHANNEL_ROUTES
 from router.openapi import build
-from tests.router.conftest import Served
+from tests.router.conftest import GATEWAY, Api, Served
 
 EXAMPLES = 15  # per operation: about 350 requests in all
 ADMIN = "fuzz-admin"
@@ -72,6 +72,40 @@ def test_document_matches_the_contract_shapes() -> None:
     assert set(agent["required"]) >= {"state", "load", "reservations", "contacts"}
     assert agent["properties"]["contacts"]["type"] == "array"
     assert agent["properties"]["contacts"]["items"] == {"type": "string"}
+
+
+async def test_document_request_bodies_match_the_server(api: Api) -> None:
+    """Each operation's requestBody says what the server does: ``required`` exactly when a
+    request without a body is a 400, a 415 for text/plain that the responses list, and the
+    raw email type (message/rfc822) among the email adapter's types, which the server takes."""
+    doc = build("0.1.0")
+    checked = 0
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if "requestBody" not in op:
+                continue
+            url = path.replace("{id}", "x1").replace("{name}", "billing")
+            key = {"Idempotency-Key": f"doc-{method}-{path}"}
+            json_type = {**key, "Content-Type": "application/json"}
+            empty = await api.call(method.upper(), url, headers=json_type)
+            assert (empty.status == 400) is op["requestBody"]["required"], (path, empty)
+            typed = {**key, "Content-Type": "text/plain"}
+            wrong = await api.call(method.upper(), url, data="x", headers=typed)
+            assert wrong.status == 415, (path, wrong)
+            assert {"400", "413", "415"} <= set(op["responses"]), path
+            checked += 1
+    assert checked == 10
+    email = doc["paths"]["/v1/channels/email"]["post"]["requestBody"]["content"]
+    assert set(email) == {"application/json", "message/rfc822"}
+    raw = "Message-ID: <doc-1@example.com>\r\nFrom: ann@example.com\r\nTo: s@example.com\r\n\r\nhi"
+    sent = await api.call(
+        "POST",
+        "/v1/channels/email",
+        data=raw,
+        token=GATEWAY,
+        headers={"Content-Type": "message/rfc822"},
+    )
+    assert sent.status == 201, sent
 
 
 @pytest.mark.slow
