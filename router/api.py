@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from config.routing import ConfigInvalid
-from queues.keys import valid_id
+from queues.keys import ID_PATTERN, valid_id
 from router import appkeys as k
 from router import models as m
 from router.auth import AuthError, Principal, RoleName, bearer_token
@@ -132,7 +132,9 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
 def path_id(request: web.Request, name: str = "id") -> str:
     value = request.match_info[name]
     if not valid_id(value):
-        raise Problem(404, f"no such {name.removesuffix('_id') if name != 'id' else 'resource'}")
+        # (a PUT that creates is refused this way too: say what an id may be)
+        what = name.removesuffix("_id") if name != "id" else "resource"
+        raise Problem(404, f"no such {what}: ids match {ID_PATTERN}")
     return value
 
 

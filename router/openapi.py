@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from queues.keys import ID_PATTERN
 from router import models as m
 from router.api import ROUTES
 from router.api_channels import CHANNEL_ROUTES
@@ -60,6 +61,9 @@ def build(version: str) -> dict[str, Any]:
             for name in ("id", "name")
             if "{" + name + "}" in route.path
         ]
+        for param in params:
+            if param["name"] == "id":  # (path_id: any other is a 404)
+                param["schema"]["pattern"] = ID_PATTERN
         if route.idempotent_header:
             params.append(
                 {
@@ -93,8 +97,10 @@ def build(version: str) -> dict[str, Any]:
         errors = set(route.errors)
         if route.roles:
             errors |= {401, 403, 429}
-        if route.body is not None:
-            errors |= {400, 413, 415}  # (read_json: malformed, over the limit, not JSON)
+        if route.body is not None:  # (read_body: malformed, over the limit, not JSON, invalid)
+            errors |= {400, 413, 415, 422}
+        if "{id}" in route.path:
+            errors.add(404)  # (an id that is not one is a 404, even for a PUT that creates)
         for status in sorted(errors):
             op["responses"][str(status)] = {
                 "description": _DESCRIPTIONS[status],

@@ -22,6 +22,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 
 from queues.embedded import EmbeddedRedis
+from queues.keys import ID_PATTERN
 from router.api import ROUTES
 from router.api_channels import CHANNEL_ROUTES
 from router.openapi import build
@@ -106,6 +107,35 @@ async def test_document_request_bodies_match_the_server(api: Api) -> None:
         headers={"Content-Type": "message/rfc822"},
     )
     assert sent.status == 201, sent
+
+
+VALID_BODIES: dict[tuple[str, str], Any] = {
+    ("put", "/v1/agents/{id}"): {"name": "Ann", "skills": {}, "capacity": {"voice": 1}},
+    ("post", "/v1/agents/{id}/state"): {"state": "away"},
+    ("put", "/v1/customers/{id}"): {},
+}
+
+
+async def test_document_lists_the_404_of_a_bad_path_id(api: Api) -> None:
+    """Every operation on an ``{id}`` lists 404 and the id's pattern, and the server answers a
+    path id outside it with a 404 that says what an id may be (a PUT that creates as well);
+    every operation with a body lists 422."""
+    doc = build("0.1.0")
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if "requestBody" in op:
+                assert "422" in op["responses"], path
+            if "{id}" not in path:
+                continue
+            assert "404" in op["responses"], (method, path)
+            (param,) = [p for p in op["parameters"] if p["name"] == "id"]
+            assert param["schema"]["pattern"] == ID_PATTERN
+            if path.endswith("/ws"):
+                continue
+            body = VALID_BODIES.get((method, path))  # (a bad body is refused first)
+            reply = await api.call(method.upper(), path.replace("{id}", "-bad"), body)
+            assert reply.status == 404, (method, path, reply)
+            assert reply.body["detail"].endswith(f"ids match {ID_PATTERN}"), path
 
 
 @pytest.mark.slow
