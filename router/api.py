@@ -97,7 +97,13 @@ async def read_json(request: web.Request, blank: Any = _BLANK) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise Problem(400, f"malformed JSON: {exc}", kind="malformed-json") from None
+        detail = f"malformed JSON: {exc}"
+        try:
+            raw.decode()
+        except UnicodeDecodeError as bad:
+            # (orjson says "surrogates not allowed" of a Latin-1 or UTF-16 body)
+            detail = f"malformed JSON: the body is not UTF-8 (byte {bad.start}); JSON is UTF-8"
+        raise Problem(400, detail, kind="malformed-json") from None
 
 
 async def read_body(request: web.Request, model: type[M], required: bool = True) -> M:
