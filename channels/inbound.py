@@ -40,16 +40,22 @@ def digest(data: bytes) -> str:
 
 
 def text_field(
-    payload: dict[str, Any], name: str, required: bool, limit: int, empty: bool = False
+    payload: dict[str, Any],
+    name: str,
+    required: bool,
+    limit: int,
+    empty: bool = False,
+    at: tuple[str, ...] = ("body",),
 ) -> str | None:
-    """A string field of a webhook; '' counts as missing unless ``empty``."""
+    """A string field of a webhook (in the object at ``at``); '' counts as missing unless
+    ``empty``."""
     value = payload.get(name)
     if value is None or (value == "" and not empty):
         if required:
-            raise AdapterError(f"`{name}` is required", ("body", name))
+            raise AdapterError(f"`{name}` is required", (*at, name))
         return None
     if not isinstance(value, str):
-        raise AdapterError(f"`{name}` must be a string", ("body", name))
+        raise AdapterError(f"`{name}` must be a string", (*at, name))
     if len(value) > limit:
-        raise AdapterError(f"`{name}` is longer than {limit} characters", ("body", name))
+        raise AdapterError(f"`{name}` is longer than {limit} characters", (*at, name))
     return value

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from channels import classify
 from channels.inbound import AdapterError, Inbound, digest, text_field
 
 
@@ -28,16 +29,24 @@ def from_webhook(payload: Any) -> Inbound:
     attributes: dict[str, Any] = {}
     if dialled:
         attributes["dnis"] = dialled
-    digits = text_field(ivr, "digits", False, 32)
+    # (errors name the field where the webhook has it: ivr.language, not the contact's language)
+    digits = text_field(ivr, "digits", False, 32, at=("body", "ivr"))
     if digits:
         attributes["ivr_digits"] = digits
     contact: dict[str, Any] = {"channel": "voice", "attributes": attributes}
     if sender:
         contact["from"] = sender
     for name in ("language", "intent"):
-        value = text_field(ivr, name, False, 64)
+        value = text_field(ivr, name, False, 64, at=("body", "ivr"))
         if value:
             contact[name] = value
+    if "language" in contact:
+        tag = classify.language_tag(contact["language"])
+        if tag is None:
+            raise AdapterError(
+                "`language` is not a BCP 47 tag (e.g. es-MX)", ("body", "ivr", "language")
+            )
+        contact["language"] = tag
     assert call_id is not None
     return Inbound(
         contact, "voice", call_id, digest(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))

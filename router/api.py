@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from config.routing import ConfigInvalid
-from queues.keys import valid_id
+from queues.keys import ID_PATTERN, valid_id
 from router import appkeys as k
 from router import models as m
 from router.auth import AuthError, Principal, RoleName, bearer_token
@@ -97,7 +97,13 @@ async def read_json(request: web.Request, blank: Any = _BLANK) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise Problem(400, f"malformed JSON: {exc}", kind="malformed-json") from None
+        detail = f"malformed JSON: {exc}"
+        try:
+            raw.decode()
+        except UnicodeDecodeError as bad:
+            # (orjson says "surrogates not allowed" of a Latin-1 or UTF-16 body)
+            detail = f"malformed JSON: the body is not UTF-8 (byte {bad.start}); JSON is UTF-8"
+        raise Problem(400, detail, kind="malformed-json") from None
 
 
 async def read_body(request: web.Request, model: type[M], required: bool = True) -> M:
@@ -132,7 +138,9 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
 def path_id(request: web.Request, name: str = "id") -> str:
     value = request.match_info[name]
     if not valid_id(value):
-        raise Problem(404, f"no such {name.removesuffix('_id') if name != 'id' else 'resource'}")
+        # (a PUT that creates is refused this way too: say what an id may be)
+        what = name.removesuffix("_id") if name != "id" else "resource"
+        raise Problem(404, f"no such {what}: ids match {ID_PATTERN}")
     return value
 
 
@@ -156,6 +164,11 @@ async def create_contact(request: web.Request) -> web.StreamResponse:
         raise Problem(400, "the Idempotency-Key header is required", kind="missing-idempotency-key")
     if len(key) > 128:
         raise Problem(400, "Idempotency-Key is longer than 128 characters")
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        # (aiohttp hands header bytes that are not UTF-8 over as surrogates)
+        raise Problem(400, "Idempotency-Key is not valid UTF-8") from None
     body = await read_body(request, m.ContactIn)
     created = await request.app[k.SERVICE].create_contact(who.tenant, body, "api", key)
     return _json(created.contact, 201 if created.created else 200)

@@ -143,7 +143,8 @@ async def put_customer(request: web.Request) -> web.StreamResponse:
             422,
             f"an identity cannot be read: {exc}",
             kind="validation",
-            errors=[{"loc": ["body", f, i], "msg": why} for f, i, why in exc.unreadable],
+            # (indexes as strings, as in every other 422: FieldError.loc is a list of strings)
+            errors=[{"loc": ["body", f, str(i)], "msg": why} for f, i, why in exc.unreadable],
         ) from None
     profile, history = await service.customers.get(who.tenant, customer_id)
     if profile is None:

@@ -418,7 +418,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.cleanup_ctx.append(_service_ctx)
     app.on_shutdown.append(_close_sockets)
     for route in ROUTES + CHANNEL_ROUTES:
-        app.router.add_route(route.method, route.path, route.handler)
+        if route.method == "GET" and route.status != 101:
+            # (with HEAD, as add_get gives it: load balancers and monitors probe with HEAD)
+            app.router.add_get(route.path, route.handler)
+        else:
+            app.router.add_route(route.method, route.path, route.handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_handler)
     return app

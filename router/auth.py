@@ -85,6 +85,9 @@ class TokenIssuer:
         return f"{body}.{_sign(key, body)}", expires
 
     async def verify(self, token: str, now_s: float | None = None) -> Principal:
+        if not token.isascii():
+            # (a token this issuer minted is ASCII; hmac.compare_digest refuses other text)
+            raise AuthError("malformed token")
         head, _, rest = token.partition(".")
         pieces = rest.rsplit(".", 2)
         if head != _PREFIX or len(pieces) != 3 or "." not in pieces[0]:
@@ -124,7 +127,8 @@ class Authenticator:
             raise AuthError("missing bearer token")
         if token.startswith(_PREFIX + "."):
             return await self.issuer.verify(token)
-        given = token.encode()
+        # aiohttp hands header bytes that are not UTF-8 over as surrogates: compare those bytes
+        given = token.encode("utf-8", "surrogateescape")
         for known, role, tenant in self._static:
             if hmac.compare_digest(known, given):
                 return Principal(role, tenant)

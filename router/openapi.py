@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from queues.keys import ID_PATTERN
 from router import models as m
 from router.api import ROUTES
 from router.api_channels import CHANNEL_ROUTES
@@ -23,12 +24,17 @@ _DESCRIPTIONS = {
     413: "Body too large",
     415: "Wrong content type",
     422: "Validation failure; `errors` lists each field",
+    429: "Over the client's rate limit (SWITCHBOARD_RATE_LIMIT_PER_SECOND); see Retry-After",
     503: (
         "The store is unreachable (nothing was recorded), did not answer in time (the request"
         " may have been applied) or is out of memory (store-full: nothing was recorded); see"
         " Retry-After"
     ),
 }
+
+
+#: bodies their handlers read with ``read_body(required=False)``: every other body is required
+_OPTIONAL_BODIES: set[type[BaseModel]] = {m.CallbackIn, m.CompleteIn, m.RejectIn}
 
 
 def build(version: str) -> dict[str, Any]:
@@ -55,6 +61,9 @@ def build(version: str) -> dict[str, Any]:
             for name in ("id", "name")
             if "{" + name + "}" in route.path
         ]
+        for param in params:
+            if param["name"] == "id":  # (path_id: any other is a 404)
+                param["schema"]["pattern"] = ID_PATTERN
         if route.idempotent_header:
             params.append(
                 {
@@ -71,11 +80,11 @@ def build(version: str) -> dict[str, Any]:
             op["description"] = "Roles: " + ", ".join(route.roles)
         if route.body is not None:
             op["requestBody"] = {
-                "required": route.body is m.ContactIn
-                or route.body is m.AgentIn
-                or route.body is m.AgentStateIn,
+                "required": route.body not in _OPTIONAL_BODIES,
                 "content": {"application/json": {"schema": refs[(route.body, "validation")]}},
             }
+            for ctype in route.raw:  # taken as they come: bytes, not JSON
+                op["requestBody"]["content"][ctype] = {"schema": {"type": "string"}}
         ok: dict[str, Any] = {"description": "Success"}
         if route.response is not None:
             ok["content"] = {
@@ -87,7 +96,11 @@ def build(version: str) -> dict[str, Any]:
         problem = {"application/problem+json": {"schema": refs[(m.ProblemOut, "serialization")]}}
         errors = set(route.errors)
         if route.roles:
-            errors |= {401, 403}
+            errors |= {401, 403, 429}
+        if route.body is not None:  # (read_body: malformed, over the limit, not JSON, invalid)
+            errors |= {400, 413, 415, 422}
+        if "{id}" in route.path:
+            errors.add(404)  # (an id that is not one is a 404, even for a PUT that creates)
         for status in sorted(errors):
             op["responses"][str(status)] = {
                 "description": _DESCRIPTIONS[status],

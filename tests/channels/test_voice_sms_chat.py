@@ -66,7 +66,7 @@ def test_a_call_without_caller_id_is_a_call_from_nobody(payload: dict[str, Any])
         ({"call_id": 7, "from": "+14155550100"}, "`call_id` must be a string", ("body", "call_id")),
         ({**CALL, "call_id": "C" * 129}, "`call_id` is longer than 128", ("body", "call_id")),
         ({**CALL, "ivr": ["1"]}, "`ivr` must be an object", ("body", "ivr")),
-        ({**CALL, "ivr": {"digits": 2}}, "`digits` must be a string", ("body", "digits")),
+        ({**CALL, "ivr": {"digits": 2}}, "`digits` must be a string", ("body", "ivr", "digits")),
         ({**CALL, "direction": "inbound"}, "unknown fields: direction", ("body",)),
     ],
 )

@@ -160,6 +160,27 @@ async def test_bad_payload_is_a_clear_problem_and_stores_nothing(
     assert await api.waiting() == depth
 
 
+@pytest.mark.parametrize(
+    ("ivr", "detail"),
+    [
+        ({"language": "english!"}, "`language` is not a BCP 47 tag (e.g. es-MX)"),
+        ({"intent": "b" * 65}, "`intent` is longer than 64 characters"),
+        ({"digits": 1}, "`digits` must be a string"),
+    ],
+)
+async def test_a_bad_ivr_field_is_located_in_ivr(
+    api: Api, ivr: dict[str, Any], detail: str
+) -> None:
+    """A bad ``ivr`` field of the voice webhook is a 422 whose ``errors`` locate it where the
+    webhook has it, ``["body", "ivr", name]`` (it was ``["body", name]``, a field the webhook
+    does not have), and nothing is stored."""
+    before = await api.footprint()
+    problem = await api.call("POST", "/v1/channels/voice", 422, json={**CALL, "ivr": ivr})
+    assert problem["detail"] == detail
+    assert problem["errors"] == [{"loc": ["body", "ivr", *ivr], "msg": detail}]
+    assert await api.footprint() == before
+
+
 async def test_two_megabyte_email_is_413_and_stores_nothing(api: Api) -> None:
     """A 2 MB raw email exceeds the 1 MiB limit of the email endpoint: 413, nothing stored."""
     raw = _raw_email() + b"x" * (2 * 1024 * 1024)

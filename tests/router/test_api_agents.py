@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.router.conftest import FAST_ROUTING, GATEWAY, Api, ApiFactory, Desk
+from tests.router.conftest import ADMIN, FAST_ROUTING, GATEWAY, Api, ApiFactory, Desk
 
 
 async def test_put_agent_creates_then_updates(api: Api) -> None:
@@ -231,6 +231,25 @@ async def test_health_and_readiness(api: Api) -> None:
     """/healthz and /readyz answer without a token once Redis and the subscription are up."""
     assert await api.get("/healthz", token=None) == {"status": "ok"}
     assert await api.get("/readyz", token=None) == {"status": "ready"}
+
+
+async def test_head_answers_as_get_without_a_body(api: Api) -> None:
+    """HEAD on a GET resource answers as GET would, without a body: the probes without a
+    token, the API with one (401 without); websockets stay GET only (405)."""
+    contact = await api.contact()
+    for path, token in (
+        ("/healthz", None),
+        ("/readyz", None),
+        ("/v1/queues/billing", ADMIN),
+        (f"/v1/contacts/{contact['id']}", GATEWAY),
+    ):
+        head = await api.call("HEAD", path, token=token)
+        assert (head.status, head.body) == (200, ""), path
+        assert head.headers["Content-Type"].startswith("application/json"), path
+    assert (await api.call("HEAD", "/v1/queues/billing", token=None)).status == 401
+    assert (await api.call("HEAD", "/v1/queues/nope")).status == 404
+    refused = await api.call("HEAD", "/v1/agents/ann/ws")
+    assert (refused.status, refused.headers["Allow"]) == (405, "GET")
 
 
 async def test_metrics_are_prometheus_text(api: Api) -> None:

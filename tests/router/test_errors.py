@@ -371,3 +371,19 @@ async def test_redis_out_of_memory_is_503_store_full_and_records_nothing(
     finally:
         await raw.aclose(close_connection_pool=True)
         await asyncio.to_thread(server.stop)
+
+
+@pytest.mark.parametrize(
+    ("data", "at"),
+    [('{"channel": "chat", "subject": "r\xe9clamation"}'.encode("latin-1"), 33),
+     ('{"channel": "chat"}'.encode("utf-16"), 0)],
+)  # fmt: skip
+async def test_a_body_that_is_not_utf8_says_so(api: Api, data: bytes, at: int) -> None:
+    """A JSON body in Latin-1 or UTF-16 (whatever its charset parameter) is a 400 whose detail
+    says the body is not UTF-8 and where (orjson's said "surrogates not allowed"), and no
+    contact is recorded."""
+    headers = {**KEY, "Content-Type": "application/json; charset=iso-8859-1"}
+    reply = await api.call("POST", "/v1/contacts", token=GATEWAY, headers=headers, data=data)
+    body = assert_problem(reply, 400, "malformed-json")
+    assert body["detail"] == f"malformed JSON: the body is not UTF-8 (byte {at}); JSON is UTF-8"
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 0

@@ -318,3 +318,46 @@ async def test_a_404_does_not_quote_the_path(api: Api, path: bytes) -> None:
     assert b"7946" not in answer
     assert b"example" not in answer
     assert assert_problem(parse(answer), 404, "not-found") == "no route matches this path"
+
+
+# Header bytes that are not UTF-8 (or not ASCII) pass aiohttp's parser: it hands them over as
+# surrogates, and the app must refuse them as it refuses any other bad header.
+
+
+def request_with(
+    *headers: bytes, line: bytes = b"POST /v1/contacts HTTP/1.1", body: bytes = BODY
+) -> bytes:
+    """A request with only ``headers`` and a JSON ``body``, then close."""
+    head = [line, b"Host: switchboard", *headers, b"Connection: close"]
+    if body:
+        head += [b"Content-Type: application/json", b"Content-Length: %d" % len(body)]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize("key", [b"cl\xe9", b"\xff\xfe", b"order-\xc3"])
+async def test_an_idempotency_key_that_is_not_utf8_is_400(api: Api, key: bytes) -> None:
+    """An Idempotency-Key whose bytes are not UTF-8 (a Latin-1 "é") is a 400 problem that says
+    so (it was a 500), and no contact is created."""
+    raw = request_with(b"Authorization: Bearer " + GATEWAY.encode(), b"Idempotency-Key: " + key)
+    detail = assert_problem(await send_raw(*address(api), raw), 400, "bad-request")
+    assert detail == "Idempotency-Key is not valid UTF-8"
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 0
+
+
+AVAILABLE = b'{"state": "available"}'
+
+
+async def test_a_token_that_is_not_ascii_is_401(api: Api) -> None:
+    """A bearer token with bytes that are not UTF-8, or an agent token whose signature holds a
+    character outside ASCII, is a 401 problem (both were 500s), and the agent is unchanged."""
+    await api.agent("ann", billing=5)
+    ann = (await api.token("ann")).encode()  # (the tenant's signing key exists from here on)
+    line = b"POST /v1/agents/ann/state HTTP/1.1"
+    for token in (b"adm\xe9", ann[:-2] + "é".encode(), ann[:-1] + b"\xe9", b"sba1.\xff.x.1.y"):
+        raw = request_with(b"Authorization: Bearer " + token, line=line, body=AVAILABLE)
+        answer = await send_raw(*address(api), raw)
+        assert assert_problem(answer, 401, "unauthorized") in (
+            "unknown token",
+            "malformed token",
+        ), token
+    assert (await api.get("/v1/agents/ann"))["state"] == "offline"

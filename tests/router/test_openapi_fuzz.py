@@ -22,10 +22,11 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 
 from queues.embedded import EmbeddedRedis
+from queues.keys import ID_PATTERN
 from router.api import ROUTES
 from router.api_channels import CHANNEL_ROUTES
 from router.openapi import build
-from tests.router.conftest import Served
+from tests.router.conftest import GATEWAY, Api, Served
 
 EXAMPLES = 15  # per operation: about 350 requests in all
 ADMIN = "fuzz-admin"
@@ -72,6 +73,69 @@ def test_document_matches_the_contract_shapes() -> None:
     assert set(agent["required"]) >= {"state", "load", "reservations", "contacts"}
     assert agent["properties"]["contacts"]["type"] == "array"
     assert agent["properties"]["contacts"]["items"] == {"type": "string"}
+
+
+async def test_document_request_bodies_match_the_server(api: Api) -> None:
+    """Each operation's requestBody says what the server does: ``required`` exactly when a
+    request without a body is a 400, a 415 for text/plain that the responses list, and the
+    raw email type (message/rfc822) among the email adapter's types, which the server takes."""
+    doc = build("0.1.0")
+    checked = 0
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if "requestBody" not in op:
+                continue
+            url = path.replace("{id}", "x1").replace("{name}", "billing")
+            key = {"Idempotency-Key": f"doc-{method}-{path}"}
+            json_type = {**key, "Content-Type": "application/json"}
+            empty = await api.call(method.upper(), url, headers=json_type)
+            assert (empty.status == 400) is op["requestBody"]["required"], (path, empty)
+            typed = {**key, "Content-Type": "text/plain"}
+            wrong = await api.call(method.upper(), url, data="x", headers=typed)
+            assert wrong.status == 415, (path, wrong)
+            assert {"400", "413", "415"} <= set(op["responses"]), path
+            checked += 1
+    assert checked == 10
+    email = doc["paths"]["/v1/channels/email"]["post"]["requestBody"]["content"]
+    assert set(email) == {"application/json", "message/rfc822"}
+    raw = "Message-ID: <doc-1@example.com>\r\nFrom: ann@example.com\r\nTo: s@example.com\r\n\r\nhi"
+    sent = await api.call(
+        "POST",
+        "/v1/channels/email",
+        data=raw,
+        token=GATEWAY,
+        headers={"Content-Type": "message/rfc822"},
+    )
+    assert sent.status == 201, sent
+
+
+VALID_BODIES: dict[tuple[str, str], Any] = {
+    ("put", "/v1/agents/{id}"): {"name": "Ann", "skills": {}, "capacity": {"voice": 1}},
+    ("post", "/v1/agents/{id}/state"): {"state": "away"},
+    ("put", "/v1/customers/{id}"): {},
+}
+
+
+async def test_document_lists_the_404_of_a_bad_path_id(api: Api) -> None:
+    """Every operation on an ``{id}`` lists 404 and the id's pattern, and the server answers a
+    path id outside it with a 404 that says what an id may be (a PUT that creates as well);
+    every operation with a body lists 422."""
+    doc = build("0.1.0")
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if "requestBody" in op:
+                assert "422" in op["responses"], path
+            if "{id}" not in path:
+                continue
+            assert "404" in op["responses"], (method, path)
+            (param,) = [p for p in op["parameters"] if p["name"] == "id"]
+            assert param["schema"]["pattern"] == ID_PATTERN
+            if path.endswith("/ws"):
+                continue
+            body = VALID_BODIES.get((method, path))  # (a bad body is refused first)
+            reply = await api.call(method.upper(), path.replace("{id}", "-bad"), body)
+            assert reply.status == 404, (method, path, reply)
+            assert reply.body["detail"].endswith(f"ids match {ID_PATTERN}"), path
 
 
 @pytest.mark.slow
