@@ -76,19 +76,18 @@ def _slice(c: np.ndarray, occupancy: float | None) -> Slice:
         "mean_wait_seconds": float(wait[left].mean()) / 1000 if left.any() else None,
         "abandon_rate": n_ab / n if n else None,
         "occupancy": occupancy,
-        "target": _mean_target(c[:, TARGET].tolist()) if n else None,
+        "target": _mean_target(c[:, TARGET]) if n else None,
     }
 
 
-def _mean_target(targets: Sequence[float]) -> float | None:
+def _mean_target(targets: Sequence[float] | np.ndarray) -> float | None:
     """The mean of the contacts' targets, exactly the target when they share one: a float mean
     of three 0.8s is 0.8000000000000002, and a service level of exactly 0.8 would miss it."""
-    if not targets:
+    values = np.asarray(targets, dtype=float)
+    if values.size == 0:
         return None
-    first = targets[0]
-    if all(t == first for t in targets):
-        return first
-    return math.fsum(targets) / len(targets)
+    first = float(values[0])
+    return first if bool((values == first).all()) else float(values.mean())
 
 
 def _ratio(num: float, den: float) -> float | None:
