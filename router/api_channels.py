@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from channels import chat, email, sms, voice
 from channels.identity import IdentityError
 from channels.inbound import NATIVE_ID, AdapterError, Inbound
-from queues.errors import IdempotencyConflict, SwitchboardError
+from queues.errors import ContactNotWaiting, IdempotencyConflict, SwitchboardError
 from router import appkeys as k
 from router import models as m
 from router.api import (
@@ -243,11 +243,19 @@ class ChatSocket:
             session = next(iter(self.sessions))  # api-v1's bare {"type": "end"}
         if session not in self.sessions:
             raise Problem(404, "no such chat session on this connection")
-        contact = self.sessions.pop(session)
+        contact = self.sessions[session]
         service = self.request.app[k.SERVICE]
+        # (the session stays on the connection until its end is recorded: an `end` that fails,
+        # Redis unavailable, can be sent again)
         current = await service.get_contact(self.who.tenant, contact.id)
         if current.status in ("queued", "offered"):
-            current = await service.abandon(self.who.tenant, contact.id)
+            try:
+                current = await service.abandon(self.who.tenant, contact.id)
+            except ContactNotWaiting:
+                # assigned between the read and the abandon: the agent has the chat now, and
+                # this connection stops following it all the same
+                current = await service.get_contact(self.who.tenant, contact.id)
+        self.sessions.pop(session, None)
         self._unwatch(session, contact.id)
         return {"type": "ended", "session_id": session, "contact": current.model_dump(mode="json")}
 

@@ -8,13 +8,24 @@ suggestions whose conditions match.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import ClientWebSocketResponse
+from pytest_aiohttp import AiohttpClient
 
+from queues.embedded import EmbeddedRedis
 from router import api_channels
-from tests.e2e.conftest import ADMIN_TOKEN, GATEWAY_TOKEN, Api, next_of, sample
+from router.app import create_app
+from tests.e2e.conftest import (
+    ADMIN_TOKEN,
+    GATEWAY_TOKEN,
+    Api,
+    e2e_settings,
+    next_of,
+    sample,
+)
 
 ANA: dict[str, Any] = {
     "name": "Ana García",
@@ -125,6 +136,38 @@ async def test_chat_end_while_offered_rescinds_the_offer(api: Api) -> None:
         "reason": "abandoned",
     }
     await gateway.close()
+
+
+@pytest.mark.redis
+async def test_an_end_that_fails_can_be_sent_again(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """An `end` that Redis could not record (503) leaves the session on the connection: the
+    gateway sends it again once Redis is back and the chat is abandoned, not a 404."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    try:
+        app = create_app(e2e_settings("t-end", redis_url=server.url, redis_timeout_seconds=1.0))
+        api = Api(await aiohttp_client(app), "t-end")
+        gateway = await _chat(api)
+        await gateway.send_json({"type": "start", "session_id": "s9", "from": "visitor-12"})
+        queued = await next_of(gateway, "queued", [])
+        await asyncio.to_thread(server.stop)
+        await gateway.send_json({"type": "end", "session_id": "s9", "ref": 1})
+        failed = await next_of(gateway, "error", [])
+        assert (failed["status"], failed["ref"]) == (503, 1)
+        await asyncio.to_thread(server.start)  # (persistent: the chat is still there)
+        await gateway.send_json({"type": "end", "session_id": "s9", "ref": 2})
+        ended = await next_of(gateway, "ended", [])
+        assert (ended["contact"]["id"], ended["contact"]["status"], ended["ref"]) == (
+            queued["contact"]["id"],
+            "abandoned",
+            2,
+        )
+        await gateway.close()
+        await api.close()
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 async def test_chat_start_errors_are_reported_on_the_socket(api: Api) -> None:
