@@ -277,6 +277,8 @@ class ChatSocket:
                     now = await service.get_contact(self.who.tenant, before.id)
                     if self.sessions.get(session) is not before:
                         continue  # ended (or started again) while the others were read
+                    if session in self.told:
+                        continue  # assigned while it was read: no position after `assigned`
                     if now.status == "queued" and (
                         now.position != before.position
                         or now.estimated_wait_seconds != before.estimated_wait_seconds

@@ -8,6 +8,7 @@ suggestions whose conditions match.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ from pytest_aiohttp import AiohttpClient
 
 from queues.embedded import EmbeddedRedis
 from router import api_channels
+from router import appkeys as k
 from router.app import create_app
 from tests.e2e.conftest import (
     ADMIN_TOKEN,
     GATEWAY_TOKEN,
+    WAIT,
     Api,
     e2e_settings,
     next_of,
@@ -368,6 +371,45 @@ async def test_waiting_chats_are_pushed_their_new_position(
     await next_of(gateway, "position", seen)
     moved = {s["session_id"]: s["position"] for s in seen if s["type"] == "position"}
     assert moved == {"p1": 1, "p2": 2}
+    await gateway.close()
+
+
+async def test_no_position_is_pushed_after_assigned(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The position pusher read a chat as waiting, and the chat was assigned (its `assigned`
+    pushed) before the pusher went on: the position it read is not sent after `assigned`."""
+    monkeypatch.setattr(api_channels, "POSITION_PUSH_SECONDS", 0.02)
+    gateway = await _chat(api)
+    ids = []
+    for n in range(2):
+        await gateway.send_json({"type": "start", "session_id": f"r{n}", "from": f"race-{n}"})
+        ids.append((await next_of(gateway, "queued", []))["contact"]["id"])
+    service = api.client.server.app[k.SERVICE]
+    read, held, release = service.get_contact, asyncio.Event(), asyncio.Event()
+
+    async def get_contact(tenant: str, contact_id: str) -> Any:
+        contact = await read(tenant, contact_id)
+        if contact.id == ids[1] and contact.position == 1 and not held.is_set():
+            held.set()  # (the pusher, having read r1 first in line: it waits here)
+            await release.wait()
+        return contact
+
+    monkeypatch.setattr(service, "get_contact", get_contact)
+    await gateway.send_json({"type": "end", "session_id": "r0"})
+    seen: list[dict[str, Any]] = []
+    await next_of(gateway, "ended", seen)
+    await asyncio.wait_for(held.wait(), WAIT)
+    olga = await api.desk("olga", {"billing": 5}, {"chat": 1})
+    offer = await olga.next("offer")
+    await olga.send({"type": "accept", "reservation_id": offer["reservation_id"]})
+    await next_of(gateway, "assigned", seen)
+    release.set()
+    with contextlib.suppress(TimeoutError):
+        while True:
+            seen.append(await gateway.receive_json(timeout=0.3))
+    after = [s["type"] for s in seen[[s["type"] for s in seen].index("assigned") :]]
+    assert after == ["assigned"]
     await gateway.close()
 
 
