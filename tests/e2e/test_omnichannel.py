@@ -385,7 +385,7 @@ async def test_no_position_is_pushed_after_assigned(
     for n in range(2):
         await gateway.send_json({"type": "start", "session_id": f"r{n}", "from": f"race-{n}"})
         ids.append((await next_of(gateway, "queued", []))["contact"]["id"])
-    service = api.client.server.app[k.SERVICE]
+    service = api.client.app[k.SERVICE]
     read, held, release = service.get_contact, asyncio.Event(), asyncio.Event()
 
     async def get_contact(tenant: str, contact_id: str) -> Any:
