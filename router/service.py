@@ -401,6 +401,9 @@ class Service:
         outcome = await self.store.abandon(tenant, contact_id, now, why)
         if outcome.value.changed and why == "abandoned":
             self.metrics.abandoned(tenant, outcome.value, outcome.events)
+        else:
+            # (a cancel is no abandonment, but the offer it rescinds still ended)
+            self.metrics.events(outcome.events)
         self.customers.contact_changed(tenant, outcome.value.contact)
         return self.render(outcome.value.contact, tenant)
 

@@ -113,6 +113,29 @@ async def test_counters_follow_the_contacts_driven(
     assert value(text, "switchboard_contacts_answered_total", **{**lab, "segment": "platinum"}) == 0
 
 
+async def test_a_cancelled_offer_is_counted_as_rescinded(
+    make_app: AppFactory, routing_file: Path
+) -> None:
+    """The gateway cancelling an offered contact ends its reservation as ``rescinded`` (and
+    counts no abandonment), so every reservation offered is counted once as it ends."""
+    ops = await make_app(config=str(routing_file))
+    await ops.agent("a1", billing=5)
+    contact = await ops.contact()
+    assert contact["status"] == "offered"
+    await ops.call("POST", f"/v1/contacts/{contact['id']}/cancel", token=GATEWAY)
+    text = await ops.metrics()
+    assert value(text, "switchboard_reservations_offered_total") == 1
+    ended = {
+        outcome: value(text, "switchboard_reservations_total", outcome=outcome)
+        for outcome in ("accepted", "rejected", "timed_out", "rescinded")
+    }
+    assert ended == {"accepted": 0, "rejected": 0, "timed_out": 0, "rescinded": 1}
+    lab = {"tenant": ops.tenant, "queue": "billing", "channel": "voice", "segment": "standard"}
+    abandoned = "switchboard_contacts_abandoned_total"
+    for early in ("true", "false"):
+        assert value(text, abandoned, **lab, before_threshold=early) == 0
+
+
 async def test_a_callback_is_counted_under_the_channel_it_came_in_on(
     make_app: AppFactory, routing_file: Path
 ) -> None:
