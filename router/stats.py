@@ -57,10 +57,17 @@ class QueueStats:
 
     def configure(self, config: RoutingConfig) -> None:
         self.queue_names = [q.name for q in config.queues]
+        # a queue the config no longer has is never read again: its last snapshot would be
+        # reported (on /metrics) for good
+        self._known = set(self.queue_names)
+        for key in [key for key in self.snapshots if key[1] not in self._known]:
+            del self.snapshots[key]
 
     def update(self, tenant: str, snaps: list[QueueSnapshot], now_ms: int) -> None:
         for snap in snaps:
-            self.snapshots[(tenant, snap.name)] = snap
+            # (a read begun before a reload may still name a queue it removed)
+            if snap.name in self._known:
+                self.snapshots[(tenant, snap.name)] = snap
 
     def aht(self, tenant: str, queue: str) -> float:
         snap = self.snapshots.get((tenant, queue))

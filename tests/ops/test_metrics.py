@@ -233,6 +233,35 @@ async def test_queue_gauges_match_get_queues(make_app: AppFactory, routing_file:
     assert value(text, target, queue="sales", channel="voice") == 0.80  # the channel level
 
 
+async def test_a_queue_removed_by_a_reload_leaves_the_gauges(
+    make_app: AppFactory, routing_file: Path
+) -> None:
+    """After a config reload removes a queue, /metrics no longer reports it (as GET /v1/queues
+    does not) rather than repeating its last staffing and service level for good."""
+    ops = await make_app(config=str(routing_file))
+    await ops.agent("s1", sales=3)
+    sale = await ops.contact(intent="sales")
+    await ops.call("POST", f"/v1/reservations/{sale['reservation_id']}/accept")
+    key = {"tenant": ops.tenant, "queue": "sales"}
+    text = await ops.metrics()
+    assert value(text, "switchboard_queue_agents_staffed", **key) == 1
+    assert value(text, "switchboard_queue_service_level_ratio", **key) == 1
+    without_sales = "\n".join(
+        line
+        for line in OPS_ROUTING.splitlines()
+        if "sales" not in line and "most_skilled" not in line
+    )
+    await asyncio.to_thread(routing_file.write_text, without_sales + "\n")
+    assert (await ops.call("POST", "/v1/config/reload"))["queues"] == 1
+    assert [q["name"] for q in (await ops.call("GET", "/v1/queues"))["queues"]] == ["billing"]
+    # a refresh begun before the reload, naming the old queues, ends after it
+    await ops.client.app[k.SERVICE].queues(ops.tenant, ["billing", "sales"])
+    text = await ops.metrics()
+    for name in ("switchboard_queue_agents_staffed", "switchboard_queue_service_level_ratio"):
+        assert value(text, name, **key) is None, name
+    assert value(text, "switchboard_queue_agents_staffed", **{**key, "queue": "billing"}) == 0
+
+
 async def test_gauges_agree_across_instances(make_app: AppFactory, routing_file: Path) -> None:
     """Two instances on one Redis report the same queue gauges; counters stay per instance."""
     one = await make_app(config=str(routing_file))
