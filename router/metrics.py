@@ -138,6 +138,7 @@ class Metrics:
         for tenant in tenants:
             for q in config.queues:
                 for ch in CHANNELS:
+                    self.wrap.labels(tenant, q.name, ch)
                     for s in config.segments:
                         labels = (tenant, q.name, ch, s.name)
                         self.offered.labels(*labels)
