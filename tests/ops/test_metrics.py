@@ -21,6 +21,7 @@ from pytest_aiohttp import AiohttpClient
 
 from config.routing import demo_config_path, load_routing
 from config.settings import Settings
+from queues.contract import Event
 from queues.embedded import EmbeddedRedis
 from router import appkeys as k
 from router.app import check_clock, check_durability, check_eviction, create_app
@@ -123,6 +124,27 @@ async def test_the_wrap_up_counter_starts_at_zero(make_app: AppFactory, routing_
         for channel in ("voice", "chat", "email", "sms"):
             wrap = {"tenant": ops.tenant, "queue": queue, "channel": channel}
             assert value(text, "switchboard_wrap_up_seconds_total", **wrap) == 0, wrap
+
+
+async def test_routing_time_ends_with_the_enqueue(make_app: AppFactory, routing_file: Path) -> None:
+    """``switchboard_routing_decision_seconds`` times the customer lookup, the rules and the
+    atomic enqueue, as documented: not the wait for the offer to reach the agent's socket
+    (here made slow) nor the bookkeeping after it."""
+    ops = await make_app(config=str(routing_file))
+    service = ops.client.app[k.SERVICE]
+    sent = service.offers_out
+
+    async def slow_offers(tenant: str, events: list[Event]) -> None:
+        await asyncio.sleep(0.3)
+        if sent is not None:
+            await sent(tenant, events)
+
+    service.offers_out = slow_offers
+    await ops.agent("a1", billing=5)
+    assert (await ops.contact())["status"] == "offered"
+    text = await ops.metrics()
+    assert value(text, "switchboard_routing_decision_seconds_count") == 1
+    assert value(text, "switchboard_routing_decision_seconds_bucket", le="0.25") == 1
 
 
 async def test_a_cancelled_offer_is_counted_as_rescinded(
