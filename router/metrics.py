@@ -278,7 +278,22 @@ class QueueCollector(Collector):
                 level = q.service_level or config.service_level(ch)
                 target.add_metric([q.name, ch], level.target)
                 threshold.add_metric([q.name, ch], level.threshold_seconds)
-        yield from (target, threshold)
+        segment_target = _gauge(
+            "switchboard_segment_service_level_target_ratio",
+            "Service-level target of a segment that has its own level (its contacts are held "
+            "to it in every queue), from the routing config.",
+            ["segment"],
+        )
+        segment_threshold = _gauge(
+            "switchboard_segment_service_level_threshold_seconds",
+            "Service-level threshold of a segment that has its own level, from the routing config.",
+            ["segment"],
+        )
+        for s in config.segments:
+            if s.service_level:
+                segment_target.add_metric([s.name], s.service_level.target)
+                segment_threshold.add_metric([s.name], s.service_level.threshold_seconds)
+        yield from (target, threshold, segment_target, segment_threshold)
 
     @staticmethod
     def _queues(service: Any) -> Iterator[GaugeMetricFamily]:

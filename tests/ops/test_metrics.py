@@ -265,6 +265,13 @@ async def test_queue_gauges_match_get_queues(make_app: AppFactory, routing_file:
     target = "switchboard_service_level_target_ratio"
     assert value(text, target, queue="billing", channel="voice") == 0.85  # the queue override
     assert value(text, target, queue="sales", channel="voice") == 0.80  # the channel level
+    # a segment with its own level: its contacts are held to it whatever their queue
+    segment_target = "switchboard_segment_service_level_target_ratio"
+    assert value(text, segment_target, segment="platinum") == 0.95
+    assert (
+        value(text, "switchboard_segment_service_level_threshold_seconds", segment="platinum") == 3
+    )
+    assert value(text, segment_target, segment="standard") is None  # none of its own
 
 
 async def test_a_queue_removed_by_a_reload_leaves_the_gauges(
