@@ -87,6 +87,21 @@ class Metrics:
             [*_CONTACT, "before_threshold"],
             registry=registry,
         )
+        # (the wait and handle time again as counters: created at 0 with the other counters,
+        # unlike the histograms, so ASA and occupancy over a window miss no first contact)
+        self.wait_total = Counter(
+            "switchboard_contacts_wait_seconds",
+            "Total wait (arrival to acceptance) of answered contacts; ASA = its increase / "
+            "that of switchboard_contacts_answered_total.",
+            _CONTACT,
+            registry=registry,
+        )
+        self.handle_total = Counter(
+            "switchboard_contacts_handle_seconds",
+            "Total handle time (acceptance to completion, without wrap-up) of completed contacts.",
+            _CONTACT,
+            registry=registry,
+        )
         self.offers = Counter(
             "switchboard_reservations_offered",
             "Reservations made: a contact offered to an agent.",
@@ -146,6 +161,8 @@ class Metrics:
                         self.answered_sl.labels(*labels)
                         self.abandoned_c.labels(*labels, "true")
                         self.abandoned_c.labels(*labels, "false")
+                        self.wait_total.labels(*labels)
+                        self.handle_total.labels(*labels)
 
     def events(self, events: list[Event], rejected: int = 0) -> None:
         for ev in events:
@@ -179,6 +196,8 @@ class Metrics:
         if value.within_threshold:
             self._child(self.answered_sl, labels).inc()
         self._child(self.wait, labels).observe(value.wait_ms / 1000)
+        # (a counter takes no negative step: instances whose clocks disagree can record one)
+        self._child(self.wait_total, labels).inc(max(0, value.wait_ms) / 1000)
         self._child(self.reservations, ("accepted",)).inc()
         self.events(events)
 
@@ -191,7 +210,9 @@ class Metrics:
         self, tenant: str, value: Completed, events: list[Event], wrap_seconds: float = 0.0
     ) -> None:
         c = value.contact
-        self._child(self.handle, _labels(tenant, c)).observe(value.handle_ms / 1000)
+        labels = _labels(tenant, c)
+        self._child(self.handle, labels).observe(value.handle_ms / 1000)
+        self._child(self.handle_total, labels).inc(max(0, value.handle_ms) / 1000)
         if wrap_seconds > 0:
             self.wrap.labels(tenant, c.queue, _channel(c)).inc(wrap_seconds)
         self.events(events)

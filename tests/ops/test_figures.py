@@ -151,6 +151,8 @@ async def test_service_level_speed_of_answer_and_abandons_by_hand(
     assert value(text, "switchboard_queue_wait_seconds_sum", **lab) == 46
     assert value(text, "switchboard_queue_wait_seconds_bucket", **lab, le="7.5") == 1
     assert value(text, "switchboard_handle_time_seconds_sum", **lab) == 20
+    assert value(text, "switchboard_contacts_wait_seconds_total", **lab) == 46
+    assert value(text, "switchboard_contacts_handle_seconds_total", **lab) == 20
     wrap = {"tenant": ops.tenant, "queue": "billing", "channel": "voice"}
     assert value(text, "switchboard_wrap_up_seconds_total", **wrap) == 10
     for outcome, n in (("accepted", 2), ("timed_out", 1), ("rejected", 0), ("rescinded", 0)):

@@ -114,16 +114,21 @@ async def test_counters_follow_the_contacts_driven(
     assert value(text, "switchboard_contacts_answered_total", **{**lab, "segment": "platinum"}) == 0
 
 
-async def test_the_wrap_up_counter_starts_at_zero(make_app: AppFactory, routing_file: Path) -> None:
-    """Before any contact, the wrap-up counter has its series at 0, as the contact counters
-    do: a series born at its first increment hides it from ``increase``, so occupancy would
-    leave a queue's first wrap-up out."""
+async def test_the_time_counters_start_at_zero(make_app: AppFactory, routing_file: Path) -> None:
+    """Before any contact, the wrap-up, wait and handle-time counters have their series at 0,
+    as the contact counters do: a series born at its first increment hides it from
+    ``increase``, so ASA and occupancy would leave a series' first contact out."""
     ops = await make_app(config=str(routing_file))
     text = await ops.metrics()
     for queue in ("billing", "sales"):
         for channel in ("voice", "chat", "email", "sms"):
             wrap = {"tenant": ops.tenant, "queue": queue, "channel": channel}
             assert value(text, "switchboard_wrap_up_seconds_total", **wrap) == 0, wrap
+            for segment in ("platinum", "standard"):
+                lab = {**wrap, "segment": segment}
+                for name in ("wait", "handle"):
+                    total = f"switchboard_contacts_{name}_seconds_total"
+                    assert value(text, total, **lab) == 0, (total, lab)
 
 
 async def test_routing_time_ends_with_the_enqueue(make_app: AppFactory, routing_file: Path) -> None:
