@@ -368,6 +368,11 @@ class QueueCollector(Collector):
             "Today's (UTC) total handle time of the queue's completed contacts.",
             lab,
         )
+        wrap_s = _gauge(
+            "switchboard_queue_today_wrap_up_seconds",
+            "Today's (UTC) total wrap-up time granted to the queue's completed contacts.",
+            lab,
+        )
         for (tenant, _), snap in sorted(stats.snapshots.items()):
             out = stats.render(tenant, snap, now)
             key = [tenant, snap.name]
@@ -385,7 +390,20 @@ class QueueCollector(Collector):
                 today.add_metric([*key, outcome], snap.stats.get(field, 0))
             wait_s.add_metric(key, snap.stats.get("wait_ms", 0) / 1000)
             handle_s.add_metric(key, snap.stats.get("handle_ms", 0) / 1000)
-        yield from (waiting, held, oldest, ewt, staffed, agents, sl, today, wait_s, handle_s)
+            wrap_s.add_metric(key, snap.stats.get("wrap_ms", 0) / 1000)
+        yield from (
+            waiting,
+            held,
+            oldest,
+            ewt,
+            staffed,
+            agents,
+            sl,
+            today,
+            wait_s,
+            handle_s,
+            wrap_s,
+        )
 
 
 #: (outcome label, the store's per-queue per-day counter)

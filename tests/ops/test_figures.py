@@ -189,3 +189,26 @@ async def test_per_day_counters_take_the_utc_day_of_each_event(
     assert figures == {"offered": 0, "answered": 1}
     assert value(text, "switchboard_queue_today_wait_seconds", **key) == 20
     assert value(text, "switchboard_queue_service_level_ratio", **key) == 0
+
+
+async def test_estimated_wait_counts_wrap_up_as_busy_time(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    """An agent frees up after the call and its wrap-up: with one contact handled in 60 s
+    and wrapped up in 30 s, a contact joining the one busy agent is estimated to wait 90 s."""
+    run = await scenario(make_app, tmp_path)
+    ops = run.ops
+    await ops.agent("a1", billing=5)
+    first = await ops.contact()
+    await ops.call("POST", f"/v1/reservations/{first['reservation_id']}/accept")
+    await run.advance(60)
+    await ops.call("POST", f"/v1/contacts/{first['id']}/complete", {"wrap_up_seconds": 30})
+    queue = await ops.call("GET", "/v1/queues/billing")
+    assert (queue["waiting"], queue["estimated_wait_seconds"]) == (0, 90)
+    second = await ops.contact()
+    assert (second["status"], second["estimated_wait_seconds"]) == ("queued", 90)
+    key = {"tenant": ops.tenant, "queue": "billing"}
+    text = await ops.metrics()
+    assert value(text, "switchboard_queue_estimated_wait_seconds", **key) == 180
+    assert value(text, "switchboard_queue_today_handle_seconds", **key) == 60
+    assert value(text, "switchboard_queue_today_wrap_up_seconds", **key) == 30
