@@ -874,6 +874,7 @@ class TenantCore:
         stats["handle_ms"] = stats.get("handle_ms", 0) + handle
         c.disp = disp
         if wrap > 0:
+            stats["wrap_ms"] = stats.get("wrap_ms", 0) + wrap
             c.st = "wrapping"
             self.set_timer(now + wrap, "w|" + cid)
             self.emit({"t": "contact", "c": cid, "s": "wrapping"})

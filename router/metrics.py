@@ -87,6 +87,21 @@ class Metrics:
             [*_CONTACT, "before_threshold"],
             registry=registry,
         )
+        # (the wait and handle time again as counters: created at 0 with the other counters,
+        # unlike the histograms, so ASA and occupancy over a window miss no first contact)
+        self.wait_total = Counter(
+            "switchboard_contacts_wait_seconds",
+            "Total wait (arrival to acceptance) of answered contacts; ASA = its increase / "
+            "that of switchboard_contacts_answered_total.",
+            _CONTACT,
+            registry=registry,
+        )
+        self.handle_total = Counter(
+            "switchboard_contacts_handle_seconds",
+            "Total handle time (acceptance to completion, without wrap-up) of completed contacts.",
+            _CONTACT,
+            registry=registry,
+        )
         self.offers = Counter(
             "switchboard_reservations_offered",
             "Reservations made: a contact offered to an agent.",
@@ -138,6 +153,7 @@ class Metrics:
         for tenant in tenants:
             for q in config.queues:
                 for ch in CHANNELS:
+                    self.wrap.labels(tenant, q.name, ch)
                     for s in config.segments:
                         labels = (tenant, q.name, ch, s.name)
                         self.offered.labels(*labels)
@@ -145,6 +161,8 @@ class Metrics:
                         self.answered_sl.labels(*labels)
                         self.abandoned_c.labels(*labels, "true")
                         self.abandoned_c.labels(*labels, "false")
+                        self.wait_total.labels(*labels)
+                        self.handle_total.labels(*labels)
 
     def events(self, events: list[Event], rejected: int = 0) -> None:
         for ev in events:
@@ -178,6 +196,8 @@ class Metrics:
         if value.within_threshold:
             self._child(self.answered_sl, labels).inc()
         self._child(self.wait, labels).observe(value.wait_ms / 1000)
+        # (a counter takes no negative step: instances whose clocks disagree can record one)
+        self._child(self.wait_total, labels).inc(max(0, value.wait_ms) / 1000)
         self._child(self.reservations, ("accepted",)).inc()
         self.events(events)
 
@@ -190,7 +210,9 @@ class Metrics:
         self, tenant: str, value: Completed, events: list[Event], wrap_seconds: float = 0.0
     ) -> None:
         c = value.contact
-        self._child(self.handle, _labels(tenant, c)).observe(value.handle_ms / 1000)
+        labels = _labels(tenant, c)
+        self._child(self.handle, labels).observe(value.handle_ms / 1000)
+        self._child(self.handle_total, labels).inc(max(0, value.handle_ms) / 1000)
         if wrap_seconds > 0:
             self.wrap.labels(tenant, c.queue, _channel(c)).inc(wrap_seconds)
         self.events(events)
@@ -277,7 +299,22 @@ class QueueCollector(Collector):
                 level = q.service_level or config.service_level(ch)
                 target.add_metric([q.name, ch], level.target)
                 threshold.add_metric([q.name, ch], level.threshold_seconds)
-        yield from (target, threshold)
+        segment_target = _gauge(
+            "switchboard_segment_service_level_target_ratio",
+            "Service-level target of a segment that has its own level (its contacts are held "
+            "to it in every queue), from the routing config.",
+            ["segment"],
+        )
+        segment_threshold = _gauge(
+            "switchboard_segment_service_level_threshold_seconds",
+            "Service-level threshold of a segment that has its own level, from the routing config.",
+            ["segment"],
+        )
+        for s in config.segments:
+            if s.service_level:
+                segment_target.add_metric([s.name], s.service_level.target)
+                segment_threshold.add_metric([s.name], s.service_level.threshold_seconds)
+        yield from (target, threshold, segment_target, segment_threshold)
 
     @staticmethod
     def _queues(service: Any) -> Iterator[GaugeMetricFamily]:
@@ -331,6 +368,11 @@ class QueueCollector(Collector):
             "Today's (UTC) total handle time of the queue's completed contacts.",
             lab,
         )
+        wrap_s = _gauge(
+            "switchboard_queue_today_wrap_up_seconds",
+            "Today's (UTC) total wrap-up time granted to the queue's completed contacts.",
+            lab,
+        )
         for (tenant, _), snap in sorted(stats.snapshots.items()):
             out = stats.render(tenant, snap, now)
             key = [tenant, snap.name]
@@ -348,7 +390,20 @@ class QueueCollector(Collector):
                 today.add_metric([*key, outcome], snap.stats.get(field, 0))
             wait_s.add_metric(key, snap.stats.get("wait_ms", 0) / 1000)
             handle_s.add_metric(key, snap.stats.get("handle_ms", 0) / 1000)
-        yield from (waiting, held, oldest, ewt, staffed, agents, sl, today, wait_s, handle_s)
+            wrap_s.add_metric(key, snap.stats.get("wrap_ms", 0) / 1000)
+        yield from (
+            waiting,
+            held,
+            oldest,
+            ewt,
+            staffed,
+            agents,
+            sl,
+            today,
+            wait_s,
+            handle_s,
+            wrap_s,
+        )
 
 
 #: (outcome label, the store's per-queue per-day counter)

@@ -230,6 +230,8 @@ class Service:
             if self.customers.cache is not None and customer.id is not None:
                 self.customers.cache.invalidate(tenant, customer.id)
             raise
+        # (routing time, as documented: lookup, rules and the enqueue; not what follows)
+        routed_in = time.perf_counter() - t0
         state = outcome.value.contact
         if self.offers_out is not None and outcome.events:
             await self.offers_out(tenant, outcome.events)
@@ -239,9 +241,7 @@ class Service:
             history = [history_item(state), *customer.history]
             await self.refresh_views(tenant, customer.id, customer.profile, history, ("queued",))
         if not outcome.value.replay:
-            self.metrics.routed(
-                tenant, decision, new.channel, outcome.events, time.perf_counter() - t0
-            )
+            self.metrics.routed(tenant, decision, new.channel, outcome.events, routed_in)
             self._log_decision(contact_id, new.channel, decision, state, outcome.events)
         return Created(self.render(state, tenant), not outcome.value.replay)
 
@@ -401,6 +401,9 @@ class Service:
         outcome = await self.store.abandon(tenant, contact_id, now, why)
         if outcome.value.changed and why == "abandoned":
             self.metrics.abandoned(tenant, outcome.value, outcome.events)
+        else:
+            # (a cancel is no abandonment, but the offer it rescinds still ended)
+            self.metrics.events(outcome.events)
         self.customers.contact_changed(tenant, outcome.value.contact)
         return self.render(outcome.value.contact, tenant)
 

@@ -2,10 +2,11 @@
 
 Estimated wait for the contact at position k of a queue with n agents staffed is
 ``k * AHT / n``: while every agent is busy, agents free up at a combined rate of n / AHT, and the
-contact is served at the k-th departure. AHT is today's mean handle time of the queue (the
-store's ``handle_ms / handled`` counters), or ``DEFAULT_AHT_SECONDS`` before any contact has
-been handled. For exponential handle times this is the mean of Gamma(k, n / AHT), the exact
-expected wait while all agents stay busy; ``tests/ops/ewt_eval.py`` measures it against actual
+contact is served at the k-th departure. AHT is today's mean handle time of the queue with its
+wrap-up (the store's ``(handle_ms + wrap_ms) / handled`` counters: an agent is busy until its
+wrap-up ends), or ``DEFAULT_AHT_SECONDS`` before any contact has been handled. For exponential
+handle times this is the mean of Gamma(k, n / AHT), the exact expected wait while all agents
+stay busy; ``tests/ops/ewt_eval.py`` measures it against actual
 waits through the real store (docs/operations.md has the figures, and the alternatives tried).
 A contact waiting in several lines at once (the queues of an escalated step, the agents a step
 names) is served by whichever reaches it first: its estimate is the shortest of its lines' own
@@ -46,8 +47,10 @@ def gamma_median_factor(k: int) -> float:
 
 
 def mean_handle_seconds(stats: dict[str, int]) -> float | None:
+    """Today's mean time an agent spends on a contact: handle time plus wrap-up."""
     handled = stats.get("handled", 0)
-    return stats.get("handle_ms", 0) / handled / 1000 if handled else None
+    busy_ms = stats.get("handle_ms", 0) + stats.get("wrap_ms", 0)
+    return busy_ms / handled / 1000 if handled else None
 
 
 class QueueStats:
@@ -57,10 +60,17 @@ class QueueStats:
 
     def configure(self, config: RoutingConfig) -> None:
         self.queue_names = [q.name for q in config.queues]
+        # a queue the config no longer has is never read again: its last snapshot would be
+        # reported (on /metrics) for good
+        self._known = set(self.queue_names)
+        for key in [key for key in self.snapshots if key[1] not in self._known]:
+            del self.snapshots[key]
 
     def update(self, tenant: str, snaps: list[QueueSnapshot], now_ms: int) -> None:
         for snap in snaps:
-            self.snapshots[(tenant, snap.name)] = snap
+            # (a read begun before a reload may still name a queue it removed)
+            if snap.name in self._known:
+                self.snapshots[(tenant, snap.name)] = snap
 
     def aht(self, tenant: str, queue: str) -> float:
         snap = self.snapshots.get((tenant, queue))

@@ -22,6 +22,8 @@ count(c.queue, now, 'handled')
 count(c.queue, now, 'handle_ms', handle)
 redis.call('HSET', K.contact(cid), 'disp', ARGV[5])
 if wrap > 0 then
+  -- (the agent is busy until wrap-up ends: the estimated wait counts it)
+  count(c.queue, now, 'wrap_ms', wrap)
   redis.call('HSET', K.contact(cid), 'st', 'wrapping')
   set_timer(now + wrap, 'w|' .. cid)
   emit({t = 'contact', c = cid, s = 'wrapping'})

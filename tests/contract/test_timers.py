@@ -122,6 +122,7 @@ async def test_complete_with_wrap_up_then_next_contact(store: Store, tenant: str
         "wait_ms": 1_000,
         "handled": 1,
         "handle_ms": 60_000,
+        "wrap_ms": 5_000,
     }
 
 

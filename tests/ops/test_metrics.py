@@ -21,6 +21,7 @@ from pytest_aiohttp import AiohttpClient
 
 from config.routing import demo_config_path, load_routing
 from config.settings import Settings
+from queues.contract import Event
 from queues.embedded import EmbeddedRedis
 from router import appkeys as k
 from router.app import check_clock, check_durability, check_eviction, create_app
@@ -111,6 +112,67 @@ async def test_counters_follow_the_contacts_driven(
     assert value(text, "switchboard_routing_decision_seconds_count") == 4
     # series for combinations not seen yet exist at 0, so `increase` sees their first contact
     assert value(text, "switchboard_contacts_answered_total", **{**lab, "segment": "platinum"}) == 0
+
+
+async def test_the_time_counters_start_at_zero(make_app: AppFactory, routing_file: Path) -> None:
+    """Before any contact, the wrap-up, wait and handle-time counters have their series at 0,
+    as the contact counters do: a series born at its first increment hides it from
+    ``increase``, so ASA and occupancy would leave a series' first contact out."""
+    ops = await make_app(config=str(routing_file))
+    text = await ops.metrics()
+    for queue in ("billing", "sales"):
+        for channel in ("voice", "chat", "email", "sms"):
+            wrap = {"tenant": ops.tenant, "queue": queue, "channel": channel}
+            assert value(text, "switchboard_wrap_up_seconds_total", **wrap) == 0, wrap
+            for segment in ("platinum", "standard"):
+                lab = {**wrap, "segment": segment}
+                for name in ("wait", "handle"):
+                    total = f"switchboard_contacts_{name}_seconds_total"
+                    assert value(text, total, **lab) == 0, (total, lab)
+
+
+async def test_routing_time_ends_with_the_enqueue(make_app: AppFactory, routing_file: Path) -> None:
+    """``switchboard_routing_decision_seconds`` times the customer lookup, the rules and the
+    atomic enqueue, as documented: not the wait for the offer to reach the agent's socket
+    (here made slow) nor the bookkeeping after it."""
+    ops = await make_app(config=str(routing_file))
+    service = ops.client.app[k.SERVICE]
+    sent = service.offers_out
+
+    async def slow_offers(tenant: str, events: list[Event]) -> None:
+        await asyncio.sleep(0.3)
+        if sent is not None:
+            await sent(tenant, events)
+
+    service.offers_out = slow_offers
+    await ops.agent("a1", billing=5)
+    assert (await ops.contact())["status"] == "offered"
+    text = await ops.metrics()
+    assert value(text, "switchboard_routing_decision_seconds_count") == 1
+    assert value(text, "switchboard_routing_decision_seconds_bucket", le="0.25") == 1
+
+
+async def test_a_cancelled_offer_is_counted_as_rescinded(
+    make_app: AppFactory, routing_file: Path
+) -> None:
+    """The gateway cancelling an offered contact ends its reservation as ``rescinded`` (and
+    counts no abandonment), so every reservation offered is counted once as it ends."""
+    ops = await make_app(config=str(routing_file))
+    await ops.agent("a1", billing=5)
+    contact = await ops.contact()
+    assert contact["status"] == "offered"
+    await ops.call("POST", f"/v1/contacts/{contact['id']}/cancel", token=GATEWAY)
+    text = await ops.metrics()
+    assert value(text, "switchboard_reservations_offered_total") == 1
+    ended = {
+        outcome: value(text, "switchboard_reservations_total", outcome=outcome)
+        for outcome in ("accepted", "rejected", "timed_out", "rescinded")
+    }
+    assert ended == {"accepted": 0, "rejected": 0, "timed_out": 0, "rescinded": 1}
+    lab = {"tenant": ops.tenant, "queue": "billing", "channel": "voice", "segment": "standard"}
+    abandoned = "switchboard_contacts_abandoned_total"
+    for early in ("true", "false"):
+        assert value(text, abandoned, **lab, before_threshold=early) == 0
 
 
 async def test_a_callback_is_counted_under_the_channel_it_came_in_on(
@@ -208,6 +270,42 @@ async def test_queue_gauges_match_get_queues(make_app: AppFactory, routing_file:
     target = "switchboard_service_level_target_ratio"
     assert value(text, target, queue="billing", channel="voice") == 0.85  # the queue override
     assert value(text, target, queue="sales", channel="voice") == 0.80  # the channel level
+    # a segment with its own level: its contacts are held to it whatever their queue
+    segment_target = "switchboard_segment_service_level_target_ratio"
+    assert value(text, segment_target, segment="platinum") == 0.95
+    assert (
+        value(text, "switchboard_segment_service_level_threshold_seconds", segment="platinum") == 3
+    )
+    assert value(text, segment_target, segment="standard") is None  # none of its own
+
+
+async def test_a_queue_removed_by_a_reload_leaves_the_gauges(
+    make_app: AppFactory, routing_file: Path
+) -> None:
+    """After a config reload removes a queue, /metrics no longer reports it (as GET /v1/queues
+    does not) rather than repeating its last staffing and service level for good."""
+    ops = await make_app(config=str(routing_file))
+    await ops.agent("s1", sales=3)
+    sale = await ops.contact(intent="sales")
+    await ops.call("POST", f"/v1/reservations/{sale['reservation_id']}/accept")
+    key = {"tenant": ops.tenant, "queue": "sales"}
+    text = await ops.metrics()
+    assert value(text, "switchboard_queue_agents_staffed", **key) == 1
+    assert value(text, "switchboard_queue_service_level_ratio", **key) == 1
+    without_sales = "\n".join(
+        line
+        for line in OPS_ROUTING.splitlines()
+        if "sales" not in line and "most_skilled" not in line
+    )
+    await asyncio.to_thread(routing_file.write_text, without_sales + "\n")
+    assert (await ops.call("POST", "/v1/config/reload"))["queues"] == 1
+    assert [q["name"] for q in (await ops.call("GET", "/v1/queues"))["queues"]] == ["billing"]
+    # a refresh begun before the reload, naming the old queues, ends after it
+    await ops.client.app[k.SERVICE].queues(ops.tenant, ["billing", "sales"])
+    text = await ops.metrics()
+    for name in ("switchboard_queue_agents_staffed", "switchboard_queue_service_level_ratio"):
+        assert value(text, name, **key) is None, name
+    assert value(text, "switchboard_queue_agents_staffed", **{**key, "queue": "billing"}) == 0
 
 
 async def test_gauges_agree_across_instances(make_app: AppFactory, routing_file: Path) -> None:

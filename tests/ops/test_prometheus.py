@@ -224,6 +224,28 @@ def test_recorded_service_level_equals_the_contacts(stack: Stack) -> None:
     assert queue["service_level"] == pytest.approx(stack.expected_sl)
 
 
+def test_recorded_speed_of_answer_counts_every_answered_contact(stack: Stack) -> None:
+    """The 5m and 1h ASA (from the counters of this instance) equal today's (Redis's total wait
+    / answered): every answered contact counts, the first one too, although its series only
+    had contacts after Prometheus first saw it."""
+    billing = '{queue="billing"}'
+    today = stack.scalar(f"switchboard:queue_asa:seconds_today{billing}")
+    answered = stack.scalar('switchboard_queue_today_contacts{queue="billing",outcome="answered"}')
+    assert answered == 3
+    assert today is not None
+    assert today > 0
+    for rule in ("seconds5m", "seconds1h"):
+        name = f"switchboard:queue_asa:{rule}{billing}"
+
+        def settled(name: str = name, today: float = today) -> bool:
+            got = stack.scalar(name)
+            return got is not None and abs(got - today) < 1e-9
+
+        _wait(f"{name} == {today}", settled)
+    segment = stack.scalar('switchboard:segment_asa:seconds5m{segment="standard"}')
+    assert segment == pytest.approx(today, abs=1e-9)
+
+
 def test_every_rule_evaluates_on_real_series(stack: Stack) -> None:
     """All shipped recording rules and alerts are loaded and evaluate without error."""
 
