@@ -223,6 +223,9 @@ class ReloadOut(BaseModel):
     agents_recomputed: int
     #: other instances on the same Redis told to reload their config file
     instances_notified: int = 0
+    #: removed queue -> contacts that still depend on it once the config is in force here:
+    #: routed, offered or moved on by the old config between the check and the apply
+    stranded: dict[str, int] = {}
 
 
 class FieldError(BaseModel):
