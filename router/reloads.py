@@ -131,13 +131,14 @@ class ConfigReloads:
         (here, or on an instance that has not followed yet), offered or moved on meanwhile
         by the old config may still depend on a removed queue. The check therefore runs
         again once the new config is in force here and the other instances are told, and
-        what it finds is reported in ``stranded`` (and logged) rather than undone.
+        what it finds is reported in ``stranded`` (and logged) rather than undone; None
+        there when that check failed (the store went away: logged too).
         """
         config = load_routing(self.path)
         service = self.service()
         removed = _removed(service.config, config)
         if removed:
-            in_use = await self.in_use(service, removed, _names(service.config, config))
+            in_use = await self.in_use(service, removed, _names(config))
             if in_use:
                 raise QueuesStillWaiting(in_use)
         out = await service.reload(self.tenants, config)
@@ -145,7 +146,11 @@ class ConfigReloads:
         # follows, and the check reads every contact under way)
         out.instances_notified = await self._announce(digest(config))
         if removed:
-            out.stranded = await self._recheck(service, removed, config, "this instance")
+            try:
+                out.stranded = await self._recheck(service, removed, config, "this instance")
+            except Exception as exc:  # applied all the same: the answer says it is unchecked
+                log.error("config.reload_check_failed", error=str(exc) or type(exc).__name__)
+                out.stranded = None
         return out
 
     async def _recheck(
@@ -164,10 +169,11 @@ class ConfigReloads:
         """What depends on the ``removed`` queues, over every tenant (see ``InUse``).
 
         The contacts under way are found where they are listed, never by a scan of the
-        keyspace: the lines of ``queues`` (every queue a contact may wait in) and of each agent
-        (named by a step), the scheduled callbacks, and each agent's pending offers (an
-        offered contact has left every line). Their workflows are then read a batch at a
-        time. A reload is rare: this reads every contact under way, in ``_BATCH`` steps.
+        keyspace: the lines of the ``removed`` queues and of ``queues`` (those of the config
+        in force), of each agent (named by a step), the scheduled callbacks, and each agent's
+        pending offers (an offered contact has left every line). Their workflows are then
+        read a batch at a time. A reload is rare: this reads every contact under way, in
+        ``_BATCH`` steps.
         """
         out = InUse()
         store = service.store
@@ -178,6 +184,7 @@ class ConfigReloads:
             for q in sorted(removed):
                 there = await store.list_contacts(tenant, [q], [])
                 counted[q] = set(there)
+                live.update(there)
                 if there:
                     out.waiting[q] = out.waiting.get(q, 0) + len(there)
             for offer in await self._offers(store, tenant, agents):
@@ -268,6 +275,5 @@ def _removed(old: RoutingConfig, new: RoutingConfig) -> set[str]:
     return {q.name for q in old.queues} - {q.name for q in new.queues}
 
 
-def _names(*configs: RoutingConfig) -> list[str]:
-    """Every queue of ``configs``, each once, in config order."""
-    return list(dict.fromkeys(q.name for config in configs for q in config.queues))
+def _names(config: RoutingConfig) -> list[str]:
+    return [q.name for q in config.queues]

@@ -12,8 +12,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from config.routing import RoutingConfig
+from queues.errors import StoreUnavailable
 from router import appkeys as k
 from router import models as m
+from router.reloads import InUse
+from router.service import Service
 from tests.router.conftest import GATEWAY, ApiFactory
 from tests.router.test_api_agents import eventually, queue_names
 
@@ -110,6 +113,23 @@ async def test_a_contact_waiting_for_an_agent_by_name_holds_its_later_queue(
     assert await queue_names(api) == ["billing", "support"]
 
 
+async def test_each_removed_queue_counts_the_contacts_that_depend_on_it(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """A reload removing both queues of a contact's workflow names each: billing, where it
+    waits, and support, where its next step leads."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(ESCALATING)
+    api = await make_api(config=str(path))
+    await api.contact()
+    path.write_text(WITHOUT_SUPPORT.replace("billing", "accounts"))
+    refused = await api.call("POST", "/v1/config/reload")
+    assert refused.status == 409, refused.body
+    detail = refused.body["detail"]
+    assert "'billing' (1 waiting), 'support' (1 whose workflow leads there)" in detail
+    assert await queue_names(api) == ["billing", "support"]
+
+
 #: support, reached by contacts whose intent is support; the reload below removes both
 WITH_SUPPORT_RULE = """\
 queues:
@@ -164,3 +184,34 @@ async def test_a_contact_routed_during_the_apply_is_reported_stranded(
     assert {e["source"] for e in stranded} == {"this instance", "another instance"}
     assert all(e["queues"] == {"support": 1} for e in stranded), stranded
     assert all(e["log_level"] == "warning" for e in stranded)
+
+
+async def test_a_second_check_that_fails_leaves_the_reload_applied_and_unchecked(
+    make_api: ApiFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the store goes away between the apply and the second check, the reload still
+    answers 200 (it is applied, and the other instances told) with `stranded` null, and logs
+    `config.reload_check_failed`."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(WITH_SUPPORT_RULE)
+    api = await make_api(config=str(path))
+    reloads = api.client.app[k.RELOADS]
+    check = reloads.in_use
+    calls: list[set[str]] = []
+
+    async def gone_after_the_first(service: Service, removed: set[str], queues: list[str]) -> InUse:
+        calls.append(removed)
+        if len(calls) > 1:
+            raise StoreUnavailable("redis unavailable: connection refused")
+        return await check(service, removed, queues)
+
+    monkeypatch.setattr(reloads, "in_use", gone_after_the_first)
+    path.write_text(WITHOUT_SUPPORT)
+    with capture_logs() as logs:
+        applied = await api.call("POST", "/v1/config/reload")
+    assert applied.status == 200, applied.body
+    assert applied.body["stranded"] is None
+    assert calls == [{"support"}, {"support"}]
+    assert await queue_names(api) == ["billing"]
+    failed = [e for e in logs if e["event"] == "config.reload_check_failed"]
+    assert [e["log_level"] for e in failed] == ["error"]
