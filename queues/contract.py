@@ -335,6 +335,16 @@ def pending_offers(reply: list[Any], agent_id: str) -> list[PendingOffer]:
     return sorted(offers, key=lambda o: _rid_order(o.reservation_id))
 
 
+def contact_ids(reply: list[Any]) -> list[str]:
+    payload, _ = unpack(reply)
+    return sorted(set(_list(payload["contacts"])))
+
+
+def workflows(reply: list[Any]) -> dict[str, list[str]]:
+    payload, _ = unpack(reply)
+    return {cid: _list(queues) for cid, queues in _list(payload["contacts"])}
+
+
 def agent_list(reply: list[Any]) -> list[tuple[str, dict[str, Any], dict[str, int]]]:
     payload, _ = unpack(reply)
     return [(aid, json.loads(doc), json.loads(cap)) for aid, doc, cap in _list(payload["agents"])]
@@ -481,6 +491,22 @@ class Store(ABC):
     @abstractmethod
     async def list_agents(self, tenant: str) -> list[tuple[str, dict[str, Any], dict[str, int]]]:
         """Every agent as (id, document, capacity), ordered by id."""
+
+    @abstractmethod
+    async def list_contacts(
+        self, tenant: str, queues: list[str], agents: list[str], callbacks: bool = False
+    ) -> list[str]:
+        """The contacts in line for ``queues`` (waiting in one, or held there for a callback)
+        and for ``agents`` (waiting for one by name), each once, in id order; with
+        ``callbacks``, every scheduled callback too (one held at a step that names agents
+        alone is in no queue's line). Contacts on offer are not in line: ``pending_offers``
+        lists them."""
+
+    @abstractmethod
+    async def workflow_queues(self, tenant: str, contact_ids: list[str]) -> dict[str, list[str]]:
+        """For each of ``contact_ids`` still under way (queued, held for a callback or on
+        offer): the queues its current step and the steps after it name, in workflow order,
+        each once. Unknown contacts and those past that are left out."""
 
 
 TimerKind = Literal["o", "s", "w", "b", "i"]

@@ -1119,6 +1119,29 @@ class TenantCore:
                 out.append({"r": rid, "c": r.c, "x": r.x, "q": r.q, "view": view})
         return self.ok({"offers": out})
 
+    def list_contacts(self, queues: list[str], agents: list[str], callbacks: bool) -> Reply:
+        out: list[str] = []
+        for q in queues:
+            out += self.queue_age.get(q, ())
+            out += self.queue_held.get(q, ())
+        for aid in agents:
+            for ch in CAPACITY_CHANNELS:
+                out += self.agent_waiting.get((aid, ch), ())
+        if callbacks:
+            out += [member[2:] for member in self.timers if member.startswith("b|")]
+        return self.ok({"contacts": out})
+
+    def read_workflows(self, cids: list[str]) -> Reply:
+        out = []
+        for cid in cids:
+            c = self.contacts.get(cid)
+            if c is not None and c.st in ("queued", "offered"):
+                queues: list[str] = []
+                for s in c.steps[c.step :]:
+                    queues += (q for q in s.queues if q not in queues)
+                out.append([cid, queues])
+        return self.ok({"contacts": out})
+
     def read_view(self, cid: str) -> Reply:
         c = self.contacts.get(cid)
         if c is None or c.st not in ("queued", "offered") or c.view is None:
@@ -1319,6 +1342,14 @@ class MemoryStore(Store):
 
     async def pending_offers(self, tenant: str, agent_id: str) -> list[PendingOffer]:
         return c_.pending_offers(self.core(tenant).agent_offers(agent_id), agent_id)
+
+    async def list_contacts(
+        self, tenant: str, queues: list[str], agents: list[str], callbacks: bool = False
+    ) -> list[str]:
+        return c_.contact_ids(self.core(tenant).list_contacts(queues, agents, callbacks))
+
+    async def workflow_queues(self, tenant: str, contact_ids: list[str]) -> dict[str, list[str]]:
+        return c_.workflows(self.core(tenant).read_workflows(contact_ids))
 
     async def contact_view(self, tenant: str, contact_id: str) -> str | None:
         return c_.view_text(self.core(tenant).read_view(contact_id))

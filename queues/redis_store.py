@@ -299,6 +299,17 @@ class RedisStore(Store):
     async def pending_offers(self, tenant: str, agent_id: str) -> list[PendingOffer]:
         return c_.pending_offers(await self.run("agent_offers", tenant, agent_id), agent_id)
 
+    async def list_contacts(
+        self, tenant: str, queues: list[str], agents: list[str], callbacks: bool = False
+    ) -> list[str]:
+        reply = await self.run(
+            "list_contacts", tenant, _compact(queues), _compact(agents), "1" if callbacks else "0"
+        )
+        return c_.contact_ids(reply)
+
+    async def workflow_queues(self, tenant: str, contact_ids: list[str]) -> dict[str, list[str]]:
+        return c_.workflows(await self.run("read_workflows", tenant, _compact(contact_ids)))
+
     async def contact_view(self, tenant: str, contact_id: str) -> str | None:
         return c_.view_text(await self.run("read_view", tenant, contact_id))
 

@@ -39,6 +39,8 @@ SCRIPT_NAMES = (
     "queue_snapshot",
     "list_agents",
     "agent_offers",
+    "list_contacts",
+    "read_workflows",
     "read_view",
     "replace_view",
     "resolve_customer",

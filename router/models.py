@@ -223,6 +223,10 @@ class ReloadOut(BaseModel):
     agents_recomputed: int
     #: other instances on the same Redis told to reload their config file
     instances_notified: int = 0
+    #: removed queue -> contacts that still depend on it once the config is in force here:
+    #: routed, offered or moved on by the old config between the check and the apply (None:
+    #: that second check could not read the store)
+    stranded: dict[str, int] | None = {}
 
 
 class FieldError(BaseModel):

@@ -531,6 +531,7 @@ class StoreMachine(RuleBasedStateMachine):
         snaps = self.both("queue_snapshot", list(QUEUES), self.now)
         assert not isinstance(snaps, StoreError)
         self.both("list_agents")
+        self.check_listed(contacts)
         self.check_statuses(contacts, agents)
         core = self.core
         for snap in snaps:
@@ -548,6 +549,22 @@ class StoreMachine(RuleBasedStateMachine):
             assert snap.held == len(held)
             oldest = min((c.enq for c in waiting), default=None)
             assert snap.oldest_enqueued_ms == oldest
+
+    def check_listed(self, contacts: dict[str, ContactState]) -> None:
+        """Every queued contact is in a line ``list_contacts`` reads (a queue's, an agent's
+        or, held, the callbacks'), and ``workflow_queues`` gives each contact under way the
+        queues of its steps from the current one on."""
+        listed = self.both("list_contacts", list(QUEUES), list(AGENTS), True)
+        queued = sorted(cid for cid, c in contacts.items() if c.status == "queued")
+        assert listed == queued, (listed, queued)
+        ahead = self.both("workflow_queues", [*self.contacts, "c999"])
+        expected = {}
+        for cid, c in contacts.items():
+            if c.status in ("queued", "offered"):
+                record = self.core.contacts[cid]
+                named = [q for s in record.steps[record.step :] for q in s.queues]
+                expected[cid] = list(dict.fromkeys(named))
+        assert ahead == expected, (ahead, expected)
 
     def check_statuses(
         self, contacts: dict[str, ContactState], agents: dict[str, AgentState]

@@ -165,6 +165,7 @@ async def test_config_reload_applies_or_lists_every_error(
         "rules": 1,
         "agents_recomputed": 1,
         "instances_notified": 0,
+        "stranded": {},
     }
     assert (await api.get("/v1/agents/ann"))["queues"] == ["billing", "support"]
 
@@ -423,20 +424,28 @@ rules:
 """
 
 
-async def test_an_offer_by_name_does_not_hold_a_queue_a_reload_removes(
+async def test_an_offer_by_name_holds_only_the_queues_of_its_workflow(
     make_api: ApiFactory, tmp_path: Path
 ) -> None:
-    """A contact offered to ann by name (a preferred_agents step) is not on offer from billing:
-    a reload renaming billing applies, and the offer stays pending."""
+    """A contact offered to ann by name (a preferred_agents step) is on offer from no queue,
+    but its next step is billing: a reload renaming billing is 409 (its workflow leads
+    there) and changes nothing, while one removing support, which no step of it names,
+    applies; the offer stays pending through both."""
     path = tmp_path / "routing.yaml"
-    path.write_text(ANN_FIRST)
+    path.write_text(ANN_FIRST.replace("rules:", SUPPORT_QUEUE))
     api, desk, contact, offer = await offered_to_ann(make_api, path)
     assert offer["reservation_id"] == contact["reservation_id"]
 
-    path.write_text(ANN_FIRST.replace("billing", "accounts"))
+    path.write_text(ANN_FIRST.replace("billing", "accounts").replace("rules:", SUPPORT_QUEUE))
+    refused = await api.call("POST", "/v1/config/reload")
+    assert refused.status == 409, refused.body
+    assert "'billing' (1 whose workflow leads there)" in refused.body["detail"]
+    assert await queue_names(api) == ["billing", "support"]
+
+    path.write_text(ANN_FIRST)
     applied = await api.call("POST", "/v1/config/reload")
     assert applied.status == 200, applied.body
-    assert await queue_names(api) == ["accounts"]
+    assert await queue_names(api) == ["billing"]
     await desk.silent("rescinded", 0.3)
     ann = await api.get("/v1/agents/ann")
     assert ann["reservations"] == [offer["reservation_id"]]
