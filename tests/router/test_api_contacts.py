@@ -391,6 +391,26 @@ async def test_position_and_estimated_wait(api: Api) -> None:
     assert (now["position"], now["estimated_wait_seconds"]) == (2, 360.0)
 
 
+async def test_a_call_in_a_blended_queue_has_no_estimate_while_only_chat_agents_work(
+    api: Api,
+) -> None:
+    """In a queue of voice and chat agents, a caller gets no estimate while the voice agents
+    are signed out and a chat agent works, and one counting the voice agents once they sign in."""
+    await api.agent("cleo", {"chat": 2}, billing=5)
+    await api.agent("vic", {"voice": 1}, billing=5)
+    await api.state("cleo", "available")
+    call = await api.contact()
+    assert (call["status"], call["position"], call["estimated_wait_seconds"]) == (
+        "queued",
+        1,
+        None,
+    )
+    await api.state("vic", "away")
+    now = await api.get(f"/v1/contacts/{call['id']}")
+    # position 1 x the default 180 s handle time / 1 voice agent staffed (cleo takes no calls)
+    assert (now["position"], now["estimated_wait_seconds"]) == (1, 180.0)
+
+
 async def test_after_an_escalation_position_is_the_best_place_of_its_queues(
     make_api: ApiFactory, tmp_path: Path
 ) -> None:
