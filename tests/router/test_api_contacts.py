@@ -594,6 +594,42 @@ async def test_rules_route_by_the_callers_country(make_api: ApiFactory, tmp_path
     ]
 
 
+BY_ADVISOR = """\
+queues:
+  - {name: billing, agents: "agent.skills.billing >= 1"}
+rules:
+  - name: advised
+    when: "has(customer.attributes.advisor)"
+    steps:
+      - {target: preferred_agents, agents: "customer.attributes.advisor", queue: billing,
+         timeout_seconds: 30}
+      - {queue: billing}
+  - {name: default, when: "true", steps: [{queue: billing}]}
+"""
+
+
+async def test_a_preferred_agent_from_customer_data_that_no_agent_could_be_is_nobody(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """A preferred-agents list read from the CRM may hold anything: a value that is no agent id
+    (here one naming ann's line of contacts waiting for her) targets nobody, and the contact is
+    routed to the step's queue, instead of failing with a 500 halfway through the store's
+    script."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(BY_ADVISOR)
+    api = await make_api(config=str(path))
+    await api.agent("ann", billing=5)
+    await api.state("ann", "away")
+    await api.ok("PUT", "/v1/customers/k1", {"attributes": {"advisor": "ann"}})
+    await api.ok("PUT", "/v1/customers/k2", {"attributes": {"advisor": "ann:w:voice"}})
+    first = await api.contact(customer_id="k1")  # waits for ann by name, and in billing
+    second = await api.contact(customer_id="k2")
+    assert (second["status"], second["rule"], second["position"]) == ("queued", "advised", 2)
+    await api.state("ann", "available")
+    assert (await api.get(f"/v1/contacts/{first['id']}"))["agent_id"] == "ann"
+    assert (await api.get(f"/v1/contacts/{second['id']}"))["position"] == 1
+
+
 async def test_the_offers_history_holds_the_configured_number_of_contacts(api: Api) -> None:
     """The offer's history is the customer's last 20 contacts (the demo's history length),
     this one among them, not this one and 20 more."""
