@@ -39,6 +39,7 @@ TEMPLATES: Final[dict[str, str]] = {
     "queue_members": "q:<queue>:members",
     "queue_staffed": "q:<queue>:staffed",
     "queue_channels": "q:<queue>:chans",
+    "queue_signed_in": "q:<queue>:on",
     "queue_stats": "q:<queue>:stats",
     "customer": "cu:<customer>",
     "customer_history": "cu:<customer>:h",
@@ -114,6 +115,9 @@ class Keys:
 
     def queue_channels(self, queue: str) -> str:
         return self._key("queue_channels", queue=queue)
+
+    def queue_signed_in(self, queue: str) -> str:
+        return self._key("queue_signed_in", queue=queue)
 
     def customer(self, customer: str) -> str:
         return self._key("customer", customer=customer)

@@ -152,13 +152,16 @@ class _QueueCount:
     + available): a state change updates an agent's few counters in place.
     """
 
-    __slots__ = ("available", "channels", "staffed")
+    __slots__ = ("available", "channels", "on", "staffed")
 
     def __init__(self) -> None:
         self.staffed = 0
         self.available = 0
         #: members with capacity on each channel, whatever their state (q:<queue>:chans)
         self.channels: dict[str, int] = {}
+        #: members not offline with capacity on each channel (q:<queue>:on): the agents
+        #: staffed for a contact on that channel
+        self.on: dict[str, int] = {}
 
 
 class _Reservation:
@@ -368,13 +371,11 @@ class TenantCore:
             here = 0
             n = counts.get(q)
             if n is not None:
-                # (members with capacity on its channel: else the queue staffs nobody for it; no
-                # channel listed at all, as in Redis data from before the counts: as before)
+                # (its members signed in with capacity on its channel; Redis data from before
+                # the counts falls back on older ones, which this store never holds)
                 here = n.staffed
                 if here > 0:
-                    able = n.channels.get(c.cc)
-                    if not ((able > 0) if able is not None else not n.channels):
-                        here = 0
+                    here = n.on.get(c.cc, 0)
                 staffed = max(staffed, here)
             at = self.place_in(self.queue_waiting.get((q, c.cc)), c)
             if pos is None or at < pos:
@@ -606,6 +607,11 @@ class TenantCore:
             for n in ag.counts:
                 n.staffed += staffed
                 n.available += available
+        if staffed:
+            for n in ag.counts:
+                for ch, cap in ag.cap.items():
+                    if cap > 0:
+                        n.on[ch] = n.on.get(ch, 0) + staffed
 
     def queue_counts(self, queue: str) -> tuple[int, int]:
         """(staffed, available) of ``queue``: the sizes of the script's two sets."""
@@ -1021,6 +1027,8 @@ class TenantCore:
             n.available -= available
             for ch, cap in ag.cap.items():
                 n.channels[ch] -= cap > 0
+                if staffed and cap > 0:
+                    n.on[ch] -= 1
         # the channels made exclusive by this change
         gained = [x for x in spec.exclusive if x not in ag.excl] if ag.offers else []
         ag.cap = dict(spec.capacity)
@@ -1042,6 +1050,8 @@ class TenantCore:
             n.available += available
             for ch, cap in ag.cap.items():
                 n.channels[ch] = n.channels.get(ch, 0) + (cap > 0)
+                if staffed and cap > 0:
+                    n.on[ch] = n.on.get(ch, 0) + 1
         ag.excl = list(spec.exclusive)
         rescinded = self.rescind_invalid(ag, gained, now)
         ag.doc = spec.doc

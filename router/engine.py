@@ -40,6 +40,7 @@ from queues.contract import (
     Store,
 )
 from queues.contract import Step as StoreStep
+from queues.keys import valid_id
 
 CONTACT_FIELDS = ("channel", "language", "intent", "subject", "body")
 log = structlog.get_logger("switchboard.engine")
@@ -401,14 +402,20 @@ class Engine:
         return credit
 
     def _agent_list(self, memo: _Memo, inputs: _Inputs, rule: str) -> list[str]:
+        """The agents a preferred_agents step names, each once. The list comes from data (a
+        CRM's attributes), so a value no agent id could be (``valid_id``: one with ':', '|' or
+        braces would build another key of the store) names nobody, and counts as an error."""
         value, failed = memo.result(inputs)
         if not failed:
-            if isinstance(value, str):
-                return [value]
             try:
-                return [str(v) for v in value]
+                given = [value] if isinstance(value, str) else [str(v) for v in value]
             except TypeError:
                 pass
+            else:
+                agents = [a for a in dict.fromkeys(given) if valid_id(a)]
+                if len(agents) < len(set(given)):
+                    self._failed(f"rules.{rule}.agents")
+                return agents
         self._failed(f"rules.{rule}.agents")
         return []
 

@@ -347,16 +347,25 @@ local function waiting_out(c)
     local here = 0
     local n = redis.call('GET', K.queue_staffed(q))
     if n then
-      -- (a queue none of whose members has capacity on the contact's channel staffs nobody
-      -- for it: see upsert_agent's q:<queue>:chans)
-      -- (a hash not there at all: data from before it was kept; the queue counts as before)
+      -- (only its members signed in with capacity on the contact's channel staff the queue for
+      -- it: q:<queue>:on, see count_signed_in)
+      -- (without that hash, data from before it was kept: a queue none of whose members has
+      -- capacity on the channel staffs nobody for it, see upsert_agent's q:<queue>:chans;
+      -- without that one either, every member signed in counts, as before both)
       here = math.floor(n / 4294967296)
       if here > 0 then
-        local able = redis.call('HGET', K.queue_channels(q), c.cc)
-        if able then
-          if able + 0 == 0 then here = 0 end
-        elseif redis.call('EXISTS', K.queue_channels(q)) == 1 then
+        local on = redis.call('HGET', K.queue_signed_in(q), c.cc)
+        if on then
+          here = on + 0
+        elseif redis.call('EXISTS', K.queue_signed_in(q)) == 1 then
           here = 0
+        else
+          local able = redis.call('HGET', K.queue_channels(q), c.cc)
+          if able then
+            if able + 0 == 0 then here = 0 end
+          elseif redis.call('EXISTS', K.queue_channels(q)) == 1 then
+            here = 0
+          end
         end
       end
       if here > staffed then staffed = here end
@@ -710,14 +719,44 @@ local function staffing(st)
   return 4294967296
 end
 
--- Moves an agent to a state and keeps its queues' staffing counters in step; save_agent stores
+-- q:<queue>:on counts, per channel, the queue's members signed in (not offline) with capacity
+-- on it: the agents staffed for a contact on that channel (waiting_out), where q:<queue>:staffed
+-- counts every member signed in, whatever it can take. Kept by set_agent_state (to and from
+-- offline) and upsert_agent. A queue without it (data from before it was kept, or nobody ever
+-- signed in) has it counted from its members first, each as stored: the caller changes the
+-- counts for its agent after, and stores the agent after that.
+local function count_signed_in(q)
+  local key = K.queue_signed_in(q)
+  if redis.call('EXISTS', key) == 1 then return end
+  for _, member in ipairs(redis.call('SMEMBERS', K.queue_members(q))) do
+    local f = redis.call('HMGET', K.agent(member), 'st', 'cap')
+    if f[1] and f[1] ~= 'offline' and f[2] then
+      for ch, n in pairs(cjson.decode(f[2])) do
+        redis.call('HINCRBY', key, ch, n > 0 and '1' or '0')
+      end
+    end
+  end
+end
+
+-- Moves an agent to a state and keeps its queues' staffing counters in step (q:<queue>:on only
+-- when it signs in or out, so going available or away costs nothing more); save_agent stores
 -- it.
 local function set_agent_state(ag, state)
   local by = staffing(state) - staffing(ag.st)
+  local was_in = ag.st ~= 'offline'
   ag.st = state
   if by ~= 0 then
     by = fmt('%d', by)
     for _, q in ipairs(ag.qn) do redis.call('INCRBY', K.queue_staffed(q), by) end
+  end
+  if was_in ~= (state ~= 'offline') then
+    local one = was_in and '-1' or '1'
+    for _, q in ipairs(ag.qn) do
+      count_signed_in(q)
+      for ch, n in pairs(ag.cap) do
+        if n > 0 then redis.call('HINCRBY', K.queue_signed_in(q), ch, one) end
+      end
+    end
   end
 end
 

@@ -46,6 +46,14 @@ local function count_channels(q)
 end
 for _, q in ipairs(ag.qn) do count_channels(q) end
 for _, q in ipairs(uniq) do count_channels(q) end
+-- q:<queue>:on (count_signed_in) counts the same for the members signed in: an agent signed in
+-- moves there as in q:<queue>:chans (its queues' hashes counted first, while it is a member of
+-- each as before)
+local signed_in = ag.st ~= 'offline'
+if signed_in then
+  for _, q in ipairs(ag.qn) do count_signed_in(q) end
+  for _, q in ipairs(uniq) do count_signed_in(q) end
+end
 -- the agent's state counts in the staffing counters of its queues: out of the queues it leaves,
 -- into those it joins
 local count_in, had = staffing(ag.st), {}
@@ -71,6 +79,18 @@ local cap = cjson.decode(ARGV[4])
 for _, q in ipairs(uniq) do
   for ch, n in pairs(cap) do
     redis.call('HINCRBY', K.queue_channels(q), ch, n > 0 and '1' or '0')
+  end
+end
+if signed_in then
+  for _, q in ipairs(ag.qn) do
+    for ch, n in pairs(ag.cap) do
+      if n > 0 then redis.call('HINCRBY', K.queue_signed_in(q), ch, '-1') end
+    end
+  end
+  for _, q in ipairs(uniq) do
+    for ch, n in pairs(cap) do
+      if n > 0 then redis.call('HINCRBY', K.queue_signed_in(q), ch, '1') end
+    end
   end
 end
 local excl = cjson.decode(ARGV[6])

@@ -64,8 +64,8 @@ def lines_of(core: TenantCore, c: _Contact) -> tuple[int, int, list[tuple[str, i
     """The spec of a queued contact's place, from the records alone: (position, staffed,
     lines). A line per set it waits in (its step's queues, then its named agents): its place
     there is one more than the contacts waiting there ahead of it (a held callback: those with
-    a sort key up to its own); its staffing, for a queue, the members not offline when some
-    member has capacity on the contact's channel, for an agent, 1 when not offline. Its position
+    a sort key up to its own); its staffing, for a queue, the members not offline with capacity
+    on the contact's channel, for an agent, 1 when not offline. Its position
     is its best place among the lines somebody staffs (among all, when none is staffed);
     ``staffed`` the best queue's staffing plus its agents'."""
     step = c.steps[c.step]
@@ -84,8 +84,7 @@ def lines_of(core: TenantCore, c: _Contact) -> tuple[int, int, list[tuple[str, i
     best = 0
     for q in step.queues:
         members = [ag for ag in core.agents.values() if q in [mq for mq, _, _ in ag.qs]]
-        able = any(ag.cap.get(c.cc, 0) > 0 for ag in members)
-        here = sum(ag.st != "offline" for ag in members) if able else 0
+        here = sum(ag.st != "offline" and ag.cap.get(c.cc, 0) > 0 for ag in members)
         best = max(best, here)
         lines.append((q, place(lambda x, q=q: q in x.steps[x.step].queues), here))
     named = 0
@@ -262,6 +261,10 @@ def check_core(core: TenantCore) -> None:
         staffed = sum(ag.st != "offline" for ag in members)
         available = sum(ag.st == "available" for ag in members)
         assert core.queue_counts(q) == (staffed, available), f"{q} staffing"
+        count = core.queue_count.get(q)
+        for ch in ("voice", "chat", "email", "sms"):
+            signed_in = sum(ag.st != "offline" and ag.cap.get(ch, 0) > 0 for ag in members)
+            assert (count.on.get(ch, 0) if count else 0) == signed_in, f"{q} {ch} signed in"
     for (q, ch), free in core.queue_free.items():
         for aid in free:
             ag = agents[aid]

@@ -224,15 +224,16 @@ async def test_ended_reservations_expire(redis_client: Redis, tenant: str) -> No
 async def test_queues_without_channel_counts_staff_as_before(
     redis_client: Redis, tenant: str
 ) -> None:
-    """Data from before the per-channel counts (no q:<queue>:chans) keeps counting every
-    staffed member, so an upgrade does not take every estimate away; the next upsert of a
-    member counts the queue's channels from all its members, and they stay right."""
+    """Data from before the per-channel counts (no q:<queue>:chans, no q:<queue>:on) keeps
+    counting every staffed member, so an upgrade does not take every estimate away; the next
+    upsert of a member counts the queue's channels from all its members, and they stay right."""
     store = RedisStore(redis_client)
     await store.upsert_agent(tenant, agent("a1", capacity={"voice": 1}), T0)
     await store.set_agent_state(tenant, "a1", "away", T0)
     await store.enqueue(tenant, contact("c1", channel="chat", now=T0 + 1), T0 + 1)
     assert (await store.contact_status(tenant, "c1")).staffed == 0
-    assert await redis_client.delete(Keys(tenant).queue_channels("q1")) == 1
+    keys = Keys(tenant)
+    assert await redis_client.delete(keys.queue_channels("q1"), keys.queue_signed_in("q1")) == 2
     assert (await store.contact_status(tenant, "c1")).staffed == 1
     # the next upsert of any member counts the queue's channels from all its members first
     await store.upsert_agent(tenant, agent("a2", capacity={"voice": 1}), T0 + 2)
@@ -246,6 +247,32 @@ async def test_queues_without_channel_counts_staff_as_before(
     assert (c1.staffed, c2.staffed) == (0, 2)
     await store.upsert_agent(tenant, agent("a1", ["q2"], capacity={"voice": 1}), T0 + 5)
     assert await redis_client.hgetall(Keys(tenant).queue_channels("q1")) == {b"voice": b"1"}
+
+
+async def test_queues_without_signed_in_counts_count_them_from_their_members(
+    redis_client: Redis, tenant: str
+) -> None:
+    """Data from before q:<queue>:on (the members signed in, per channel) has it counted from
+    the queue's members at the next sign-in, sign-out or upsert of one: until then a queue
+    staffs a contact as q:<queue>:chans says, and from then on by channel."""
+    store = RedisStore(redis_client)
+    keys = Keys(tenant)
+    await store.upsert_agent(tenant, agent("a1", capacity={"voice": 1}), T0)
+    await store.upsert_agent(tenant, agent("a2", capacity={"chat": 1}), T0)
+    await store.upsert_agent(tenant, agent("a3", capacity={"voice": 1}), T0)
+    for aid in ("a1", "a2"):
+        await store.set_agent_state(tenant, aid, "away", T0)
+    await store.enqueue(tenant, contact("c1", now=T0 + 1), T0 + 1)
+    assert (await store.contact_status(tenant, "c1")).staffed == 1
+    assert await redis_client.delete(keys.queue_signed_in("q1")) == 1
+    assert (await store.contact_status(tenant, "c1")).staffed == 2  # as before: a1 and a2
+    await store.set_agent_state(tenant, "a3", "away", T0 + 2)  # counted first, then a3 added
+    assert await redis_client.hgetall(keys.queue_signed_in("q1")) == {b"voice": b"2", b"chat": b"1"}
+    assert (await store.contact_status(tenant, "c1")).staffed == 2  # a1 and a3
+    assert await redis_client.delete(keys.queue_signed_in("q1")) == 1
+    await store.upsert_agent(tenant, agent("a1", ["q2"], capacity={"voice": 1}), T0 + 3)
+    assert await redis_client.hgetall(keys.queue_signed_in("q1")) == {b"voice": b"1", b"chat": b"1"}
+    assert (await store.contact_status(tenant, "c1")).staffed == 1  # a3
 
 
 async def test_unreachable_server_raises_store_unavailable(tmp_path: Path, tenant: str) -> None:

@@ -72,6 +72,28 @@ async def test_a_queue_staffs_nobody_for_a_channel_its_members_cannot_take(
     assert (c1.staffed, c2.staffed) == (0, 0)  # a1 left q1
 
 
+async def test_a_blended_queue_staffs_a_contact_with_its_signed_in_members_of_that_channel(
+    store: Store, tenant: str
+) -> None:
+    """In a queue of voice and chat agents, a call counts only the voice agents signed in: with
+    the voice agent offline and a chat agent available nobody is staffed for it (no estimate),
+    and it follows sign-ins, sign-outs and capacity changes."""
+    await ready(store, tenant, agent("chat1", capacity={"chat": 2}))
+    await store.upsert_agent(tenant, agent("voice1", capacity={"voice": 1}), T0)
+    await store.enqueue(tenant, contact("c1", now=T0 + 1), T0 + 1)
+    assert (await store.contact_status(tenant, "c1")).staffed == 0
+    await store.set_agent_state(tenant, "voice1", "away", T0 + 2)
+    assert (await store.contact_status(tenant, "c1")).staffed == 1
+    await store.set_agent_state(tenant, "voice1", "offline", T0 + 3)
+    assert (await store.contact_status(tenant, "c1")).staffed == 0
+    # the chat agent gains voice capacity while its state stays; then loses it again
+    await store.set_agent_state(tenant, "chat1", "away", T0 + 4)
+    await store.upsert_agent(tenant, agent("chat1", capacity={"voice": 1, "chat": 2}), T0 + 5)
+    assert (await store.contact_status(tenant, "c1")).staffed == 1
+    await store.upsert_agent(tenant, agent("chat1", capacity={"chat": 2}), T0 + 6)
+    assert (await store.contact_status(tenant, "c1")).staffed == 0
+
+
 async def test_stats_are_per_day(store: Store, tenant: str) -> None:
     """Counters restart at midnight UTC: yesterday's contacts are not in today's snapshot."""
     day = 86_400_000

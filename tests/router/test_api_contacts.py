@@ -391,6 +391,26 @@ async def test_position_and_estimated_wait(api: Api) -> None:
     assert (now["position"], now["estimated_wait_seconds"]) == (2, 360.0)
 
 
+async def test_a_call_in_a_blended_queue_has_no_estimate_while_only_chat_agents_work(
+    api: Api,
+) -> None:
+    """In a queue of voice and chat agents, a caller gets no estimate while the voice agents
+    are signed out and a chat agent works, and one counting the voice agents once they sign in."""
+    await api.agent("cleo", {"chat": 2}, billing=5)
+    await api.agent("vic", {"voice": 1}, billing=5)
+    await api.state("cleo", "available")
+    call = await api.contact()
+    assert (call["status"], call["position"], call["estimated_wait_seconds"]) == (
+        "queued",
+        1,
+        None,
+    )
+    await api.state("vic", "away")
+    now = await api.get(f"/v1/contacts/{call['id']}")
+    # position 1 x the default 180 s handle time / 1 voice agent staffed (cleo takes no calls)
+    assert (now["position"], now["estimated_wait_seconds"]) == (1, 180.0)
+
+
 async def test_after_an_escalation_position_is_the_best_place_of_its_queues(
     make_api: ApiFactory, tmp_path: Path
 ) -> None:
@@ -572,6 +592,42 @@ async def test_rules_route_by_the_callers_country(make_api: ApiFactory, tmp_path
         ("mexico", "from-mexico"),
         ("billing", "default"),
     ]
+
+
+BY_ADVISOR = """\
+queues:
+  - {name: billing, agents: "agent.skills.billing >= 1"}
+rules:
+  - name: advised
+    when: "has(customer.attributes.advisor)"
+    steps:
+      - {target: preferred_agents, agents: "customer.attributes.advisor", queue: billing,
+         timeout_seconds: 30}
+      - {queue: billing}
+  - {name: default, when: "true", steps: [{queue: billing}]}
+"""
+
+
+async def test_a_preferred_agent_from_customer_data_that_no_agent_could_be_is_nobody(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """A preferred-agents list read from the CRM may hold anything: a value that is no agent id
+    (here one naming ann's line of contacts waiting for her) targets nobody, and the contact is
+    routed to the step's queue, instead of failing with a 500 halfway through the store's
+    script."""
+    path = tmp_path / "routing.yaml"
+    path.write_text(BY_ADVISOR)
+    api = await make_api(config=str(path))
+    await api.agent("ann", billing=5)
+    await api.state("ann", "away")
+    await api.ok("PUT", "/v1/customers/k1", {"attributes": {"advisor": "ann"}})
+    await api.ok("PUT", "/v1/customers/k2", {"attributes": {"advisor": "ann:w:voice"}})
+    first = await api.contact(customer_id="k1")  # waits for ann by name, and in billing
+    second = await api.contact(customer_id="k2")
+    assert (second["status"], second["rule"], second["position"]) == ("queued", "advised", 2)
+    await api.state("ann", "available")
+    assert (await api.get(f"/v1/contacts/{first['id']}"))["agent_id"] == "ann"
+    assert (await api.get(f"/v1/contacts/{second['id']}"))["position"] == 1
 
 
 async def test_the_offers_history_holds_the_configured_number_of_contacts(api: Api) -> None:

@@ -291,6 +291,35 @@ def test_failing_preferred_agents_skips_the_step() -> None:
     assert eng.cel_errors == {"rules.advised.agents": 1}
 
 
+def test_preferred_agents_keeps_only_ids_an_agent_can_have() -> None:
+    """A preferred-agents list from customer data names each agent once, and only by an id an
+    agent can have: a value with ':', '|' or braces (which would make another key of the
+    store), an empty one or one too long is nobody, and counts as an error."""
+    cfg = inline(
+        rules=[
+            {
+                "name": "advised",
+                "steps": [
+                    {
+                        "target": "preferred_agents",
+                        "agents": "customer.attributes.advisors",
+                        "timeout_seconds": 30,
+                    },
+                    {"queue": "b"},
+                ],
+            }
+        ]
+    )
+    eng = Engine(cfg, MemoryStore())
+    advisors = ["ag1", "ag1:w:voice", "", "x" * 129, "{t}", "a|b", "ag2", "ag1"]
+    d = decide(eng, customer={"attributes": {"advisors": advisors}})
+    assert d.steps[0] == Step((), ("ag1", "ag2"), 30_000)
+    assert eng.cel_errors == {"rules.advised.agents": 1}
+    d = decide(eng, customer={"attributes": {"advisors": "ag1:declined"}})
+    assert (d.steps, d.skipped_steps) == ([Step(("b",), (), 0)], 1)
+    assert eng.cel_errors == {"rules.advised.agents": 2}
+
+
 def test_service_level_segment_over_queue_over_channel() -> None:
     """The service level is the segment's, else the home queue's, else the channel's."""
     vip_sl = {"threshold_seconds": 5, "target": 0.95}
