@@ -240,9 +240,9 @@ def test_last_agent_step_is_skipped_without_a_last_agent(engine: Engine) -> None
     assert d.home_queue == "retention"
 
 
-def test_preferred_agents_from_a_cel_list() -> None:
-    """preferred_agents evaluates its CEL list per contact; a string is one agent."""
-    cfg = inline(
+def advised() -> RoutingConfig:
+    """One rule: the customer's advisors (a CEL list) for 30 s, then queue b."""
+    return inline(
         rules=[
             {
                 "name": "advised",
@@ -257,6 +257,11 @@ def test_preferred_agents_from_a_cel_list() -> None:
             }
         ]
     )
+
+
+def test_preferred_agents_from_a_cel_list() -> None:
+    """preferred_agents evaluates its CEL list per contact; a string is one agent."""
+    cfg = advised()
     eng = Engine(cfg, MemoryStore())
     d = decide(eng, customer={"attributes": {"advisors": ["ag1", "ag2"]}})
     assert d.steps == [Step((), ("ag1", "ag2"), 30_000), Step(("b",), (), 0)]
@@ -267,21 +272,7 @@ def test_preferred_agents_from_a_cel_list() -> None:
 
 def test_failing_preferred_agents_skips_the_step() -> None:
     """A preferred-agents list that errors (or is empty) skips the step; errors are counted."""
-    cfg = inline(
-        rules=[
-            {
-                "name": "advised",
-                "steps": [
-                    {
-                        "target": "preferred_agents",
-                        "agents": "customer.attributes.advisors",
-                        "timeout_seconds": 30,
-                    },
-                    {"queue": "b"},
-                ],
-            }
-        ]
-    )
+    cfg = advised()
     eng = Engine(cfg, MemoryStore())
     d = decide(eng, customer={"attributes": {}})
     assert (d.steps, d.skipped_steps) == ([Step(("b",), (), 0)], 1)
@@ -295,21 +286,7 @@ def test_preferred_agents_keeps_only_ids_an_agent_can_have() -> None:
     """A preferred-agents list from customer data names each agent once, and only by an id an
     agent can have: a value with ':', '|' or braces (which would make another key of the
     store), an empty one or one too long is nobody, and counts as an error."""
-    cfg = inline(
-        rules=[
-            {
-                "name": "advised",
-                "steps": [
-                    {
-                        "target": "preferred_agents",
-                        "agents": "customer.attributes.advisors",
-                        "timeout_seconds": 30,
-                    },
-                    {"queue": "b"},
-                ],
-            }
-        ]
-    )
+    cfg = advised()
     eng = Engine(cfg, MemoryStore())
     advisors = ["ag1", "ag1:w:voice", "", "x" * 129, "{t}", "a|b", "ag2", "ag1"]
     d = decide(eng, customer={"attributes": {"advisors": advisors}})
