@@ -140,7 +140,8 @@ class RoutingConfig(_Model):
     queues: list[Queue] = Field(min_length=1)
     rules: list[Rule] = Field(min_length=1)
     suggestions: list[Suggestion] = Field(default_factory=list)
-    #: a contact on one of these channels blocks other offers to its agent
+    #: a contact on one of these channels blocks offers on the other channels to its agent (on
+    #: its own channel the capacity alone limits: [voice, chat] is a call or up to N chats)
     exclusive_channels: list[CapacityChannel] = Field(default_factory=lambda: ["voice"])  # type: ignore[arg-type]
     history_length: int = Field(default=20, ge=1, le=200)
 

@@ -247,8 +247,9 @@ class TenantCore:
         load = ag.load
         if load.get(ch, 0) >= ag.cap.get(ch, 0):
             return False
+        # (a contact on an exclusive channel blocks the other channels; its own, the capacity)
         for x in ag.excl:  # noqa: SIM110 (a loop is cheaper than any() on this hot path)
-            if load.get(x, 0) > 0:
+            if x != ch and load.get(x, 0) > 0:
                 return False
         return True
 
@@ -268,14 +269,18 @@ class TenantCore:
         """
         load, aid, listed = ag.load, ag.id, ag.listed
         ready = ag.st == "available"
+        # (the exclusive channel the agent has a contact on, which blocks every other channel;
+        # "" for none, and None when two do, which blocks every channel: see can_take)
+        only: str | None = ""
         if ready:
             for x in ag.excl:
                 if load.get(x, 0) > 0:
-                    ready = False
-                    break
+                    only = None if only else x
+                    if only is None:
+                        break
         key: tuple[int, int] | None = None
         for ch, cap in ag.cap.items():
-            if ready and load.get(ch, 0) < cap:
+            if ready and load.get(ch, 0) < cap and (only == "" or only == ch):
                 if key is None:
                     key = (ag.idle, self.busy_pct(ag) if ag.lb else 0)
                 ticket = listed.get(ch)
@@ -648,7 +653,7 @@ class TenantCore:
             load = ag.load
             invalid = (r.q != "" and r.q not in member) or load.get(ch, 0) > ag.cap.get(ch, 0)
             for x in gained:
-                if load.get(x, 0) - (x == ch) > 0:
+                if x != ch and load.get(x, 0) > 0:
                     invalid = True
             if invalid:
                 c, _ = self.end_offer(rid, "rescinded", now, ag)

@@ -149,13 +149,15 @@ local function drop_offer(of, rid)
   return sub(of, 1, at - 2) .. sub(of, at + #q)
 end
 
+-- (a contact on an exclusive channel blocks offers on the other channels; on its own channel
+-- the capacity alone decides: voice, or up to three chats)
 local function can_take(ag, ch)
   if ag.st ~= 'available' then return false end
   if (ag.load[ch] or 0) >= (ag.cap[ch] or 0) then return false end
   local excl = ag.excl
   if excl then
     for _, x in ipairs(excl) do
-      if (ag.load[x] or 0) > 0 then return false end
+      if x ~= ch and (ag.load[x] or 0) > 0 then return false end
     end
   end
   return true
@@ -830,7 +832,7 @@ local function rescind_invalid(ag, gained, now)
     local load, queue = ag.load, r[2] or ''
     local invalid = (queue ~= '' and not member[queue]) or (load[ch] or 0) > (ag.cap[ch] or 0)
     for _, x in ipairs(gained) do
-      if (load[x] or 0) - (x == ch and 1 or 0) > 0 then invalid = true end
+      if x ~= ch and (load[x] or 0) > 0 then invalid = true end
     end
     if invalid then
       local c = end_offer(rid, 'rescinded', now, ag)

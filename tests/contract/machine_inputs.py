@@ -46,7 +46,7 @@ MEMBERSHIPS = mostly(
     ),
     st.just([]),
 )
-EXCLUSIVE = st.sampled_from([["voice"], ["voice"], []])
+EXCLUSIVE = st.sampled_from([["voice"], ["voice"], [], ["voice", "chat"]])
 STATE = st.sampled_from(["available", "available", "available", *AGENT_STATES])
 
 STEP = st.builds(

@@ -30,11 +30,12 @@ def present(
 
 
 def free_for(ag: _Agent, ch: str) -> bool:
-    """The spec of free capacity: available, below capacity, no contact on an exclusive channel."""
+    """The spec of free capacity: available, below capacity, no contact on an exclusive channel
+    other than ``ch`` (an exclusive channel blocks the others; its own capacity limits itself)."""
     return (
         ag.st == "available"
         and ag.load.get(ch, 0) < ag.cap.get(ch, 0)
-        and all(ag.load.get(x, 0) == 0 for x in ag.excl)
+        and all(x == ch or ag.load.get(x, 0) == 0 for x in ag.excl)
     )
 
 

@@ -198,6 +198,24 @@ async def test_chat_does_not_block_voice(store: Store, tenant: str) -> None:
     assert blocked.events == []
 
 
+async def test_an_exclusive_channel_blocks_the_others_not_itself(store: Store, tenant: str) -> None:
+    """With chat exclusive and a chat capacity of 3, an agent on a chat is offered more chats
+    up to its capacity, and no call or email until its chats end ("voice or up to three
+    chats"); its capacity alone limits the channel itself."""
+    await ready(
+        store,
+        tenant,
+        agent("a1", capacity={"voice": 1, "chat": 3, "email": 1}, exclusive=["chat", "voice"]),
+    )
+    for n in range(3):
+        out = await store.enqueue(tenant, contact(f"c{n}", channel="chat"), T0 + 1 + n)
+        assert offers(out.events) == [("a1", f"c{n}", "q1")]
+    for n, channel in ((3, "voice"), (4, "email"), (5, "chat")):
+        out = await store.enqueue(tenant, contact(f"c{n}", channel=channel), T0 + 10 + n)
+        assert (out.value.contact.status, out.events) == ("queued", []), channel
+    assert (await store.agent_status(tenant, "a1")).load == {"chat": 3}
+
+
 async def test_channel_without_capacity_is_never_offered(store: Store, tenant: str) -> None:
     """An agent without email capacity is not offered email, however free it is."""
     await ready(store, tenant, agent("a1", capacity={"voice": 1}))
