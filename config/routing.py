@@ -97,6 +97,9 @@ class Step(_Model):
     target: Literal["last_agent", "preferred_agents"] | None = None
     agents: str | None = None
     timeout_seconds: Seconds | None = None
+    #: how long an offer to an agent the target names stands (default 15 s; a queue's offers
+    #: use the queue's own offer_timeout_seconds)
+    offer_timeout_seconds: Seconds | None = None
 
     _check_agents = field_validator("agents")(lambda v: v if v is None else _cel("rule")(v))
 
@@ -264,6 +267,11 @@ def _step_problems(step: Mapping[str, Any]) -> list[str]:
         out.append("target preferred_agents needs `agents`: a CEL list of agent ids")
     if step.get("agents") and target != "preferred_agents":
         out.append("`agents` only goes with target: preferred_agents")
+    if step.get("offer_timeout_seconds") is not None and target is None:
+        out.append(
+            "`offer_timeout_seconds` on a step is for the agents its `target` names; a queue's"
+            " offers take the queue's own `offer_timeout_seconds`"
+        )
     return out
 
 

@@ -42,9 +42,15 @@ class Step:
     queues: tuple[str, ...] = ()
     agents: tuple[str, ...] = ()
     timeout_ms: int = 0  # 0: no escalation (the last step)
+    #: how long an offer to one of ``agents`` stands (ms); 0: the contact's default for offers
+    #: by name (``NewContact.offer_timeouts_ms[""]``)
+    agent_offer_ms: int = 0
 
     def wire(self) -> dict[str, Any]:
-        return {"q": list(self.queues), "a": list(self.agents), "t": self.timeout_ms}
+        out: dict[str, Any] = {"q": list(self.queues), "a": list(self.agents), "t": self.timeout_ms}
+        if self.agent_offer_ms:
+            out["ao"] = self.agent_offer_ms
+        return out
 
 
 @dataclass(slots=True)

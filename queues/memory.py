@@ -451,7 +451,10 @@ class TenantCore:
         if waiting:
             self.remove_waiting(c)
         ot = c.ot
-        exp = now + (ot[queue] if queue in ot else ot[""])
+        if queue:
+            exp = now + ot.get(queue, ot[""])
+        else:  # (an offer by name: its step's own time, else the contact's default)
+            exp = now + (c.steps[c.step].agent_offer_ms or ot[""])
         if queue != "":
             c.queue = queue
         c.st, c.agent, c.res = "offered", ag.id, rid

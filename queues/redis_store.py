@@ -81,7 +81,7 @@ def _wire_steps(steps: list[Step], timeouts: dict[str, int]) -> tuple[str, str, 
                 "o": [timeouts.get(q, default) for q in s.queues],
             }
             if s.agents:  # (a step without agents has neither: less for Lua to decode)
-                step["a"], step["ao"] = s.agents, default
+                step["a"], step["ao"] = s.agents, s.agent_offer_ms or default
             out.append(step)
         if len(_WIRED) >= _WIRED_MAX:
             _WIRED.clear()

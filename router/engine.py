@@ -165,6 +165,7 @@ class _RuleStep:
     target: str | None
     agents: _Memo | None
     timeout_ms: int
+    agent_offer_ms: int  # an offer to the agents the target names (0: the default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +238,7 @@ class Engine:
                 st.target,
                 _Memo(compile_expr(st.agents, "rule")) if st.agents else None,
                 _ms(st.timeout_seconds or 0.0),
+                _ms(st.offer_timeout_seconds or 0.0),
             )
             for st in rule.steps
         )
@@ -354,7 +356,7 @@ class Engine:
             if not st.queues and not agents:
                 skipped += 1  # nobody to target (no last agent): go straight to the next step
                 continue
-            steps.append(StoreStep(st.queues, tuple(agents), st.timeout_ms))
+            steps.append(StoreStep(st.queues, tuple(agents), st.timeout_ms, st.agent_offer_ms))
         home = next(q for s in steps for q in s.queues)
         queue = self.queue_config[home]
         level = (

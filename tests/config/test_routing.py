@@ -229,6 +229,10 @@ def test_empty_expression_is_rejected() -> None:
         ({}, "a step needs `queue`, `queues` or `target`"),
         ({"target": "preferred_agents"}, "target preferred_agents needs `agents`"),
         ({"queue": "billing", "agents": "['a1']"}, "`agents` only goes with target"),
+        (
+            {"queue": "billing", "offer_timeout_seconds": 30},
+            "`offer_timeout_seconds` on a step is for the agents its `target` names",
+        ),
     ],
 )
 def test_step_shape_problems(step: dict[str, Any], message: str) -> None:

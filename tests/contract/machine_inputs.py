@@ -57,6 +57,7 @@ STEP = st.builds(
     ),
     agents=st.lists(st.sampled_from(AGENTS), max_size=1).map(tuple),
     timeout_ms=st.sampled_from([1_000, 5_000, 20_000]),
+    agent_offer_ms=st.sampled_from([0, 0, 3_000]),
 ).filter(lambda s: bool(s.queues or s.agents))
 Arrival = tuple[str, int, list[Step], tuple[str, str]]
 ARRIVAL = st.tuples(

@@ -245,12 +245,15 @@ class StoreMachine(RuleBasedStateMachine):
         if aid not in self.agents:
             self.agents.append(aid)
         # no offer it had is left blocked by a channel this change made exclusive: none of its
-        # other contacts (held, or offered before the change) is on such a channel
+        # other contacts (held, or offered before the change) is on such a channel, other than
+        # the offer's own (an exclusive channel blocks the others, not itself)
         core = self.core
         mine = [c for c in core.contacts.values() if c.agent == aid and c.st in HELD]
         for rid in core.agents[aid].offers & kept:
+            ch = next(c.cc for c in mine if c.res == rid)
             others = [c.cc for c in mine if c.res != rid and (c.st != "offered" or c.res in kept)]
-            assert not set(others) & set(gained), f"{rid} kept beside {others}, {gained} exclusive"
+            blocking = (set(others) & set(gained)) - {ch}
+            assert not blocking, f"{rid} ({ch}) kept beside {others}, {gained} exclusive"
 
     @rule(aid=st.sampled_from((*AGENTS, "ghost")), state=STATE)
     def set_state(self, aid: str, state: AgentStateName) -> None:

@@ -9,7 +9,7 @@ step stays. Every test runs on both stores (see ``conftest.store``).
 from __future__ import annotations
 
 from queues.contract import Step, Store
-from tests.contract.conftest import T0, agent, contact, offers, ready
+from tests.contract.conftest import OFFER_MS, T0, agent, contact, offer_of, offers, ready
 from tests.contract.test_timers import LEASE_MS
 
 TARGETED = [Step((), ("a1",), 20_000), Step(("q1",))]
@@ -161,3 +161,24 @@ async def test_an_offer_by_name_names_no_queue(store: Store, tenant: str) -> Non
     from_queue = await store.pending_offers(tenant, "a2")
     assert [(p.contact_id, p.queue) for p in by_name] == [("c1", "")]
     assert [(p.contact_id, p.queue) for p in from_queue] == [("c2", "q1")]
+
+
+async def test_an_offer_by_name_stands_for_its_steps_own_time(store: Store, tenant: str) -> None:
+    """A step that names agents may set how long an offer to them stands; a step that does not
+    uses the contact's default for offers by name, and a queue's offer its queue's time."""
+    await ready(store, tenant, agent("a1", ()), T0)
+    own = [Step((), ("a1",), 60_000, agent_offer_ms=40_000), Step(("q1",))]
+    out = await store.enqueue(tenant, contact("c1", steps=own), T0 + 1)
+    assert offer_of(out.events, "c1")["x"] == T0 + 1 + 40_000
+    # (waiting first, for an agent away: the offer made when it comes back takes the step's
+    # time too)
+    await store.upsert_agent(tenant, agent("a2", ()), T0)
+    await store.set_agent_state(tenant, "a2", "away", T0)
+    waits = [Step((), ("a2",), 60_000, agent_offer_ms=25_000), Step(("q1",))]
+    await store.enqueue(tenant, contact("c2", steps=waits), T0 + 2)
+    back = await store.set_agent_state(tenant, "a2", "available", T0 + 3)
+    assert offer_of(back.events, "c2")["x"] == T0 + 3 + 25_000
+    await ready(store, tenant, agent("a3", ()), T0)
+    default = [Step((), ("a3",), 60_000), Step(("q1",))]
+    out = await store.enqueue(tenant, contact("c3", steps=default), T0 + 4)
+    assert offer_of(out.events, "c3")["x"] == T0 + 4 + OFFER_MS

@@ -232,6 +232,29 @@ def test_last_agent_step_targets_the_known_agent(engine: Engine) -> None:
     assert d.home_queue == "retention"
 
 
+def test_a_targeted_step_carries_its_offer_timeout() -> None:
+    """A step's own offer_timeout_seconds is how long an offer to the agents it names stands;
+    without it the store's default for offers by name applies (0 here)."""
+    cfg = inline(
+        rules=[
+            {
+                "name": "known",
+                "steps": [
+                    {"target": "last_agent", "timeout_seconds": 60, "offer_timeout_seconds": 45},
+                    {"target": "last_agent", "timeout_seconds": 30},
+                    {"queue": "b"},
+                ],
+            }
+        ]
+    )
+    d = decide(Engine(cfg, MemoryStore()), last_agent="ag7")
+    assert d.steps == [
+        Step((), ("ag7",), 60_000, agent_offer_ms=45_000),
+        Step((), ("ag7",), 30_000),
+        Step(("b",), (), 0),
+    ]
+
+
 def test_last_agent_step_is_skipped_without_a_last_agent(engine: Engine) -> None:
     """Without a last agent the last_agent step is skipped and counted; the rest stay."""
     d = decide(engine, {"intent": "billing"}, {"value": 3_000.0, "churn_risk": 0.8})
