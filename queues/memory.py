@@ -1185,7 +1185,10 @@ class TenantCore:
             return self.finish(Code.AGENT_NOT_FOUND)
         known = inst in self.instances
         n = max(n, 0)
-        self.set_sockets(aid, inst, n)
+        # (an unknown instance, swept while it lived on, sends every socket it holds with its
+        # next beat: sockets recorded for it now would only be swept again)
+        if known or n == 0:
+            self.set_sockets(aid, inst, n)
         gone: list[str] = []
         if n == 0:
             self.leave_if_absent(aid, now, gone)

@@ -1,5 +1,6 @@
 -- socket_closed: an instance closed a socket of the agent and now holds n of them (the count is
--- set, not taken from). With none left there, an agent left with no socket on any live instance
+-- set, not taken from; an instance without a record, swept, has only a count of 0 recorded:
+-- its next beat sends them all). With none left there, an agent left with no socket on any live instance
 -- goes offline as agent_offline does (pending offers rescinded, contacts back in line); one
 -- with a socket on another live instance keeps its state.
 -- KEYS[1]  tenant key prefix "sb:{tenant}:"
@@ -14,7 +15,10 @@ local now, aid, inst, n = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 if redis.call('HEXISTS', K.agent(aid), 'st') == 0 then return finish(E.AGENT_NOT_FOUND) end
 local known = redis.call('ZSCORE', K.instances(), inst) ~= false
 if n < 0 then n = 0 end
-set_sockets(aid, inst, n)
+-- (an unknown instance, swept while it lived on, sends every socket it holds with its next
+-- beat: sockets recorded for it now would only be swept again, perhaps by a stale second fire
+-- of its sweep before that beat, setting agents it serves offline)
+if known or n == 0 then set_sockets(aid, inst, n) end
 local gone = {}
 if n == 0 then leave_if_absent(aid, now, gone) end
 local out = '[]'

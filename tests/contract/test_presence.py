@@ -234,3 +234,28 @@ async def test_a_large_instance_is_swept_in_batches(store: Store, tenant: str) -
     done = await store.fire_timer(tenant, "i|i1", now)
     assert (done.value, done.events) == (False, [])
     assert {await state_of(store, tenant, a) for a in agents} == {"offline"}
+
+
+async def test_a_socket_closed_on_a_swept_instance_is_left_to_its_next_beat(
+    store: Store, tenant: str
+) -> None:
+    """An instance swept while it lived on closes one of the two sockets it holds: the store
+    does not record the one left (the instance is unknown; it sends every socket it holds with
+    its next beat), so a stale second fire of the sweep finds nothing to drop and the agent,
+    available again meanwhile, stays so."""
+    await ready(store, tenant, agent("a1"))
+    await store.socket_opened(tenant, "a1", "i1", 2, T0, TIMEOUT)
+    _, fired, _ = await fire_due(store, tenant, T0 + TIMEOUT)
+    assert fired == [True]
+    assert await state_of(store, tenant, "a1") == "offline"
+    await store.set_agent_state(tenant, "a1", "available", T0 + TIMEOUT + 1)
+    out = await store.socket_closed(tenant, "a1", "i1", 1, T0 + TIMEOUT + 2)
+    assert (out.value.known, out.value.offline) == (False, [])
+    again = await store.fire_timer(tenant, "i|i1", T0 + TIMEOUT + 3)
+    assert (again.value, again.events) == (False, [])
+    assert await state_of(store, tenant, "a1") == "available"
+    beat = await store.instance_beat(tenant, "i1", T0 + TIMEOUT + 4, TIMEOUT, {"a1": 1})
+    assert (beat.value.known, beat.value.offline) == (False, [])
+    _, fired, _ = await fire_due(store, tenant, T0 + TIMEOUT + 5)
+    assert fired == []
+    assert await state_of(store, tenant, "a1") == "available"

@@ -433,7 +433,8 @@ class StoreMachine(RuleBasedStateMachine):
             return
         known = inst in self.deadlines
         before = self.states()
-        self.record(inst, aid, n)
+        if known or n == 0:  # (a swept instance's sockets wait for its next beat)
+            self.record(inst, aid, n)
         out = self.both("socket_closed", aid, inst, n, self.now)
         gone = self.expect_offline([aid] if n == 0 else [], before)
         assert out.value == Presence(known, gone), (out.value, gone)
