@@ -102,7 +102,8 @@ class ContactState:
     #: a callback held out of line until this time (ms), else 0
     hold_ms: int = 0
     #: while queued, each set it waits in: (queue, or "" for an agent its step names, its
-    #: place there, agents staffed there for it); ``position`` is the best of these places
+    #: place there, the capacity staffed there for it: how many contacts on its channel the
+    #: agents signed in there can hold at once); ``position`` is the best of these places
     lines: list[tuple[str, int, int]] = field(default_factory=list)
 
 

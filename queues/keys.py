@@ -37,9 +37,13 @@ TEMPLATES: Final[dict[str, str]] = {
     "queue_age": "q:<queue>:age",
     "queue_held": "q:<queue>:held",
     "queue_members": "q:<queue>:members",
-    "queue_staffed": "q:<queue>:staffed",
+    "queue_staffing": "q:<queue>:staffing",
     "queue_channels": "q:<queue>:chans",
+    # the staffing counters of data layout 0, which upgrade_layout.lua replaces and deletes
+    "queue_staffed": "q:<queue>:staffed",
     "queue_signed_in": "q:<queue>:on",
+    # the tenant's data layout (upgrade_layout.lua): absent before layout 1
+    "layout": "layout",
     "queue_stats": "q:<queue>:stats",
     "customer": "cu:<customer>",
     "customer_history": "cu:<customer>:h",
@@ -116,8 +120,17 @@ class Keys:
     def queue_channels(self, queue: str) -> str:
         return self._key("queue_channels", queue=queue)
 
+    def queue_staffing(self, queue: str) -> str:
+        return self._key("queue_staffing", queue=queue)
+
+    def queue_staffed(self, queue: str) -> str:
+        return self._key("queue_staffed", queue=queue)
+
     def queue_signed_in(self, queue: str) -> str:
         return self._key("queue_signed_in", queue=queue)
+
+    def layout(self) -> str:
+        return self._key("layout")
 
     def customer(self, customer: str) -> str:
         return self._key("customer", customer=customer)

@@ -148,20 +148,23 @@ def _callback_view(view: str | None, number: str) -> str | None:
 class _QueueCount:
     """A queue's staffing: how many of its agents are not offline, and how many available.
 
-    The script's ``q:<queue>:staffed`` holds the same two counts in one integer (staffed * 2**32
-    + available): a state change updates an agent's few counters in place.
+    The script's ``q:<queue>:staffing`` holds these counts per capacity of the members (a field
+    per capacity, each the two counts in one integer: staffed * 2**32 + available); ``on`` and
+    ``slots`` are what the script sums from the fields naming a channel.
     """
 
-    __slots__ = ("available", "channels", "on", "staffed")
+    __slots__ = ("available", "channels", "on", "slots", "staffed")
 
     def __init__(self) -> None:
         self.staffed = 0
         self.available = 0
         #: members with capacity on each channel, whatever their state (q:<queue>:chans)
         self.channels: dict[str, int] = {}
-        #: members not offline with capacity on each channel (q:<queue>:on): the agents
-        #: staffed for a contact on that channel
+        #: members not offline with capacity on each channel: the agents staffed for a contact
+        #: on that channel
         self.on: dict[str, int] = {}
+        #: the contacts on each channel those members can hold at once (their capacities)
+        self.slots: dict[str, int] = {}
 
 
 class _Reservation:
@@ -373,33 +376,31 @@ class TenantCore:
         lines: list[tuple[str, int, int]] = []
         counts = self.queue_count
         for q in s.queues:
-            here = 0
+            here = slots = 0
             n = counts.get(q)
             if n is not None:
-                # (its members signed in with capacity on its channel; Redis data from before
-                # the counts falls back on older ones, which this store never holds)
-                here = n.staffed
-                if here > 0:
-                    here = n.on.get(c.cc, 0)
+                # (its members signed in with capacity on its channel, and that capacity)
+                here = n.on.get(c.cc, 0)
+                slots = n.slots.get(c.cc, 0)
                 staffed = max(staffed, here)
             at = self.place_in(self.queue_waiting.get((q, c.cc)), c)
             if pos is None or at < pos:
                 pos = at
             if here > 0 and (best is None or at < best):
                 best = at
-            lines.append((q, at, here))
+            lines.append((q, at, slots))
         if s.agents:
             named = 0
             for aid in s.agents:
                 ag = self.agents.get(aid)
-                here = 1 if ag is not None and ag.st != "offline" else 0
-                named += here
+                slots = ag.cap.get(c.cc, 0) if ag is not None and ag.st != "offline" else 0
+                named += slots > 0
                 at = self.place_in(self.agent_waiting.get((aid, c.cc)), c)
                 if pos is None or at < pos:
                     pos = at
-                if here > 0 and (best is None or at < best):
+                if slots > 0 and (best is None or at < best):
                     best = at
-                lines.append(("", at, here))
+                lines.append(("", at, slots))
             staffed += named
         return best or pos or 1, staffed, lines
 
@@ -620,6 +621,7 @@ class TenantCore:
                 for ch, cap in ag.cap.items():
                     if cap > 0:
                         n.on[ch] = n.on.get(ch, 0) + staffed
+                        n.slots[ch] = n.slots.get(ch, 0) + staffed * cap
 
     def queue_counts(self, queue: str) -> tuple[int, int]:
         """(staffed, available) of ``queue``: the sizes of the script's two sets."""
@@ -939,13 +941,8 @@ class TenantCore:
     def voice_reachable(self, s: Step) -> bool:
         for q in s.queues:
             n = self.queue_count.get(q)
-            if n is not None:
-                able = n.channels.get("voice")
-                if able is not None:
-                    if able > 0:
-                        return True
-                elif not n.channels and self.queue_members.get(q):
-                    return True
+            if n is not None and n.channels.get("voice", 0) > 0:
+                return True
         for aid in s.agents:
             ag = self.agents.get(aid)
             if ag is not None and ag.cap.get("voice", 0) > 0:
@@ -1037,6 +1034,7 @@ class TenantCore:
                 n.channels[ch] -= cap > 0
                 if staffed and cap > 0:
                     n.on[ch] -= 1
+                    n.slots[ch] -= cap
         # the channels made exclusive by this change
         gained = [x for x in spec.exclusive if x not in ag.excl] if ag.offers else []
         ag.cap = dict(spec.capacity)
@@ -1060,6 +1058,7 @@ class TenantCore:
                 n.channels[ch] = n.channels.get(ch, 0) + (cap > 0)
                 if staffed and cap > 0:
                     n.on[ch] = n.on.get(ch, 0) + 1
+                    n.slots[ch] = n.slots.get(ch, 0) + cap
         ag.excl = list(spec.exclusive)
         rescinded = self.rescind_invalid(ag, gained, now)
         ag.doc = spec.doc

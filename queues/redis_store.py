@@ -124,6 +124,13 @@ class RedisStore(Store):
             loaded += 1
         return loaded
 
+    async def upgrade_layout(self, tenant: str) -> tuple[int, int, int]:
+        """Bring the tenant's data to the layout the scripts keep (upgrade_layout.lua), once;
+        returns (the layout found, the layout now, how many agents it counted again). Run
+        before serving: instances sharing a Redis all run the same version."""
+        payload, _ = c_.unpack(await self.run("upgrade_layout", tenant))
+        return int(payload["from"]), int(payload["to"]), int(payload["agents"])
+
     def _prefix(self, tenant: str) -> str:
         prefix = self._prefixes.get(tenant)
         if prefix is None:

@@ -51,6 +51,7 @@ SCRIPT_NAMES = (
     "socket_closed",
     "instance_beat",
     "sweep_instance",
+    "upgrade_layout",
 )
 
 # A top-level definition of lib.lua: "local function name(" or "local name =".

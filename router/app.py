@@ -28,7 +28,7 @@ from config.routing import RoutingConfig, demo_config_path, load_routing
 from config.settings import Settings
 from queues.customers import CustomerStore
 from queues.embedded import EmbeddedRedis
-from queues.errors import SwitchboardError
+from queues.errors import StoreUnavailable, SwitchboardError
 from queues.redis_store import RedisStore
 from router import appkeys as k
 from router import logs
@@ -164,6 +164,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     client = app[k.REDIS]
     store = RedisStore(client, settings.contact_retention_days)
     await store.load_scripts()
+    upgrading = asyncio.create_task(upgrade_layouts(store, settings.tenants()), name="layout")
     service = app[k.SERVICE] = Service(
         Engine(app[_CONFIG], store),
         store,
@@ -221,17 +222,49 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         max_sleep_ms=settings.timer_max_sleep_ms,
     )
     tasks = [
+        upgrading,
         asyncio.create_task(hub.listen(client), name="hub"),
         asyncio.create_task(timers.run(), name="timers"),
         asyncio.create_task(_refresh_stats(app), name="stats"),
         asyncio.create_task(_watch_clock(app), name="clock"),
         asyncio.create_task(presence.run(), name="presence"),
     ]
+    # (a Redis that does not answer holds the start up for 5 s at most: both carry on after)
+    ready_by = asyncio.get_running_loop().time() + 5.0
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(hub.ready.wait(), 5.0)
+    await asyncio.wait({upgrading}, timeout=max(0.0, ready_by - asyncio.get_running_loop().time()))
     yield
     await reloads.stop()
     await _stop(tasks)
+
+
+#: how soon a tenant's layout check is tried again when Redis could not answer it
+LAYOUT_RETRY_SECONDS = 1.0
+
+
+async def upgrade_layouts(store: RedisStore, tenants: list[str]) -> None:
+    """Bring each tenant's Redis data to the layout the scripts keep (``upgrade_layout.lua``),
+    before serving when Redis answers, else as soon as it does: the upgrade counts from the
+    agents' records, so the state changes made meanwhile are counted too."""
+    left, warned = list(tenants), set()
+    while True:
+        for tenant in list(left):
+            try:
+                found, now, agents = await store.upgrade_layout(tenant)
+            except StoreUnavailable as exc:
+                if tenant not in warned:  # (once: it is tried again every second)
+                    warned.add(tenant)
+                    log.warning("redis.layout_unchecked", tenant=tenant, error=str(exc))
+                continue
+            left.remove(tenant)
+            if found != now and agents:  # (a new tenant has its layout recorded, silently)
+                log.info(
+                    "redis.layout_upgraded", tenant=tenant, found=found, layout=now, agents=agents
+                )
+        if not left:
+            return
+        await asyncio.sleep(LAYOUT_RETRY_SECONDS)
 
 
 def _notices(reloads: ConfigReloads, cache: CustomerCache | None) -> Callable[[bytes], None]:

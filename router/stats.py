@@ -1,19 +1,22 @@
 """Per-queue figures derived from the store's counters: estimated wait and service level.
 
-Estimated wait for the contact at position k of a queue with n agents staffed is
-``k * AHT / n``: while every agent is busy, agents free up at a combined rate of n / AHT, and the
-contact is served at the k-th departure. AHT is today's mean handle time of the queue with its
-wrap-up (the store's ``(handle_ms + wrap_ms) / handled`` counters: an agent is busy until its
-wrap-up ends), or ``DEFAULT_AHT_SECONDS`` before any contact has been handled. For exponential
-handle times this is the mean of Gamma(k, n / AHT), the exact expected wait while all agents
-stay busy; ``tests/ops/ewt_eval.py`` measures it against actual
-waits through the real store (docs/operations.md has the figures, and the alternatives tried).
+Estimated wait for the contact at position k of a queue staffed for n contacts at once (the
+capacity on the contact's channel of the members signed in: a chat agent taking three chats
+counts three) is ``k * AHT / n``: while every place is busy, places free up at a combined rate
+of n / AHT, and the contact is served at the k-th departure. AHT is today's mean handle time
+of the queue with its wrap-up (the store's ``(handle_ms + wrap_ms) / handled`` counters: an
+agent is busy until its wrap-up ends), or ``DEFAULT_AHT_SECONDS`` before any contact has been
+handled. For exponential handle times this is the mean of Gamma(k, n / AHT), the exact
+expected wait while all places stay busy; ``tests/ops/ewt_eval.py`` measures it against
+actual waits through the real store (docs/operations.md has the figures, and the
+alternatives tried).
 A contact waiting in several lines at once (the queues of an escalated step, the agents a step
 names) is served by whichever reaches it first: its estimate is the shortest of its lines' own
-(``contact_wait``), each with its own place, AHT and staffing (a named agent's line is one
-agent, with the AHT of the contact's queue). The shortest is the simplest figure that agrees
-with the position shown (the best place); it leaves out that the lines race each other, so it
-runs a little long when two lines are close.
+(``contact_wait``), each with its own place, AHT and staffing (a named agent's line is that
+agent's capacity on the channel, with the AHT of the contact's queue). The shortest is the
+simplest figure that agrees with the position shown (the best place); it leaves out that the
+lines race each other, so it runs a little long when two lines are close. The queue's own
+figure (``render``: a contact joining now, on whatever channel) divides by the agents staffed.
 Snapshots are refreshed in the background every few seconds and on every
 ``GET /v1/queues``, so creating a contact costs no extra Redis round trip.
 """

@@ -340,56 +340,43 @@ end
 -- It waits in every set of its step and is served by whichever reaches it first, so its place
 -- is the best of its places in the sets somebody staffs for it (of all, when nobody does): one
 -- ZRANK per set (a step names few). lines: per set,
--- [queue ('' for a named agent), place, agents staffed there for it], as the body of a JSON
--- list (the caller estimates each line's wait; queue names never need escaping).
+-- [queue ('' for a named agent), place, capacity staffed there for it (the contacts on its
+-- channel the agents signed in there can hold at once)], as the body of a JSON list (the caller
+-- estimates each line's wait; queue names never need escaping).
 local function waiting_out(c)
   local s, staffed, pos, best, lines = c.s, 0, nil, nil, ''
   local member = c.ks .. '|' .. c.id
+  -- (the staffing fields naming the contact's channel: see staff_field)
+  local mine = ',' .. c.cc .. '=(%d+),'
   for _, q in ipairs(s.q) do
-    local here = 0
-    local n = redis.call('GET', K.queue_staffed(q))
-    if n then
-      -- (only its members signed in with capacity on the contact's channel staff the queue for
-      -- it: q:<queue>:on, see count_signed_in)
-      -- (without that hash, data from before it was kept: a queue none of whose members has
-      -- capacity on the channel staffs nobody for it, see upsert_agent's q:<queue>:chans;
-      -- without that one either, every member signed in counts, as before both)
-      here = math.floor(n / 4294967296)
-      if here > 0 then
-        local on = redis.call('HGET', K.queue_signed_in(q), c.cc)
-        if on then
-          here = on + 0
-        elseif redis.call('EXISTS', K.queue_signed_in(q)) == 1 then
-          here = 0
-        else
-          local able = redis.call('HGET', K.queue_channels(q), c.cc)
-          if able then
-            if able + 0 == 0 then here = 0 end
-          elseif redis.call('EXISTS', K.queue_channels(q)) == 1 then
-            here = 0
-          end
-        end
+    local here, slots = 0, 0
+    local f = redis.call('HGETALL', K.queue_staffing(q))
+    for i = 1, #f, 2 do
+      local n = math.floor(f[i + 1] / 4294967296)
+      if n > 0 then
+        local cap = string.match(f[i], mine)
+        if cap then here, slots = here + n, slots + n * cap end
       end
-      if here > staffed then staffed = here end
     end
+    if here > staffed then staffed = here end
     local at = place_in(K.queue_waiting(q, c.cc), c, member)
     if pos == nil or at < pos then pos = at end
     if here > 0 and (best == nil or at < best) then best = at end
     if lines ~= '' then lines = lines .. ',' end
-    lines = lines .. '["' .. q .. fmt('",%d,%d]', at, here)
+    lines = lines .. '["' .. q .. fmt('",%d,%d]', at, slots)
   end
   if s.a then
     local named = 0
     for _, aid in ipairs(s.a) do
-      local here = 0
-      local st = redis.call('HGET', K.agent(aid), 'st')
-      if st and st ~= 'offline' then here = 1 end
-      named = named + here
+      local slots = 0
+      local f = redis.call('HMGET', K.agent(aid), 'st', 'prof')
+      if f[1] and f[1] ~= 'offline' then slots = cjson.decode(f[2])[1][c.cc] or 0 end
+      if slots > 0 then named = named + 1 end
       local at = place_in(K.agent_waiting(aid, c.cc), c, member)
       if pos == nil or at < pos then pos = at end
-      if here > 0 and (best == nil or at < best) then best = at end
+      if slots > 0 and (best == nil or at < best) then best = at end
       if lines ~= '' then lines = lines .. ',' end
-      lines = lines .. fmt('["",%d,%d]', at, here)
+      lines = lines .. fmt('["",%d,%d]', at, slots)
     end
     staffed = staffed + named
   end
@@ -713,52 +700,36 @@ local function forget_declines(c)
   end
 end
 
--- What an agent in state st adds to the counter q:<queue>:staffed of each of its queues: the
--- counter holds two counts in one integer, (agents not offline) * 2^32 + (agents available), so
--- that a change of state is one INCRBY per queue.
+-- What an agent in state st adds to its field of q:<queue>:staffing in each of its queues: a
+-- field holds two counts in one integer, (agents not offline) * 2^32 + (agents available), so
+-- that a change of state is one HINCRBY per queue.
 local function staffing(st)
   if st == 'available' then return 4294967297 elseif st == 'offline' then return 0 end
   return 4294967296
 end
 
--- q:<queue>:on counts, per channel, the queue's members signed in (not offline) with capacity
--- on it: the agents staffed for a contact on that channel (waiting_out), where q:<queue>:staffed
--- counts every member signed in, whatever it can take. Kept by set_agent_state (to and from
--- offline) and upsert_agent. A queue without it (data from before it was kept, or nobody ever
--- signed in) has it counted from its members first, each as stored: the caller changes the
--- counts for its agent after, and stores the agent after that.
-local function count_signed_in(q)
-  local key = K.queue_signed_in(q)
-  if redis.call('EXISTS', key) == 1 then return end
-  for _, member in ipairs(redis.call('SMEMBERS', K.queue_members(q))) do
-    local f = redis.call('HMGET', K.agent(member), 'st', 'cap')
-    if f[1] and f[1] ~= 'offline' and f[2] then
-      for ch, n in pairs(cjson.decode(f[2])) do
-        redis.call('HINCRBY', key, ch, n > 0 and '1' or '0')
-      end
-    end
+-- An agent's field in q:<queue>:staffing: its capacity on the channels it takes, as
+-- ',chat=3,voice=1,' (channels in order), so that the members staffed for a contact on a
+-- channel, and the contacts they can hold at once, are read from the fields naming it
+-- (waiting_out), and a change of state still writes one field per queue.
+local function staff_field(cap)
+  local parts = {}
+  for ch, n in pairs(cap) do
+    if n > 0 then parts[#parts + 1] = ch .. fmt('=%d', n) end
   end
+  if #parts > 1 then table.sort(parts) end
+  return ',' .. table.concat(parts, ',') .. ','
 end
 
--- Moves an agent to a state and keeps its queues' staffing counters in step (q:<queue>:on only
--- when it signs in or out, so going available or away costs nothing more); save_agent stores
+-- Moves an agent to a state and keeps its queues' staffing counters in step; save_agent stores
 -- it.
 local function set_agent_state(ag, state)
   local by = staffing(state) - staffing(ag.st)
-  local was_in = ag.st ~= 'offline'
   ag.st = state
   if by ~= 0 then
+    local field = staff_field(ag.cap)
     by = fmt('%d', by)
-    for _, q in ipairs(ag.qn) do redis.call('INCRBY', K.queue_staffed(q), by) end
-  end
-  if was_in ~= (state ~= 'offline') then
-    local one = was_in and '-1' or '1'
-    for _, q in ipairs(ag.qn) do
-      count_signed_in(q)
-      for ch, n in pairs(ag.cap) do
-        if n > 0 then redis.call('HINCRBY', K.queue_signed_in(q), ch, one) end
-      end
-    end
+    for _, q in ipairs(ag.qn) do redis.call('HINCRBY', K.queue_staffing(q), field, by) end
   end
 end
 

@@ -21,8 +21,10 @@ for _, q in ipairs(cjson.decode(ARGV[2])) do
   local stats = {}
   local flat = redis.call('HGETALL', stats_key(q, now))
   for i = 1, #flat, 2 do stats[flat[i]] = tonumber(flat[i + 1]) end
-  -- (staffed * 2^32 + available: see staffing)
-  local n = tonumber(redis.call('GET', K.queue_staffed(q)) or '0')
+  -- (the fields' sum: staffed * 2^32 + available, see staffing)
+  local n = 0
+  local f = redis.call('HGETALL', K.queue_staffing(q))
+  for i = 2, #f, 2 do n = n + f[i] end
   out[#out + 1] = {name = q, waiting = waiting, held = redis.call('ZCARD', K.queue_held(q)),
                    oldest = tonumber(first[2] or -1),
                    staffed = math.floor(n / 4294967296), available = n % 4294967296,

@@ -14,18 +14,11 @@ local now, cid, not_before = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[4])
 
 -- Whether someone step s sends the contact to could make a voice call: a member of one of its
 -- queues with voice capacity (q:<queue>:chans, whatever their state: an agent away or signed
--- out may come back), or an agent it names with voice capacity. A queue without the hash at all
--- but with members (data from before it was kept) is taken to have one, as waiting_out counts
--- its staff.
+-- out may come back), or an agent it names with voice capacity.
 local function voice_reachable(s)
   for _, q in ipairs(s.q) do
     local able = redis.call('HGET', K.queue_channels(q), 'voice')
-    if able then
-      if able + 0 > 0 then return true end
-    elseif redis.call('EXISTS', K.queue_channels(q)) == 0 and
-           redis.call('SCARD', K.queue_members(q)) > 0 then
-      return true
-    end
+    if able and able + 0 > 0 then return true end
   end
   if s.a then
     for _, aid in ipairs(s.a) do

@@ -28,69 +28,38 @@ for _, m in ipairs(qs) do
   keep[m[1]] = true
   names[#names + 1] = m[1]
 end
--- q:<queue>:chans counts, per channel, the queue's members with capacity on it (whatever their
--- state; a channel with capacity 0 is written as 0, so the hash lists every channel its members
--- name): out of its old queues with its old capacity, into its new ones with the new. A queue
--- without the hash (data from before it was kept) first gets it counted from its members, this
--- agent as it was included.
-local function count_channels(q)
-  if redis.call('EXISTS', K.queue_channels(q)) == 1 then return end
-  for _, member in ipairs(redis.call('SMEMBERS', K.queue_members(q))) do
-    local their = redis.call('HGET', K.agent(member), 'cap')
-    if their then
-      for ch, n in pairs(cjson.decode(their)) do
-        redis.call('HINCRBY', K.queue_channels(q), ch, n > 0 and '1' or '0')
-      end
-    end
-  end
-end
-for _, q in ipairs(ag.qn) do count_channels(q) end
-for _, q in ipairs(uniq) do count_channels(q) end
--- q:<queue>:on (count_signed_in) counts the same for the members signed in: an agent signed in
--- moves there as in q:<queue>:chans (its queues' hashes counted first, while it is a member of
--- each as before)
-local signed_in = ag.st ~= 'offline'
-if signed_in then
-  for _, q in ipairs(ag.qn) do count_signed_in(q) end
-  for _, q in ipairs(uniq) do count_signed_in(q) end
-end
--- the agent's state counts in the staffing counters of its queues: out of the queues it leaves,
--- into those it joins
+-- the agent's state counts in the staffing counters of its queues (see staff_field): out of the
+-- queues it leaves, into those it joins, and from its old capacity's field to its new one's
+local cap = cjson.decode(ARGV[4])
 local count_in, had = staffing(ag.st), {}
+local was_field, field = staff_field(ag.cap), staff_field(cap)
+local moved = was_field ~= field
 for _, q in ipairs(ag.qn) do
   had[q] = true
   for ch, _ in pairs(ag.cap) do redis.call('ZREM', K.queue_free(q, ch), aid) end
-  if not keep[q] then
-    redis.call('SREM', K.queue_members(q), aid)
-    if count_in ~= 0 then redis.call('INCRBY', K.queue_staffed(q), fmt('%d', -count_in)) end
+  if not keep[q] then redis.call('SREM', K.queue_members(q), aid) end
+  if count_in ~= 0 and (moved or not keep[q]) then
+    redis.call('HINCRBY', K.queue_staffing(q), was_field, fmt('%d', -count_in))
   end
 end
 if count_in ~= 0 then
   for _, q in ipairs(uniq) do
-    if not had[q] then redis.call('INCRBY', K.queue_staffed(q), fmt('%d', count_in)) end
+    if moved or not had[q] then
+      redis.call('HINCRBY', K.queue_staffing(q), field, fmt('%d', count_in))
+    end
   end
 end
+-- q:<queue>:chans counts, per channel, the queue's members with capacity on it (whatever their
+-- state; a channel with capacity 0 is written as 0, so the hash lists every channel its members
+-- name): out of its old queues with its old capacity, into its new ones with the new
 for _, q in ipairs(ag.qn) do
   for ch, n in pairs(ag.cap) do
     redis.call('HINCRBY', K.queue_channels(q), ch, n > 0 and '-1' or '0')
   end
 end
-local cap = cjson.decode(ARGV[4])
 for _, q in ipairs(uniq) do
   for ch, n in pairs(cap) do
     redis.call('HINCRBY', K.queue_channels(q), ch, n > 0 and '1' or '0')
-  end
-end
-if signed_in then
-  for _, q in ipairs(ag.qn) do
-    for ch, n in pairs(ag.cap) do
-      if n > 0 then redis.call('HINCRBY', K.queue_signed_in(q), ch, '-1') end
-    end
-  end
-  for _, q in ipairs(uniq) do
-    for ch, n in pairs(cap) do
-      if n > 0 then redis.call('HINCRBY', K.queue_signed_in(q), ch, '1') end
-    end
   end
 end
 local excl = cjson.decode(ARGV[6])

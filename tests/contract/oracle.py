@@ -65,10 +65,11 @@ def lines_of(core: TenantCore, c: _Contact) -> tuple[int, int, list[tuple[str, i
     """The spec of a queued contact's place, from the records alone: (position, staffed,
     lines). A line per set it waits in (its step's queues, then its named agents): its place
     there is one more than the contacts waiting there ahead of it (a held callback: those with
-    a sort key up to its own); its staffing, for a queue, the members not offline with capacity
-    on the contact's channel, for an agent, 1 when not offline. Its position
+    a sort key up to its own); its staffing, the capacity on the contact's channel of the
+    queue's members not offline, or of the named agent when not offline. Its position
     is its best place among the lines somebody staffs (among all, when none is staffed);
-    ``staffed`` the best queue's staffing plus its agents'."""
+    ``staffed`` the most agents staffing one of its queues for it, plus the named agents who
+    do."""
     step = c.steps[c.step]
 
     def place(waits_there: Any) -> int:
@@ -85,15 +86,16 @@ def lines_of(core: TenantCore, c: _Contact) -> tuple[int, int, list[tuple[str, i
     best = 0
     for q in step.queues:
         members = [ag for ag in core.agents.values() if q in [mq for mq, _, _ in ag.qs]]
-        here = sum(ag.st != "offline" and ag.cap.get(c.cc, 0) > 0 for ag in members)
-        best = max(best, here)
-        lines.append((q, place(lambda x, q=q: q in x.steps[x.step].queues), here))
+        signed_in = [ag for ag in members if ag.st != "offline"]
+        best = max(best, sum(ag.cap.get(c.cc, 0) > 0 for ag in signed_in))
+        slots = sum(ag.cap.get(c.cc, 0) for ag in signed_in)
+        lines.append((q, place(lambda x, q=q: q in x.steps[x.step].queues), slots))
     named = 0
     for aid in step.agents:
         ag = core.agents.get(aid)
-        here = int(ag is not None and ag.st != "offline")
-        named += here
-        lines.append(("", place(lambda x, aid=aid: aid in x.steps[x.step].agents), here))
+        slots = ag.cap.get(c.cc, 0) if ag is not None and ag.st != "offline" else 0
+        named += slots > 0
+        lines.append(("", place(lambda x, aid=aid: aid in x.steps[x.step].agents), slots))
     staffed_places = [at for _, at, here in lines if here > 0]
     position = min(staffed_places or [at for _, at, _ in lines], default=1)
     return position, best + named, lines
@@ -266,6 +268,8 @@ def check_core(core: TenantCore) -> None:
         for ch in ("voice", "chat", "email", "sms"):
             signed_in = sum(ag.st != "offline" and ag.cap.get(ch, 0) > 0 for ag in members)
             assert (count.on.get(ch, 0) if count else 0) == signed_in, f"{q} {ch} signed in"
+            slots = sum(ag.cap.get(ch, 0) for ag in members if ag.st != "offline")
+            assert (count.slots.get(ch, 0) if count else 0) == slots, f"{q} {ch} capacity"
     for (q, ch), free in core.queue_free.items():
         for aid in free:
             ag = agents[aid]

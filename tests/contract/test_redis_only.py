@@ -221,58 +221,68 @@ async def test_ended_reservations_expire(redis_client: Redis, tenant: str) -> No
         await store.accept(tenant, "r2", "a2", T0 + 20)
 
 
-async def test_queues_without_channel_counts_staff_as_before(
+async def test_upgrade_layout_counts_staffing_from_the_agents_once(
     redis_client: Redis, tenant: str
 ) -> None:
-    """Data from before the per-channel counts (no q:<queue>:chans, no q:<queue>:on) keeps
-    counting every staffed member, so an upgrade does not take every estimate away; the next
-    upsert of a member counts the queue's channels from all its members, and they stay right."""
-    store = RedisStore(redis_client)
-    await store.upsert_agent(tenant, agent("a1", capacity={"voice": 1}), T0)
-    await store.set_agent_state(tenant, "a1", "away", T0)
-    await store.enqueue(tenant, contact("c1", channel="chat", now=T0 + 1), T0 + 1)
-    assert (await store.contact_status(tenant, "c1")).staffed == 0
-    keys = Keys(tenant)
-    assert await redis_client.delete(keys.queue_channels("q1"), keys.queue_signed_in("q1")) == 2
-    assert (await store.contact_status(tenant, "c1")).staffed == 1
-    # the next upsert of any member counts the queue's channels from all its members first
-    await store.upsert_agent(tenant, agent("a2", capacity={"voice": 1}), T0 + 2)
-    await store.set_agent_state(tenant, "a2", "away", T0 + 2)
-    await store.enqueue(tenant, contact("c2", now=T0 + 3), T0 + 3)
-    for _ in range(2):  # the same spec again changes nothing
-        await store.upsert_agent(tenant, agent("a1", capacity={"voice": 1}), T0 + 4)
-    chans = await redis_client.hgetall(Keys(tenant).queue_channels("q1"))
-    assert chans == {b"voice": b"2"}
-    c1, c2 = [await store.contact_status(tenant, c) for c in ("c1", "c2")]
-    assert (c1.staffed, c2.staffed) == (0, 2)
-    await store.upsert_agent(tenant, agent("a1", ["q2"], capacity={"voice": 1}), T0 + 5)
-    assert await redis_client.hgetall(Keys(tenant).queue_channels("q1")) == {b"voice": b"1"}
-
-
-async def test_queues_without_signed_in_counts_count_them_from_their_members(
-    redis_client: Redis, tenant: str
-) -> None:
-    """Data from before q:<queue>:on (the members signed in, per channel) has it counted from
-    the queue's members at the next sign-in, sign-out or upsert of one: until then a queue
-    staffs a contact as q:<queue>:chans says, and from then on by channel."""
+    """Data of layout 0 (each queue's staffing one counter q:<queue>:staffed and per-channel
+    counts q:<queue>:on, q:<queue>:chans missing on older data) is recounted from the agents
+    into layout 1 by ``upgrade_layout``: the same staffing, lines and callbacks as data written
+    by these scripts, the old keys gone; a second run changes nothing."""
     store = RedisStore(redis_client)
     keys = Keys(tenant)
-    await store.upsert_agent(tenant, agent("a1", capacity={"voice": 1}), T0)
-    await store.upsert_agent(tenant, agent("a2", capacity={"chat": 1}), T0)
-    await store.upsert_agent(tenant, agent("a3", capacity={"voice": 1}), T0)
-    for aid in ("a1", "a2"):
+    await store.upsert_agent(tenant, agent("a1", ["q1", "q2"], capacity={"voice": 1}), T0)
+    await store.upsert_agent(tenant, agent("a2", capacity={"chat": 3}), T0)
+    await store.upsert_agent(tenant, agent("a3", capacity={"voice": 1, "chat": 2}), T0)
+    await store.upsert_agent(tenant, agent("a4", capacity={"voice": 1}), T0)  # offline
+    for aid in ("a1", "a2", "a3"):
         await store.set_agent_state(tenant, aid, "away", T0)
     await store.enqueue(tenant, contact("c1", now=T0 + 1), T0 + 1)
-    assert (await store.contact_status(tenant, "c1")).staffed == 1
-    assert await redis_client.delete(keys.queue_signed_in("q1")) == 1
-    assert (await store.contact_status(tenant, "c1")).staffed == 2  # as before: a1 and a2
-    await store.set_agent_state(tenant, "a3", "away", T0 + 2)  # counted first, then a3 added
-    assert await redis_client.hgetall(keys.queue_signed_in("q1")) == {b"voice": b"2", b"chat": b"1"}
-    assert (await store.contact_status(tenant, "c1")).staffed == 2  # a1 and a3
-    assert await redis_client.delete(keys.queue_signed_in("q1")) == 1
-    await store.upsert_agent(tenant, agent("a1", ["q2"], capacity={"voice": 1}), T0 + 3)
-    assert await redis_client.hgetall(keys.queue_signed_in("q1")) == {b"voice": b"1", b"chat": b"1"}
-    assert (await store.contact_status(tenant, "c1")).staffed == 1  # a3
+    await store.enqueue(tenant, contact("c2", channel="chat", now=T0 + 2), T0 + 2)
+    away = 2**32
+    assert await redis_client.hgetall(keys.queue_staffing("q1")) == {
+        b",voice=1,": str(away).encode(),
+        b",chat=3,": str(away).encode(),
+        b",chat=2,voice=1,": str(away).encode(),
+    }
+
+    async def seen() -> tuple[Any, ...]:
+        c1, c2 = [await store.contact_status(tenant, c) for c in ("c1", "c2")]
+        snaps = await store.queue_snapshot(tenant, ["q1", "q2"], T0 + 3)
+        return (
+            (c1.staffed, c1.lines),
+            (c2.staffed, c2.lines),
+            [(s.staffed, s.available) for s in snaps],
+            await redis_client.hgetall(keys.queue_channels("q1")),
+        )
+
+    written = await seen()
+    assert written[:3] == ((2, [("q1", 1, 2)]), (2, [("q1", 1, 5)]), [(3, 0), (1, 0)])
+    assert await store.upgrade_layout(tenant) == (0, 1, 4)  # none recorded yet: counted
+    assert await seen() == written
+    # the same agents as layout 0 kept them (q:<queue>:chans absent, as on the oldest data)
+    await redis_client.delete(
+        keys.queue_staffing("q1"),
+        keys.queue_staffing("q2"),
+        keys.queue_channels("q1"),
+        keys.layout(),
+    )
+    await redis_client.set(keys.queue_staffed("q1"), 3 * away)
+    await redis_client.set(keys.queue_staffed("q2"), away)
+    await redis_client.hset(keys.queue_signed_in("q1"), mapping={"voice": 2, "chat": 2})
+    assert (await store.contact_status(tenant, "c1")).lines == [("q1", 1, 0)]
+    assert await store.upgrade_layout(tenant) == (0, 1, 4)
+    assert await seen() == written
+    assert await redis_client.exists(keys.queue_staffed("q1"), keys.queue_signed_in("q1")) == 0
+    assert await redis_client.get(keys.layout()) == b"1"
+    before = {k: await redis_client.dump(k) for k in await all_keys(redis_client)}
+    assert await store.upgrade_layout(tenant) == (1, 1, 0)
+    assert {k: await redis_client.dump(k) for k in await all_keys(redis_client)} == before
+    # and the counts go on from there
+    await store.set_agent_state(tenant, "a4", "available", T0 + 4)
+    c1 = await store.contact_status(tenant, "c1")
+    assert (c1.status, c1.agent_id) == ("offered", "a4")
+    await store.set_agent_state(tenant, "a2", "offline", T0 + 5)
+    assert (await store.contact_status(tenant, "c2")).lines == [("q1", 1, 2)]
 
 
 async def test_unreachable_server_raises_store_unavailable(tmp_path: Path, tenant: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from queues.contract import QueueSnapshot, Store
+from queues.contract import QueueSnapshot, Step, Store
 from queues.errors import AgentNotFound, ContactNotFound, NotFound
 from tests.contract.conftest import T0, agent, contact, offers, ready
 
@@ -92,6 +92,33 @@ async def test_a_blended_queue_staffs_a_contact_with_its_signed_in_members_of_th
     assert (await store.contact_status(tenant, "c1")).staffed == 1
     await store.upsert_agent(tenant, agent("chat1", capacity={"chat": 2}), T0 + 6)
     assert (await store.contact_status(tenant, "c1")).staffed == 0
+
+
+async def test_a_line_counts_the_capacity_staffed_on_the_contacts_channel(
+    store: Store, tenant: str
+) -> None:
+    """A waiting contact's line carries how many contacts of its channel the agents signed in
+    there can hold at once (a chat agent of capacity 3 counts 3, a named agent its own
+    capacity), which is what its estimated wait divides by; ``staffed`` stays a count of
+    agents."""
+    await store.upsert_agent(tenant, agent("a1", capacity={"chat": 3}), T0)
+    await store.upsert_agent(tenant, agent("a2", capacity={"chat": 2, "voice": 1}), T0)
+    await store.upsert_agent(tenant, agent("a3", capacity={"voice": 1}), T0)
+    for aid in ("a1", "a2", "a3"):
+        await store.set_agent_state(tenant, aid, "away", T0)
+    await store.enqueue(tenant, contact("c1", channel="chat", now=T0 + 1), T0 + 1)
+    await store.enqueue(tenant, contact("c2", now=T0 + 2), T0 + 2)
+    named = [Step(queues=("q1",), agents=("a1",), timeout_ms=60_000)]
+    await store.enqueue(tenant, contact("c3", channel="chat", steps=named, now=T0 + 3), T0 + 3)
+    c1, c2, c3 = [await store.contact_status(tenant, c) for c in ("c1", "c2", "c3")]
+    assert (c1.staffed, c1.lines) == (2, [("q1", 1, 5)])
+    assert (c2.staffed, c2.lines) == (2, [("q1", 1, 2)])
+    assert (c3.staffed, c3.lines) == (3, [("q1", 2, 5), ("", 1, 3)])
+    await store.set_agent_state(tenant, "a1", "offline", T0 + 4)
+    await store.upsert_agent(tenant, agent("a2", capacity={"chat": 4, "voice": 1}), T0 + 5)
+    c1, c2, c3 = [await store.contact_status(tenant, c) for c in ("c1", "c2", "c3")]
+    assert (c1.staffed, c1.lines) == (1, [("q1", 1, 4)])
+    assert (c2.lines, c3.lines) == ([("q1", 1, 2)], [("q1", 2, 4), ("", 1, 0)])
 
 
 async def test_stats_are_per_day(store: Store, tenant: str) -> None:
