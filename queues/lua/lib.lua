@@ -10,7 +10,7 @@
 --     finding a free agent is one ZRANGE and never a scan over agents;
 --   * events are collected in EV as JSON, published once on the tenant's channel and returned;
 --   * timers set by a script are collected in TIMERS and added by finish with one ZADD (so a
---     script never removes or reads a timer it set itself);
+--     script never reads a timer it set itself, and drop_timer takes one out of TIMERS too);
 --   * numbers go to redis.call as strings where it is cheap to have them so (fmt('%d', n) or
 --     the caller's own string): Redis formats a Lua number argument with "%.17g", which costs
 --     more than the command itself for the small ones;
@@ -46,6 +46,18 @@ end
 local function set_timer(due, member)
   TIMERS[#TIMERS + 1] = due
   TIMERS[#TIMERS + 1] = member
+end
+
+-- Removes a timer, also from those this script has yet to add: one sweep may offer a contact
+-- to an agent and set that agent offline, rescinding the offer, before finish adds the timers.
+local function drop_timer(member)
+  for i = #TIMERS, 2, -2 do
+    if TIMERS[i] == member then
+      table.remove(TIMERS, i)
+      table.remove(TIMERS, i - 1)
+    end
+  end
+  redis.call('ZREM', K.timers(), member)
 end
 
 -- Byte-wise "a < b": Lua's own string comparison follows the server's locale (strcoll).
@@ -621,7 +633,7 @@ local function leave_dead_step(c, now)
   if c.step + 1 >= #steps then return false end
   local held = c.hold > 0
   if held then remove_held(c) else remove_waiting(c) end
-  if c.s.t > 0 then redis.call('ZREM', K.timers(), step_timer(c)) end
+  if c.s.t > 0 then drop_timer(step_timer(c)) end
   pass_dead(c, steps)
   redis.call('HSET', K.contact(c.id), 'step', c.step, 'queue', c.queue, 'cur', cjson.encode(c.s))
   if c.s.t > 0 then set_timer(now + c.s.t, step_timer(c)) end
@@ -685,7 +697,7 @@ local function end_offer(rid, status, now, ag)
   local r = redis.call('HMGET', K.reservation(rid), 'c', 'a')
   redis.call('HSET', K.reservation(rid), 'st', status)
   redis.call('EXPIRE', K.reservation(rid), ENDED_KEEP_S)
-  redis.call('ZREM', K.timers(), 'o|' .. rid)
+  drop_timer('o|' .. rid)
   local c = load_contact(r[1])
   ag = ag or load_agent(r[2])
   ag.of = drop_offer(ag.of, rid)

@@ -160,6 +160,28 @@ async def test_the_sweep_sets_a_dead_instances_agents_offline(store: Store, tena
     assert (await store.instance_beat(tenant, "i1", T0 + TIMEOUT + 1, TIMEOUT)).value.known is False
 
 
+async def test_an_offer_made_and_rescinded_in_one_sweep_leaves_no_timer(
+    store: Store, tenant: str
+) -> None:
+    """A sweep that rescinds an agent's offer may offer the contact to the next agent of the
+    same instance, whom it then sets offline too: that offer's timer goes with it (Redis kept
+    it, a stale timer that fired later for nothing; found by the long state machine run)."""
+    await ready(store, tenant, agent("a1", ["q1"]), T0)
+    await ready(store, tenant, agent("a2", ["q1"]), T0 + 1)
+    for aid in ("a1", "a2"):
+        await store.socket_opened(tenant, aid, "i1", 1, T0 + 1, TIMEOUT)
+    await store.enqueue(tenant, contact("c1", now=T0 + 2), T0 + 2)  # offered to a1 as r1
+    timers, fired, events = await fire_due(store, tenant, T0 + TIMEOUT + 1)
+    assert (timers, fired) == (["i|i1"], [True])
+    assert [(e["t"], e.get("r")) for e in events if e["t"] != "state"] == [
+        ("rescind", "r1"),
+        ("offer", "r2"),
+        ("rescind", "r2"),
+    ]
+    assert (await store.contact_status(tenant, "c1")).status == "queued"
+    assert (await fire_due(store, tenant, T0 + TIMEOUT + 60_000))[0] == []
+
+
 async def test_an_instance_heard_from_since_is_not_swept(store: Store, tenant: str) -> None:
     """A sweep timer claimed just before the instance beat again does nothing but wait for the
     new deadline."""
