@@ -20,7 +20,7 @@ for _, aid in ipairs(redis.call('SMEMBERS', K.agents())) do
   local f = redis.call('HMGET', K.agent(aid), 'st', 'prof')
   if f[1] and f[2] then
     local prof = cjson.decode(f[2])
-    agents[#agents + 1] = {f[1], prof[1], prof[2]}
+    agents[#agents + 1] = {f[1], prof[1], prof[2], staff_field(f[2])}
     for _, q in ipairs(prof[2]) do
       if not cleared[q] then
         cleared[q] = true
@@ -31,7 +31,7 @@ for _, aid in ipairs(redis.call('SMEMBERS', K.agents())) do
   end
 end
 for _, a in ipairs(agents) do
-  local by, field = staffing(a[1]), staff_field(a[2])
+  local by, field = staffing(a[1]), a[4]
   for _, q in ipairs(a[3]) do
     if by ~= 0 then redis.call('HINCRBY', K.queue_staffing(q), field, fmt('%d', by)) end
     for ch, n in pairs(a[2]) do

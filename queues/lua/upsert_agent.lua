@@ -32,7 +32,7 @@ end
 -- queues it leaves, into those it joins, and from its old capacity's field to its new one's
 local cap = cjson.decode(ARGV[4])
 local count_in, had = staffing(ag.st), {}
-local was_field, field = staff_field(ag.cap), staff_field(cap)
+local was_field, field = ag.pj and staff_field(ag.pj) or '{}', ARGV[4]
 local moved = was_field ~= field
 for _, q in ipairs(ag.qn) do
   had[q] = true

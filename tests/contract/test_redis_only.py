@@ -240,9 +240,9 @@ async def test_upgrade_layout_counts_staffing_from_the_agents_once(
     await store.enqueue(tenant, contact("c2", channel="chat", now=T0 + 2), T0 + 2)
     away = 2**32
     assert await redis_client.hgetall(keys.queue_staffing("q1")) == {
-        b",voice=1,": str(away).encode(),
-        b",chat=3,": str(away).encode(),
-        b",chat=2,voice=1,": str(away).encode(),
+        b'{"voice":1}': str(away).encode(),
+        b'{"chat":3}': str(away).encode(),
+        b'{"voice":1,"chat":2}': str(away).encode(),
     }
 
     async def seen() -> tuple[Any, ...]:
