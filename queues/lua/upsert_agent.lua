@@ -78,9 +78,9 @@ local rescinded = rescind_invalid(ag, gained, now)
 local qj, uj = '[]', '[]'
 if #names > 0 then qj = cjson.encode(names) end
 if #uniq == #names then uj = qj elseif #uniq > 0 then uj = cjson.encode(uniq) end
+ag.pj = '[' .. ARGV[4] .. ',' .. uj .. (ARGV[6] == '[]' and ']' or ',' .. ARGV[6] .. ']')
 redis.call('HSET', K.agent(aid), 'doc', ARGV[3], 'st', ag.st, 'cap', ARGV[4], 'qs', ARGV[5],
-           'qj', qj, 'prof', '[' .. ARGV[4] .. ',' .. uj .. (ARGV[6] == '[]' and ']' or
-                                                              ',' .. ARGV[6] .. ']'),
+           'qj', qj, 'prof', ag.pj,
            'load', cjson.encode(ag.load), 'idle', fmt('%d', ag.idle), 'of', ag.of)
 for _, q in ipairs(names) do redis.call('SADD', K.queue_members(q), aid) end
 refresh_free(ag)
