@@ -624,7 +624,7 @@ class TenantCore:
                         n.slots[ch] = n.slots.get(ch, 0) + staffed * cap
 
     def queue_counts(self, queue: str) -> tuple[int, int]:
-        """(staffed, available) of ``queue``: the sizes of the script's two sets."""
+        """(staffed, available) of ``queue``: the sums of the script's q:<queue>:staffing."""
         n = self.queue_count.get(queue)
         return (0, 0) if n is None else (n.staffed, n.available)
 
