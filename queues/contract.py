@@ -133,6 +133,9 @@ class QueueSnapshot:
     free: int = 0
     #: scheduled callbacks, out of line until their time (not in ``waiting``)
     held: int = 0
+    #: the contacts the agents staffed can hold at once, each agent counted for the most it
+    #: takes on one channel (a chat agent of capacity 3 counts 3): the queue's estimate
+    places: int = 0
 
 
 @dataclass(slots=True)
@@ -273,6 +276,7 @@ def queue_snapshot(raw: dict[str, Any]) -> QueueSnapshot:
         stats={k: int(v) for k, v in _dict(raw["stats"]).items()},
         free=raw["free"],
         held=raw["held"],
+        places=raw["places"],
     )
 
 

@@ -153,7 +153,7 @@ class _QueueCount:
     ``slots`` are what the script sums from the fields naming a channel.
     """
 
-    __slots__ = ("available", "channels", "on", "slots", "staffed")
+    __slots__ = ("available", "channels", "on", "places", "slots", "staffed")
 
     def __init__(self) -> None:
         self.staffed = 0
@@ -165,6 +165,8 @@ class _QueueCount:
         self.on: dict[str, int] = {}
         #: the contacts on each channel those members can hold at once (their capacities)
         self.slots: dict[str, int] = {}
+        #: the members not offline, each counted for its largest capacity on one channel
+        self.places = 0
 
 
 class _Reservation:
@@ -617,7 +619,9 @@ class TenantCore:
                 n.staffed += staffed
                 n.available += available
         if staffed:
+            most = max(ag.cap.values(), default=0)
             for n in ag.counts:
+                n.places += staffed * most
                 for ch, cap in ag.cap.items():
                     if cap > 0:
                         n.on[ch] = n.on.get(ch, 0) + staffed
@@ -1030,6 +1034,7 @@ class TenantCore:
         for n in ag.counts:  # counted again below, in its new queues
             n.staffed -= staffed
             n.available -= available
+            n.places -= staffed * max(ag.cap.values(), default=0)
             for ch, cap in ag.cap.items():
                 n.channels[ch] -= cap > 0
                 if staffed and cap > 0:
@@ -1054,6 +1059,7 @@ class TenantCore:
         for n in ag.counts:
             n.staffed += staffed
             n.available += available
+            n.places += staffed * max(ag.cap.values(), default=0)
             for ch, cap in ag.cap.items():
                 n.channels[ch] = n.channels.get(ch, 0) + (cap > 0)
                 if staffed and cap > 0:
@@ -1107,6 +1113,7 @@ class TenantCore:
             age = self.queue_age.get(q)
             first = _NEVER if age is None else age.lowest()
             staffed, available = self.queue_counts(q)
+            count = self.queue_count.get(q)
             out.append(
                 {
                     "name": q,
@@ -1116,6 +1123,7 @@ class TenantCore:
                     "staffed": staffed,
                     "available": available,
                     "free": free,
+                    "places": 0 if count is None else count.places,
                     "stats": dict(self.stats.get((q, now // 86400000), {})),
                 }
             )

@@ -16,7 +16,8 @@ names) is served by whichever reaches it first: its estimate is the shortest of 
 agent's capacity on the channel, with the AHT of the contact's queue). The shortest is the
 simplest figure that agrees with the position shown (the best place); it leaves out that the
 lines race each other, so it runs a little long when two lines are close. The queue's own
-figure (``render``: a contact joining now, on whatever channel) divides by the agents staffed.
+figure (``render``: a contact joining now, on whatever channel) divides by the contacts its
+agents staffed can hold at once, each agent counted for the most it takes on one channel.
 Snapshots are refreshed in the background every few seconds and on every
 ``GET /v1/queues``, so creating a contact costs no extra Redis round trip.
 """
@@ -114,6 +115,6 @@ class QueueStats:
                 # (an available agent may be busy: free capacity is what answers at once)
                 0.0
                 if snap.free > 0 and snap.waiting == 0
-                else self.estimated_wait(snap.name, snap.waiting + 1, snap.staffed, tenant)
+                else self.estimated_wait(snap.name, snap.waiting + 1, snap.places, tenant)
             ),
         )

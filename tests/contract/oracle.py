@@ -270,6 +270,8 @@ def check_core(core: TenantCore) -> None:
             assert (count.on.get(ch, 0) if count else 0) == signed_in, f"{q} {ch} signed in"
             slots = sum(ag.cap.get(ch, 0) for ag in members if ag.st != "offline")
             assert (count.slots.get(ch, 0) if count else 0) == slots, f"{q} {ch} capacity"
+        most = sum(max(ag.cap.values(), default=0) for ag in members if ag.st != "offline")
+        assert (count.places if count else 0) == most, f"{q} places"
     for (q, ch), free in core.queue_free.items():
         for aid in free:
             ag = agents[aid]

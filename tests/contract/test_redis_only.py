@@ -251,12 +251,12 @@ async def test_upgrade_layout_counts_staffing_from_the_agents_once(
         return (
             (c1.staffed, c1.lines),
             (c2.staffed, c2.lines),
-            [(s.staffed, s.available) for s in snaps],
+            [(s.staffed, s.available, s.places) for s in snaps],
             await redis_client.hgetall(keys.queue_channels("q1")),
         )
 
     written = await seen()
-    assert written[:3] == ((2, [("q1", 1, 2)]), (2, [("q1", 1, 5)]), [(3, 0), (1, 0)])
+    assert written[:3] == ((2, [("q1", 1, 2)]), (2, [("q1", 1, 5)]), [(3, 0, 6), (1, 0, 1)])
     assert await store.upgrade_layout(tenant) == (0, 1, 4)  # none recorded yet: counted
     assert await seen() == written
     # the same agents as layout 0 kept them (q:<queue>:chans absent, as on the oldest data)

@@ -3,7 +3,9 @@
 A scripted day through the real routing path: ``router.engine.Engine`` decides and enqueues
 into a ``MemoryStore`` (the Lua scripts mirrored in Python) on a manual clock. One voice queue,
 ``agents`` agents, Poisson arrivals at ``load`` x the agents' capacity, exponential handle times
-and, optionally, exponential patience. Agents accept every offer at once.
+and, optionally, exponential patience. Agents accept every offer at once. With ``--chat N``
+the contacts are chats and each agent takes N at once, each chat handled as if alone (the
+handle time does not grow with the chats an agent holds).
 
 At each arrival the contact gets the estimate the server would show (``QueueStats`` over a
 fresh snapshot: today's AHT from the store's counters, position and staffed agents from the
@@ -39,7 +41,8 @@ DAY_MS = 86_400_000
 #: a Monday 00:00 UTC, so the store's per-day counters start empty with the run
 START_MS = 1_700_438_400_000
 
-#: estimator name -> f(position, agents, aht seconds, today's ASA or None) -> seconds
+#: estimator name -> f(position, the capacity staffed (agents, for calls), aht seconds, today's
+#: ASA or None) -> seconds
 Estimator = Callable[[int, int, float, float | None], float]
 ESTIMATORS: dict[str, Estimator] = {
     # the k-th departure of n busy agents: mean of Gamma(k, n / AHT)
@@ -52,6 +55,9 @@ ESTIMATORS: dict[str, Estimator] = {
 
 #: the mean with the true AHT instead of the measured one: what a perfect AHT would give
 ORACLE = "mean, true AHT (oracle)"
+#: with chats: the mean over the agents staffed rather than their capacity (the server's
+#: estimate until 2026-11-24)
+BY_AGENTS = "mean k*AHT/agents"
 
 
 @dataclass
@@ -62,6 +68,7 @@ class EwtResult:
     aht_seconds: float
     patience_seconds: float | None
     seed: int
+    chat: int = 0  # chats each agent takes at once; 0: calls
     answered: int = 0
     abandoned: int = 0
     queued_answered: int = 0  # answered contacts that were shown an estimate
@@ -86,12 +93,16 @@ async def evaluate(
     aht_seconds: float = 240.0,
     patience_seconds: float | None = None,
     seed: int = 1,
+    chat: int = 0,
 ) -> EwtResult:
     """Run the scripted day and score every estimator against the actual waits."""
     rng = random.Random(seed)
     config = load_routing(
         {
-            "service_levels": {"voice": {"threshold_seconds": 20, "target": 0.8}},
+            "service_levels": {
+                "voice": {"threshold_seconds": 20, "target": 0.8},
+                "chat": {"threshold_seconds": 60, "target": 0.8},
+            },
             "queues": [{"name": QUEUE, "agents": "agent.skills.q >= 1"}],
             "rules": [{"name": "default", "steps": [{"queue": QUEUE}]}],
         }
@@ -100,12 +111,13 @@ async def evaluate(
     engine = Engine(config, store)
     clock = ManualClock(START_MS)
     stats = QueueStats(config)
+    channel, places = ("chat", chat) if chat else ("voice", 1)
     for i in range(agents):
-        doc = {"name": f"a{i}", "skills": {"q": 1}, "capacity": {"voice": 1}}
+        doc = {"name": f"a{i}", "skills": {"q": 1}, "capacity": {channel: places}}
         await engine.upsert_agent(TENANT, f"a{i}", doc, clock.now_ms())
         await engine.set_agent_state(TENANT, f"a{i}", "available", clock.now_ms())
 
-    rate_per_ms = load * agents / (aht_seconds * 1000)
+    rate_per_ms = load * agents * places / (aht_seconds * 1000)
     heap: list[tuple[int, int, str, str]] = []  # (due ms, tiebreak, kind, contact id)
     order = itertools.count()
     t = START_MS
@@ -137,10 +149,10 @@ async def evaluate(
             before = (await store.queue_snapshot(TENANT, [QUEUE], due))[0]
             stats.update(TENANT, [before], due)
             gauge[cid] = stats.render(TENANT, before, due).estimated_wait_seconds or 0.0
-            cview, uview = cel_views({"channel": "voice"}, None)
+            cview, uview = cel_views({"channel": channel}, None)
             decision = engine.decide(cview, uview, due)
-            doc = {"id": cid, "channel": "voice", "customer": {"segment": decision.segment}}
-            record = engine.new_contact(cid, decision, "voice", doc, {}, due)
+            doc = {"id": cid, "channel": channel, "customer": {"segment": decision.segment}}
+            record = engine.new_contact(cid, decision, channel, doc, {}, due)
             out = await engine.route(TENANT, record, due)
             state = out.value.contact
             if state.status == "queued" and state.position is not None:
@@ -149,11 +161,14 @@ async def evaluate(
                 aht = stats.aht(TENANT, QUEUE)
                 answered = snap.stats.get("answered", 0)
                 asa = snap.stats.get("wait_ms", 0) / answered / 1000 if answered else None
-                k, n = state.position, state.staffed
+                # (n: the capacity staffed on the contact's line, agents for calls)
+                k, n = state.position, state.lines[0][2]
                 guesses = {name: f(k, n, aht, asa) for name, f in ESTIMATORS.items()}
                 guesses[ORACLE] = k * aht_seconds / n
+                if chat:
+                    guesses[BY_AGENTS] = k * aht / state.staffed
                 predicted[cid] = guesses
-                server[cid] = stats.estimated_wait(QUEUE, k, n, TENANT) or 0.0
+                server[cid] = stats.contact_wait(QUEUE, state.lines, TENANT) or 0.0
             else:
                 predicted[cid] = None
             await take(out.events)
@@ -171,13 +186,13 @@ async def evaluate(
             abandoned += 1
             await take(gone.events)
 
-    result = EwtResult(contacts, agents, load, aht_seconds, patience_seconds, seed)
+    result = EwtResult(contacts, agents, load, aht_seconds, patience_seconds, seed, chat)
     result.answered = len(waits)
     result.abandoned = abandoned
     result.mean_wait_seconds = sum(waits.values()) / max(1, len(waits))
     queued = [cid for cid in waits if predicted[cid] is not None]
     result.queued_answered = len(queued)
-    for name in [*ESTIMATORS, ORACLE]:
+    for name in [*ESTIMATORS, ORACLE, *([BY_AGENTS] if chat else [])]:
         errs = [(predicted[cid] or {})[name] - waits[cid] for cid in queued]
         everyone = [
             (predicted[cid] or {}).get(name, 0.0) - waits[cid] if predicted[cid] else -waits[cid]
@@ -197,8 +212,10 @@ def _mean_abs(values: list[float]) -> float:
 
 def _print(r: EwtResult) -> None:
     print(
-        f"{r.contacts} contacts, {r.agents} agents, load {r.load}, AHT {r.aht_seconds} s, "
-        f"patience {r.patience_seconds} s, seed {r.seed}: {r.answered} answered "
+        f"{r.contacts} {'chats' if r.chat else 'contacts'}, {r.agents} agents"
+        f"{f' taking {r.chat} chats each' if r.chat else ''}, load {r.load}, "
+        f"AHT {r.aht_seconds} s, patience {r.patience_seconds} s, seed {r.seed}: "
+        f"{r.answered} answered "
         f"({r.queued_answered} queued first), {r.abandoned} abandoned, "
         f"mean wait {r.mean_wait_seconds:.1f} s"
     )
@@ -220,10 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aht", type=float, default=240.0)
     parser.add_argument("--patience", type=float, default=None)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--chat", type=int, default=0, help="chats, this many per agent at once")
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args(argv)
     result = asyncio.run(
-        evaluate(args.contacts, args.agents, args.load, args.aht, args.patience, args.seed)
+        evaluate(
+            args.contacts, args.agents, args.load, args.aht, args.patience, args.seed, args.chat
+        )
     )
     _print(result)
     if args.json_out:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from router.stats import gamma_median_factor
-from tests.ops.ewt_eval import ORACLE, evaluate
+from tests.ops.ewt_eval import BY_AGENTS, ORACLE, evaluate
 
 
 async def test_estimated_wait_error_is_small() -> None:
@@ -30,6 +30,18 @@ async def test_estimate_with_abandonment() -> None:
     assert r.abandoned > 0
     assert r.server_mae_queued < 30.0
     assert r.bias_queued["mean k*AHT/n"] > 0
+
+
+async def test_chat_estimates_count_the_chats_agents_take_at_once() -> None:
+    """Agents taking three chats each: the contact's estimate and the queue's gauge both divide
+    by the capacity staffed, so they stay as close as for calls (dividing by the agents made
+    them about three times too long)."""
+    r = await evaluate(contacts=3000, agents=10, load=0.9, aht_seconds=240.0, seed=1, chat=3)
+    assert r.answered == 3000
+    assert r.queued_answered > 1000
+    assert r.server_mae_queued < 1.15 * r.mae_queued[ORACLE]
+    assert r.server_mae_queued < 0.3 * r.mae_queued[BY_AGENTS]
+    assert r.gauge_mae_all < 1.15 * r.mae_all[ORACLE]
 
 
 def test_gamma_median_factor() -> None:

@@ -143,6 +143,19 @@ async def test_queue_wait_is_zero_only_with_free_capacity(api: Api) -> None:
     assert billing["estimated_wait_seconds"] == 180.0  # first in line x 180 s / 1 agent
 
 
+async def test_a_queue_of_chat_agents_estimates_by_their_capacity(api: Api) -> None:
+    """A queue's estimated wait divides by the contacts its agents can hold at once: two chat
+    agents of capacity 3 serve six chats side by side, not two."""
+    for name in ("ann", "bob"):
+        await api.agent(name, capacity={"chat": 3}, billing=5)
+        await api.state(name, "away")
+    for _ in range(5):
+        await api.contact(channel="chat", intent="billing", language="en")
+    billing = await api.get("/v1/queues/billing")
+    assert (billing["waiting"], billing["agents_staffed"]) == (5, 2)
+    assert billing["estimated_wait_seconds"] == 180.0  # sixth in line x 180 s / 6 places
+
+
 async def test_config_reload_applies_or_lists_every_error(
     make_api: ApiFactory, tmp_path: Path
 ) -> None:
