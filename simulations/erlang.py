@@ -14,8 +14,8 @@ from dataclasses import dataclass
 # Erlang A sums the birth-death chain until the neglected tail is below this share of the mass
 # summed so far; 1e-16 is under float resolution, so truncation cannot move any reported digit.
 TAIL_TOLERANCE = 1e-16
-# A chain this long means the patience is effectively infinite under overload; refuse rather
-# than loop for minutes.
+# A chain this long means the patience is effectively infinite for this load: the figures are
+# then Erlang A's limit as patience grows (`_unbounded_patience`), rather than minutes of loop.
 MAX_QUEUE_STATES = 2_000_000
 # Rows shown past the first count that meets the target, so planners see the marginal gain.
 EXTRA_ROWS = 3
@@ -105,6 +105,13 @@ def erlang_a_metrics(
         raise ValueError(f"patience must be positive and finite, got {patience_seconds}")
     mu, theta = 1.0 / aht_seconds, 1.0 / patience_seconds
     t = threshold_seconds
+    if (
+        n <= a
+        and (arrival_rate - n * mu) / theta + math.sqrt(arrival_rate / theta) > MAX_QUEUE_STATES
+    ):
+        # the queue settles near (arrival rate - service rate) / theta contacts, give or take
+        # sqrt(arrival rate / theta): too many states to sum, and waits beyond any threshold
+        return _unbounded_patience(arrival_rate, aht_seconds, n, t)
     # Weights are relative to state n; states below n sum to 1/B(n, a) - 1 by the Erlang B
     # identity, computed by a recursion that overflows to inf rather than raising.
     inv_b = 1.0
@@ -150,7 +157,7 @@ def erlang_a_metrics(
         if ratio < 1.0 and weight * ratio / (1.0 - ratio) <= TAIL_TOLERANCE * mass:
             break
         if j >= MAX_QUEUE_STATES:
-            raise ValueError("Erlang A chain did not converge; patience too long for this load")
+            return _unbounded_patience(arrival_rate, aht_seconds, n, t)
         weight *= ratio
         if weight > _RESCALE_ABOVE:
             # Every output is a ratio of these sums, so shrinking them all alike is harmless.
@@ -172,6 +179,20 @@ def erlang_a_metrics(
         abandon_rate=p_abandon,
         threshold_seconds=t,
     )
+
+
+def _unbounded_patience(
+    arrival_rate: float, aht_seconds: float, n: int, threshold_seconds: float
+) -> QueueMetrics:
+    """Erlang A's limit as patience grows without bound, for a patience too long to sum the
+    chain: Erlang C above the load; at or below it every contact waits without bound (nobody
+    is answered in time, as Erlang C shows an unstable count) and the arrivals beyond what the
+    agents can serve, a share 1 - n/a, abandon."""
+    a = arrival_rate * aht_seconds
+    if n > a:
+        return erlang_c_metrics(arrival_rate, aht_seconds, n, threshold_seconds)
+    abandon = 1.0 - n / a
+    return QueueMetrics(n, a, 1.0, 0.0, math.inf, math.inf, 1.0, abandon, threshold_seconds)
 
 
 def staffing_table(

@@ -77,6 +77,22 @@ def test_staff_erlang_a_reproduces_published_row(tmp_path: Path) -> None:
     assert "Erlang A" in data["stdout"]
 
 
+def test_staff_with_endless_patience_is_the_erlang_c_answer(tmp_path: Path) -> None:
+    """--patience 1e300 (no one ever gives up) answers as Erlang C does, exit 0, instead of
+    failing to sum the Erlang A chain."""
+    erlang_c = staff_json(tmp_path)
+    data = staff_json(tmp_path, "--patience", "1e300")
+    assert data["model"] == "erlang_a"
+    assert data["recommended"] == erlang_c["recommended"] == 14
+    rows = {r["agents"]: r for r in data["rows"]}
+    for row in erlang_c["rows"]:
+        assert rows[row["agents"]] == pytest.approx(row, rel=1e-12)
+    # at the load (A = 10) the queue never empties: nobody answered in time, nobody abandons
+    assert rows[10]["service_level"] == 0.0
+    assert rows[10]["asa_seconds"] is None
+    assert rows[10]["abandon_rate"] == 0.0
+
+
 def test_staff_without_load_is_a_usage_error() -> None:
     """`staff` with neither a load nor a scenario exits 2 and says what it needs."""
     done = switchboard("staff")

@@ -108,6 +108,45 @@ def test_erlang_a_long_patience_converges_to_erlang_c() -> None:
         assert gaps[1] == pytest.approx(gaps[0] / 1e3, rel=1e-2)
 
 
+def test_erlang_a_patience_too_long_to_sum_is_its_limit() -> None:
+    """A patience too long to sum the chain gives Erlang A's limit, not an error: Erlang C above
+    the load; at or below it nobody answered in time and 1 - N/A abandoning."""
+    for n in (11, 14):
+        a_m, c_m = metrics_for(n, 1e300), metrics_for(n)
+        assert a_m.service_level == pytest.approx(c_m.service_level, rel=1e-12)
+        assert a_m.asa_seconds == pytest.approx(c_m.asa_seconds, rel=1e-12)
+        assert a_m.p_wait == pytest.approx(c_m.p_wait, rel=1e-12)
+        assert a_m.abandon_rate == 0.0
+    for n in (5, 9, 10):
+        m = metrics_for(n, 1e300)
+        assert (m.service_level, m.p_wait, m.occupancy) == (0.0, 1.0, 1.0)
+        assert m.abandon_rate == pytest.approx(1 - n / 10, abs=1e-12)
+        assert math.isinf(m.asa_seconds)
+
+
+def test_erlang_a_tiny_patience_is_the_loss_system() -> None:
+    """As patience shrinks, whoever finds every agent busy leaves at once: the abandon rate is
+    Erlang B's blocking, everyone else is answered at once."""
+    for n in (8, 11, 14):
+        m = metrics_for(n, 1e-9)
+        assert m.abandon_rate == pytest.approx(erlang_b(n, 10.0), rel=1e-9)
+        assert m.service_level == pytest.approx(1 - erlang_b(n, 10.0), rel=1e-9)
+        assert m.asa_seconds < 1e-6
+
+
+def test_erlang_a_limit_meets_the_chain_where_it_takes_over() -> None:
+    """Just below the patience where the limit takes over (N = 5, A = 10: (lambda - N mu) x
+    patience = 2,000,000 queued), the summed chain already gives the limit's figures."""
+    summed = metrics_for(5, 7.0e7)  # about 1,940,000 queued: still summed
+    limit = metrics_for(5, 7.3e7)
+    assert math.isfinite(summed.asa_seconds)
+    assert math.isinf(limit.asa_seconds)
+    assert summed.abandon_rate == pytest.approx(limit.abandon_rate, abs=1e-6)
+    assert summed.service_level < 1e-12
+    assert limit.service_level == 0.0
+    assert summed.occupancy == pytest.approx(1.0, abs=1e-6)
+
+
 def _chain_reference(n: int, patience: float, states: int) -> tuple[list[float], float, float]:
     """Independent stationary distribution, by plain products over a fixed long truncation."""
     lam, mu, theta = RATE, 1 / AHT, 1 / patience
