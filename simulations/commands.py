@@ -102,7 +102,40 @@ def _build(loaded: LoadedScenario) -> Model | None:
 
 
 def _cannot_write(path: str, exc: OSError) -> None:
-    print(f"switchboard: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+    where = exc.filename if exc.filename is not None else path  # (the file that failed)
+    print(f"switchboard: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
+
+
+def _try_file(path: Path) -> None:
+    """Open ``path`` for appending, as writing it will, and leave no file behind that was not
+    there before. Raises OSError."""
+    existed = os.path.lexists(path)
+    with path.open("a", encoding="utf-8"):
+        pass
+    if not existed:
+        path.unlink()
+
+
+def outputs_writable(json_out: str | None, report: str | None = None) -> bool:
+    """Whether the outputs can be written, tried before a run rather than after it: router.cli
+    checks permissions, which say nothing to root or of a file system such as /proc. False,
+    with the reason on stderr, if not."""
+    path = json_out
+    try:
+        if json_out is not None and json_out != "-":
+            Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+            _try_file(Path(json_out))
+        if report is not None:
+            from simulations.report import REPORT_FILES  # (matplotlib: only with a report)
+
+            path = report
+            Path(report).mkdir(parents=True, exist_ok=True)
+            for name in REPORT_FILES:
+                _try_file(Path(report) / name)
+    except OSError as exc:
+        _cannot_write(str(path), exc)
+        return False
+    return True
 
 
 def _write_json(path: str, data: Any) -> bool:
@@ -189,7 +222,7 @@ def simulate(args: argparse.Namespace) -> int:
     # router.cli has checked the options (--replications >= 1, --seed >= 0, writable outputs).
     loaded = _load(args.scenario)
     model = None if loaded is None else _build(loaded)
-    if loaded is None or model is None:
+    if loaded is None or model is None or not outputs_writable(args.json_out, args.report):
         return 2
     replications = args.replications or loaded.spec.replications
     bar = ProgressBar(f"simulating {loaded.name}", not args.no_progress)
@@ -242,6 +275,8 @@ def staff(args: argparse.Namespace) -> int:
     if args.per_hour is None or args.aht is None:
         print("switchboard: staff needs --per-hour and --aht, or --scenario", file=sys.stderr)
         return 2
+    if not outputs_writable(args.json_out):
+        return 2
     threshold = 20.0 if args.threshold is None else args.threshold
     target = 0.8 if args.target is None else args.target
     try:
@@ -270,7 +305,7 @@ def staff(args: argparse.Namespace) -> int:
 def _staff_scenario(args: argparse.Namespace) -> int:
     loaded = _load(args.scenario)
     model = None if loaded is None else _build(loaded)
-    if loaded is None or model is None:
+    if loaded is None or model is None or not outputs_writable(args.json_out):
         return 2
     replications = getattr(args, "replications", None)
     if replications is None:  # router.cli refuses a given count below 1

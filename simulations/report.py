@@ -27,6 +27,8 @@ table{border-collapse:collapse;margin:1em 0}td,th{padding:.25em .7em;text-align:
 th{border-bottom:1px solid #888}td:first-child,th:first-child{text-align:left}
 tr:nth-child(even){background:#f4f4f4}img{max-width:100%}.note{color:#666;font-size:.9em}
 """
+#: what ``write_report`` writes into its directory
+REPORT_FILES = ("index.html",)
 _COLUMNS = [
     ("offered", "offered", "{:.0f}", 1.0),
     ("answered", "answered", "{:.0f}", 1.0),

@@ -153,6 +153,50 @@ def test_json_parent_is_a_file(command: str, under: str, tmp_path: Path) -> None
     assert done.stdout == ""
 
 
+PROC = Path("/proc/self")  # a file system that refuses new files whatever the permissions say
+
+
+@pytest.mark.skipif(not PROC.is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize(
+    ("command", "option", "target", "failing"),
+    [
+        ("simulate", "--json", "/proc/sb-test.json", "/proc/sb-test.json"),
+        ("simulate", "--report", "/proc/sb-test-report", "/proc/sb-test-report"),
+        ("simulate", "--report", "/proc", "/proc/index.html"),
+        ("staff --per-hour 100 --aht 180", "--json", "/proc/sb-test.json", "/proc/sb-test.json"),
+        ("staff", "--json", "/proc/sb-test.json", "/proc/sb-test.json"),
+    ],
+)
+def test_output_that_cannot_be_written_is_refused_before_the_run(
+    command: str, option: str, target: str, failing: str, tmp_path: Path
+) -> None:
+    """An output that passes the permission check but cannot be written (/proc; any path for
+    root on a read-only mount) stops the command before it runs, naming the file that failed;
+    it used to be found only after the whole run."""
+    words = command.split()
+    if words == ["simulate"]:
+        words.append(str(scenario(tmp_path)))
+    elif words == ["staff"]:
+        words += ["--scenario", str(scenario(tmp_path))]
+    done = switchboard(*words, option, target, "--no-progress")
+    assert_refused(done, f"cannot write {failing}: ")
+    assert done.stdout == ""
+
+
+def test_trying_the_outputs_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Trying an output before the run creates no file when the run is refused later on, and
+    keeps the contents of an existing one."""
+    kept = tmp_path / "kept.json"
+    kept.write_text("before")
+    for out in (kept, tmp_path / "new.json"):
+        done = switchboard(
+            "staff", "--per-hour", "1e9", "--aht", "180", "--json", str(out)
+        )  # refused after the outputs were tried: the load is too large
+        assert_refused(done, "needs more agents")
+    assert kept.read_text() == "before"
+    assert not (tmp_path / "new.json").exists()
+
+
 def test_json_path_is_a_directory(tmp_path: Path) -> None:
     """`--json` naming a directory is refused before the run."""
     done = switchboard("simulate", str(scenario(tmp_path)), "--json", str(tmp_path))
