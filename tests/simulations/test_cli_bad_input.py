@@ -7,7 +7,9 @@ paths are refused before anything is simulated.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -251,6 +253,49 @@ def test_loadtest_spans_are_finite(option: str, value: str) -> None:
     assert done.returncode == 2
     assert f"expected LOW:HIGH seconds, got {value!r}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _limited_memory() -> None:
+    """A subprocess that runs out of memory fails at once instead of taking the machine's."""
+    limit = 3 << 30
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--rate", "1e308", "--duration", "1e308"], "plans inf arrivals; a run plans at most"),
+        (["--rate", "10000", "--duration", "1000"], "plans 10,000,000 arrivals"),
+        (["--customers", "100000000"], "--customers is at most 1,000,000"),
+        (["--agents", "100000000"], "--agents is at most 100,000"),
+        (["--url", "127.0.0.1:8080"], "--url must be an http:// or https:// URL"),
+        (["--ws-url", "ftp://host"], "--ws-url must be an http:// or https:// or ws://"),
+    ],
+)
+def test_loadtest_refuses_what_it_cannot_plan(options: list[str], message: str) -> None:
+    """A load test too large to plan in memory (its arrivals are built before the run), or
+    aimed at no URL, is refused at once, before it connects; it used to build the plan until
+    memory ran out, or to send requests to 'host/v1/...'."""
+    done = subprocess.run(
+        [sys.executable, "-m", "router.cli", "loadtest", "--url", "http://127.0.0.1:9",
+         "--token", "t", "--no-progress", *options],
+        capture_output=True, text=True, timeout=60, preexec_fn=_limited_memory, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr[-2000:]
+    assert lines[0].startswith("loadtest: ")
+    assert message in lines[0]
+
+
+@pytest.mark.skipif(not PROC.is_dir(), reason="needs Linux /proc")
+def test_loadtest_json_that_cannot_be_written_is_refused_before_the_run() -> None:
+    """loadtest's --json is tried before the run (which lasts --duration), not written after
+    it with a traceback."""
+    done = switchboard(
+        "loadtest", "--url", "http://127.0.0.1:9", "--token", "t", "--json", "/proc/sb.json"
+    )
+    assert_refused(done, "cannot write /proc/sb.json: ")
 
 
 @pytest.mark.parametrize(
