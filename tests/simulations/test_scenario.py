@@ -370,3 +370,80 @@ def test_segment_and_file_problems_are_listed_together(tmp_path: Path) -> None:
     assert "unknown segment 'bronze'" in lines[1]
     assert "nowhere.csv" in lines[2]
     assert "neither.csv" in lines[3]
+
+
+def test_field_errors_do_not_hide_segments_files_or_customers(tmp_path: Path) -> None:
+    """A field error in one stream does not hide that stream's unknown segment and missing
+    file, a group's missing file, nor another stream's customer landing in the wrong segment:
+    all are one report (each used to show only once the problems before it were fixed)."""
+    data = minimal()
+    first = {**data["arrivals"][0], "per_hour": -5, "customers": {"diamond": 1.0}}
+    first["handle_time"] = {"dist": "empirical", "file": "nowhere.csv"}
+    second = {**data["arrivals"][0], "customers": {"platinum": {"share": 1.0, "value": 5}}}
+    data["arrivals"] = [first, second]
+    data["agents"][0]["accept_delay"] = {"dist": "empirical", "file": "neither.csv"}
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(data, base=tmp_path)
+    lines = str(caught.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "arrivals[0].per_hour",
+        "arrivals[0]",
+        "arrivals[0].handle_time",
+        "agents[0].accept_delay",
+        "arrivals[1]",
+    ]
+    assert "unknown segment 'diamond'" in lines[1]
+    assert "nowhere.csv" in lines[2]
+    assert "neither.csv" in lines[3]
+    assert "segment 'platinum' (value 5.0) lands in segment 'standard'" in lines[4]
+
+
+def test_every_customer_in_the_wrong_segment_is_listed(tmp_path: Path) -> None:
+    """Customers that land in another segment are listed together, every stream's and every
+    segment's, by load_scenario (Model.build used to stop at the first)."""
+    data = minimal()
+    stream = data["arrivals"][0]
+    data["arrivals"] = [
+        {**stream, "customers": {"platinum": {"share": 1, "value": 5}, "gold": {"share": 1}}},
+        {**stream, "customers": {"gold": {"share": 1, "value": 50000}}},
+    ]
+    path = tmp_path / "day.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(path)
+    assert str(caught.value).splitlines() == [
+        f"invalid scenario {path}:",
+        "  arrivals[0]: the customer given for segment 'platinum' (value 5.0) lands in segment"
+        " 'standard'",
+        "  arrivals[1]: the customer given for segment 'gold' (value 50000.0) lands in segment"
+        " 'platinum'",
+    ]
+
+
+def test_a_streams_own_checks_show_beside_its_field_errors() -> None:
+    """A stream with both `per_hour` and `profile` (or shares adding to 0) says so beside a
+    field error of the same stream; pydantic skips those checks until every field is valid."""
+    data = minimal()
+    data["arrivals"][0] |= {
+        "profile": {"interval_minutes": 30, "per_hour": [1]},
+        "customers": {"gold": 0},
+        "handle_time": {"dist": "exponential"},
+    }
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(data)
+    assert str(caught.value).splitlines()[1:] == [
+        "  arrivals[0].handle_time.mean_seconds: Field required",
+        "  arrivals[0]: give either `per_hour` or `profile`",
+        "  arrivals[0]: customer shares must add up to more than 0",
+    ]
+
+
+def test_a_streams_own_check_is_listed_once() -> None:
+    """When the stream's fields are valid, pydantic's own line for the check is not repeated."""
+    data = minimal(duration_hours=-1)
+    data["arrivals"][0]["profile"] = {"interval_minutes": 30, "per_hour": [1]}
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(data)
+    report = str(caught.value)
+    assert report.count("give either `per_hour` or `profile`") == 1
+    assert "duration_hours" in report
