@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import subprocess
@@ -134,6 +135,55 @@ def test_simulate_writes_json_and_report(tmp_path: Path) -> None:
     for image in images:
         assert base64.b64decode(image.split('"')[0]).startswith(b"\x89PNG")
     assert "service level" in done.stdout
+
+
+def test_report_has_the_json_figures_as_csv(tmp_path: Path) -> None:
+    """`--report` writes intervals.csv and summary.csv beside index.html, linked from it:
+    every figure and half-width of the JSON's intervals and slices, at full precision."""
+    scenario = _small_scenario(tmp_path, hours=3)
+    out, report = tmp_path / "out.json", tmp_path / "report"
+    done = switchboard(
+        "simulate", str(scenario), "--replications", "2", "--json", str(out),
+        "--report", str(report), "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    page = (report / "index.html").read_text()
+    assert "href='intervals.csv'" in page
+    assert "href='summary.csv'" in page
+
+    def check(row: dict[str, str], entry: dict[str, Any]) -> int:
+        checked = 0
+        for key, value in entry.items():
+            if key == "half_widths":
+                for name, width in value.items():
+                    cell = row.pop(f"{name}_half_width")
+                    assert cell == ("" if width is None else repr(float(width))), (name, cell)
+                    checked += 1
+                continue
+            cell = row.pop(key)
+            assert cell == ("" if value is None else repr(float(value))), (key, cell)
+            checked += 1
+        return checked
+
+    with (report / "intervals.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(data["by_interval"]) == 4  # (3 h, the first one a warm-up)
+    for row, entry in zip(rows, data["by_interval"], strict=True):
+        start = entry["start_seconds"]
+        assert row.pop("start") == f"{int(start // 3600):02d}:{int(start % 3600 // 60):02d}"
+        assert check(row, entry) > 20
+        assert row == {}  # (nothing but the JSON's figures)
+    with (report / "summary.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    slices = [("overall", {"all contacts": data["overall"]})]
+    slices += [(k.removeprefix("by_"), data[k]) for k in ("by_queue", "by_segment", "by_channel")]
+    expected = [(kind, name, e) for kind, entries in slices for name, e in entries.items()]
+    assert [(r["slice"], r["name"]) for r in rows] == [(k, n) for k, n, _ in expected]
+    for row, (_, _, entry) in zip(rows, expected, strict=True):
+        del row["slice"], row["name"]
+        assert check(row, entry) > 20
+        assert row == {}
 
 
 def test_simulate_rejects_a_bad_scenario(tmp_path: Path) -> None:
