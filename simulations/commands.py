@@ -120,14 +120,24 @@ def outputs_writable(json_out: str | None, report: str | None = None) -> bool:
     """Whether the outputs can be written, tried before a run rather than after it: router.cli
     checks permissions, which say nothing to root or of a file system such as /proc. False,
     with the reason on stderr, if not."""
+    if report is not None:
+        from simulations.report import REPORT_FILES  # (matplotlib: only with a report)
+
+        if json_out is not None and json_out != "-":
+            into = Path(report).resolve()
+            if Path(json_out).resolve() in (into, *(into / name for name in REPORT_FILES)):
+                # (the report would overwrite the JSON, or the JSON stand where the report goes)
+                print(
+                    f"switchboard: --json {json_out} is where --report {report} writes",
+                    file=sys.stderr,
+                )
+                return False
     path = json_out
     try:
         if json_out is not None and json_out != "-":
             Path(json_out).parent.mkdir(parents=True, exist_ok=True)
             _try_file(Path(json_out))
         if report is not None:
-            from simulations.report import REPORT_FILES  # (matplotlib: only with a report)
-
             path = report
             Path(report).mkdir(parents=True, exist_ok=True)
             for name in REPORT_FILES:

@@ -185,6 +185,21 @@ def test_output_that_cannot_be_written_is_refused_before_the_run(
     assert done.stdout == ""
 
 
+@pytest.mark.parametrize("inside", ["", "index.html", "summary.csv"])
+def test_json_where_the_report_writes_is_refused(inside: str, tmp_path: Path) -> None:
+    """`--json` naming the report's directory or a file the report writes is refused before
+    the run: the report overwrote the JSON (or failed after the run on a file standing where
+    its directory goes)."""
+    report = tmp_path / "out"
+    out = report / inside if inside else report
+    done = switchboard(
+        "simulate", str(scenario(tmp_path)), "--json", str(out), "--report", str(report)
+    )
+    assert_refused(done, f"--json {out} is where --report {report} writes")
+    assert done.stdout == ""
+    assert not report.exists()
+
+
 def test_trying_the_outputs_leaves_nothing_behind(tmp_path: Path) -> None:
     """Trying an output before the run creates no file when the run is refused later on, and
     keeps the contents of an existing one."""
