@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from config.routing import demo_config_path
-from simulations.distributions import Constant, Empirical, Sampler, load_empirical
+from simulations.distributions import MAX_SECONDS, Constant, Empirical, Sampler, load_empirical
 from simulations.model import Model
 from simulations.scenario import ScenarioInvalid, load_scenario
 
@@ -447,3 +447,53 @@ def test_a_streams_own_check_is_listed_once() -> None:
     report = str(caught.value)
     assert report.count("give either `per_hour` or `profile`") == 1
     assert "duration_hours" in report
+
+
+@pytest.mark.parametrize(
+    ("duration", "message"),
+    [
+        ({"dist": "lognormal", "mean_seconds": 1e308, "sd_seconds": 1e308}, "less than or equal"),
+        ({"dist": "exponential", "mean_seconds": 1e12}, "less than or equal"),
+        ({"dist": "constant", "seconds": 1e300}, "less than or equal"),
+        (1e300, "less than or equal"),
+        ({"dist": "empirical", "values": [60, 1e300]}, "durations must be from 0 to"),
+        ({"dist": "gamma", "mean_seconds": 1e-300, "sd_seconds": 1e5}, "at most 1000 times"),
+        ({"dist": "lognormal", "mean_seconds": 1e-3, "sd_seconds": 1e5}, "at most 1000 times"),
+    ],
+)
+def test_durations_past_what_a_run_can_hold_are_refused(duration: Any, message: str) -> None:
+    """A duration longer than a year, or a spread so wide the shape degenerates, is a problem
+    of the scenario: a handle time of 1e308 s overflowed the milliseconds and ended at once,
+    and a gamma of sd 1e5 on mean 1e-300 divided by zero in the middle of the run."""
+    with pytest.raises(ScenarioInvalid, match=message):
+        load_scenario(minimal(accept_delay=duration))
+
+
+def test_draws_are_cut_at_the_longest_duration() -> None:
+    """A lognormal's far tail is cut at a year rather than running past any horizon."""
+    spread = {"dist": "lognormal", "mean_seconds": 1e5, "sd_seconds": 3e7}
+    sampler = Sampler(load_scenario(minimal(accept_delay=spread)).spec.accept_delay,
+                      np.random.default_rng(3))  # fmt: skip
+    draws = [sampler() for _ in range(20_000)]
+    assert max(draws) == round(MAX_SECONDS * 1000)
+    assert min(draws) >= 0
+
+
+def test_a_number_yaml_reads_as_text_is_a_constant_duration(tmp_path: Path) -> None:
+    """`handle_time: 3e2` (YAML 1.1 reads it as text: a float wants a dot) is 300 s, as
+    `mean_seconds: 3e2` is; it was refused as 'a valid dictionary'."""
+    data = minimal()
+    data["arrivals"][0]["handle_time"] = "3e2"
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data).replace("'3e2'", "3e2"))
+    assert "handle_time: 3e2\n" in path.read_text()
+    spec = load_scenario(path).spec
+    assert spec.arrivals[0].handle_time == Constant(dist="constant", seconds=300.0)
+
+
+def test_an_empirical_files_bad_row_is_named_by_its_line(tmp_path: Path) -> None:
+    """The row named in an empirical file's problem is the file's line, header and blank
+    lines counted (it was counted among the values only)."""
+    (tmp_path / "aht.csv").write_text("seconds\n10\n\n-5\n")
+    with pytest.raises(ValueError, match=r"row 4: '-5' is not a duration"):
+        load_empirical(Empirical(dist="empirical", file="aht.csv"), tmp_path)
