@@ -69,8 +69,9 @@ class _Model(BaseModel):
 class Shift(_Model):
     """Hours from the start of the run; an agent works from ``start_hour`` to ``end_hour``."""
 
-    start_hour: float = Field(ge=0)
-    end_hour: float
+    # (a shift may run into the drain after the horizon: up to twice the longest duration)
+    start_hour: float = Field(ge=0, le=2 * MAX_HOURS)
+    end_hour: float = Field(le=2 * MAX_HOURS)
 
     @model_validator(mode="after")
     def _ordered(self) -> Shift:
@@ -82,7 +83,8 @@ class Shift(_Model):
 class Profile(_Model):
     """Arrival rates per interval, repeated if the run is longer than the profile."""
 
-    interval_minutes: float = Field(gt=0)
+    # (a minute at least: the run steps through the profile's intervals one by one)
+    interval_minutes: float = Field(ge=1, le=MAX_HOURS * 60)
     per_hour: list[Annotated[float, Field(ge=0, le=MAX_PER_HOUR)]] = Field(min_length=1)
 
 
@@ -173,7 +175,7 @@ class Scenario(_Model):
     drain_hours: float = Field(default=8.0, ge=0, le=MAX_HOURS)
     accept_delay: Duration = Constant(dist="constant", seconds=0.0)
     #: an agent who lets an offer time out is `away` (api-v1 §3) for this long, then back
-    missed_offer_away_seconds: float = Field(default=0.0, ge=0)
+    missed_offer_away_seconds: float = Field(default=0.0, ge=0, le=MAX_HOURS * 3600)
     replications: int = Field(default=1, ge=1, le=1000)  # used by `staff --scenario`
     arrivals: list[Stream] = Field(min_length=1)
     agents: list[AgentGroup] = Field(min_length=1)

@@ -497,3 +497,34 @@ def test_an_empirical_files_bad_row_is_named_by_its_line(tmp_path: Path) -> None
     (tmp_path / "aht.csv").write_text("seconds\n10\n\n-5\n")
     with pytest.raises(ValueError, match=r"row 4: '-5' is not a duration"):
         load_empirical(Empirical(dist="empirical", file="aht.csv"), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"agents": [{"count": 1, "capacity": {"voice": 1},
+                         "shifts": [{"start_hour": 0, "end_hour": 1e308}]}]},
+            r"agents\[0\]\.shifts\[0\]\.end_hour: Input should be less than or equal to 17568",
+        ),
+        ({"missed_offer_away_seconds": 1e308}, "missed_offer_away_seconds: Input should be less"),
+    ],
+)  # fmt: skip
+def test_times_too_large_for_the_milliseconds_are_refused(
+    change: dict[str, Any], message: str
+) -> None:
+    """A shift end or an away time past what a run holds is a problem of the scenario; it
+    failed building the model with an OverflowError traceback."""
+    with pytest.raises(ScenarioInvalid, match=message):
+        Model.build(load_scenario(minimal(**change)))
+
+
+@pytest.mark.timeout(20)
+def test_a_profile_interval_below_a_minute_is_refused() -> None:
+    """A profile's intervals are a minute at least: 1e-9 minutes made the run step through
+    billions of intervals before the first arrival (it hung)."""
+    data = minimal()
+    del data["arrivals"][0]["per_hour"]
+    data["arrivals"][0]["profile"] = {"interval_minutes": 1e-9, "per_hour": [100]}
+    with pytest.raises(ScenarioInvalid, match="interval_minutes: Input should be greater than"):
+        Model.build(load_scenario(data))
