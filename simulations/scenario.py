@@ -334,7 +334,7 @@ def _stream_consistency(data: Mapping[str, Any]) -> list[str]:
     for i, stream in enumerate(_mappings(data, "arrivals")):
         if not stream:
             continue
-        if ("per_hour" in stream) == ("profile" in stream):
+        if (stream.get("per_hour") is None) == (stream.get("profile") is None):
             out.append(f"arrivals[{i}]: give either `per_hour` or `profile`")
         mix = stream.get("customers")
         if isinstance(mix, Mapping) and mix:

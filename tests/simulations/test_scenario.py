@@ -438,6 +438,18 @@ def test_a_streams_own_checks_show_beside_its_field_errors() -> None:
     ]
 
 
+def test_a_null_rate_beside_a_profile_is_no_problem() -> None:
+    """`per_hour: null` beside a `profile` is no rate given twice, beside a field error too."""
+    data = minimal(duration_hours=-1)
+    data["arrivals"][0] |= {
+        "per_hour": None,
+        "profile": {"interval_minutes": 30, "per_hour": [1]},
+    }
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(data)
+    assert "give either" not in str(caught.value)
+
+
 def test_a_streams_own_check_is_listed_once() -> None:
     """When the stream's fields are valid, pydantic's own line for the check is not repeated."""
     data = minimal(duration_hours=-1)
