@@ -21,7 +21,7 @@ from simulations.erlang import format_table, staffing_table
 from simulations.model import Model
 from simulations.replications import simulate as run_scenario
 from simulations.scenario import LoadedScenario, ScenarioInvalid, load_scenario
-from simulations.search import Trial, search
+from simulations.search import SearchResult, Trial, search
 
 # The bar appears only once a run has lasted this long: short runs stay quiet.
 _PROGRESS_AFTER_SECONDS = 2.0
@@ -350,6 +350,12 @@ def _staff_scenario(args: argparse.Namespace) -> int:
         for name, q in last.result["by_queue"].items():
             if q["offered"] and q.get("occupancy") is None:
                 print(f"queue {name!r} had contacts but no agent group can staff it.", file=out)
+        # (the JSON is written all the same, so that a script reads the failure, not a stale
+        # file: no count per group and no result, and the trials with what the last missed)
+        if args.json_out and not _write_json(
+            args.json_out, _search_json(loaded, args.seed, replications, result)
+        ):
+            return 2
         return 1
     best = result.best
     print(f"\n{'group':<24}{'scenario':>10}{'smallest':>10}", file=out)
@@ -359,16 +365,35 @@ def _staff_scenario(args: argparse.Namespace) -> int:
     print(f"\n{'queue':<24}{'service level':>14}{'target':>10}", file=out)
     for name, q in best.result["by_queue"].items():
         print(f"{name:<24}{q['service_level']:>14.1%}{q['target']:>10.1%}", file=out)
-    if args.json_out:
-        data = {
-            "scenario": _meta(loaded, args.seed, replications),
-            "groups": [
-                {"name": n, "scenario_count": a, "count": b}
-                for n, a, b in zip(result.groups, result.initial, best.counts, strict=True)
-            ],
-            "trials": [{"counts": list(t.counts), "meets": t.meets} for t in result.trials],
-            "result": best.result,
-        }
-        if not _write_json(args.json_out, data):
-            return 2
+    if args.json_out and not _write_json(
+        args.json_out, _search_json(loaded, args.seed, replications, result)
+    ):
+        return 2
     return 0
+
+
+def _search_json(
+    loaded: LoadedScenario, seed: int, replications: int, result: SearchResult
+) -> dict[str, Any]:
+    """A search's JSON; without an answer, each group's ``count`` and the ``result`` are null
+    and the last trial carries what it missed."""
+    best = result.best
+    counts = best.counts if best is not None else (None,) * len(result.groups)
+    trials: list[dict[str, Any]] = [
+        {"counts": list(t.counts), "meets": t.meets} for t in result.trials
+    ]
+    if best is None and result.trials:
+        last = result.trials[-1]
+        trials[-1]["misses"] = {
+            name: {"service_level": sl, "target": target}
+            for name, (sl, target) in last.misses.items()
+        }
+    return {
+        "scenario": _meta(loaded, seed, replications),
+        "groups": [
+            {"name": n, "scenario_count": a, "count": b}
+            for n, a, b in zip(result.groups, result.initial, counts, strict=True)
+        ],
+        "trials": trials,
+        "result": None if best is None else best.result,
+    }

@@ -249,11 +249,19 @@ def test_staff_scenario_names_a_queue_no_group_can_staff(tmp_path: Path) -> None
     data["replications"] = 1
     scenario = tmp_path / "nobody.yaml"
     scenario.write_text(yaml.safe_dump(data))
-    done = switchboard("staff", "--scenario", str(scenario), "--no-progress")
+    out = tmp_path / "staff.json"
+    done = switchboard("staff", "--scenario", str(scenario), "--no-progress", "--json", str(out))
     assert done.returncode == 1, done.stderr
     assert "No staffing up to 64x the scenario's counts meets every target." in done.stdout
     assert "  at [896]: main 0.0% < 80.0%" in done.stdout
     assert "queue 'main' had contacts but no agent group can staff it." in done.stdout
+    # the JSON tells a script so too (it was not written: a script read a stale file or none)
+    data = json.loads(out.read_text())
+    assert data["groups"] == [{"name": "agents", "scenario_count": 14, "count": None}]
+    assert data["result"] is None
+    assert not any(t["meets"] for t in data["trials"])
+    assert data["trials"][-1]["counts"] == [896]
+    assert data["trials"][-1]["misses"] == {"main": {"service_level": 0.0, "target": 0.8}}
 
 
 @pytest.mark.slow
