@@ -282,7 +282,9 @@ def load_scenario(
             data = load_yaml(path.read_text(encoding="utf-8"), where)
         except UnicodeDecodeError as exc:
             raise ScenarioInvalid(f"{where}: not UTF-8 text (byte {exc.start})") from None
-        except (OSError, yaml.YAMLError) as exc:
+        except OSError as exc:  # (the reason alone: "[Errno 2] ...: 'path'" repeats the path)
+            raise ScenarioInvalid(f"{where}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
             raise ScenarioInvalid(f"{where}: {exc}") from None
     if not isinstance(data, dict):
         raise ScenarioInvalid(f"{where}: expected a mapping at the top")

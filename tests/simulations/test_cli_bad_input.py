@@ -200,6 +200,16 @@ def test_json_where_the_report_writes_is_refused(inside: str, tmp_path: Path) ->
     assert not report.exists()
 
 
+@pytest.mark.parametrize("command", ["simulate", "staff --scenario"])
+def test_a_scenario_that_is_no_file_is_one_plain_line(command: str, tmp_path: Path) -> None:
+    """A missing scenario, or a directory given for one, is one line naming it and the reason
+    (it also repeated the path inside Python's "[Errno 2] ...: 'path'")."""
+    for path, reason in [(tmp_path / "nope.yaml", "No such file or directory"),
+                         (tmp_path, "Is a directory")]:  # fmt: skip
+        done = switchboard(*command.split(), str(path))
+        assert assert_refused(done) == f"switchboard: {path}: {reason}"
+
+
 def test_trying_the_outputs_leaves_nothing_behind(tmp_path: Path) -> None:
     """Trying an output before the run creates no file when the run is refused later on, and
     keeps the contents of an existing one."""
