@@ -119,8 +119,12 @@ def load_empirical(dist: Empirical, base: Path) -> Empirical:
             # each row with the file's line it ends on, so a problem names the line an editor
             # shows (blank lines and the header are counted)
             rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ValueError(f"cannot read durations from {path}: {exc}") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read durations from {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}: {exc}") from None
     if not rows:
         raise ValueError(f"{path}: no durations")
     index = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -540,3 +541,19 @@ def test_a_profile_interval_below_a_minute_is_refused() -> None:
     data["arrivals"][0]["profile"] = {"interval_minutes": 1e-9, "per_hour": [100]}
     with pytest.raises(ScenarioInvalid, match="interval_minutes: Input should be greater than"):
         Model.build(load_scenario(data))
+
+
+def test_an_empirical_file_that_cannot_be_read_is_one_plain_line(tmp_path: Path) -> None:
+    """A missing file, a directory and a file that is not UTF-8 each give one plain reason,
+    naming the file (the codec's message named no file; the OS's repeated the path)."""
+    (tmp_path / "latin1.csv").write_bytes("dur\u00e9e\n10\n".encode("latin-1"))
+    (tmp_path / "adir").mkdir()
+    expected = {
+        "nope.csv": f"cannot read durations from {tmp_path / 'nope.csv'}: No such file or"
+        " directory",
+        "adir": f"cannot read durations from {tmp_path / 'adir'}: Is a directory",
+        "latin1.csv": f"{tmp_path / 'latin1.csv'}: not UTF-8 text (byte 3)",
+    }
+    for name, message in expected.items():
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            load_empirical(Empirical(dist="empirical", file=name), tmp_path)
