@@ -3,8 +3,8 @@
 One self-contained ``index.html``: the figures as tables and four matplotlib charts embedded as
 base64 PNGs (service level and offered contacts by interval against the target, queue length,
 occupancy and staffing, and the wait distribution by segment); beside it, and linked from it,
-the figures as CSV for a spreadsheet. The Agg backend draws without a
-display, so reports can be made on servers and in CI.
+the figures as CSV for a spreadsheet. The Agg backend draws without a display, so reports can
+be made on servers and in CI.
 """
 
 from __future__ import annotations
