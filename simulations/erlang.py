@@ -21,6 +21,8 @@ MAX_QUEUE_STATES = 2_000_000
 EXTRA_ROWS = 3
 # Give up searching for a count that meets the target this far past the first candidate.
 MAX_SEARCH_AGENTS = 100_000
+# An effect this small relative to 1 is below float resolution (2.2e-16 per step).
+_NEGLIGIBLE = 1e-16
 # Unnormalised state weights can exceed float range under heavy overload; rescale first.
 _RESCALE_ABOVE = 1e200
 _SHRINK = 1e-200
@@ -112,6 +114,11 @@ def erlang_a_metrics(
         # the queue settles near (arrival rate - service rate) / theta contacts, give or take
         # sqrt(arrival rate / theta): too many states to sum, and waits beyond any threshold
         return _unbounded_patience(arrival_rate, aht_seconds, n, t)
+    if n > a and theta <= _NEGLIGIBLE * (n * mu - arrival_rate):
+        # A waiting contact abandons with probability about theta x its mean wait, 1 / (n mu -
+        # lambda): below float resolution, so Erlang C, without a chain that near the load runs
+        # to millions of states.
+        return erlang_c_metrics(arrival_rate, aht_seconds, n, t)
     # Weights are relative to state n; states below n sum to 1/B(n, a) - 1 by the Erlang B
     # identity, computed by a recursion that overflows to inf rather than raising.
     inv_b = 1.0

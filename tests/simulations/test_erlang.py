@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from decimal import Decimal, localcontext
 
 import pytest
@@ -122,6 +123,21 @@ def test_erlang_a_patience_too_long_to_sum_is_its_limit() -> None:
         assert (m.service_level, m.p_wait, m.occupancy) == (0.0, 1.0, 1.0)
         assert m.abandon_rate == pytest.approx(1 - n / 10, abs=1e-12)
         assert math.isinf(m.asa_seconds)
+
+
+def test_erlang_a_with_negligible_abandonment_is_erlang_c_without_a_chain() -> None:
+    """Above the load, a patience whose abandonment is below float resolution gives Erlang C
+    itself, computed directly: near the load (A = 99,999 on 100,001 agents) the chain ran to
+    its 2,000,000-state limit for each count, 23 s for one table."""
+    for n in (11, 14):
+        assert metrics_for(n, 1e300) == metrics_for(n)
+    rate, aht = 99_999 / 3600, 3600.0
+    started = time.perf_counter()
+    near = erlang_a_metrics(rate, aht, 100_001, THRESHOLD, 1e300)
+    assert time.perf_counter() - started < 0.5
+    assert near == erlang_c_metrics(rate, aht, 100_001, THRESHOLD)
+    # and where abandonment still shows (the gap shrinking like 1 / patience), it is summed
+    assert metrics_for(11, 1e12).abandon_rate > 0
 
 
 def test_erlang_a_tiny_patience_is_the_loss_system() -> None:
