@@ -210,6 +210,28 @@ def test_a_scenario_that_is_no_file_is_one_plain_line(command: str, tmp_path: Pa
         assert assert_refused(done) == f"switchboard: {path}: {reason}"
 
 
+@pytest.mark.parametrize("command", ["simulate", "staff --per-hour 200 --aht 180", "staff"])
+def test_a_reader_that_leaves_early_is_no_traceback(command: str, tmp_path: Path) -> None:
+    """stdout whose reader has gone (`switchboard staff ... | head`) ends the command quietly
+    with 141, as SIGPIPE would, instead of a BrokenPipeError traceback."""
+    words = command.split()
+    if words == ["simulate"]:
+        words.append(str(scenario(tmp_path)))
+    elif words == ["staff"]:
+        words += ["--scenario", str(scenario(tmp_path))]
+    read, write = os.pipe()
+    os.close(read)  # every write to the pipe now fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "router.cli", *words, "--no-progress"],
+            stdout=write, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""
+
+
 def test_trying_the_outputs_leaves_nothing_behind(tmp_path: Path) -> None:
     """Trying an output before the run creates no file when the run is refused later on, and
     keeps the contents of an existing one."""
