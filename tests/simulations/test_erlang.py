@@ -150,6 +150,20 @@ def test_erlang_a_tiny_patience_is_the_loss_system() -> None:
         assert m.asa_seconds < 1e-6
 
 
+def test_erlang_a_limit_is_refused_where_its_service_level_could_show() -> None:
+    """The limit's service level of 0 is given only where no contact can be answered in time:
+    with 19,000,000,000 waiting and 20 s it is (about 2,000,000 clear in 20 s); at the load,
+    where the queue is 10,000,000 give or take as many, or with a threshold as long as the
+    patience, Erlang A refuses rather than show 0."""
+    rate = 1e5  # A = 100,000 on an AHT of 1 s
+    m = erlang_a_metrics(rate, 1.0, 99_981, 20.0, 1e9)
+    assert (m.service_level, m.p_wait) == (0.0, 1.0)
+    assert m.abandon_rate == pytest.approx(19 / 100_000, rel=1e-9)
+    for args in [(rate, 1.0, 100_000, 20.0, 1e9), (RATE, AHT, 10, 1e300, 1e300)]:
+        with pytest.raises(ValueError, match="too long to take its service level as 0"):
+            erlang_a_metrics(*args)
+
+
 def test_erlang_a_limit_meets_the_chain_where_it_takes_over() -> None:
     """Just below the patience where the limit takes over (N = 5, A = 10: (lambda - N mu) x
     patience = 2,000,000 queued), the summed chain already gives the limit's figures."""
