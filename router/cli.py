@@ -210,6 +210,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: stop quietly, as a shell expects (128 + SIGINT)
         print("switchboard: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of stdout left early (`switchboard staff ... | head`): stop quietly, as a
+        # process ended by SIGPIPE would (128 + 13); what is still buffered goes to /dev/null
+        # rather than fail again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from simulations.erlang import format_table, staffing_table
 from simulations.model import Model
 from simulations.replications import simulate as run_scenario
 from simulations.scenario import LoadedScenario, ScenarioInvalid, load_scenario
-from simulations.search import Trial, search
+from simulations.search import SearchResult, Trial, search
 
 # The bar appears only once a run has lasted this long: short runs stay quiet.
 _PROGRESS_AFTER_SECONDS = 2.0
@@ -102,7 +102,50 @@ def _build(loaded: LoadedScenario) -> Model | None:
 
 
 def _cannot_write(path: str, exc: OSError) -> None:
-    print(f"switchboard: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+    where = exc.filename if exc.filename is not None else path  # (the file that failed)
+    print(f"switchboard: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
+
+
+def _try_file(path: Path) -> None:
+    """Open ``path`` for appending, as writing it will, and leave no file behind that was not
+    there before. Raises OSError."""
+    existed = os.path.lexists(path)
+    with path.open("a", encoding="utf-8"):
+        pass
+    if not existed:
+        path.unlink()
+
+
+def outputs_writable(json_out: str | None, report: str | None = None) -> bool:
+    """Whether the outputs can be written, tried before a run rather than after it: router.cli
+    checks permissions, which say nothing to root or of a file system such as /proc. False,
+    with the reason on stderr, if not."""
+    if report is not None:
+        from simulations.report import REPORT_FILES  # (matplotlib: only with a report)
+
+        if json_out is not None and json_out != "-":
+            into = Path(report).resolve()
+            if Path(json_out).resolve() in (into, *(into / name for name in REPORT_FILES)):
+                # (the report would overwrite the JSON, or the JSON stand where the report goes)
+                print(
+                    f"switchboard: --json {json_out} is where --report {report} writes",
+                    file=sys.stderr,
+                )
+                return False
+    path = json_out
+    try:
+        if json_out is not None and json_out != "-":
+            Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+            _try_file(Path(json_out))
+        if report is not None:
+            path = report
+            Path(report).mkdir(parents=True, exist_ok=True)
+            for name in REPORT_FILES:
+                _try_file(Path(report) / name)
+    except OSError as exc:
+        _cannot_write(str(path), exc)
+        return False
+    return True
 
 
 def _write_json(path: str, data: Any) -> bool:
@@ -189,7 +232,7 @@ def simulate(args: argparse.Namespace) -> int:
     # router.cli has checked the options (--replications >= 1, --seed >= 0, writable outputs).
     loaded = _load(args.scenario)
     model = None if loaded is None else _build(loaded)
-    if loaded is None or model is None:
+    if loaded is None or model is None or not outputs_writable(args.json_out, args.report):
         return 2
     replications = args.replications or loaded.spec.replications
     bar = ProgressBar(f"simulating {loaded.name}", not args.no_progress)
@@ -242,6 +285,8 @@ def staff(args: argparse.Namespace) -> int:
     if args.per_hour is None or args.aht is None:
         print("switchboard: staff needs --per-hour and --aht, or --scenario", file=sys.stderr)
         return 2
+    if not outputs_writable(args.json_out):
+        return 2
     threshold = 20.0 if args.threshold is None else args.threshold
     target = 0.8 if args.target is None else args.target
     try:
@@ -270,7 +315,7 @@ def staff(args: argparse.Namespace) -> int:
 def _staff_scenario(args: argparse.Namespace) -> int:
     loaded = _load(args.scenario)
     model = None if loaded is None else _build(loaded)
-    if loaded is None or model is None:
+    if loaded is None or model is None or not outputs_writable(args.json_out):
         return 2
     replications = getattr(args, "replications", None)
     if replications is None:  # router.cli refuses a given count below 1
@@ -305,6 +350,12 @@ def _staff_scenario(args: argparse.Namespace) -> int:
         for name, q in last.result["by_queue"].items():
             if q["offered"] and q.get("occupancy") is None:
                 print(f"queue {name!r} had contacts but no agent group can staff it.", file=out)
+        # (the JSON is written all the same, so that a script reads the failure, not a stale
+        # file: no count per group and no result, and the trials with what the last missed)
+        if args.json_out and not _write_json(
+            args.json_out, _search_json(loaded, args.seed, replications, result)
+        ):
+            return 2
         return 1
     best = result.best
     print(f"\n{'group':<24}{'scenario':>10}{'smallest':>10}", file=out)
@@ -314,16 +365,35 @@ def _staff_scenario(args: argparse.Namespace) -> int:
     print(f"\n{'queue':<24}{'service level':>14}{'target':>10}", file=out)
     for name, q in best.result["by_queue"].items():
         print(f"{name:<24}{q['service_level']:>14.1%}{q['target']:>10.1%}", file=out)
-    if args.json_out:
-        data = {
-            "scenario": _meta(loaded, args.seed, replications),
-            "groups": [
-                {"name": n, "scenario_count": a, "count": b}
-                for n, a, b in zip(result.groups, result.initial, best.counts, strict=True)
-            ],
-            "trials": [{"counts": list(t.counts), "meets": t.meets} for t in result.trials],
-            "result": best.result,
-        }
-        if not _write_json(args.json_out, data):
-            return 2
+    if args.json_out and not _write_json(
+        args.json_out, _search_json(loaded, args.seed, replications, result)
+    ):
+        return 2
     return 0
+
+
+def _search_json(
+    loaded: LoadedScenario, seed: int, replications: int, result: SearchResult
+) -> dict[str, Any]:
+    """A search's JSON; without an answer, each group's ``count`` and the ``result`` are null
+    and the last trial carries what it missed."""
+    best = result.best
+    counts = best.counts if best is not None else (None,) * len(result.groups)
+    trials: list[dict[str, Any]] = [
+        {"counts": list(t.counts), "meets": t.meets} for t in result.trials
+    ]
+    if best is None and result.trials:
+        last = result.trials[-1]
+        trials[-1]["misses"] = {
+            name: {"service_level": sl, "target": target}
+            for name, (sl, target) in last.misses.items()
+        }
+    return {
+        "scenario": _meta(loaded, seed, replications),
+        "groups": [
+            {"name": n, "scenario_count": a, "count": b}
+            for n, a, b in zip(result.groups, result.initial, counts, strict=True)
+        ],
+        "trials": trials,
+        "result": None if best is None else best.result,
+    }

@@ -19,6 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 # Draws per numpy call: large enough to amortise the call, small enough not to waste time on
 # streams that only ever need a few values.
 BLOCK = 2048
+# A duration is at most a (leap) year, as long as a scenario may run: the longest that can mean
+# anything in a run, and far inside the integer milliseconds the simulator counts in (a larger
+# figure overflowed them, and a handle time of 1e308 s ended at once).
+MAX_SECONDS = 366 * 24 * 3600.0
+# The spread of a lognormal or gamma, sd / mean, is at most this: past it the shapes are
+# degenerate (a gamma shape that underflows to 0, a lognormal sigma that overflows).
+MAX_SPREAD = 1000.0
+
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 
 
 class _Dist(BaseModel):
@@ -27,29 +36,36 @@ class _Dist(BaseModel):
 
 class Exponential(_Dist):
     dist: Literal["exponential"]
-    mean_seconds: float = Field(gt=0)
+    mean_seconds: float = Field(gt=0, le=MAX_SECONDS)
 
 
-class Lognormal(_Dist):
+class _Spread(_Dist):
+    mean_seconds: float = Field(gt=0, le=MAX_SECONDS)
+    sd_seconds: float = Field(gt=0, le=MAX_SECONDS)
+
+    @model_validator(mode="after")
+    def _spread(self) -> _Spread:
+        if self.sd_seconds > MAX_SPREAD * self.mean_seconds:
+            raise ValueError(f"sd_seconds may be at most {MAX_SPREAD:g} times mean_seconds")
+        return self
+
+
+class Lognormal(_Spread):
     """Parameterised by the mean and standard deviation of the duration itself, as planners
     read them off reports, not by the underlying normal's mu and sigma."""
 
     dist: Literal["lognormal"]
-    mean_seconds: float = Field(gt=0)
-    sd_seconds: float = Field(gt=0)
 
 
-class Gamma(_Dist):
+class Gamma(_Spread):
     """Mean and standard deviation (shape = (mean/sd)^2); a shape of 1 is the exponential."""
 
     dist: Literal["gamma"]
-    mean_seconds: float = Field(gt=0)
-    sd_seconds: float = Field(gt=0)
 
 
 class Constant(_Dist):
     dist: Literal["constant"]
-    seconds: float = Field(ge=0)
+    seconds: Seconds
 
 
 class Empirical(_Dist):
@@ -69,8 +85,8 @@ class Empirical(_Dist):
     def _one_source(self) -> Empirical:
         if self.file is None and not self.values:
             raise ValueError("an empirical distribution needs `file` or `values`")
-        if any(not math.isfinite(v) or v < 0 for v in self.values):
-            raise ValueError("durations must be finite and >= 0")
+        if any(not 0 <= v <= MAX_SECONDS for v in self.values):  # (NaN too)
+            raise ValueError(f"durations must be from 0 to {MAX_SECONDS:,.0f} seconds")
         return self
 
 
@@ -80,7 +96,13 @@ Distribution = Annotated[
 
 
 def coerce(value: Any) -> Any:
-    """A bare number of seconds is a constant distribution."""
+    """A bare number of seconds is a constant distribution; so is a number YAML reads as text
+    (``3e2``: YAML 1.1 wants a dot in a float), as pydantic takes ``mean_seconds: 3e2``."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return {"dist": "constant", "seconds": float(value)}
     return value
@@ -93,24 +115,34 @@ def load_empirical(dist: Empirical, base: Path) -> Empirical:
     path = (base / dist.file).resolve()
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            rows = [row for row in csv.reader(fh) if row and any(cell.strip() for cell in row)]
+            reader = csv.reader(fh)
+            # each row with the file's line it ends on, so a problem names the line an editor
+            # shows (blank lines and the header are counted)
+            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except OSError as exc:
-        raise ValueError(f"cannot read durations from {path}: {exc}") from None
+        raise ValueError(f"cannot read durations from {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}: {exc}") from None
     if not rows:
         raise ValueError(f"{path}: no durations")
     index = 0
     if dist.column is not None:
-        header = [cell.strip() for cell in rows[0]]
+        header = [cell.strip() for cell in rows[0][1]]
         if dist.column not in header:
             raise ValueError(f"{path}: no column {dist.column!r} (columns: {', '.join(header)})")
         index, rows = header.index(dist.column), rows[1:]
-    elif not _is_number(rows[0][0]):
+    elif not _is_number(rows[0][1][0]):
         rows = rows[1:]
     values: list[float] = []
-    for line, row in enumerate(rows, start=2 if dist.column else 1):
+    for line, row in rows:
         cell = row[index].strip() if index < len(row) else ""
-        if not _is_number(cell) or float(cell) < 0:
-            raise ValueError(f"{path}: row {line}: {cell!r} is not a duration in seconds")
+        if not _is_number(cell) or not 0 <= float(cell) <= MAX_SECONDS:
+            raise ValueError(
+                f"{path}: row {line}: {cell!r} is not a duration in seconds (0 to"
+                f" {MAX_SECONDS:,.0f})"
+            )
         values.append(float(cell))
     if not values:
         raise ValueError(f"{path}: no durations")
@@ -159,6 +191,8 @@ class Sampler:
         else:
             assert self._values is not None
             seconds = rng.choice(self._values, BLOCK)
+        # (a lognormal's or gamma's far tail may pass any bound: cut at the longest duration)
+        seconds = np.minimum(seconds, MAX_SECONDS)
         out: list[int] = np.rint(seconds * 1000.0).astype(np.int64).tolist()
         return out
 

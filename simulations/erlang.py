@@ -14,13 +14,15 @@ from dataclasses import dataclass
 # Erlang A sums the birth-death chain until the neglected tail is below this share of the mass
 # summed so far; 1e-16 is under float resolution, so truncation cannot move any reported digit.
 TAIL_TOLERANCE = 1e-16
-# A chain this long means the patience is effectively infinite under overload; refuse rather
-# than loop for minutes.
+# A chain this long means the patience is effectively infinite for this load: the figures are
+# then Erlang A's limit as patience grows (`_unbounded_patience`), rather than minutes of loop.
 MAX_QUEUE_STATES = 2_000_000
 # Rows shown past the first count that meets the target, so planners see the marginal gain.
 EXTRA_ROWS = 3
 # Give up searching for a count that meets the target this far past the first candidate.
 MAX_SEARCH_AGENTS = 100_000
+# An effect this small relative to 1 is below float resolution (2.2e-16 per step).
+_NEGLIGIBLE = 1e-16
 # Unnormalised state weights can exceed float range under heavy overload; rescale first.
 _RESCALE_ABOVE = 1e200
 _SHRINK = 1e-200
@@ -105,6 +107,18 @@ def erlang_a_metrics(
         raise ValueError(f"patience must be positive and finite, got {patience_seconds}")
     mu, theta = 1.0 / aht_seconds, 1.0 / patience_seconds
     t = threshold_seconds
+    if (
+        n <= a
+        and (arrival_rate - n * mu) / theta + math.sqrt(arrival_rate / theta) > MAX_QUEUE_STATES
+    ):
+        # the queue settles near (arrival rate - service rate) / theta contacts, give or take
+        # sqrt(arrival rate / theta): too many states to sum, and waits beyond any threshold
+        return _unbounded_patience(arrival_rate, aht_seconds, n, t, theta)
+    if n > a and theta <= _NEGLIGIBLE * (n * mu - arrival_rate):
+        # A waiting contact abandons with probability about theta x its mean wait, 1 / (n mu -
+        # lambda): below float resolution, so Erlang C, without a chain that near the load runs
+        # to millions of states.
+        return erlang_c_metrics(arrival_rate, aht_seconds, n, t)
     # Weights are relative to state n; states below n sum to 1/B(n, a) - 1 by the Erlang B
     # identity, computed by a recursion that overflows to inf rather than raising.
     inv_b = 1.0
@@ -150,7 +164,7 @@ def erlang_a_metrics(
         if ratio < 1.0 and weight * ratio / (1.0 - ratio) <= TAIL_TOLERANCE * mass:
             break
         if j >= MAX_QUEUE_STATES:
-            raise ValueError("Erlang A chain did not converge; patience too long for this load")
+            return _unbounded_patience(arrival_rate, aht_seconds, n, t, theta)
         weight *= ratio
         if weight > _RESCALE_ABOVE:
             # Every output is a ratio of these sums, so shrinking them all alike is harmless.
@@ -172,6 +186,42 @@ def erlang_a_metrics(
         abandon_rate=p_abandon,
         threshold_seconds=t,
     )
+
+
+def _unbounded_patience(
+    arrival_rate: float, aht_seconds: float, n: int, threshold_seconds: float, theta: float
+) -> QueueMetrics:
+    """Erlang A's limit as patience grows without bound, for a patience too long to sum the
+    chain: Erlang C above the load; at or below it every contact waits without bound (nobody
+    is answered in time, as Erlang C shows an unstable count) and the arrivals beyond what the
+    agents can serve, a share 1 - n/a, abandon.
+
+    Below the load the queue holds about m = (arrival rate - n mu) / theta contacts, give or
+    take s = sqrt(arrival rate / theta) (normal, cut at 0). A contact is answered within the
+    threshold t only if the q ahead of it clear in time: they leave at n mu + q theta (served
+    or abandoning), which clears at most n mu (e^(theta t) - 1) / theta of them. Should the
+    queue be that short with probability 1e-5 or more, the limit's service level of 0 is not
+    safe to show: ValueError then, rather than a wrong figure.
+    """
+    a = arrival_rate * aht_seconds
+    if n > a:
+        return erlang_c_metrics(arrival_rate, aht_seconds, n, threshold_seconds)
+    mean = (arrival_rate - n / aht_seconds) / theta
+    spread = math.sqrt(arrival_rate / theta)
+
+    def below(x: float) -> float:  # P(normal(mean, spread) <= x)
+        return 0.5 * math.erfc((mean - x) / (spread * math.sqrt(2.0)))
+
+    cleared = n / aht_seconds * math.expm1(theta * threshold_seconds) / theta
+    in_time = (below(cleared) - below(0.0)) / max(1.0 - below(0.0), 1e-300)
+    if in_time > 1e-5:
+        raise ValueError(
+            f"Erlang A for {n} agents: a patience this long keeps about"
+            f" {_load_text(mean + spread)} contacts waiting, too many to sum, and a threshold"
+            f" of {threshold_seconds:g} s is too long to take its service level as 0"
+        )
+    abandon = 1.0 - n / a
+    return QueueMetrics(n, a, 1.0, 0.0, math.inf, math.inf, 1.0, abandon, threshold_seconds)
 
 
 def staffing_table(

@@ -57,6 +57,11 @@ _SETUP_CONCURRENCY = 64
 _POST_TIMEOUT = 30.0
 #: the share of the contacts sent that may end the drain never offered to an agent
 MAX_UNROUTED = 0.01
+# Bounds that keep the loader's own plan in memory: every arrival's request is built before the
+# run (a few hundred bytes each), and customers and agents are created one request each.
+MAX_ARRIVALS = 5_000_000
+MAX_CUSTOMERS = 1_000_000
+MAX_AGENTS = 100_000
 
 
 @dataclass
@@ -338,6 +343,24 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
     defaults = Behaviour()
     if args.rate < 0 or args.agents < 0 or args.duration <= 0:
         raise ValueError("--rate and --agents must be >= 0 and --duration > 0")
+    planned = args.rate * args.duration
+    if planned > MAX_ARRIVALS:
+        count = f"{planned:,.0f}" if planned < 1e15 else f"{planned:.3g}"
+        raise ValueError(
+            f"--rate {args.rate:g} for --duration {args.duration:g} s plans {count} arrivals;"
+            f" a run plans at most {MAX_ARRIVALS:,}"
+        )
+    if args.agents > MAX_AGENTS:
+        raise ValueError(f"--agents is at most {MAX_AGENTS:,}, got {args.agents:,}")
+    customers = getattr(args, "customers", 1000)
+    if customers > MAX_CUSTOMERS:
+        raise ValueError(f"--customers is at most {MAX_CUSTOMERS:,}, got {customers:,}")
+    schemes = {"--url": ("http", "https"), "--ws-url": ("http", "https", "ws", "wss")}
+    for option, url in (("--url", args.url), ("--ws-url", getattr(args, "ws_url", None))):
+        parts = urlsplit(url or "http://x")
+        if parts.scheme not in schemes[option] or not parts.hostname:
+            allowed = " or ".join(f"{s}://" for s in schemes[option])
+            raise ValueError(f"{option} must be an {allowed} URL, got {url!r}")
     max_unrouted = MAX_UNROUTED if args.max_unrouted is None else float(args.max_unrouted)
     if not 0.0 <= max_unrouted <= 1.0:
         raise ValueError(f"--max-unrouted is a share from 0 to 1, got {max_unrouted:g}")
@@ -353,7 +376,7 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         ws_url=getattr(args, "ws_url", None) or "",
         seed=getattr(args, "seed", 1),
         mix=parse_mix(getattr(args, "mix", None)),
-        customers=getattr(args, "customers", 1000),
+        customers=customers,
         behaviour=Behaviour(
             span(getattr(args, "accept_delay", None), defaults.accept_delay),
             span(getattr(args, "handle_time", None), defaults.handle_time),
@@ -365,18 +388,38 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
     )
 
 
+def _write(path: str, text: str) -> bool:
+    """Write ``text`` to ``path`` (``-``: stdout); False, with the reason on stderr, if not."""
+    if path == "-":
+        sys.stdout.write(text)
+        return True
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"loadtest: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def loadtest(args: argparse.Namespace) -> int:
+    from simulations.commands import outputs_writable
+
     try:
         cfg = config_from_args(args)
     except (ValueError, MixInvalid) as exc:
         print(f"loadtest: {exc}", file=sys.stderr)
+        return 2
+    # (tried before the run, which takes the whole --duration, not after it)
+    if args.json_out and not outputs_writable(args.json_out):
         return 2
     try:
         result = run_sync(cfg)
     except SetupFailed as exc:
         print(f"loadtest: {exc}", file=sys.stderr)
         return 2
-    print(format_report(result))
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
+    # with --json -, stdout carries the JSON alone and the table goes to stderr
+    print(format_report(result), file=sys.stderr if args.json_out == "-" else sys.stdout)
+    if args.json_out and not _write(args.json_out, json.dumps(result, indent=2) + "\n"):
+        return 2
     return 0 if result["ok"] else 1

@@ -2,13 +2,15 @@
 
 One self-contained ``index.html``: the figures as tables and four matplotlib charts embedded as
 base64 PNGs (service level and offered contacts by interval against the target, queue length,
-occupancy and staffing, and the wait distribution by segment). The Agg backend draws without a
-display, so reports can be made on servers and in CI.
+occupancy and staffing, and the wait distribution by segment); beside it, and linked from it,
+the figures as CSV for a spreadsheet. The Agg backend draws without a display, so reports can
+be made on servers and in CI.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import io
 from pathlib import Path
@@ -27,6 +29,8 @@ table{border-collapse:collapse;margin:1em 0}td,th{padding:.25em .7em;text-align:
 th{border-bottom:1px solid #888}td:first-child,th:first-child{text-align:left}
 tr:nth-child(even){background:#f4f4f4}img{max-width:100%}.note{color:#666;font-size:.9em}
 """
+#: what ``write_report`` writes into its directory
+REPORT_FILES = ("index.html", "intervals.csv", "summary.csv")
 _COLUMNS = [
     ("offered", "offered", "{:.0f}", 1.0),
     ("answered", "answered", "{:.0f}", 1.0),
@@ -149,9 +153,63 @@ _LOADED_MARKER = (
 )
 
 
+def _columns(entries: list[dict[str, Any]], lead: list[str]) -> tuple[list[str], list[str]]:
+    """The figures the entries carry (but the ``lead`` columns), in the JSON's order, and
+    those with a half-width."""
+    figures: dict[str, None] = {}
+    widths: dict[str, None] = {}
+    for e in entries:
+        figures.update(dict.fromkeys(k for k in e if k != "half_widths" and k not in lead))
+        widths.update(dict.fromkeys(e.get("half_widths") or {}))
+    return list(figures), list(widths)
+
+
+def _csv_value(value: Any) -> Any:
+    return "" if value is None else value  # (floats at full precision, as in the JSON)
+
+
+def _write_csv(path: Path, lead: list[str], rows: list[tuple[list[Any], dict[str, Any]]]) -> None:
+    """One row per entry: the ``lead`` cells, then its figures, then ``<figure>_half_width``."""
+    figures, widths = _columns([entry for _, entry in rows], lead)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow([*lead, *figures, *(f"{k}_half_width" for k in widths)])
+        for cells, e in rows:
+            half = e.get("half_widths") or {}
+            writer.writerow(
+                [*cells, *(_csv_value(e.get(k)) for k in figures)]
+                + [_csv_value(half.get(k)) for k in widths]
+            )
+
+
+def _clock(seconds: float) -> str:
+    """Hours and minutes from the start of the run ("26:30" on the second day)."""
+    minutes = round(seconds / 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def write_csv(result: dict[str, Any], directory: Path) -> None:
+    """``intervals.csv`` (a row per interval) and ``summary.csv`` (overall, then a row per
+    queue, segment and channel): the JSON's figures, for a spreadsheet."""
+    intervals = result["by_interval"]
+    _write_csv(
+        directory / "intervals.csv",
+        ["start", "start_seconds"],
+        [([_clock(e["start_seconds"]), e["start_seconds"]], e) for e in intervals],
+    )
+    rows: list[tuple[list[Any], dict[str, Any]]] = [
+        (["overall", "all contacts"], result["overall"])
+    ]
+    for key, kind in (("by_queue", "queue"), ("by_segment", "segment"), ("by_channel", "channel")):
+        rows += [([kind, name], e) for name, e in result[key].items()]
+    _write_csv(directory / "summary.csv", ["slice", "name"], rows)
+
+
 def write_report(result: dict[str, Any], directory: Path) -> Path:
-    """Write ``directory/index.html`` for a ``simulate`` result and return its path."""
+    """Write ``directory/index.html`` and the CSV files for a ``simulate`` result and return
+    the page's path."""
     directory.mkdir(parents=True, exist_ok=True)
+    write_csv(result, directory)
     meta = result.get("scenario", {})
     intervals = result["by_interval"]
     width = meta.get("interval_minutes", 30) / 60
@@ -164,6 +222,10 @@ def write_report(result: dict[str, Any], directory: Path) -> Path:
         f"{run['replications']} replication(s) of {meta.get('duration_hours')} h, warm-up "
         f"{meta.get('warmup_hours')} h excluded · {run['contacts']} contacts simulated in "
         f"{run['wall_seconds']:.1f} s. ± figures are 95 % confidence half-widths.</p>",
+        "<p>The figures as CSV, for a spreadsheet: <a href='intervals.csv'>intervals.csv</a>"
+        " (a row per interval) and <a href='summary.csv'>summary.csv</a> (overall, and a row"
+        " per queue, segment and channel), at full precision, and with several replications"
+        " a <code>&lt;figure&gt;_half_width</code> column for each figure.</p>",
         "<h2>Overall</h2>",
         _table({"all contacts": result["overall"]}),
         "<h2>By queue</h2>",

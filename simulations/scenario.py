@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,6 +26,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -41,6 +42,7 @@ from config.routing import (
     yaml_loc,
     yaml_path,
 )
+from queues.memory import MemoryStore
 from router.engine import Engine, cel_views
 from simulations.distributions import Constant, Distribution, Empirical, coerce, load_empirical
 
@@ -67,8 +69,9 @@ class _Model(BaseModel):
 class Shift(_Model):
     """Hours from the start of the run; an agent works from ``start_hour`` to ``end_hour``."""
 
-    start_hour: float = Field(ge=0)
-    end_hour: float
+    # (a shift may run into the drain after the horizon: up to twice the longest duration)
+    start_hour: float = Field(ge=0, le=2 * MAX_HOURS)
+    end_hour: float = Field(le=2 * MAX_HOURS)
 
     @model_validator(mode="after")
     def _ordered(self) -> Shift:
@@ -80,7 +83,8 @@ class Shift(_Model):
 class Profile(_Model):
     """Arrival rates per interval, repeated if the run is longer than the profile."""
 
-    interval_minutes: float = Field(gt=0)
+    # (a minute at least: the run steps through the profile's intervals one by one)
+    interval_minutes: float = Field(ge=1, le=MAX_HOURS * 60)
     per_hour: list[Annotated[float, Field(ge=0, le=MAX_PER_HOUR)]] = Field(min_length=1)
 
 
@@ -171,7 +175,7 @@ class Scenario(_Model):
     drain_hours: float = Field(default=8.0, ge=0, le=MAX_HOURS)
     accept_delay: Duration = Constant(dist="constant", seconds=0.0)
     #: an agent who lets an offer time out is `away` (api-v1 §3) for this long, then back
-    missed_offer_away_seconds: float = Field(default=0.0, ge=0)
+    missed_offer_away_seconds: float = Field(default=0.0, ge=0, le=MAX_HOURS * 3600)
     replications: int = Field(default=1, ge=1, le=1000)  # used by `staff --scenario`
     arrivals: list[Stream] = Field(min_length=1)
     agents: list[AgentGroup] = Field(min_length=1)
@@ -230,16 +234,18 @@ def _consistency(data: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _routing_problems(routing: Any, base: Path, where: str) -> list[str]:
-    """The routing config's problems as lines of a scenario's report (none if it loads)."""
+def _routing_problems(
+    routing: Any, base: Path, where: str
+) -> tuple[RoutingConfig | None, list[str]]:
+    """The routing config, or its problems as lines of a scenario's report."""
     try:
         if isinstance(routing, str):
-            load_routing(base / routing)
-        elif isinstance(routing, dict):
-            load_routing(routing, name=f"{where}: routing")
+            return load_routing(base / routing), []
+        if isinstance(routing, dict):
+            return load_routing(routing, name=f"{where}: routing"), []
     except ConfigInvalid as exc:
-        return _routing_lines(routing, exc)
-    return []
+        return None, _routing_lines(routing, exc)
+    return None, []  # (not a path or a mapping: a field error says so)
 
 
 def _routing_lines(routing: Any, exc: ConfigInvalid) -> list[str]:
@@ -276,7 +282,9 @@ def load_scenario(
             data = load_yaml(path.read_text(encoding="utf-8"), where)
         except UnicodeDecodeError as exc:
             raise ScenarioInvalid(f"{where}: not UTF-8 text (byte {exc.start})") from None
-        except (OSError, yaml.YAMLError) as exc:
+        except OSError as exc:  # (the reason alone: "[Errno 2] ...: 'path'" repeats the path)
+            raise ScenarioInvalid(f"{where}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
             raise ScenarioInvalid(f"{where}: {exc}") from None
     if not isinstance(data, dict):
         raise ScenarioInvalid(f"{where}: expected a mapping at the top")
@@ -293,7 +301,11 @@ def load_scenario(
         # what a failing field keeps pydantic from checking, and the routing config's own
         # problems: every problem of the file at once
         lines += [f"  (top): {m}" for m in _consistency(data) if all(m not in x for x in lines)]
-        lines += _routing_problems(data.get("routing"), base, where)
+        lines += [f"  {m}" for m in _stream_consistency(data) if f"  {m}" not in lines]
+        routing, problems = _routing_problems(data.get("routing"), base, where)
+        lines += problems
+        # and what the parts that are valid on their own show against the routing config
+        lines += [f"  {m}" for m in _parts_problems(data, routing, base)]
         raise ScenarioInvalid(f"invalid scenario {where}:\n" + "\n".join(lines)) from None
     try:
         if isinstance(spec.routing, str):
@@ -303,9 +315,12 @@ def load_scenario(
     except ConfigInvalid as exc:  # (a missing file too): named as the scenario's `routing`
         lines = _routing_lines(spec.routing, exc)
         raise ScenarioInvalid(f"invalid scenario {where}:\n" + "\n".join(lines)) from None
-    # the segments and the empirical files, each stream's and group's: every problem at once
+    # the segments, the empirical files and the customers each segment is given, each stream's
+    # and group's: every problem at once
     spec, problems = _read_empirical(spec, base)
-    problems = _unknown_segments(spec, routing) + problems
+    streams = list(enumerate(spec.arrivals))
+    mixes = [(i, stream.customers) for i, stream in streams]
+    problems = _unknown_segments(mixes, routing) + problems + _landing(streams, routing)
     if len(problems) == 1:
         raise ScenarioInvalid(f"{where}: {problems[0]}")
     if problems:
@@ -314,15 +329,115 @@ def load_scenario(
     return LoadedScenario(spec, routing, base, where)
 
 
-def _unknown_segments(spec: Scenario, routing: RoutingConfig) -> list[str]:
-    """Each stream's customer segments that the routing config does not define."""
+def _stream_consistency(data: Mapping[str, Any]) -> list[str]:
+    """What a stream's own checks across its fields say, which pydantic runs only once every
+    field of the stream is valid: from the raw data, so they show beside the field errors."""
+    out = []
+    for i, stream in enumerate(_mappings(data, "arrivals")):
+        if not stream:
+            continue
+        if (stream.get("per_hour") is None) == (stream.get("profile") is None):
+            out.append(f"arrivals[{i}]: give either `per_hour` or `profile`")
+        mix = stream.get("customers")
+        if isinstance(mix, Mapping) and mix:
+            shares: list[Any] = [
+                v.get("share") if isinstance(v, Mapping) else v for v in mix.values()
+            ]
+            if all(_number(v) for v in shares) and sum(shares) <= 0:
+                out.append(f"arrivals[{i}]: customer shares must add up to more than 0")
+    return out
+
+
+def _duration(raw: Any) -> Distribution | None:
+    """``raw`` as a distribution, or None if it is not one (its field error says why)."""
+    try:
+        return TypeAdapter(Duration).validate_python(raw)
+    except ValidationError:
+        return None
+
+
+def _mappings(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    """The items of a list field, each item that is no mapping as an empty one (so that places
+    stay right; the field errors say what is wrong with it)."""
+    items = data.get(key)
+    if not isinstance(items, list):
+        return []
+    return [item if isinstance(item, Mapping) else {} for item in items]
+
+
+def _parts_problems(
+    data: Mapping[str, Any], routing: RoutingConfig | None, base: Path
+) -> list[str]:
+    """For a scenario with field errors, what its parts show against the routing config and
+    the files they name, each part checked on its own: the segments each stream names, the
+    empirical files, and the customers of each stream valid on its own. These then show with
+    the field errors rather than after they are fixed."""
+    raw_streams, raw_groups = _mappings(data, "arrivals"), _mappings(data, "agents")
+    segments: list[str] = []
+    if routing is not None:  # (else its problems are listed, and segments cannot be checked)
+        mixes = [(i, stream.get("customers")) for i, stream in enumerate(raw_streams)]
+        segments = _unknown_segments([(i, m) for i, m in mixes if isinstance(m, Mapping)], routing)
+    files: list[str] = []
+    for i, stream in enumerate(raw_streams):
+        for name in ("handle_time", "patience", "wrap_up"):
+            if stream.get(name) is not None:
+                _read(_duration(stream[name]), f"arrivals[{i}].{name}", base, files)
+    for i, group in enumerate(raw_groups):
+        if group.get("accept_delay") is not None:
+            _read(_duration(group["accept_delay"]), f"agents[{i}].accept_delay", base, files)
+    if data.get("accept_delay") is not None:
+        _read(_duration(data["accept_delay"]), "accept_delay", base, files)
+    landing: list[str] = []
+    if routing is not None:
+        valid = []
+        for i, stream in enumerate(raw_streams):
+            try:
+                valid.append((i, Stream.model_validate(stream)))
+            except ValidationError:
+                continue  # (its field errors are listed)
+        landing = _landing(valid, routing)
+    return segments + files + landing
+
+
+def _unknown_segments(
+    mixes: Sequence[tuple[int, Mapping[str, Any]]], routing: RoutingConfig
+) -> list[str]:
+    """Each stream's customer segments (its place, its mix) that the routing config lacks."""
     known = [s.name for s in routing.segments]
     return [
         f"arrivals[{i}]: unknown segment {name!r} (the routing config has {', '.join(known)})"
-        for i, stream in enumerate(spec.arrivals)
-        for name in stream.customers or {}
+        for i, mix in mixes
+        for name in mix
         if name not in known
     ]
+
+
+def _landing(streams: list[tuple[int, Stream]], routing: RoutingConfig) -> list[str]:
+    """Each stream's segments (those the config defines) for which no customer, or not the
+    one given, lands in that segment."""
+    engine = Engine(routing, MemoryStore())
+    known = {s.name for s in routing.segments}
+    problems = []
+    for i, stream in streams:
+        mix = {k: v for k, v in stream.customers.items() if k in known}
+        if mix:
+            only_known = stream.model_copy(update={"customers": mix})
+            problems += [f"arrivals[{i}]: {p}" for p in _views(engine, only_known)[1]]
+    return problems
+
+
+def _read(
+    dist: Distribution | None, where: str, base: Path, problems: list[str]
+) -> Distribution | None:
+    """An empirical distribution with its file read in (anything else as it is); a line in
+    ``problems`` if the file cannot be read."""
+    if not isinstance(dist, Empirical):
+        return dist
+    try:
+        return load_empirical(dist, base)
+    except ValueError as exc:
+        problems.append(f"{where}: {exc}")
+        return dist
 
 
 def _read_empirical(spec: Scenario, base: Path) -> tuple[Scenario, list[str]]:
@@ -331,13 +446,7 @@ def _read_empirical(spec: Scenario, base: Path) -> tuple[Scenario, list[str]]:
     problems: list[str] = []
 
     def read(dist: Distribution | None, where: str) -> Distribution | None:
-        if not isinstance(dist, Empirical):
-            return dist
-        try:
-            return load_empirical(dist, base)
-        except ValueError as exc:
-            problems.append(f"{where}: {exc}")
-            return dist
+        return _read(dist, where, base, problems)
 
     streams = [
         s.model_copy(
@@ -382,10 +491,21 @@ def contact_fields(stream: Stream) -> dict[str, Any]:
 
 
 def customer_views(engine: Engine, stream: Stream, where: str) -> list[CustomerView]:
-    """One customer view per segment of the stream's mix, each checked against the engine."""
+    """One customer view per segment of the stream's mix, each checked against the engine
+    (``load_scenario`` has checked them all and listed their problems)."""
+    views, problems = _views(engine, stream)
+    if problems:
+        raise ScenarioInvalid("\n".join(f"{where}: {p}" for p in problems))
+    return views
+
+
+def _views(engine: Engine, stream: Stream) -> tuple[list[CustomerView], list[str]]:
+    """The customer view of each segment of the stream's mix, and a line for each segment that
+    no customer (or not the one given) lands in."""
     mix = stream.customers or {"": Customer(share=1.0)}
     total = sum(c.share for c in mix.values())
     out: list[CustomerView] = []
+    problems: list[str] = []
     for segment, spec in mix.items():  # (each known: load_scenario checked them all)
         contact = contact_fields(stream)
         found = _find_customer(engine, contact, spec, segment)
@@ -397,19 +517,20 @@ def customer_views(engine: Engine, stream: Stream, where: str) -> list[CustomerV
             cview, uview = cel_views(contact, _customer(spec, value, churn))
             lands = engine.decide(cview, uview, 0).segment
             fields = ", ".join(f"{k} {v!r}" for k, v in given.items())
-            raise ScenarioInvalid(
-                f"{where}: the customer given for segment {segment!r} ({fields}) lands in"
-                f" segment {lands!r}"
+            problems.append(
+                f"the customer given for segment {segment!r} ({fields}) lands in segment {lands!r}"
             )
+            continue
         if found is None:
-            raise ScenarioInvalid(
-                f"{where}: no customer value/churn_risk lands in segment {segment!r}; "
+            problems.append(
+                f"no customer value/churn_risk lands in segment {segment!r}; "
                 "give `value`, `churn_risk`, `products` or `attributes` for it explicitly"
             )
+            continue
         cview, uview = found
         real = engine.decide(cview, uview, 0).segment
         out.append(CustomerView(real, spec.share / total, cview, uview))
-    return out
+    return out, problems
 
 
 def _find_customer(

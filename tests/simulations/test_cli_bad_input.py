@@ -7,7 +7,9 @@ paths are refused before anything is simulated.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,6 +155,97 @@ def test_json_parent_is_a_file(command: str, under: str, tmp_path: Path) -> None
     assert done.stdout == ""
 
 
+PROC = Path("/proc/self")  # a file system that refuses new files whatever the permissions say
+
+
+@pytest.mark.skipif(not PROC.is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize(
+    ("command", "option", "target", "failing"),
+    [
+        ("simulate", "--json", "/proc/sb-test.json", "/proc/sb-test.json"),
+        ("simulate", "--report", "/proc/sb-test-report", "/proc/sb-test-report"),
+        ("simulate", "--report", "/proc", "/proc/index.html"),
+        ("staff --per-hour 100 --aht 180", "--json", "/proc/sb-test.json", "/proc/sb-test.json"),
+        ("staff", "--json", "/proc/sb-test.json", "/proc/sb-test.json"),
+    ],
+)
+def test_output_that_cannot_be_written_is_refused_before_the_run(
+    command: str, option: str, target: str, failing: str, tmp_path: Path
+) -> None:
+    """An output that passes the permission check but cannot be written (/proc; any path for
+    root on a read-only mount) stops the command before it runs, naming the file that failed;
+    it used to be found only after the whole run."""
+    words = command.split()
+    if words == ["simulate"]:
+        words.append(str(scenario(tmp_path)))
+    elif words == ["staff"]:
+        words += ["--scenario", str(scenario(tmp_path))]
+    done = switchboard(*words, option, target, "--no-progress")
+    assert_refused(done, f"cannot write {failing}: ")
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("inside", ["", "index.html", "summary.csv"])
+def test_json_where_the_report_writes_is_refused(inside: str, tmp_path: Path) -> None:
+    """`--json` naming the report's directory or a file the report writes is refused before
+    the run: the report overwrote the JSON (or failed after the run on a file standing where
+    its directory goes)."""
+    report = tmp_path / "out"
+    out = report / inside if inside else report
+    done = switchboard(
+        "simulate", str(scenario(tmp_path)), "--json", str(out), "--report", str(report)
+    )
+    assert_refused(done, f"--json {out} is where --report {report} writes")
+    assert done.stdout == ""
+    assert not report.exists()
+
+
+@pytest.mark.parametrize("command", ["simulate", "staff --scenario"])
+def test_a_scenario_that_is_no_file_is_one_plain_line(command: str, tmp_path: Path) -> None:
+    """A missing scenario, or a directory given for one, is one line naming it and the reason
+    (it also repeated the path inside Python's "[Errno 2] ...: 'path'")."""
+    for path, reason in [(tmp_path / "nope.yaml", "No such file or directory"),
+                         (tmp_path, "Is a directory")]:  # fmt: skip
+        done = switchboard(*command.split(), str(path))
+        assert assert_refused(done) == f"switchboard: {path}: {reason}"
+
+
+@pytest.mark.parametrize("command", ["simulate", "staff --per-hour 200 --aht 180", "staff"])
+def test_a_reader_that_leaves_early_is_no_traceback(command: str, tmp_path: Path) -> None:
+    """stdout whose reader has gone (`switchboard staff ... | head`) ends the command quietly
+    with 141, as SIGPIPE would, instead of a BrokenPipeError traceback."""
+    words = command.split()
+    if words == ["simulate"]:
+        words.append(str(scenario(tmp_path)))
+    elif words == ["staff"]:
+        words += ["--scenario", str(scenario(tmp_path))]
+    read, write = os.pipe()
+    os.close(read)  # every write to the pipe now fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "router.cli", *words, "--no-progress"],
+            stdout=write, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""
+
+
+def test_trying_the_outputs_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Trying an output before the run creates no file when the run is refused later on, and
+    keeps the contents of an existing one."""
+    kept = tmp_path / "kept.json"
+    kept.write_text("before")
+    for out in (kept, tmp_path / "new.json"):
+        done = switchboard(
+            "staff", "--per-hour", "1e9", "--aht", "180", "--json", str(out)
+        )  # refused after the outputs were tried: the load is too large
+        assert_refused(done, "needs more agents")
+    assert kept.read_text() == "before"
+    assert not (tmp_path / "new.json").exists()
+
+
 def test_json_path_is_a_directory(tmp_path: Path) -> None:
     """`--json` naming a directory is refused before the run."""
     done = switchboard("simulate", str(scenario(tmp_path)), "--json", str(tmp_path))
@@ -207,6 +300,49 @@ def test_loadtest_spans_are_finite(option: str, value: str) -> None:
     assert done.returncode == 2
     assert f"expected LOW:HIGH seconds, got {value!r}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _limited_memory() -> None:
+    """A subprocess that runs out of memory fails at once instead of taking the machine's."""
+    limit = 3 << 30
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--rate", "1e308", "--duration", "1e308"], "plans inf arrivals; a run plans at most"),
+        (["--rate", "10000", "--duration", "1000"], "plans 10,000,000 arrivals"),
+        (["--customers", "100000000"], "--customers is at most 1,000,000"),
+        (["--agents", "100000000"], "--agents is at most 100,000"),
+        (["--url", "127.0.0.1:8080"], "--url must be an http:// or https:// URL"),
+        (["--ws-url", "ftp://host"], "--ws-url must be an http:// or https:// or ws://"),
+    ],
+)
+def test_loadtest_refuses_what_it_cannot_plan(options: list[str], message: str) -> None:
+    """A load test too large to plan in memory (its arrivals are built before the run), or
+    aimed at no URL, is refused at once, before it connects; it used to build the plan until
+    memory ran out, or to send requests to 'host/v1/...'."""
+    done = subprocess.run(
+        [sys.executable, "-m", "router.cli", "loadtest", "--url", "http://127.0.0.1:9",
+         "--token", "t", "--no-progress", *options],
+        capture_output=True, text=True, timeout=60, preexec_fn=_limited_memory, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr[-2000:]
+    assert lines[0].startswith("loadtest: ")
+    assert message in lines[0]
+
+
+@pytest.mark.skipif(not PROC.is_dir(), reason="needs Linux /proc")
+def test_loadtest_json_that_cannot_be_written_is_refused_before_the_run() -> None:
+    """loadtest's --json is tried before the run (which lasts --duration), not written after
+    it with a traceback."""
+    done = switchboard(
+        "loadtest", "--url", "http://127.0.0.1:9", "--token", "t", "--json", "/proc/sb.json"
+    )
+    assert_refused(done, "cannot write /proc/sb.json: ")
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import subprocess
@@ -77,6 +78,22 @@ def test_staff_erlang_a_reproduces_published_row(tmp_path: Path) -> None:
     assert "Erlang A" in data["stdout"]
 
 
+def test_staff_with_endless_patience_is_the_erlang_c_answer(tmp_path: Path) -> None:
+    """--patience 1e300 (no one ever gives up) answers as Erlang C does, exit 0, instead of
+    failing to sum the Erlang A chain."""
+    erlang_c = staff_json(tmp_path)
+    data = staff_json(tmp_path, "--patience", "1e300")
+    assert data["model"] == "erlang_a"
+    assert data["recommended"] == erlang_c["recommended"] == 14
+    rows = {r["agents"]: r for r in data["rows"]}
+    for row in erlang_c["rows"]:
+        assert rows[row["agents"]] == pytest.approx(row, rel=1e-12)
+    # at the load (A = 10) the queue never empties: nobody answered in time, nobody abandons
+    assert rows[10]["service_level"] == 0.0
+    assert rows[10]["asa_seconds"] is None
+    assert rows[10]["abandon_rate"] == 0.0
+
+
 def test_staff_without_load_is_a_usage_error() -> None:
     """`staff` with neither a load nor a scenario exits 2 and says what it needs."""
     done = switchboard("staff")
@@ -118,6 +135,55 @@ def test_simulate_writes_json_and_report(tmp_path: Path) -> None:
     for image in images:
         assert base64.b64decode(image.split('"')[0]).startswith(b"\x89PNG")
     assert "service level" in done.stdout
+
+
+def test_report_has_the_json_figures_as_csv(tmp_path: Path) -> None:
+    """`--report` writes intervals.csv and summary.csv beside index.html, linked from it:
+    every figure and half-width of the JSON's intervals and slices, at full precision."""
+    scenario = _small_scenario(tmp_path, hours=3)
+    out, report = tmp_path / "out.json", tmp_path / "report"
+    done = switchboard(
+        "simulate", str(scenario), "--replications", "2", "--json", str(out),
+        "--report", str(report), "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    page = (report / "index.html").read_text()
+    assert "href='intervals.csv'" in page
+    assert "href='summary.csv'" in page
+
+    def check(row: dict[str, str], entry: dict[str, Any]) -> int:
+        checked = 0
+        for key, value in entry.items():
+            if key == "half_widths":
+                for name, width in value.items():
+                    cell = row.pop(f"{name}_half_width")
+                    assert cell == ("" if width is None else repr(float(width))), (name, cell)
+                    checked += 1
+                continue
+            cell = row.pop(key)
+            assert cell == ("" if value is None else repr(float(value))), (key, cell)
+            checked += 1
+        return checked
+
+    with (report / "intervals.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(data["by_interval"]) == 4  # (3 h, the first one a warm-up)
+    for row, entry in zip(rows, data["by_interval"], strict=True):
+        start = entry["start_seconds"]
+        assert row.pop("start") == f"{int(start // 3600):02d}:{int(start % 3600 // 60):02d}"
+        assert check(row, entry) > 20
+        assert row == {}  # (nothing but the JSON's figures)
+    with (report / "summary.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    slices = [("overall", {"all contacts": data["overall"]})]
+    slices += [(k.removeprefix("by_"), data[k]) for k in ("by_queue", "by_segment", "by_channel")]
+    expected = [(kind, name, e) for kind, entries in slices for name, e in entries.items()]
+    assert [(r["slice"], r["name"]) for r in rows] == [(k, n) for k, n, _ in expected]
+    for row, (_, _, entry) in zip(rows, expected, strict=True):
+        del row["slice"], row["name"]
+        assert check(row, entry) > 20
+        assert row == {}
 
 
 def test_simulate_rejects_a_bad_scenario(tmp_path: Path) -> None:
@@ -183,11 +249,19 @@ def test_staff_scenario_names_a_queue_no_group_can_staff(tmp_path: Path) -> None
     data["replications"] = 1
     scenario = tmp_path / "nobody.yaml"
     scenario.write_text(yaml.safe_dump(data))
-    done = switchboard("staff", "--scenario", str(scenario), "--no-progress")
+    out = tmp_path / "staff.json"
+    done = switchboard("staff", "--scenario", str(scenario), "--no-progress", "--json", str(out))
     assert done.returncode == 1, done.stderr
     assert "No staffing up to 64x the scenario's counts meets every target." in done.stdout
     assert "  at [896]: main 0.0% < 80.0%" in done.stdout
     assert "queue 'main' had contacts but no agent group can staff it." in done.stdout
+    # the JSON tells a script so too (it was not written: a script read a stale file or none)
+    data = json.loads(out.read_text())
+    assert data["groups"] == [{"name": "agents", "scenario_count": 14, "count": None}]
+    assert data["result"] is None
+    assert not any(t["meets"] for t in data["trials"])
+    assert data["trials"][-1]["counts"] == [896]
+    assert data["trials"][-1]["misses"] == {"main": {"service_level": 0.0, "target": 0.8}}
 
 
 @pytest.mark.slow

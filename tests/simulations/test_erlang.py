@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from decimal import Decimal, localcontext
 
 import pytest
@@ -106,6 +107,74 @@ def test_erlang_a_long_patience_converges_to_erlang_c() -> None:
             assert a_m.asa_seconds == pytest.approx(c_m.asa_seconds, rel=1e4 / patience)
             assert a_m.abandon_rate < 1e3 / patience
         assert gaps[1] == pytest.approx(gaps[0] / 1e3, rel=1e-2)
+
+
+def test_erlang_a_patience_too_long_to_sum_is_its_limit() -> None:
+    """A patience too long to sum the chain gives Erlang A's limit, not an error: Erlang C above
+    the load; at or below it nobody answered in time and 1 - N/A abandoning."""
+    for n in (11, 14):
+        a_m, c_m = metrics_for(n, 1e300), metrics_for(n)
+        assert a_m.service_level == pytest.approx(c_m.service_level, rel=1e-12)
+        assert a_m.asa_seconds == pytest.approx(c_m.asa_seconds, rel=1e-12)
+        assert a_m.p_wait == pytest.approx(c_m.p_wait, rel=1e-12)
+        assert a_m.abandon_rate == 0.0
+    for n in (5, 9, 10):
+        m = metrics_for(n, 1e300)
+        assert (m.service_level, m.p_wait, m.occupancy) == (0.0, 1.0, 1.0)
+        assert m.abandon_rate == pytest.approx(1 - n / 10, abs=1e-12)
+        assert math.isinf(m.asa_seconds)
+
+
+def test_erlang_a_with_negligible_abandonment_is_erlang_c_without_a_chain() -> None:
+    """Above the load, a patience whose abandonment is below float resolution gives Erlang C
+    itself, computed directly: near the load (A = 99,999 on 100,001 agents) the chain ran to
+    its 2,000,000-state limit for each count, 23 s for one table."""
+    for n in (11, 14):
+        assert metrics_for(n, 1e300) == metrics_for(n)
+    rate, aht = 99_999 / 3600, 3600.0
+    started = time.perf_counter()
+    near = erlang_a_metrics(rate, aht, 100_001, THRESHOLD, 1e300)
+    assert time.perf_counter() - started < 0.5
+    assert near == erlang_c_metrics(rate, aht, 100_001, THRESHOLD)
+    # and where abandonment still shows (the gap shrinking like 1 / patience), it is summed
+    assert metrics_for(11, 1e12).abandon_rate > 0
+
+
+def test_erlang_a_tiny_patience_is_the_loss_system() -> None:
+    """As patience shrinks, whoever finds every agent busy leaves at once: the abandon rate is
+    Erlang B's blocking, everyone else is answered at once."""
+    for n in (8, 11, 14):
+        m = metrics_for(n, 1e-9)
+        assert m.abandon_rate == pytest.approx(erlang_b(n, 10.0), rel=1e-9)
+        assert m.service_level == pytest.approx(1 - erlang_b(n, 10.0), rel=1e-9)
+        assert m.asa_seconds < 1e-6
+
+
+def test_erlang_a_limit_is_refused_where_its_service_level_could_show() -> None:
+    """The limit's service level of 0 is given only where no contact can be answered in time:
+    with 19,000,000,000 waiting and 20 s it is (about 2,000,000 clear in 20 s); at the load,
+    where the queue is 10,000,000 give or take as many, or with a threshold as long as the
+    patience, Erlang A refuses rather than show 0."""
+    rate = 1e5  # A = 100,000 on an AHT of 1 s
+    m = erlang_a_metrics(rate, 1.0, 99_981, 20.0, 1e9)
+    assert (m.service_level, m.p_wait) == (0.0, 1.0)
+    assert m.abandon_rate == pytest.approx(19 / 100_000, rel=1e-9)
+    for args in [(rate, 1.0, 100_000, 20.0, 1e9), (RATE, AHT, 10, 1e300, 1e300)]:
+        with pytest.raises(ValueError, match="too long to take its service level as 0"):
+            erlang_a_metrics(*args)
+
+
+def test_erlang_a_limit_meets_the_chain_where_it_takes_over() -> None:
+    """Just below the patience where the limit takes over (N = 5, A = 10: (lambda - N mu) x
+    patience = 2,000,000 queued), the summed chain already gives the limit's figures."""
+    summed = metrics_for(5, 7.0e7)  # about 1,940,000 queued: still summed
+    limit = metrics_for(5, 7.3e7)
+    assert math.isfinite(summed.asa_seconds)
+    assert math.isinf(limit.asa_seconds)
+    assert summed.abandon_rate == pytest.approx(limit.abandon_rate, abs=1e-6)
+    assert summed.service_level < 1e-12
+    assert limit.service_level == 0.0
+    assert summed.occupancy == pytest.approx(1.0, abs=1e-6)
 
 
 def _chain_reference(n: int, patience: float, states: int) -> tuple[list[float], float, float]:

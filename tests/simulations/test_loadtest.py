@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -98,6 +99,35 @@ def test_cli_drives_a_live_server_and_reports_the_section_7_json(
     assert result["routed"] == result["sent"]
     assert result["accepted"] == result["sent"]
     assert "offer (arrival→socket)" in done.stdout
+
+
+def test_cli_json_to_stdout_is_json_alone(server: str, tmp_path: Path) -> None:
+    """`--json -` puts the JSON alone on stdout (the table on stderr), as simulate and staff
+    do; it used to write a file named '-'."""
+    done = subprocess.run(
+        [str(BIN / "switchboard"), "loadtest", "--token", TOKEN, "--no-progress",
+         "--url", server, "--rate", "10", "--agents", "5", "--duration", "1",
+         "--handle-time", "0.05:0.1", "--customers", "10", "--json", "-"],
+        capture_output=True, text=True, timeout=40, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    _check_shape(json.loads(done.stdout))
+    assert "offer (arrival→socket)" in done.stderr
+    assert not (tmp_path / "-").exists()
+
+
+def test_plan_holds_a_few_hundred_bytes_per_arrival() -> None:
+    """The plan built before a run keeps each request body at its own size: orjson's bytes
+    held its 4 KB buffer, 4 GB for a million arrivals on the machine under test."""
+    pool = customers(100, DEFAULT_MIX["segment"])
+    tracemalloc.start()
+    try:
+        plan = arrivals(200.0, 100.0, 1, DEFAULT_MIX, pool, "lt1-abcd")
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(plan) > 19_000
+    assert held / len(plan) < 1000
 
 
 def test_two_instances_on_one_redis_lose_nothing(tmp_path: Path, own_redis: str) -> None:

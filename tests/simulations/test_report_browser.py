@@ -69,3 +69,8 @@ def test_report_renders_every_chart_in_a_browser(tmp_path: Path) -> None:
     assert decoded.group(1) == charts.group(1)
     assert "Simulation report: browser-check" in dom.stdout
     assert "<h2>By queue</h2>" in dom.stdout
+    # the page links its CSV files, which lie beside it
+    links = re.findall(r'<a href="([^"]+)">', dom.stdout)
+    assert links == ["intervals.csv", "summary.csv"]
+    for link in links:
+        assert (report / link).read_text().startswith("start," if "interval" in link else "slice,")

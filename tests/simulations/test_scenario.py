@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from config.routing import demo_config_path
-from simulations.distributions import Constant, Empirical, Sampler, load_empirical
+from simulations.distributions import MAX_SECONDS, Constant, Empirical, Sampler, load_empirical
 from simulations.model import Model
 from simulations.scenario import ScenarioInvalid, load_scenario
 
@@ -370,3 +371,189 @@ def test_segment_and_file_problems_are_listed_together(tmp_path: Path) -> None:
     assert "unknown segment 'bronze'" in lines[1]
     assert "nowhere.csv" in lines[2]
     assert "neither.csv" in lines[3]
+
+
+def test_field_errors_do_not_hide_segments_files_or_customers(tmp_path: Path) -> None:
+    """A field error in one stream does not hide that stream's unknown segment and missing
+    file, a group's missing file, nor another stream's customer landing in the wrong segment:
+    all are one report (each used to show only once the problems before it were fixed)."""
+    data = minimal()
+    first = {**data["arrivals"][0], "per_hour": -5, "customers": {"diamond": 1.0}}
+    first["handle_time"] = {"dist": "empirical", "file": "nowhere.csv"}
+    second = {**data["arrivals"][0], "customers": {"platinum": {"share": 1.0, "value": 5}}}
+    data["arrivals"] = [first, second]
+    data["agents"][0]["accept_delay"] = {"dist": "empirical", "file": "neither.csv"}
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(data, base=tmp_path)
+    lines = str(caught.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "arrivals[0].per_hour",
+        "arrivals[0]",
+        "arrivals[0].handle_time",
+        "agents[0].accept_delay",
+        "arrivals[1]",
+    ]
+    assert "unknown segment 'diamond'" in lines[1]
+    assert "nowhere.csv" in lines[2]
+    assert "neither.csv" in lines[3]
+    assert "segment 'platinum' (value 5.0) lands in segment 'standard'" in lines[4]
+
+
+def test_every_customer_in_the_wrong_segment_is_listed(tmp_path: Path) -> None:
+    """Customers that land in another segment are listed together, every stream's and every
+    segment's, by load_scenario (Model.build used to stop at the first)."""
+    data = minimal()
+    stream = data["arrivals"][0]
+    data["arrivals"] = [
+        {**stream, "customers": {"platinum": {"share": 1, "value": 5}, "gold": {"share": 1}}},
+        {**stream, "customers": {"gold": {"share": 1, "value": 50000}}},
+    ]
+    path = tmp_path / "day.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(path)
+    assert str(caught.value).splitlines() == [
+        f"invalid scenario {path}:",
+        "  arrivals[0]: the customer given for segment 'platinum' (value 5.0) lands in segment"
+        " 'standard'",
+        "  arrivals[1]: the customer given for segment 'gold' (value 50000.0) lands in segment"
+        " 'platinum'",
+    ]
+
+
+def test_a_streams_own_checks_show_beside_its_field_errors() -> None:
+    """A stream with both `per_hour` and `profile` (or shares adding to 0) says so beside a
+    field error of the same stream; pydantic skips those checks until every field is valid."""
+    data = minimal()
+    data["arrivals"][0] |= {
+        "profile": {"interval_minutes": 30, "per_hour": [1]},
+        "customers": {"gold": 0},
+        "handle_time": {"dist": "exponential"},
+    }
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(data)
+    assert str(caught.value).splitlines()[1:] == [
+        "  arrivals[0].handle_time.mean_seconds: Field required",
+        "  arrivals[0]: give either `per_hour` or `profile`",
+        "  arrivals[0]: customer shares must add up to more than 0",
+    ]
+
+
+def test_a_null_rate_beside_a_profile_is_no_problem() -> None:
+    """`per_hour: null` beside a `profile` is no rate given twice, beside a field error too."""
+    data = minimal(duration_hours=-1)
+    data["arrivals"][0] |= {
+        "per_hour": None,
+        "profile": {"interval_minutes": 30, "per_hour": [1]},
+    }
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(data)
+    assert "give either" not in str(caught.value)
+
+
+def test_a_streams_own_check_is_listed_once() -> None:
+    """When the stream's fields are valid, pydantic's own line for the check is not repeated."""
+    data = minimal(duration_hours=-1)
+    data["arrivals"][0]["profile"] = {"interval_minutes": 30, "per_hour": [1]}
+    with pytest.raises(ScenarioInvalid) as caught:
+        load_scenario(data)
+    report = str(caught.value)
+    assert report.count("give either `per_hour` or `profile`") == 1
+    assert "duration_hours" in report
+
+
+@pytest.mark.parametrize(
+    ("duration", "message"),
+    [
+        ({"dist": "lognormal", "mean_seconds": 1e308, "sd_seconds": 1e308}, "less than or equal"),
+        ({"dist": "exponential", "mean_seconds": 1e12}, "less than or equal"),
+        ({"dist": "constant", "seconds": 1e300}, "less than or equal"),
+        (1e300, "less than or equal"),
+        ({"dist": "empirical", "values": [60, 1e300]}, "durations must be from 0 to"),
+        ({"dist": "gamma", "mean_seconds": 1e-300, "sd_seconds": 1e5}, "at most 1000 times"),
+        ({"dist": "lognormal", "mean_seconds": 1e-3, "sd_seconds": 1e5}, "at most 1000 times"),
+    ],
+)
+def test_durations_past_what_a_run_can_hold_are_refused(duration: Any, message: str) -> None:
+    """A duration longer than a year, or a spread so wide the shape degenerates, is a problem
+    of the scenario: a handle time of 1e308 s overflowed the milliseconds and ended at once,
+    and a gamma of sd 1e5 on mean 1e-300 divided by zero in the middle of the run."""
+    with pytest.raises(ScenarioInvalid, match=message):
+        load_scenario(minimal(accept_delay=duration))
+
+
+def test_draws_are_cut_at_the_longest_duration() -> None:
+    """A lognormal's far tail is cut at a year rather than running past any horizon."""
+    spread = {"dist": "lognormal", "mean_seconds": 1e5, "sd_seconds": 3e7}
+    sampler = Sampler(load_scenario(minimal(accept_delay=spread)).spec.accept_delay,
+                      np.random.default_rng(3))  # fmt: skip
+    draws = [sampler() for _ in range(20_000)]
+    assert max(draws) == round(MAX_SECONDS * 1000)
+    assert min(draws) >= 0
+
+
+def test_a_number_yaml_reads_as_text_is_a_constant_duration(tmp_path: Path) -> None:
+    """`handle_time: 3e2` (YAML 1.1 reads it as text: a float wants a dot) is 300 s, as
+    `mean_seconds: 3e2` is; it was refused as 'a valid dictionary'."""
+    data = minimal()
+    data["arrivals"][0]["handle_time"] = "3e2"
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data).replace("'3e2'", "3e2"))
+    assert "handle_time: 3e2\n" in path.read_text()
+    spec = load_scenario(path).spec
+    assert spec.arrivals[0].handle_time == Constant(dist="constant", seconds=300.0)
+
+
+def test_an_empirical_files_bad_row_is_named_by_its_line(tmp_path: Path) -> None:
+    """The row named in an empirical file's problem is the file's line, header and blank
+    lines counted (it was counted among the values only)."""
+    (tmp_path / "aht.csv").write_text("seconds\n10\n\n-5\n")
+    with pytest.raises(ValueError, match=r"row 4: '-5' is not a duration"):
+        load_empirical(Empirical(dist="empirical", file="aht.csv"), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"agents": [{"count": 1, "capacity": {"voice": 1},
+                         "shifts": [{"start_hour": 0, "end_hour": 1e308}]}]},
+            r"agents\[0\]\.shifts\[0\]\.end_hour: Input should be less than or equal to 17568",
+        ),
+        ({"missed_offer_away_seconds": 1e308}, "missed_offer_away_seconds: Input should be less"),
+    ],
+)  # fmt: skip
+def test_times_too_large_for_the_milliseconds_are_refused(
+    change: dict[str, Any], message: str
+) -> None:
+    """A shift end or an away time past what a run holds is a problem of the scenario; it
+    failed building the model with an OverflowError traceback."""
+    with pytest.raises(ScenarioInvalid, match=message):
+        Model.build(load_scenario(minimal(**change)))
+
+
+@pytest.mark.timeout(20)
+def test_a_profile_interval_below_a_minute_is_refused() -> None:
+    """A profile's intervals are a minute at least: 1e-9 minutes made the run step through
+    billions of intervals before the first arrival (it hung)."""
+    data = minimal()
+    del data["arrivals"][0]["per_hour"]
+    data["arrivals"][0]["profile"] = {"interval_minutes": 1e-9, "per_hour": [100]}
+    with pytest.raises(ScenarioInvalid, match="interval_minutes: Input should be greater than"):
+        Model.build(load_scenario(data))
+
+
+def test_an_empirical_file_that_cannot_be_read_is_one_plain_line(tmp_path: Path) -> None:
+    """A missing file, a directory and a file that is not UTF-8 each give one plain reason,
+    naming the file (the codec's message named no file; the OS's repeated the path)."""
+    (tmp_path / "latin1.csv").write_bytes("dur\u00e9e\n10\n".encode("latin-1"))
+    (tmp_path / "adir").mkdir()
+    expected = {
+        "nope.csv": f"cannot read durations from {tmp_path / 'nope.csv'}: No such file or"
+        " directory",
+        "adir": f"cannot read durations from {tmp_path / 'adir'}: Is a directory",
+        "latin1.csv": f"{tmp_path / 'latin1.csv'}: not UTF-8 text (byte 3)",
+    }
+    for name, message in expected.items():
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            load_empirical(Empirical(dist="empirical", file=name), tmp_path)
