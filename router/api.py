@@ -286,7 +286,8 @@ async def get_queue(request: web.Request) -> web.StreamResponse:
     service = request.app[k.SERVICE]
     name = request.match_info["name"]
     if name not in service.engine.queue_config:
-        raise Problem(404, f"no queue named {name!r}")
+        # (never the name: a mistyped URL may hold a phone number or an email address)
+        raise Problem(404, "no such queue")
     return _json((await service.queues(who.tenant, [name]))[0])
 
 
