@@ -97,6 +97,8 @@ def build(version: str) -> dict[str, Any]:
         errors = set(route.errors)
         if route.roles:
             errors |= {401, 403, 429}
+            if route.status != 101:  # (a websocket's handshake lists its own)
+                errors.add(503)  # (every call with a token reads or writes the store)
         if route.body is not None:  # (read_body: malformed, over the limit, not JSON, invalid)
             errors |= {400, 413, 415, 422}
         if "{id}" in route.path:

@@ -18,6 +18,7 @@ import pytest
 
 from queues.embedded import EmbeddedRedis
 from router.fastredis import serve_client
+from router.openapi import build
 from tests.router.conftest import ADMIN, GATEWAY, Api, ApiFactory, Reply
 
 PROBLEM = "application/problem+json"
@@ -331,6 +332,46 @@ async def test_store_unreachable_is_503_with_retry_after(
         await api.until("/readyz", lambda r: r["status"] == "ready")
         back = await api.contact(key="bad-input")
         assert (back["status"], back["position"]) == ("queued", 1)  # a fresh, empty Redis
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+#: a body each operation takes (so that it gets as far as the store)
+BODIES: dict[tuple[str, str], Any] = {
+    ("post", "/v1/contacts"): {"channel": "voice"},
+    ("put", "/v1/agents/{id}"): {"name": "Ann"},
+    ("post", "/v1/agents/{id}/state"): {"state": "away"},
+    ("put", "/v1/customers/{id}"): {},
+    ("post", "/v1/channels/voice"): {"call_id": "down-1"},
+    ("post", "/v1/channels/sms"): {"message_id": "down-1", "from": "+14155550100", "text": "x"},
+    ("post", "/v1/channels/email"): {"message_id": "<down-1@example.com>", "from": "a@example.com"},
+}
+
+
+async def test_every_operation_on_the_store_documents_its_503(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """With Redis down, every operation that takes a token (but the chat gateway's socket,
+    which reads nothing before its first message) answers 503, and /openapi.json lists 503
+    for each of them (it did for creating a contact and the adapters alone)."""
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    server.start()
+    try:
+        api = await make_api(redis_url=server.url)
+        await asyncio.to_thread(server.stop)
+        doc = build("0.1.0")
+        checked = 0
+        for path, item in doc["paths"].items():
+            for method, op in item.items():
+                if "security" not in op or path == "/v1/channels/chat":
+                    continue
+                url = path.replace("{id}", "x1").replace("{name}", "billing")
+                body = BODIES.get((method, path))
+                reply = await api.call(method.upper(), url, body, token=ADMIN, headers=KEY)
+                assert reply.status == 503, (method, path, reply)
+                assert "503" in op["responses"], (method, path)
+                checked += 1
+        assert checked == 22
     finally:
         await asyncio.to_thread(server.stop)
 
