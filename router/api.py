@@ -43,6 +43,7 @@ class Route:
     idempotent_header: bool = False
     tags: tuple[str, ...] = field(default=())
     raw: tuple[str, ...] = ()  # further request content types taken as raw bytes
+    replays: bool = True  # a 201 answers 200 when it is sent again (a replay or an update)
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
@@ -357,7 +358,7 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/agents/{id}/state", set_agent_state, "Set available, away or offline",
           AGENT, m.AgentStateIn, m.Agent, 200, (403, 404, 422), tags=("agents",)),
     Route("POST", "/v1/agents/{id}/tokens", mint_token, "Mint a token for the agent", ADMIN,
-          None, m.Token, 201, (404,), tags=("agents",)),
+          None, m.Token, 201, (404,), tags=("agents",), replays=False),
     Route("GET", "/v1/agents/{id}/ws", agent_ws, "The agent's websocket (offers, actions)", AGENT,
           None, None, 101, (401, 403, 404, 503), tags=("agents",)),
     Route("GET", "/v1/queues", list_queues, "Every queue's depth, staffing and service level",

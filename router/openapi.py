@@ -91,7 +91,7 @@ def build(version: str) -> dict[str, Any]:
                 "application/json": {"schema": refs[(route.response, "serialization")]}
             }
         op["responses"][str(route.status)] = ok
-        if route.status == 201:
+        if route.status == 201 and route.replays:
             op["responses"]["200"] = {**ok, "description": "Replay or update of the same resource"}
         problem = {"application/problem+json": {"schema": refs[(m.ProblemOut, "serialization")]}}
         errors = set(route.errors)

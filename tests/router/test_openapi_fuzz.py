@@ -110,6 +110,39 @@ async def test_document_request_bodies_match_the_server(api: Api) -> None:
     assert sent.status == 201, sent
 
 
+#: a request body for each operation that answers 201
+CREATED: dict[str, Any] = {
+    "/v1/contacts": {"channel": "voice"},
+    "/v1/agents/{id}": {"name": "Ann", "skills": {"billing": 1}},
+    "/v1/agents/{id}/tokens": None,
+    "/v1/channels/voice": {"call_id": "again-1"},
+    "/v1/channels/sms": {"message_id": "again-1", "from": "+14155550100", "text": "hi"},
+    "/v1/channels/email": {"message_id": "<again-1@example.com>", "from": "a@example.com"},
+    "/v1/customers/{id}": {"name": "Ann"},
+}
+
+
+async def test_document_lists_200_where_sending_again_answers_it(api: Api) -> None:
+    """An operation answering 201 lists a 200 exactly when the same request sent again answers
+    200 (a replay, an update); minting a token answers 201 every time and lists no 200 (it
+    did)."""
+    doc = build("0.1.0")
+    checked = 0
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if "201" not in op["responses"]:
+                continue
+            url = path.replace("{id}", "x1")
+            key = {"Idempotency-Key": "again-1"}
+            first = await api.call(method.upper(), url, CREATED[path], headers=key)
+            again = await api.call(method.upper(), url, CREATED[path], headers=key)
+            assert first.status == 201, (path, first)
+            assert again.status in (200, 201), (path, again)
+            assert ("200" in op["responses"]) is (again.status == 200), (path, again)
+            checked += 1
+    assert checked == len(CREATED)
+
+
 #: gateway payloads, each sent to its adapter and checked against the adapter's schema
 WEBHOOKS: list[tuple[str, dict[str, Any]]] = [
     ("voice", {"call_id": "v1", "from": "+14155550100", "to": "+18005550000",
