@@ -347,7 +347,7 @@ ROUTES: list[Route] = [
           m.CompleteIn, m.Contact, 200, (403, 404, 409, 422), tags=("contacts",)),
     Route("POST", "/v1/reservations/{id}/accept", accept,
           "Accept an offer (again: the same answer while the contact is the agent's)", AGENT,
-          None, m.AcceptedOut, 200, (403, 404, 409), tags=("reservations",)),
+          m.AcceptIn, m.AcceptedOut, 200, (403, 404, 409), tags=("reservations",)),
     Route("POST", "/v1/reservations/{id}/reject", reject, "Decline an offer", AGENT, m.RejectIn,
           m.RejectedOut, 200, (403, 404, 409), tags=("reservations",)),
     Route("PUT", "/v1/agents/{id}", put_agent, "Create or update an agent", ADMIN, m.AgentIn,

@@ -34,7 +34,7 @@ _DESCRIPTIONS = {
 
 
 #: bodies their handlers read with ``read_body(required=False)``: every other body is required
-_OPTIONAL_BODIES: set[type[BaseModel]] = {m.CallbackIn, m.CompleteIn, m.RejectIn}
+_OPTIONAL_BODIES: set[type[BaseModel]] = {m.AcceptIn, m.CallbackIn, m.CompleteIn, m.RejectIn}
 
 
 def build(version: str) -> dict[str, Any]:

@@ -96,7 +96,7 @@ async def test_document_request_bodies_match_the_server(api: Api) -> None:
             assert wrong.status == 415, (path, wrong)
             assert {"400", "413", "415"} <= set(op["responses"]), path
             checked += 1
-    assert checked == 10
+    assert checked == 11
     email = doc["paths"]["/v1/channels/email"]["post"]["requestBody"]["content"]
     assert set(email) == {"application/json", "message/rfc822"}
     raw = "Message-ID: <doc-1@example.com>\r\nFrom: ann@example.com\r\nTo: s@example.com\r\n\r\nhi"
@@ -108,6 +108,23 @@ async def test_document_request_bodies_match_the_server(api: Api) -> None:
         headers={"Content-Type": "message/rfc822"},
     )
     assert sent.status == 201, sent
+
+
+async def test_an_operation_without_a_request_body_reads_none(api: Api) -> None:
+    """An operation the document gives no requestBody does not read one: a text/plain body
+    sent to it is no 415 (accept read its optional ``{}`` without the document saying so)."""
+    doc = build("0.1.0")
+    checked = 0
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if "requestBody" in op or "101" in op["responses"]:
+                continue  # (a websocket's handshake has no body)
+            url = path.replace("{id}", "x1").replace("{name}", "billing")
+            typed = {"Content-Type": "text/plain"}
+            reply = await api.call(method.upper(), url, data="x", headers=typed)
+            assert reply.status != 415, (method, path, reply)
+            checked += 1
+    assert checked == 12
 
 
 #: a request body for each operation that answers 201
