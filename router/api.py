@@ -321,12 +321,13 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
+    retry = {"Retry-After": str(request.app[k.SETTINGS].retry_after_seconds)}
     try:
         await request.app[k.REDIS].ping()
     except Exception:
-        raise Problem(503, "redis is unreachable", headers={"Retry-After": "1"}) from None
+        raise Problem(503, "redis is unreachable", headers=retry) from None
     if not request.app[k.HUB].ready.is_set():
-        raise Problem(503, "event subscription not ready", headers={"Retry-After": "1"})
+        raise Problem(503, "event subscription not ready", headers=retry)
     return web.json_response({"status": "ready"})
 
 

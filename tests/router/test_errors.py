@@ -336,6 +336,23 @@ async def test_store_unreachable_is_503_with_retry_after(
         await asyncio.to_thread(server.stop)
 
 
+async def test_retry_after_is_the_configured_one_on_every_503(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """With ``SWITCHBOARD_RETRY_AFTER_SECONDS`` set, a call's 503 and /readyz's both carry it
+    as ``Retry-After`` (/readyz said 1 whatever the setting)."""
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    server.start()
+    try:
+        api = await make_api(redis_url=server.url, retry_after_seconds=7)
+        await asyncio.to_thread(server.stop)
+        for path in ("/v1/queues/billing", "/readyz"):
+            reply = await api.call("GET", path, token=GATEWAY)
+            assert (reply.status, reply.headers["Retry-After"]) == (503, "7"), path
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
 #: a body each operation takes (so that it gets as far as the store)
 BODIES: dict[tuple[str, str], Any] = {
     ("post", "/v1/contacts"): {"channel": "voice"},
