@@ -140,24 +140,18 @@ def _one_voice() -> dict[CapacityName, int]:
 
 class AgentIn(_In):
     name: str = Field(min_length=1, max_length=200)
-    # (strict: "5" or true is not a level or a capacity)
+    # (strict: "5" or true is not a level or a capacity; /openapi.json says that a name outside
+    # the pattern is refused, which patternProperties alone would not)
     skills: dict[
-        Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], Annotated[int, Field(strict=True)]
-    ] = Field(default_factory=dict)
+        Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+        Annotated[int, Field(strict=True, ge=0, le=10)],
+    ] = Field(default_factory=dict, json_schema_extra={"additionalProperties": False})
     capacity: dict[CapacityName, Annotated[int, Field(ge=0, le=100, strict=True)]] = Field(
         default_factory=_one_voice
     )
     attributes: dict[str, Any] | None = None
 
     _attributes = field_validator("attributes")(_check_attributes)
-
-    @field_validator("skills")
-    @classmethod
-    def _levels(cls, value: dict[str, int]) -> dict[str, int]:
-        for name, level in value.items():
-            if not 0 <= level <= 10:
-                raise ValueError(f"skill {name!r} level must be 0..10")
-        return value
 
 
 class Agent(BaseModel):

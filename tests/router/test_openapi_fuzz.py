@@ -188,17 +188,37 @@ async def test_adapter_schemas_refuse_what_the_adapters_refuse(api: Api) -> None
     """A gateway payload is valid by the document's schema exactly when its adapter takes it:
     an unknown key (at the top or in ``ivr``), an empty id or sender and a field over its
     length are refused by both (the schemas allowed any key and any length)."""
-    components = build("0.1.0")["components"]
     for channel, payload in WEBHOOKS:
         path = f"/v1/channels/{channel}"
-        schema = {**components["schemas"][CHANNEL_SCHEMAS[channel]], "components": components}
-        valid = jsonschema_rs.Draft202012Validator(schema).is_valid(payload)
+        valid = schema_accepts(CHANNEL_SCHEMAS[channel], payload)
         reply = await api.call("POST", path, payload, token=GATEWAY)
         assert reply.status in (201, 422), (path, payload, reply)
         assert valid is (reply.status == 201), (path, payload, reply)
 
 
 CHANNEL_SCHEMAS = {"voice": "VoiceCall", "sms": "SmsMessage", "email": "EmailJson"}
+
+
+def schema_accepts(name: str, payload: Any) -> bool:
+    """Whether the document's schema ``name`` (a component) holds ``payload`` valid."""
+    components = build("0.1.0")["components"]
+    schema = {**components["schemas"][name], "components": components}
+    return bool(jsonschema_rs.Draft202012Validator(schema).is_valid(payload))
+
+
+@pytest.mark.parametrize(
+    "skills",
+    [{"billing": 10, "spanish_2": 0}, {"Billing": 1}, {"billing": 11}, {"billing": -1}],
+)
+async def test_agent_skill_schema_refuses_what_the_server_refuses(
+    api: Api, skills: dict[str, int]
+) -> None:
+    """A skill name outside ``^[a-z][a-z0-9_]{0,63}$`` or a level outside 0..10 is refused by
+    the AgentIn schema as by the server (the schema allowed any name and any level)."""
+    body = {"name": "Ann", "skills": skills}
+    reply = await api.call("PUT", "/v1/agents/ann", body)
+    assert reply.status in (201, 422), reply
+    assert schema_accepts("AgentIn", body) is (reply.status == 201), reply
 
 
 VALID_BODIES: dict[tuple[str, str], Any] = {
