@@ -70,7 +70,7 @@ def build(version: str) -> dict[str, Any]:
                     "name": "Idempotency-Key",
                     "in": "header",
                     "required": True,
-                    "schema": {"type": "string", "maxLength": 128},
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
                 }
             )
         if params:

@@ -127,6 +127,20 @@ async def test_an_operation_without_a_request_body_reads_none(api: Api) -> None:
     assert checked == 12
 
 
+@pytest.mark.parametrize("key", ["", "k", "k" * 128, "k" * 129])
+async def test_idempotency_key_schema_refuses_what_the_server_refuses(api: Api, key: str) -> None:
+    """The Idempotency-Key parameter's schema holds a key valid exactly when the server takes
+    it: an empty key is a 400 (missing), as one over 128 characters is (the schema allowed an
+    empty one)."""
+    doc = build("0.1.0")
+    (param,) = doc["paths"]["/v1/contacts"]["post"]["parameters"]
+    valid = jsonschema_rs.Draft202012Validator(param["schema"]).is_valid(key)
+    headers = {"Idempotency-Key": key}
+    reply = await api.call("POST", "/v1/contacts", {"channel": "voice"}, headers=headers)
+    assert reply.status in (201, 400), reply
+    assert valid is (reply.status == 201), reply
+
+
 #: a request body for each operation that answers 201
 CREATED: dict[str, Any] = {
     "/v1/contacts": {"channel": "voice"},
