@@ -361,7 +361,7 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/agents/{id}/tokens", mint_token, "Mint a token for the agent", ADMIN,
           None, m.Token, 201, (404,), tags=("agents",), replays=False),
     Route("GET", "/v1/agents/{id}/ws", agent_ws, "The agent's websocket (offers, actions)", AGENT,
-          None, None, 101, (401, 403, 404, 503), tags=("agents",)),
+          None, None, 101, (400, 401, 403, 404, 503), tags=("agents",)),
     Route("GET", "/v1/queues", list_queues, "Every queue's depth, staffing and service level",
           ANY, None, m.QueueList, 200, tags=("queues",)),
     Route("GET", "/v1/queues/{name}", get_queue, "One queue", ANY, None, m.QueueOut, 200, (404,),

@@ -15,7 +15,8 @@ from router.api_channels import CHANNEL_ROUTES
 ALL_ROUTES = ROUTES + CHANNEL_ROUTES
 
 _DESCRIPTIONS = {
-    400: "Malformed JSON, a missing body or a missing Idempotency-Key",
+    400: "Malformed JSON, a missing body or a missing Idempotency-Key; on a websocket's URL, a"
+    " request that is not a websocket handshake",
     401: "No token, or a token that does not verify",
     403: "The token lacks the right",
     404: "Unknown id",

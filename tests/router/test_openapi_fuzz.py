@@ -141,6 +141,24 @@ async def test_idempotency_key_schema_refuses_what_the_server_refuses(api: Api, 
     assert valid is (reply.status == 201), reply
 
 
+async def test_websockets_document_the_400_of_a_plain_request(api: Api) -> None:
+    """A request to a websocket's URL that is no handshake is a 400, which both websocket
+    operations list (neither did)."""
+    await api.agent("ann", billing=1)
+    doc = build("0.1.0")
+    sockets = [
+        (path, op)
+        for path, item in doc["paths"].items()
+        for op in item.values()
+        if "101" in op["responses"]
+    ]
+    assert [path for path, _ in sockets] == ["/v1/agents/{id}/ws", "/v1/channels/chat"]
+    for path, op in sockets:
+        reply = await api.call("GET", path.replace("{id}", "ann"))
+        assert reply.status == 400, (path, reply)
+        assert "400" in op["responses"], path
+
+
 #: a request body for each operation that answers 201
 CREATED: dict[str, Any] = {
     "/v1/contacts": {"channel": "voice"},
