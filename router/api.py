@@ -172,7 +172,16 @@ async def create_contact(request: web.Request) -> web.StreamResponse:
         raise Problem(400, "Idempotency-Key is not valid UTF-8") from None
     body = await read_body(request, m.ContactIn)
     created = await request.app[k.SERVICE].create_contact(who.tenant, body, "api", key)
-    return _json(created.contact, 201 if created.created else 200)
+    return created_contact(created.contact, created.created)
+
+
+def created_contact(contact: m.Contact, created: bool) -> web.Response:
+    """A contact made by a gateway: ``201`` with its URL in ``Location`` (RFC 9110), or ``200``
+    for a replay."""
+    response = _json(contact, 201 if created else 200)
+    if created:
+        response.headers["Location"] = f"/v1/contacts/{contact.id}"
+    return response
 
 
 async def get_contact(request: web.Request) -> web.StreamResponse:

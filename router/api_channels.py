@@ -27,6 +27,7 @@ from router.api import (
     ADMIN,
     GATEWAY,
     Route,
+    created_contact,
     is_json,
     path_id,
     principal,
@@ -86,11 +87,7 @@ async def ingest(
 
 
 def _reply(created: Created) -> web.Response:
-    return web.Response(
-        body=created.contact.model_dump_json(),
-        status=201 if created.created else 200,
-        content_type="application/json",
-    )
+    return created_contact(created.contact, created.created)
 
 
 async def _json_adapter(

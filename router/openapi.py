@@ -34,6 +34,12 @@ _DESCRIPTIONS = {
 }
 
 
+#: the header of a 201 that made a contact
+LOCATION = {
+    "description": "The new contact's URL, /v1/contacts/{id}",
+    "schema": {"type": "string"},
+}
+
 #: bodies their handlers read with ``read_body(required=False)``: every other body is required
 _OPTIONAL_BODIES: set[type[BaseModel]] = {m.AcceptIn, m.CallbackIn, m.CompleteIn, m.RejectIn}
 
@@ -94,6 +100,8 @@ def build(version: str) -> dict[str, Any]:
         op["responses"][str(route.status)] = ok
         if route.status == 201 and route.replays:
             op["responses"]["200"] = {**ok, "description": "Replay or update of the same resource"}
+        if route.status == 201 and route.response is m.Contact:
+            ok["headers"] = {"Location": LOCATION}  # (a replay's 200 has none)
         problem = {"application/problem+json": {"schema": refs[(m.ProblemOut, "serialization")]}}
         errors = set(route.errors)
         if route.roles:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -544,6 +545,33 @@ async def test_same_key_same_body_replays_the_contact(api: Api) -> None:
     assert (made.status, again.status) == (201, 200)
     assert again.body == made.body
     assert (await api.get("/v1/queues/billing"))["waiting"] == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/contacts", {"channel": "voice", "from": "+14155550100"}),
+        ("/v1/channels/voice", {"call_id": "loc-1", "from": "+14155550100"}),
+        ("/v1/channels/sms", {"message_id": "loc-1", "from": "+14155550100", "text": "hi"}),
+        ("/v1/channels/email", {"message_id": "<loc-1@example.com>", "from": "a@example.com"}),
+    ],
+)
+async def test_a_new_contact_gives_its_url_in_location(
+    api: Api, path: str, body: dict[str, Any]
+) -> None:
+    """A 201 that made a contact carries ``Location: /v1/contacts/{id}`` (RFC 9110), which
+    reads the contact, and /openapi.json documents the header; a replay's 200 has none."""
+    headers = {"Idempotency-Key": "loc-1"}
+    made = await api.call("POST", path, body, token=GATEWAY, headers=headers)
+    again = await api.call("POST", path, body, token=GATEWAY, headers=headers)
+    assert (made.status, again.status) == (201, 200)
+    assert made.headers["Location"] == f"/v1/contacts/{made.body['id']}"
+    assert (await api.get(made.headers["Location"]))["id"] == made.body["id"]
+    assert "Location" not in again.headers
+    doc = (await api.call("GET", "/openapi.json")).body
+    responses = doc["paths"][path]["post"]["responses"]
+    assert set(responses["201"]["headers"]) == {"Location"}
+    assert "headers" not in responses["200"]
 
 
 async def test_same_key_other_body_is_a_conflict(api: Api) -> None:
