@@ -15,6 +15,8 @@ import pytest
 
 from tests.router.conftest import GATEWAY, Api, ApiFactory, Desk
 
+PROBLEM_TYPE = "https://switchboard.dev/problems/"
+
 
 def when(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
@@ -287,6 +289,44 @@ async def test_abandon_after_accept_is_a_conflict(api: Api) -> None:
     assert late.body["status"] == 409
     assert late.headers["Content-Type"].startswith("application/problem+json")
     assert (await api.get(f"/v1/contacts/{contact['id']}"))["status"] == "assigned"
+
+
+async def test_abandon_repeated_answers_again_but_not_after_a_cancel(api: Api) -> None:
+    """Abandoning an abandoned contact answers it again (200, nothing changes); abandoning a
+    cancelled one is 409 contact-not-waiting (docs/api.md, abandon)."""
+    left, withdrawn = await api.contact(), await api.contact()
+    path = f"/v1/contacts/{left['id']}/abandon"
+    first = await api.call("POST", path, token=GATEWAY)
+    again = await api.call("POST", path, token=GATEWAY)
+    assert (first.status, again.status) == (200, 200)
+    assert again.body == first.body
+    assert first.body["status"] == "abandoned"
+    await api.ok("POST", f"/v1/contacts/{withdrawn['id']}/cancel", token=GATEWAY)
+    late = await api.call("POST", f"/v1/contacts/{withdrawn['id']}/abandon", token=GATEWAY)
+    assert (late.status, late.body["type"]) == (409, PROBLEM_TYPE + "contact-not-waiting")
+
+
+async def test_position_and_wait_are_null_once_no_longer_queued(api: Api) -> None:
+    """An offered and an assigned contact have no position and no estimated wait, while one
+    queued behind them has both (docs/api.md, the Contact)."""
+    ws = await available(api, "ann", billing=5)
+    contact = await api.contact()
+    behind = await api.contact()
+    assert (behind["position"], behind["estimated_wait_seconds"]) == (1, 180.0)
+    offered = await api.get(f"/v1/contacts/{contact['id']}")
+    assert (offered["status"], offered["position"], offered["estimated_wait_seconds"]) == (
+        "offered",
+        None,
+        None,
+    )
+    offer = await ws.recv("offer")
+    accepted = await api.ok("POST", f"/v1/reservations/{offer['reservation_id']}/accept")
+    held = accepted["contact"]
+    assert (held["status"], held["position"], held["estimated_wait_seconds"]) == (
+        "assigned",
+        None,
+        None,
+    )
 
 
 async def test_callback_keeps_the_place_in_line(api: Api) -> None:

@@ -149,6 +149,27 @@ async def test_validation_lists_every_field(api: Api) -> None:
     assert "4096 bytes" in body["errors"][1]["msg"]
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "loc"),
+    [
+        ("/v1/channels/voice", {"call_id": "c1", "colour": "red"}, ["body"]),
+        ("/v1/channels/voice", {"call_id": "c1", "ivr": {"digits": 7}}, ["body", "ivr", "digits"]),
+        ("/v1/channels/sms", {"message_id": "s1", "from": "+14155550100"}, ["body", "text"]),
+        ("/v1/channels/email", {"from": "a@example.com"}, ["body", "message_id"]),
+    ],
+)
+async def test_an_adapter_payload_it_cannot_read_is_422_bad_payload(
+    api: Api, path: str, body: dict[str, Any], loc: list[str]
+) -> None:
+    """A gateway payload with an unknown key, a field of the wrong type or a required field
+    missing is a 422 ``bad-payload`` whose ``errors`` name the field (docs/api.md, the 422 row
+    and the adapters), and no contact is made."""
+    reply = await api.call("POST", path, body, token=GATEWAY)
+    problem = assert_problem(reply, 422, "bad-payload")
+    assert [e["loc"] for e in problem["errors"]] == [loc]
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 0
+
+
 async def test_attributes_over_4_kib_are_refused(api: Api) -> None:
     """Attributes over 4 KiB serialized are 422 even inside the body limit; 4 KiB is fine."""
     blob = {"a": "x" * 4090}  # {"a":"..."} serializes to 4098 bytes
