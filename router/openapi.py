@@ -84,6 +84,8 @@ def build(version: str) -> dict[str, Any]:
             op["parameters"] = params
         if route.roles:
             op["security"] = [{"bearer": []}]
+            if route.status == 101:  # (browsers cannot set headers on a websocket handshake)
+                op["security"].append({"access_token": []})
             op["description"] = "Roles: " + ", ".join(route.roles)
         if route.body is not None:
             op["requestBody"] = {
@@ -128,7 +130,16 @@ def build(version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schema.get("$defs", {}),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "access_token": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "access_token",
+                    "description": "The bearer token on a websocket's URL, for browsers; "
+                    "ignored on every other URL",
+                },
+            },
         },
     }
 

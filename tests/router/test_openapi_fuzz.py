@@ -159,6 +159,28 @@ async def test_websockets_document_the_400_of_a_plain_request(api: Api) -> None:
         assert "400" in op["responses"], path
 
 
+async def test_websockets_document_the_access_token_parameter(api: Api) -> None:
+    """The two websocket operations take the token as ``?access_token=`` as well as a bearer
+    header, and the document says so (a security alternative, on them alone); the server opens
+    both sockets with it."""
+    await api.agent("ann", billing=1)
+    token = await api.token("ann")
+    doc = build("0.1.0")
+    scheme = doc["components"]["securitySchemes"]["access_token"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "query", "access_token")
+    for path, item in doc["paths"].items():
+        for op in item.values():
+            if "security" not in op:
+                continue
+            socket = "101" in op["responses"]
+            assert ({"access_token": []} in op["security"]) is socket, path
+            if socket:
+                who = token if "{id}" in path else GATEWAY
+                url = path.replace("{id}", "ann") + f"?access_token={who}"
+                ws = await api.client.ws_connect(url)
+                await ws.close()
+
+
 #: a request body for each operation that answers 201
 CREATED: dict[str, Any] = {
     "/v1/contacts": {"channel": "voice"},
