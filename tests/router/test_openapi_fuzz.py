@@ -2,7 +2,8 @@
 
 The fuzz loads the document from a running ``switchboard serve`` (on the session Redis, its
 own tenant) with schemathesis, sends valid and invalid requests for every operation as the
-admin, and requires that none is answered with a 5xx.
+admin, and requires that none is answered with a 5xx and that every answer conforms to the
+document (a status it lists, with that response's content type, headers and schema).
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from schemathesis.core.result import Ok
 
 from queues.embedded import EmbeddedRedis
@@ -308,7 +315,8 @@ async def test_document_lists_the_404_of_a_bad_path_id(api: Api) -> None:
 def test_fuzzing_every_operation_finds_no_server_error(
     serve_child: Callable[..., Served], redis_server: EmbeddedRedis, tenant: str
 ) -> None:
-    """Valid and invalid requests for each operation never get a 5xx."""
+    """Valid and invalid requests for each operation never get a 5xx, and every answer is one
+    the document lists for the operation, with its content type, headers and schema."""
     served = serve_child(
         {
             "SWITCHBOARD_REDIS_URL": redis_server.url,
@@ -344,7 +352,13 @@ def test_fuzzing_every_operation_finds_no_server_error(
                 base_url=served.url,
                 session=session,
                 headers=headers,
-                checks=[not_a_server_error],
+                checks=[
+                    not_a_server_error,
+                    status_code_conformance,
+                    content_type_conformance,
+                    response_schema_conformance,
+                    response_headers_conformance,
+                ],
                 timeout=10,
             )
 
