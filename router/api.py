@@ -43,6 +43,7 @@ class Route:
     idempotent_header: bool = False
     tags: tuple[str, ...] = field(default=())
     raw: tuple[str, ...] = ()  # further request content types taken as raw bytes
+    replays: bool = True  # a 201 answers 200 when it is sent again (a replay or an update)
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
@@ -171,7 +172,16 @@ async def create_contact(request: web.Request) -> web.StreamResponse:
         raise Problem(400, "Idempotency-Key is not valid UTF-8") from None
     body = await read_body(request, m.ContactIn)
     created = await request.app[k.SERVICE].create_contact(who.tenant, body, "api", key)
-    return _json(created.contact, 201 if created.created else 200)
+    return created_contact(created.contact, created.created)
+
+
+def created_contact(contact: m.Contact, created: bool) -> web.Response:
+    """A contact made by a gateway: ``201`` with its URL in ``Location`` (RFC 9110), or ``200``
+    for a replay."""
+    response = _json(contact, 201 if created else 200)
+    if created:
+        response.headers["Location"] = f"/v1/contacts/{contact.id}"
+    return response
 
 
 async def get_contact(request: web.Request) -> web.StreamResponse:
@@ -286,7 +296,8 @@ async def get_queue(request: web.Request) -> web.StreamResponse:
     service = request.app[k.SERVICE]
     name = request.match_info["name"]
     if name not in service.engine.queue_config:
-        raise Problem(404, f"no queue named {name!r}")
+        # (never the name: a mistyped URL may hold a phone number or an email address)
+        raise Problem(404, "no such queue")
     return _json((await service.queues(who.tenant, [name]))[0])
 
 
@@ -319,12 +330,13 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
+    retry = {"Retry-After": str(request.app[k.SETTINGS].retry_after_seconds)}
     try:
         await request.app[k.REDIS].ping()
     except Exception:
-        raise Problem(503, "redis is unreachable", headers={"Retry-After": "1"}) from None
+        raise Problem(503, "redis is unreachable", headers=retry) from None
     if not request.app[k.HUB].ready.is_set():
-        raise Problem(503, "event subscription not ready", headers={"Retry-After": "1"})
+        raise Problem(503, "event subscription not ready", headers=retry)
     return web.json_response({"status": "ready"})
 
 
@@ -345,7 +357,7 @@ ROUTES: list[Route] = [
           m.CompleteIn, m.Contact, 200, (403, 404, 409, 422), tags=("contacts",)),
     Route("POST", "/v1/reservations/{id}/accept", accept,
           "Accept an offer (again: the same answer while the contact is the agent's)", AGENT,
-          None, m.AcceptedOut, 200, (403, 404, 409), tags=("reservations",)),
+          m.AcceptIn, m.AcceptedOut, 200, (403, 404, 409), tags=("reservations",)),
     Route("POST", "/v1/reservations/{id}/reject", reject, "Decline an offer", AGENT, m.RejectIn,
           m.RejectedOut, 200, (403, 404, 409), tags=("reservations",)),
     Route("PUT", "/v1/agents/{id}", put_agent, "Create or update an agent", ADMIN, m.AgentIn,
@@ -356,9 +368,9 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/agents/{id}/state", set_agent_state, "Set available, away or offline",
           AGENT, m.AgentStateIn, m.Agent, 200, (403, 404, 422), tags=("agents",)),
     Route("POST", "/v1/agents/{id}/tokens", mint_token, "Mint a token for the agent", ADMIN,
-          None, m.Token, 201, (404,), tags=("agents",)),
+          None, m.Token, 201, (404,), tags=("agents",), replays=False),
     Route("GET", "/v1/agents/{id}/ws", agent_ws, "The agent's websocket (offers, actions)", AGENT,
-          None, None, 101, (401, 403, 404), tags=("agents",)),
+          None, None, 101, (400, 401, 403, 404, 503), tags=("agents",)),
     Route("GET", "/v1/queues", list_queues, "Every queue's depth, staffing and service level",
           ANY, None, m.QueueList, 200, tags=("queues",)),
     Route("GET", "/v1/queues/{name}", get_queue, "One queue", ANY, None, m.QueueOut, 200, (404,),

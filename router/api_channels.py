@@ -27,6 +27,7 @@ from router.api import (
     ADMIN,
     GATEWAY,
     Route,
+    created_contact,
     is_json,
     path_id,
     principal,
@@ -86,11 +87,7 @@ async def ingest(
 
 
 def _reply(created: Created) -> web.Response:
-    return web.Response(
-        body=created.contact.model_dump_json(),
-        status=201 if created.created else 200,
-        content_type="application/json",
-    )
+    return created_contact(created.contact, created.created)
 
 
 async def _json_adapter(
@@ -360,7 +357,7 @@ CHANNEL_ROUTES: list[Route] = [
     Route("POST", "/v1/channels/sms", sms_message, "An SMS arrives", GATEWAY, m.SmsMessage,
           m.Contact, 201, (400, 409, 413, 415, 422, 503), tags=("channels",)),
     Route("GET", "/v1/channels/chat", chat_socket, "Chat gateway websocket", GATEWAY, None, None,
-          101, tags=("channels",)),
+          101, (400,), tags=("channels",)),
     Route("PUT", "/v1/customers/{id}", put_customer, "Create or replace a customer profile",
           GATEWAY, m.CustomerIn, m.Customer, 201, (409, 422), tags=("customers",)),
     Route("GET", "/v1/customers/{id}", get_customer,

@@ -140,24 +140,18 @@ def _one_voice() -> dict[CapacityName, int]:
 
 class AgentIn(_In):
     name: str = Field(min_length=1, max_length=200)
-    # (strict: "5" or true is not a level or a capacity)
+    # (strict: "5" or true is not a level or a capacity; /openapi.json says that a name outside
+    # the pattern is refused, which patternProperties alone would not)
     skills: dict[
-        Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], Annotated[int, Field(strict=True)]
-    ] = Field(default_factory=dict)
+        Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+        Annotated[int, Field(strict=True, ge=0, le=10)],
+    ] = Field(default_factory=dict, json_schema_extra={"additionalProperties": False})
     capacity: dict[CapacityName, Annotated[int, Field(ge=0, le=100, strict=True)]] = Field(
         default_factory=_one_voice
     )
     attributes: dict[str, Any] | None = None
 
     _attributes = field_validator("attributes")(_check_attributes)
-
-    @field_validator("skills")
-    @classmethod
-    def _levels(cls, value: dict[str, int]) -> dict[str, int]:
-        for name, level in value.items():
-            if not 0 <= level <= 10:
-                raise ValueError(f"skill {name!r} level must be 0..10")
-        return value
 
 
 class Agent(BaseModel):
@@ -287,29 +281,49 @@ class Customer(BaseModel):
     history: list[HistoryItem] = Field(description="last contacts on every channel, newest first")
 
 
-class VoiceCall(BaseModel):
-    """Telephony webhook body (documented shape; the adapter reads it leniently)."""
+class _Webhook(BaseModel):
+    """A gateway's native payload as /openapi.json describes it. The adapters in ``channels/``
+    read the payload themselves; these models only say what they take: no other key (a
+    misspelt one would route as if unset), the same lengths, '' as good as absent for an
+    optional text."""
 
-    call_id: str
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class IvrChoice(_Webhook):
+    language: str | None = Field(default=None, max_length=64, description="a BCP 47 tag")
+    intent: str | None = Field(default=None, max_length=64)
+    digits: str | None = Field(default=None, max_length=32)
+
+
+class VoiceCall(_Webhook):
+    """Telephony webhook body."""
+
+    call_id: str = Field(min_length=1, max_length=128)
     from_: str | None = Field(
-        default=None, alias="from", description="none or `anonymous` etc.: the number was withheld"
+        default=None,
+        alias="from",
+        max_length=64,
+        description="none or `anonymous` etc.: the number was withheld",
     )
+    to: str | None = Field(default=None, max_length=64)
+    ivr: IvrChoice | None = None
+
+
+class SmsMessage(_Webhook):
+    message_id: str = Field(min_length=1, max_length=128)
+    from_: str = Field(alias="from", min_length=1, max_length=64)
+    to: str | None = Field(default=None, max_length=64)
+    text: str = Field(max_length=1600, description="may be empty")
+
+
+class EmailJson(_Webhook):
+    message_id: str = Field(min_length=1, max_length=250)
+    from_: str = Field(alias="from", min_length=1, max_length=320)
     to: str | None = None
-    ivr: dict[str, str] | None = None
-
-
-class SmsMessage(BaseModel):
-    message_id: str
-    from_: str = Field(alias="from")
-    to: str | None = None
-    text: str
-
-
-class EmailJson(BaseModel):
-    message_id: str
-    from_: str = Field(alias="from")
-    to: str | None = None
-    subject: str | None = None
-    body: str | None = None
-    in_reply_to: str | None = None
-    references: list[str] | None = None
+    subject: str | None = Field(default=None, max_length=998)
+    body: str | None = Field(default=None, max_length=32768)
+    in_reply_to: str | None = Field(default=None, max_length=250)
+    references: list[str] | str | None = Field(
+        default=None, description="message ids: a list, or one string as in a References header"
+    )

@@ -15,7 +15,8 @@ from router.api_channels import CHANNEL_ROUTES
 ALL_ROUTES = ROUTES + CHANNEL_ROUTES
 
 _DESCRIPTIONS = {
-    400: "Malformed JSON, a missing body or a missing Idempotency-Key",
+    400: "Malformed JSON, a missing body or a missing Idempotency-Key; on a websocket's URL, a"
+    " request that is not a websocket handshake",
     401: "No token, or a token that does not verify",
     403: "The token lacks the right",
     404: "Unknown id",
@@ -33,8 +34,14 @@ _DESCRIPTIONS = {
 }
 
 
+#: the header of a 201 that made a contact
+LOCATION = {
+    "description": "The new contact's URL, /v1/contacts/{id}",
+    "schema": {"type": "string"},
+}
+
 #: bodies their handlers read with ``read_body(required=False)``: every other body is required
-_OPTIONAL_BODIES: set[type[BaseModel]] = {m.CallbackIn, m.CompleteIn, m.RejectIn}
+_OPTIONAL_BODIES: set[type[BaseModel]] = {m.AcceptIn, m.CallbackIn, m.CompleteIn, m.RejectIn}
 
 
 def build(version: str) -> dict[str, Any]:
@@ -70,13 +77,15 @@ def build(version: str) -> dict[str, Any]:
                     "name": "Idempotency-Key",
                     "in": "header",
                     "required": True,
-                    "schema": {"type": "string", "maxLength": 128},
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
                 }
             )
         if params:
             op["parameters"] = params
         if route.roles:
             op["security"] = [{"bearer": []}]
+            if route.status == 101:  # (browsers cannot set headers on a websocket handshake)
+                op["security"].append({"access_token": []})
             op["description"] = "Roles: " + ", ".join(route.roles)
         if route.body is not None:
             op["requestBody"] = {
@@ -91,12 +100,16 @@ def build(version: str) -> dict[str, Any]:
                 "application/json": {"schema": refs[(route.response, "serialization")]}
             }
         op["responses"][str(route.status)] = ok
-        if route.status == 201:
+        if route.status == 201 and route.replays:
             op["responses"]["200"] = {**ok, "description": "Replay or update of the same resource"}
+        if route.status == 201 and route.response is m.Contact:
+            ok["headers"] = {"Location": LOCATION}  # (a replay's 200 has none)
         problem = {"application/problem+json": {"schema": refs[(m.ProblemOut, "serialization")]}}
         errors = set(route.errors)
         if route.roles:
             errors |= {401, 403, 429}
+            if route.status != 101:  # (a websocket's handshake lists its own)
+                errors.add(503)  # (every call with a token reads or writes the store)
         if route.body is not None:  # (read_body: malformed, over the limit, not JSON, invalid)
             errors |= {400, 413, 415, 422}
         if "{id}" in route.path:
@@ -117,7 +130,16 @@ def build(version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schema.get("$defs", {}),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "access_token": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "access_token",
+                    "description": "The bearer token on a websocket's URL, for browsers; "
+                    "ignored on every other URL",
+                },
+            },
         },
     }
 

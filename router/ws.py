@@ -258,6 +258,10 @@ async def prepare(ws: web.WebSocketResponse, request: web.Request) -> None:
             "not a websocket handshake: GET with Connection: Upgrade, Upgrade: websocket, "
             "Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key",
         )
+    # (the app's middleware names every answer it gets back unsent; this one is sent here)
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    if request_id:
+        ws.headers["X-Request-Id"] = request_id
     await ws.prepare(request)
 
 

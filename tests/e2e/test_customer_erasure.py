@@ -346,10 +346,10 @@ async def test_the_erasure_is_logged_by_id_alone(
 
 def test_the_document_lists_the_erasure() -> None:
     """/openapi.json has DELETE /v1/customers/{id}: admin only, 204, 404 and 409 problems (and
-    the 429 of the rate limit, as every authenticated operation)."""
+    the 429 of the rate limit and the 503 of the store, as every authenticated operation)."""
     op = build("0.1.0")["paths"]["/v1/customers/{id}"]["delete"]
     assert op["description"] == "Roles: admin"
-    assert set(op["responses"]) == {"204", "401", "403", "404", "409", "429"}
+    assert set(op["responses"]) == {"204", "401", "403", "404", "409", "429", "503"}
     assert "content" not in op["responses"]["204"]
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.router.conftest import GATEWAY, Api, ApiFactory, Desk
+
+PROBLEM_TYPE = "https://switchboard.dev/problems/"
 
 
 def when(stamp: str) -> datetime:
@@ -288,6 +291,44 @@ async def test_abandon_after_accept_is_a_conflict(api: Api) -> None:
     assert (await api.get(f"/v1/contacts/{contact['id']}"))["status"] == "assigned"
 
 
+async def test_abandon_repeated_answers_again_but_not_after_a_cancel(api: Api) -> None:
+    """Abandoning an abandoned contact answers it again (200, nothing changes); abandoning a
+    cancelled one is 409 contact-not-waiting (docs/api.md, abandon)."""
+    left, withdrawn = await api.contact(), await api.contact()
+    path = f"/v1/contacts/{left['id']}/abandon"
+    first = await api.call("POST", path, token=GATEWAY)
+    again = await api.call("POST", path, token=GATEWAY)
+    assert (first.status, again.status) == (200, 200)
+    assert again.body == first.body
+    assert first.body["status"] == "abandoned"
+    await api.ok("POST", f"/v1/contacts/{withdrawn['id']}/cancel", token=GATEWAY)
+    late = await api.call("POST", f"/v1/contacts/{withdrawn['id']}/abandon", token=GATEWAY)
+    assert (late.status, late.body["type"]) == (409, PROBLEM_TYPE + "contact-not-waiting")
+
+
+async def test_position_and_wait_are_null_once_no_longer_queued(api: Api) -> None:
+    """An offered and an assigned contact have no position and no estimated wait, while one
+    queued behind them has both (docs/api.md, the Contact)."""
+    ws = await available(api, "ann", billing=5)
+    contact = await api.contact()
+    behind = await api.contact()
+    assert (behind["position"], behind["estimated_wait_seconds"]) == (1, 180.0)
+    offered = await api.get(f"/v1/contacts/{contact['id']}")
+    assert (offered["status"], offered["position"], offered["estimated_wait_seconds"]) == (
+        "offered",
+        None,
+        None,
+    )
+    offer = await ws.recv("offer")
+    accepted = await api.ok("POST", f"/v1/reservations/{offer['reservation_id']}/accept")
+    held = accepted["contact"]
+    assert (held["status"], held["position"], held["estimated_wait_seconds"]) == (
+        "assigned",
+        None,
+        None,
+    )
+
+
 async def test_callback_keeps_the_place_in_line(api: Api) -> None:
     """A contact turned into a callback keeps its position and is offered in that order."""
     await api.agent("ann", billing=5)  # offline, able to call back
@@ -544,6 +585,33 @@ async def test_same_key_same_body_replays_the_contact(api: Api) -> None:
     assert (made.status, again.status) == (201, 200)
     assert again.body == made.body
     assert (await api.get("/v1/queues/billing"))["waiting"] == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/contacts", {"channel": "voice", "from": "+14155550100"}),
+        ("/v1/channels/voice", {"call_id": "loc-1", "from": "+14155550100"}),
+        ("/v1/channels/sms", {"message_id": "loc-1", "from": "+14155550100", "text": "hi"}),
+        ("/v1/channels/email", {"message_id": "<loc-1@example.com>", "from": "a@example.com"}),
+    ],
+)
+async def test_a_new_contact_gives_its_url_in_location(
+    api: Api, path: str, body: dict[str, Any]
+) -> None:
+    """A 201 that made a contact carries ``Location: /v1/contacts/{id}`` (RFC 9110), which
+    reads the contact, and /openapi.json documents the header; a replay's 200 has none."""
+    headers = {"Idempotency-Key": "loc-1"}
+    made = await api.call("POST", path, body, token=GATEWAY, headers=headers)
+    again = await api.call("POST", path, body, token=GATEWAY, headers=headers)
+    assert (made.status, again.status) == (201, 200)
+    assert made.headers["Location"] == f"/v1/contacts/{made.body['id']}"
+    assert (await api.get(made.headers["Location"]))["id"] == made.body["id"]
+    assert "Location" not in again.headers
+    doc = (await api.call("GET", "/openapi.json")).body
+    responses = doc["paths"][path]["post"]["responses"]
+    assert set(responses["201"]["headers"]) == {"Location"}
+    assert "headers" not in responses["200"]
 
 
 async def test_same_key_other_body_is_a_conflict(api: Api) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from queues.embedded import EmbeddedRedis
 from router.fastredis import serve_client
+from router.openapi import build
 from tests.router.conftest import ADMIN, GATEWAY, Api, ApiFactory, Reply
 
 PROBLEM = "application/problem+json"
@@ -146,6 +147,27 @@ async def test_validation_lists_every_field(api: Api) -> None:
         ["body", "colour"],
     ]
     assert "4096 bytes" in body["errors"][1]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "loc"),
+    [
+        ("/v1/channels/voice", {"call_id": "c1", "colour": "red"}, ["body"]),
+        ("/v1/channels/voice", {"call_id": "c1", "ivr": {"digits": 7}}, ["body", "ivr", "digits"]),
+        ("/v1/channels/sms", {"message_id": "s1", "from": "+14155550100"}, ["body", "text"]),
+        ("/v1/channels/email", {"from": "a@example.com"}, ["body", "message_id"]),
+    ],
+)
+async def test_an_adapter_payload_it_cannot_read_is_422_bad_payload(
+    api: Api, path: str, body: dict[str, Any], loc: list[str]
+) -> None:
+    """A gateway payload with an unknown key, a field of the wrong type or a required field
+    missing is a 422 ``bad-payload`` whose ``errors`` name the field (docs/api.md, the 422 row
+    and the adapters), and no contact is made."""
+    reply = await api.call("POST", path, body, token=GATEWAY)
+    problem = assert_problem(reply, 422, "bad-payload")
+    assert [e["loc"] for e in problem["errors"]] == [loc]
+    assert (await api.get("/v1/queues/billing"))["waiting"] == 0
 
 
 async def test_attributes_over_4_kib_are_refused(api: Api) -> None:
@@ -331,6 +353,63 @@ async def test_store_unreachable_is_503_with_retry_after(
         await api.until("/readyz", lambda r: r["status"] == "ready")
         back = await api.contact(key="bad-input")
         assert (back["status"], back["position"]) == ("queued", 1)  # a fresh, empty Redis
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def test_retry_after_is_the_configured_one_on_every_503(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """With ``SWITCHBOARD_RETRY_AFTER_SECONDS`` set, a call's 503 and /readyz's both carry it
+    as ``Retry-After`` (/readyz said 1 whatever the setting)."""
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    server.start()
+    try:
+        api = await make_api(redis_url=server.url, retry_after_seconds=7)
+        await asyncio.to_thread(server.stop)
+        for path in ("/v1/queues/billing", "/readyz"):
+            reply = await api.call("GET", path, token=GATEWAY)
+            assert (reply.status, reply.headers["Retry-After"]) == (503, "7"), path
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+#: a body each operation takes (so that it gets as far as the store)
+BODIES: dict[tuple[str, str], Any] = {
+    ("post", "/v1/contacts"): {"channel": "voice"},
+    ("put", "/v1/agents/{id}"): {"name": "Ann"},
+    ("post", "/v1/agents/{id}/state"): {"state": "away"},
+    ("put", "/v1/customers/{id}"): {},
+    ("post", "/v1/channels/voice"): {"call_id": "down-1"},
+    ("post", "/v1/channels/sms"): {"message_id": "down-1", "from": "+14155550100", "text": "x"},
+    ("post", "/v1/channels/email"): {"message_id": "<down-1@example.com>", "from": "a@example.com"},
+}
+
+
+async def test_every_operation_on_the_store_documents_its_503(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """With Redis down, every operation that takes a token (but the chat gateway's socket,
+    which reads nothing before its first message) answers 503, and /openapi.json lists 503
+    for each of them (it did for creating a contact and the adapters alone)."""
+    server = EmbeddedRedis(tmp_path / "redis", persistent=False)
+    server.start()
+    try:
+        api = await make_api(redis_url=server.url)
+        await asyncio.to_thread(server.stop)
+        doc = build("0.1.0")
+        checked = 0
+        for path, item in doc["paths"].items():
+            for method, op in item.items():
+                if "security" not in op or path == "/v1/channels/chat":
+                    continue
+                url = path.replace("{id}", "x1").replace("{name}", "billing")
+                body = BODIES.get((method, path))
+                reply = await api.call(method.upper(), url, body, token=ADMIN, headers=KEY)
+                assert reply.status == 503, (method, path, reply)
+                assert "503" in op["responses"], (method, path)
+                checked += 1
+        assert checked == 22
     finally:
         await asyncio.to_thread(server.stop)
 

@@ -320,6 +320,18 @@ async def test_a_404_does_not_quote_the_path(api: Api, path: bytes) -> None:
     assert assert_problem(parse(answer), 404, "not-found") == "no route matches this path"
 
 
+@pytest.mark.parametrize("name", ["+14155557946", "ann@example.com"])
+async def test_an_unknown_queue_is_404_without_its_name(api: Api, name: str) -> None:
+    """``GET /v1/queues/{name}`` for no queue of the config is a 404 problem whose detail does
+    not quote the name from the path (it quoted it: a mistyped URL may hold a phone number or
+    an email address)."""
+    reply = await api.call("GET", f"/v1/queues/{name}")
+    assert reply.status == 404, reply
+    assert reply.body["type"].endswith("/not-found")
+    assert reply.body["detail"] == "no such queue"
+    assert name not in json.dumps(reply.body)
+
+
 # Header bytes that are not UTF-8 (or not ASCII) pass aiohttp's parser: it hands them over as
 # surrogates, and the app must refuse them as it refuses any other bad header.
 

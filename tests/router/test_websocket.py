@@ -6,6 +6,7 @@ Settings ping every 0.2 s and give up after 0.6 s without a frame from the clien
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -177,6 +178,36 @@ async def test_a_request_that_is_no_websocket_handshake_is_one_plain_problem(api
             assert reply.headers["Content-Type"].startswith("application/problem+json")
             assert reply.body["detail"].startswith("not a websocket handshake:"), (path, reply)
             assert "h2c" not in reply.body["detail"]
+
+
+async def handshake_headers(api: Api, path: str, *headers: str) -> dict[str, str]:
+    """The headers of the answer to a websocket handshake for ``path`` (the socket is then
+    dropped)."""
+    server = api.client.server
+    assert server.port is not None
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    lines = [f"GET {path} HTTP/1.1", "Host: switchboard", "Upgrade: websocket",
+             "Connection: Upgrade", "Sec-WebSocket-Version: 13",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", *headers]  # fmt: skip
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.close()
+    status, *fields = head.decode().split("\r\n")
+    assert status.startswith("HTTP/1.1 101"), head
+    return dict(f.split(": ", 1) for f in fields if f)
+
+
+async def test_a_handshake_answer_carries_the_request_id(api: Api) -> None:
+    """The 101 that opens an agent's or the chat gateway's socket carries ``X-Request-Id``, the
+    client's own when it looks like an id, as every other answer does (it had none)."""
+    await api.agent("ann", billing=5)
+    token = await api.token("ann")
+    for path, who in (("/v1/agents/ann/ws", token), ("/v1/channels/chat", GATEWAY)):
+        for given, expected in (("trace-7f3a.01", "trace-7f3a.01"), ("a b", "[0-9a-f]{16}")):
+            sent = await handshake_headers(
+                api, path, f"Authorization: Bearer {who}", f"X-Request-Id: {given}"
+            )
+            assert re.fullmatch(expected, sent.get("X-Request-Id", "")), (path, given, sent)
 
 
 async def test_a_state_reply_follows_the_offers_it_caused(api: Api) -> None:
