@@ -381,7 +381,10 @@ async def metrics_handler(request: web.Request) -> web.StreamResponse:
     wanted = app[k.SETTINGS].metrics_token
     if wanted is not None and wanted.get_secret_value():
         given = bearer_token(request)
-        if not hmac.compare_digest(given.encode(), wanted.get_secret_value().encode()):
+        # (header bytes that are not UTF-8 come as surrogates: compare them as they were sent)
+        if not hmac.compare_digest(
+            given.encode("utf-8", "surrogateescape"), wanted.get_secret_value().encode()
+        ):
             raise Problem(
                 401,
                 "/metrics needs the SWITCHBOARD_METRICS_TOKEN bearer token",

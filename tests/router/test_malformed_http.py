@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.router.conftest import GATEWAY, Api, Served, http
+from tests.router.conftest import GATEWAY, Api, ApiFactory, Served, http
 
 PHONE = b"+44 20 7946 0958"
 EMAIL = b"ann@example.com"
@@ -373,3 +373,16 @@ async def test_a_token_that_is_not_ascii_is_401(api: Api) -> None:
             "malformed token",
         ), token
     assert (await api.get("/v1/agents/ann"))["state"] == "offline"
+
+
+async def test_a_metrics_token_that_is_not_utf8_is_401(make_api: ApiFactory) -> None:
+    """A /metrics bearer token with bytes that are not UTF-8 is a 401 problem, as at every
+    other endpoint (it was a 500: the comparison encoded the surrogates the bytes become)."""
+    api = await make_api(metrics_token="m-secret")
+    raw = (
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer m-secr\xe9\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    status, headers, body = parse(await exchange(*address(api), raw))
+    assert (status, body["type"]) == (401, "https://switchboard.dev/problems/unauthorized")
+    assert headers["www-authenticate"] == "Bearer"
