@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from config.routing import ConfigInvalid
 from simulations.erlang import format_table, staffing_table
 from simulations.model import Model
+from simulations.output import cannot_write, write_text
 from simulations.replications import simulate as run_scenario
 from simulations.scenario import LoadedScenario, ScenarioInvalid, load_scenario
 from simulations.search import SearchResult, Trial, search
@@ -102,8 +103,7 @@ def _build(loaded: LoadedScenario) -> Model | None:
 
 
 def _cannot_write(path: str, exc: OSError) -> None:
-    where = exc.filename if exc.filename is not None else path  # (the file that failed)
-    print(f"switchboard: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
+    cannot_write(path, exc)
 
 
 def _try_file(path: Path) -> None:
@@ -150,17 +150,7 @@ def outputs_writable(json_out: str | None, report: str | None = None) -> bool:
 
 def _write_json(path: str, data: Any) -> bool:
     """Write ``data`` to ``path`` (``-``: stdout); False, with the reason on stderr, if not."""
-    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-    if path == "-":
-        sys.stdout.write(text)
-        return True
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        _cannot_write(path, exc)
-        return False
-    return True
+    return write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def _meta(loaded: LoadedScenario, seed: int, replications: int) -> dict[str, Any]:

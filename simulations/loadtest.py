@@ -30,7 +30,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -52,6 +51,7 @@ from simulations.loadgen_plan import (
 )
 from simulations.loadgen_report import Progress, failed_checks, format_report, summarise
 from simulations.loadgen_track import Latency, Tracker, clock
+from simulations.output import write_text
 
 _SETUP_CONCURRENCY = 64
 _POST_TIMEOUT = 30.0
@@ -390,16 +390,7 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
 
 def _write(path: str, text: str) -> bool:
     """Write ``text`` to ``path`` (``-``: stdout); False, with the reason on stderr, if not."""
-    if path == "-":
-        sys.stdout.write(text)
-        return True
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        print(f"loadtest: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
-        return False
-    return True
+    return write_text(path, text, "loadtest")
 
 
 def loadtest(args: argparse.Namespace) -> int:
