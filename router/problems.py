@@ -76,9 +76,14 @@ class Problem(Exception):
         self.errors = errors
         self.headers = headers or {}
 
+    @property
+    def type_uri(self) -> str:
+        """The problem's RFC 9457 ``type``."""
+        return f"https://switchboard.dev/problems/{self.kind}"
+
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "type": f"https://switchboard.dev/problems/{self.kind}",
+            "type": self.type_uri,
             "title": self.title,
             "status": self.status,
             "detail": self.detail,

@@ -71,9 +71,11 @@ BINARY_FRAME = Problem(400, "messages are JSON in text frames, not binary frames
 
 
 def error_message(problem: Problem, ref: Any = None) -> dict[str, Any]:
-    """A problem as a websocket ``error`` message (agent and chat sockets alike)."""
+    """A problem as a websocket ``error`` message (agent and chat sockets alike): the REST
+    problem's fields, its ``type`` as ``problem`` (``type`` names the message)."""
     out: dict[str, Any] = {"type": "error", "title": problem.title, "detail": problem.detail}
     out["status"] = problem.status
+    out["problem"] = problem.type_uri
     if problem.errors:
         out["errors"] = problem.errors
     if ref is not None:

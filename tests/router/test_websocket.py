@@ -102,6 +102,10 @@ async def test_socket_errors_echo_the_ref(api: Api) -> None:
     await desk.send({"type": "accept", "reservation_id": "r999", "ref": 2})
     missing = await desk.recv("error")
     assert (missing["ref"], missing["status"], missing["title"]) == (2, 404, "Not Found")
+    # the REST problem's type, for a desktop to tell one refusal from another
+    rest = await api.call("POST", "/v1/reservations/r999/accept")
+    assert missing["problem"] == rest.body["type"]
+    assert missing["problem"].endswith("/reservation-not-found")
 
     await desk.send({"type": "state", "state": "sleeping", "ref": 3})
     invalid = await desk.recv("error")
